@@ -1,0 +1,1 @@
+"""The MQTT-to-database ingest service: decode, batch, COPY, commit, then acknowledge."""

@@ -1,0 +1,129 @@
+"""Pure part of ingest: turn received messages into one storage batch.
+
+No I/O and no clock: the time each message was received travels with it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from protocol.decoding import (
+    DEFAULT_WINDOW,
+    AcceptanceWindow,
+    Event,
+    Rejected,
+    RejectReason,
+    State,
+    Telemetry,
+    decode,
+)
+from protocol.errors import TopicError
+from protocol.topics import DeviceTopic
+from storage.registry import Registration
+from storage.writer import DeadLetter, StorageBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message as it came off the broker."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    mid: int = 0
+    """MQTT packet id, to acknowledge once stored."""
+    connection: int = 0
+    """Which broker connection delivered it; an ack is only valid on that same connection."""
+
+
+@dataclass(slots=True)
+class Classified:
+    batch: StorageBatch = field(default_factory=StorageBatch)
+    rejections: Counter[str] = field(default_factory=Counter)
+    unknown_devices: set[str] = field(default_factory=set)
+
+
+def classify(
+    messages: Iterable[Inbound],
+    registry: Mapping[str, Registration],
+    window: AcceptanceWindow = DEFAULT_WINDOW,
+) -> Classified:
+    """Decode messages, check their sender against the registry and sort them for storage."""
+    result = Classified()
+    batch = result.batch
+    for message in messages:
+        # The sender is checked first: a device publishing under another class or site is
+        # the problem to report, not the metrics it then sends.
+        decoded = _check_sender(message.topic, registry, result) or decode(
+            message.topic, message.payload, message.received_at, window
+        )
+        if isinstance(decoded, Rejected):
+            _dead_letter(result, message, _device_of(message.topic), decoded)
+        elif isinstance(decoded, Telemetry):
+            device_id = decoded.topic.device_id
+            rows = batch.telemetry.setdefault(decoded.topic.device_class, [])
+            rows.extend((r.ts, device_id, r.metric, r.value) for r in decoded.readings)
+            if decoded.rejected_values:
+                partial = Rejected(
+                    decoded.rejected_values[0].reason,
+                    f"{len(decoded.rejected_values)} value(s) refused, the rest stored: "
+                    + "; ".join(r.detail for r in decoded.rejected_values),
+                )
+                _dead_letter(result, message, device_id, partial)
+        elif isinstance(decoded, Event):
+            batch.events.append((decoded, message.received_at))
+        elif isinstance(decoded, State):
+            batch.states.append((decoded, message.received_at))
+        else:
+            batch.command_acks.append((decoded, message.received_at))
+    return result
+
+
+def _check_sender(
+    topic_text: str, registry: Mapping[str, Registration], result: Classified
+) -> Rejected | None:
+    try:
+        topic = DeviceTopic.parse(topic_text)
+    except TopicError:
+        return None  # the decoder explains it
+    registration = registry.get(topic.device_id)
+    if registration is None:
+        result.unknown_devices.add(topic.device_id)
+        return Rejected(
+            RejectReason.UNKNOWN_DEVICE,
+            f"device {topic.device_id!r} is not in the registry: provision it first "
+            "(smartcity provision SITE_FILE)",
+        )
+    if (registration.site_id, registration.device_class) != (topic.site, topic.device_class):
+        return Rejected(
+            RejectReason.DEVICE_MISMATCH,
+            f"device {topic.device_id!r} is registered as a {registration.device_class} of "
+            f"site {registration.site_id!r}, but published as a {topic.device_class} of "
+            f"site {topic.site!r}",
+        )
+    return None
+
+
+def _dead_letter(
+    result: Classified, message: Inbound, device_id: str | None, rejected: Rejected
+) -> None:
+    result.rejections[rejected.reason.value] += 1
+    result.batch.dead_letters.append(
+        DeadLetter(
+            message.received_at,
+            message.topic,
+            device_id,
+            rejected.reason.value,
+            rejected.detail,
+            message.payload,
+        )
+    )
+
+
+def _device_of(topic: str) -> str | None:
+    """The device id level of a topic, if it has one, for dead letters of bad topics."""
+    levels = topic.split("/")
+    return levels[3][:64] if len(levels) == 5 else None

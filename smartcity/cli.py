@@ -1,0 +1,288 @@
+"""The ``smartcity`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+from wsgiref.simple_server import WSGIServer
+
+import psycopg
+import typer
+from prometheus_client import start_http_server
+
+from ingest.service import IngestConfig, IngestService
+from protocol.sites import SiteFileError, load_site
+from smartcity import logs
+from smartcity.settings import Settings
+from storage.errors import MigrationError
+from storage.migrate import current_revision, head_revision, migrate
+from storage.registry import upsert_site
+
+app = typer.Typer(
+    help="Telemetry and control platform for a city's connected infrastructure.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database schema and housekeeping.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
+
+log = logging.getLogger("smartcity")
+DEFAULT_SITE = Path("sites/sefrou.yaml")
+UP_MQTT_PORT = 18830
+UP_POSTGRES_PORT = 54329
+
+SiteOption = Annotated[Path, typer.Option("--site", help="Site inventory file.")]
+
+
+def fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=2)
+
+
+def require_database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise fail(
+            "no database: set DATABASE_URL (for example "
+            "postgresql://postgres@127.0.0.1:5432/smartcity), or use `smartcity up`"
+        )
+    return settings.database_url
+
+
+def on_termination(stop: threading.Event) -> None:
+    """Ctrl-C and SIGTERM set ``stop``; a second Ctrl-C exits at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise SystemExit(130)
+        typer.echo("\nstopping (Ctrl-C again to force)...", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stop_when_set(stop: threading.Event, action: Callable[[], None]) -> None:
+    def wait_then_act() -> None:
+        stop.wait()
+        action()
+
+    threading.Thread(target=wait_then_act, daemon=True, name="stopper").start()
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Bring the schema up to date (TimescaleDB is used when installed).
+
+    Example: DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity db migrate
+    """
+    url = require_database_url(Settings())
+    try:
+        migrate(url)
+        revision = current_revision(url)
+        with psycopg.connect(url) as connection:
+            row = connection.execute("SELECT timescaledb FROM storage_backend").fetchone()
+    except (MigrationError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    backend = "TimescaleDB" if row and row[0] else "plain PostgreSQL"
+    typer.echo(f"schema at revision {revision} ({backend})")
+
+
+@db_app.command("maintain")
+def db_maintain() -> None:
+    """Create partitions ahead, refresh rollups and drop expired data (plain PostgreSQL;
+    TimescaleDB does this by itself). Ingest runs it every minute.
+
+    Example: smartcity db maintain
+    """
+    url = require_database_url(Settings())
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            row = connection.execute("SELECT smartcity_maintain()").fetchone()
+    except psycopg.Error as error:
+        raise fail(f"{error}".strip() + " (has `smartcity db migrate` run?)") from error
+    typer.echo(row[0] if row else "")
+
+
+@app.command()
+def provision(site_file: Annotated[Path, typer.Argument(help="Site inventory file.")]) -> None:
+    """Load a site's devices into the registry (creates or updates; idempotent).
+
+    Example: smartcity provision sites/sefrou.yaml
+    """
+    url = require_database_url(Settings())
+    try:
+        inventory = load_site(site_file)
+        with psycopg.connect(url) as connection:
+            count = upsert_site(connection, inventory)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    except psycopg.Error as error:
+        raise fail(f"{error}".strip() + " (has `smartcity db migrate` run?)") from error
+    typer.echo(f"site {inventory.site.id}: {count} devices provisioned")
+
+
+@app.command()
+def ingest(
+    share_group: Annotated[
+        str | None, typer.Option(help="Split the stream with other workers ($share/GROUP/).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
+) -> None:
+    """Run the MQTT-to-database ingest service until Ctrl-C or SIGTERM.
+
+    Example: DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity SMARTCITY_MQTT_PORT=1883
+    smartcity ingest
+    """
+    logs.configure(log_level)
+    settings = Settings()
+    url = require_database_url(settings)
+    try:
+        revision = current_revision(url)
+    except Exception as error:
+        raise fail(f"cannot reach the database: {error}") from error
+    if revision != head_revision():
+        raise fail(f"schema is at {revision}, not {head_revision()}: run smartcity db migrate")
+    service = make_ingest_service(settings, url, share_group)
+    stop = threading.Event()
+    on_termination(stop)
+    stop_when_set(stop, service.stop)
+    server = start_metrics_server(service, settings.ingest_metrics_port)
+    try:
+        service.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def make_ingest_service(
+    settings: Settings, url: str, share_group: str | None = None
+) -> IngestService:
+    client_id = settings.ingest_client_id
+    if share_group:
+        client_id = f"{client_id}-{share_group}-{os.getpid()}"
+    return IngestService(
+        IngestConfig(
+            database_url=url,
+            mqtt_host=settings.mqtt_host,
+            mqtt_port=settings.mqtt_port,
+            client_id=client_id,
+            share_group=share_group,
+            batch_max_messages=settings.ingest_batch_max_messages,
+            batch_max_seconds=settings.ingest_batch_max_seconds,
+            receive_maximum=settings.ingest_receive_maximum,
+            registry_refresh_s=settings.ingest_registry_refresh_s,
+            maintenance_interval_s=settings.maintenance_interval_s,
+        )
+    )
+
+
+def start_metrics_server(service: IngestService, port: int) -> WSGIServer | None:
+    if port == 0:
+        return None
+    try:
+        server, _thread = start_http_server(port, "127.0.0.1", registry=service.metrics.registry)
+    except OSError as error:
+        log.warning("metrics endpoint not started", extra={"port": port, "error": str(error)})
+        return None
+    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    return server
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port to listen on (loopback).")] = UP_MQTT_PORT,
+) -> None:
+    """Run the platform's own Mosquitto with broker_config/ until Ctrl-C.
+
+    Example: smartcity broker --port 18830
+    """
+    from smartcity.local_services import LocalMosquitto, LocalServiceError
+
+    settings = Settings()
+    mosquitto = LocalMosquitto(settings.state_dir.resolve() / "broker", port)
+    try:
+        mosquitto.start()
+    except LocalServiceError as error:
+        raise fail(str(error)) from error
+    typer.echo(f"mosquitto on 127.0.0.1:{port}, config {mosquitto.layout.config_file}")
+    stop = threading.Event()
+    on_termination(stop)
+    while not stop.wait(1):
+        if not mosquitto.running:
+            raise fail(f"mosquitto exited; see {mosquitto.layout.log_file}")
+    mosquitto.stop()
+
+
+@app.command("publish-demo")
+def publish_demo(
+    site: SiteOption = DEFAULT_SITE,
+    interval: Annotated[float, typer.Option(help="Seconds between two messages of a device.")] = 10,
+) -> None:
+    """Publish plausible telemetry for every device of a site (stands in for the simulators).
+
+    Example: SMARTCITY_MQTT_PORT=18830 smartcity publish-demo --interval 5
+    """
+    from smartcity.demo_publisher import DemoPublisher
+
+    settings = Settings()
+    try:
+        inventory = load_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    publisher = DemoPublisher(
+        inventory, settings.mqtt_host, settings.mqtt_port, interval_s=interval
+    )
+    stop = threading.Event()
+    on_termination(stop)
+    stop_when_set(stop, publisher.stop)
+    publisher.run()
+    typer.echo(f"published {publisher.published} messages")
+
+
+@app.command()
+def up(
+    site: SiteOption = DEFAULT_SITE,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the platform's broker.")] = UP_MQTT_PORT,
+    postgres_port: Annotated[
+        int, typer.Option(help="Port of the local PostgreSQL (unused with DATABASE_URL).")
+    ] = UP_POSTGRES_PORT,
+    interval: Annotated[float, typer.Option(help="Seconds between a device's messages.")] = 10,
+) -> None:
+    """Run the whole platform on the simulated city until Ctrl-C.
+
+    Example: smartcity up            (or, with your own database:
+    DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity up)
+    """
+    from smartcity.local_services import LocalServiceError
+    from smartcity.up import UpOptions, run_platform
+
+    logs.configure("WARNING", json_lines=False)
+    settings = Settings()
+    stop = threading.Event()
+    on_termination(stop)
+    options = UpOptions(
+        site,
+        settings.state_dir,
+        mqtt_port,
+        postgres_port,
+        settings.database_url,
+        interval,
+        settings.ingest_metrics_port,
+    )
+    try:
+        run_platform(options, stop)
+    except (LocalServiceError, SiteFileError, MigrationError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+
+
+def main() -> None:
+    app()

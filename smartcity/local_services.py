@@ -1,0 +1,216 @@
+"""Start the real Mosquitto and PostgreSQL on this machine, in folders of our own.
+
+Used by ``smartcity up`` and ``smartcity broker`` and by the test fixtures: each instance has
+its own port and data folder, so the platform never depends on (or disturbs) a system service.
+PostgreSQL refuses to run as root; as root, its commands run as the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker_config import BrokerLayout, write_config
+
+
+class LocalServiceError(RuntimeError):
+    """A local broker or database could not be started or stopped."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise LocalServiceError(f"nothing listens on {host}:{port} after {timeout_s:.0f} s")
+
+
+@dataclass
+class LocalMosquitto:
+    data_dir: Path
+    port: int
+    bind_address: str = "127.0.0.1"
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def layout(self) -> BrokerLayout:
+        return BrokerLayout(self.port, self.data_dir, self.bind_address)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise LocalServiceError(
+                "mosquitto is not installed: run scripts/bootstrap (or apt-get install mosquitto)"
+            )
+        config = write_config(self.layout)
+        self._process = subprocess.Popen(
+            [binary, "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(self.port, timeout_s)
+        except LocalServiceError:
+            self.kill()
+            log_tail = self._log_tail()
+            raise LocalServiceError(f"mosquitto did not start; its log ends:\n{log_tail}") from None
+
+    def _log_tail(self) -> str:
+        try:
+            return "\n".join(self.layout.log_file.read_text().splitlines()[-10:])
+        except OSError:
+            return "(no log)"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop cleanly: mosquitto saves its persistence file on SIGTERM."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait()
+        self._process = None
+
+
+def postgres_bindir() -> Path:
+    """The newest installed PostgreSQL >= 15 server binaries."""
+    candidates = []
+    for pg_ctl in Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"):
+        try:
+            version = int(pg_ctl.parent.parent.name)
+        except ValueError:
+            continue
+        if version >= 15:
+            candidates.append((version, pg_ctl.parent))
+    if candidates:
+        return max(candidates)[1]
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    raise LocalServiceError(
+        "PostgreSQL >= 15 server is not installed: run scripts/bootstrap "
+        "(or apt-get install postgresql), or set DATABASE_URL to an existing server"
+    )
+
+
+@dataclass
+class LocalPostgres:
+    """A private PostgreSQL cluster: ``initdb`` once, then start and stop with ``pg_ctl``."""
+
+    data_dir: Path
+    port: int
+    durable: bool = True
+    """False turns fsync off: for throwaway test clusters only."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Extra server settings, e.g. shared_preload_libraries."""
+
+    def _as_owner(self, command: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *command]
+        return command
+
+    def _run(self, command: list[str], timeout_s: float = 120) -> None:
+        result = subprocess.run(
+            self._as_owner(command), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if result.returncode != 0:
+            raise LocalServiceError(
+                f"{Path(command[0]).name} failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-2000:]}"
+            )
+
+    def initialize(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.data_dir, "postgres", "postgres")
+        self.data_dir.chmod(0o700)
+        self._run(
+            [
+                str(postgres_bindir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+            ]
+        )
+
+    def start(self, timeout_s: float = 60) -> None:
+        self.initialize()
+        options = {
+            "port": str(self.port),
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.data_dir),
+            "max_connections": "200",
+            "timescaledb.telemetry_level": "off",
+            **(
+                {}
+                if self.durable
+                else {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+            ),
+            **self.settings,
+        }
+        if "timescaledb" not in options.get("shared_preload_libraries", ""):
+            del options["timescaledb.telemetry_level"]
+        flags = " ".join(f"-c {key}={value}" for key, value in options.items())
+        self._run(
+            [
+                str(postgres_bindir() / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.data_dir / "server.log"),
+                "-o",
+                flags,
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "start",
+            ],
+            timeout_s=timeout_s + 10,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; ``mode`` is pg_ctl's: smart, fast or immediate (a crash)."""
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        self._run(
+            [str(postgres_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

@@ -1,0 +1,38 @@
+"""One typed settings model for every service, built once in ``main()`` and passed down.
+
+Values come from environment variables prefixed ``SMARTCITY_`` (``DATABASE_URL`` also works
+unprefixed, as most tools expect) and from an optional ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SMARTCITY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SMARTCITY_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL connection string; unset: `up` starts a local server",
+    )
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: PositiveInt = 1883
+    state_dir: Path = Path(".smartcity")
+    """Where `up` and `broker` keep the broker's and the local database's files."""
+
+    ingest_client_id: str = "smartcity-ingest"
+    ingest_batch_max_messages: PositiveInt = 2_000
+    ingest_batch_max_seconds: PositiveFloat = 0.5
+    ingest_receive_maximum: PositiveInt = 4_000
+    """Messages the broker may have in flight to ingest, unacknowledged; bounds its memory."""
+    ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    """Prometheus /metrics port; 0 turns the endpoint off."""
+    ingest_registry_refresh_s: PositiveFloat = 30.0
+    maintenance_interval_s: PositiveFloat = 60.0

@@ -1,0 +1,152 @@
+"""``smartcity up``: the whole platform on one machine, on the simulated city.
+
+Starts a broker, a database (a private local PostgreSQL, or DATABASE_URL), migrates,
+provisions the site, runs ingest and the demo publisher, reports progress, and stops all of it
+cleanly when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import typer
+
+from ingest.service import IngestConfig, IngestService
+from protocol.sites import load_site
+from smartcity.demo_publisher import DemoPublisher
+from smartcity.local_services import LocalMosquitto, LocalPostgres
+from storage.migrate import migrate
+from storage.registry import upsert_site
+
+log = logging.getLogger("smartcity.up")
+DATABASE_NAME = "smartcity"
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    site_file: Path
+    state_dir: Path
+    mqtt_port: int
+    postgres_port: int
+    database_url: str | None
+    publish_interval_s: float
+    metrics_port: int
+
+
+def local_postgres_dir(state_dir: Path) -> Path:
+    # The postgres user (root cannot run the server) may not be able to reach a folder
+    # under a home directory; the standard place for service data is always reachable.
+    return Path("/var/lib/smartcity/postgres") if os.geteuid() == 0 else state_dir / "postgres"
+
+
+def ensure_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if exists.fetchone() is None:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def run_platform(options: UpOptions, stop: threading.Event) -> None:
+    say = typer.echo
+    inventory = load_site(options.site_file)
+    state_dir = options.state_dir.resolve()
+    broker = LocalMosquitto(state_dir / "broker", options.mqtt_port)
+    postgres: LocalPostgres | None = None
+    threads: list[threading.Thread] = []
+    service: IngestService | None = None
+    publisher: DemoPublisher | None = None
+    try:
+        say(f"[1/5] broker: mosquitto on 127.0.0.1:{options.mqtt_port} ({broker.data_dir})")
+        broker.start()
+        database_url = options.database_url
+        if database_url is None:
+            postgres = LocalPostgres(local_postgres_dir(state_dir), options.postgres_port)
+            say(
+                f"[2/5] database: local PostgreSQL on 127.0.0.1:{options.postgres_port} "
+                f"({postgres.data_dir})"
+            )
+            postgres.start()
+            ensure_database(postgres.url(), DATABASE_NAME)
+            database_url = postgres.url(DATABASE_NAME)
+        else:
+            say("[2/5] database: DATABASE_URL")
+        say("[3/5] schema: migrating")
+        migrate(database_url)
+        with psycopg.connect(database_url) as connection:
+            count = upsert_site(connection, inventory)
+        say(f"[4/5] registry: {count} devices of site {inventory.site.id}")
+        service = IngestService(
+            IngestConfig(database_url, "127.0.0.1", options.mqtt_port, maintenance_interval_s=30)
+        )
+        publisher = DemoPublisher(
+            inventory, "127.0.0.1", options.mqtt_port, interval_s=options.publish_interval_s
+        )
+        threads = [
+            threading.Thread(target=service.run, name="ingest"),
+            threading.Thread(target=publisher.run, name="demo-publisher"),
+        ]
+        for thread in threads:
+            thread.start()
+        say(
+            f"[5/5] ingest and demo publisher running ({len(inventory.devices)} devices, one "
+            f"message each every {options.publish_interval_s:g} s)"
+        )
+        _explain(database_url, options)
+        _report_progress(database_url, stop)
+    finally:
+        say("stopping...")
+        if publisher is not None:
+            publisher.stop()
+        if service is not None:
+            service.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+        broker.stop()
+        if postgres is not None:
+            postgres.stop()
+        say("stopped.")
+
+
+def _explain(database_url: str, options: UpOptions) -> None:
+    typer.echo(
+        "\nWhere to look:\n"  # noqa: S608 - example queries printed for the reader
+        f"  psql '{database_url}'\n"
+        "    SELECT * FROM telemetry ORDER BY ts DESC LIMIT 20;\n"
+        "    SELECT device_class, count(*) FROM telemetry GROUP BY 1;\n"
+        "    SELECT * FROM telemetry_hourly WHERE device_id = 'sl-menzel-n-001';\n"
+        "    SELECT received_at, reason, detail FROM dead_letters ORDER BY id DESC LIMIT 10;\n"
+        f"  mosquitto_sub -p {options.mqtt_port} -t 'sc/#' -v\n"
+        f"  mosquitto_pub -p {options.mqtt_port} -q 1 -t sc/sefrou/streetlight/sl-menzel-n-001"
+        '/telemetry -m \'{"v":1,"seq":1,"samples":[{"ts":"\'$(date -u +%FT%TZ)\'",'
+        '"values":{"battery_soc":55}}]}\'\n'
+        "Press Ctrl-C to stop everything.\n"
+    )
+
+
+def _report_progress(database_url: str, stop: threading.Event) -> None:
+    previous: tuple[float, int] | None = None
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        while not stop.wait(5):
+            rows = connection.execute(
+                "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM dead_letters),"
+                " (SELECT count(DISTINCT device_id) FROM telemetry)"
+            ).fetchone()
+            if rows is None:
+                continue
+            telemetry, dead, devices = rows
+            now = time.monotonic()
+            rate = (
+                ""
+                if previous is None
+                else (f", {(telemetry - previous[1]) / (now - previous[0]):.0f} rows/s")
+            )
+            previous = (now, telemetry)
+            typer.echo(
+                f"telemetry rows: {telemetry} from {devices} devices{rate}; dead letters: {dead}"
+            )

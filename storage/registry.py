@@ -1,0 +1,82 @@
+"""The device registry: sites and devices, loaded from site files and read by ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from protocol.sites import SiteInventory
+from protocol.topics import DeviceClass
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    site_id: str
+    device_class: DeviceClass
+
+
+def load_registry(connection: psycopg.Connection) -> dict[str, Registration]:
+    """Every device in service, by id."""
+    rows = connection.execute(
+        "SELECT device_id, site_id, device_class FROM devices WHERE decommissioned_at IS NULL"
+    ).fetchall()
+    return {device_id: Registration(site, DeviceClass(cls)) for device_id, site, cls in rows}
+
+
+def upsert_site(connection: psycopg.Connection, inventory: SiteInventory) -> int:
+    """Create or update a site and its devices; return how many devices were written."""
+    site = inventory.site
+    with connection.transaction():
+        connection.execute(
+            """
+            INSERT INTO sites (site_id, name, timezone, latitude, longitude, metadata)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            ON CONFLICT (site_id) DO UPDATE SET name = EXCLUDED.name,
+                timezone = EXCLUDED.timezone, latitude = EXCLUDED.latitude,
+                longitude = EXCLUDED.longitude, metadata = EXCLUDED.metadata
+            """,
+            (site.id, site.name, site.timezone, site.latitude, site.longitude, Jsonb({})),
+        )
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                """
+                INSERT INTO devices (device_id, site_id, device_class, name, model, latitude,
+                    longitude, street_group, cabinet, building, zone, metadata)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (device_id) DO UPDATE SET site_id = EXCLUDED.site_id,
+                    device_class = EXCLUDED.device_class, name = EXCLUDED.name,
+                    model = EXCLUDED.model, latitude = EXCLUDED.latitude,
+                    longitude = EXCLUDED.longitude, street_group = EXCLUDED.street_group,
+                    cabinet = EXCLUDED.cabinet, building = EXCLUDED.building,
+                    zone = EXCLUDED.zone, metadata = EXCLUDED.metadata, updated_at = now(),
+                    decommissioned_at = NULL
+                """,
+                [
+                    (
+                        device.id,
+                        site.id,
+                        device.device_class.value,
+                        device.name,
+                        device.model,
+                        device.latitude,
+                        device.longitude,
+                        device.street_group,
+                        device.cabinet,
+                        device.building,
+                        device.zone,
+                        Jsonb(dict(device.metadata)),
+                    )
+                    for device in inventory.devices
+                ],
+            )
+    return len(inventory.devices)
+
+
+def device_counts(connection: psycopg.Connection) -> Mapping[str, int]:
+    rows = connection.execute(
+        "SELECT device_class, count(*) FROM devices WHERE decommissioned_at IS NULL GROUP BY 1"
+    ).fetchall()
+    return dict(rows)

@@ -1,0 +1,200 @@
+"""Write a batch of decoded messages in one transaction, idempotently.
+
+Telemetry goes in with binary COPY into a per-class staging table, then one
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per class: COPY's speed, and a redelivered
+message changes nothing. Events, states, command acknowledgements and dead letters are few
+and go in with pipelined ``executemany``, also ``ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import psycopg
+from psycopg import sql
+
+from protocol.decoding import CommandAck, Event, State
+from protocol.topics import DeviceClass
+
+TelemetryRow = tuple[datetime, str, str, float]
+"""(ts, device_id, metric, value)"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_at: datetime
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.topic.encode() + b"\0" + self.payload).digest()
+
+
+@dataclass(slots=True)
+class StorageBatch:
+    """Everything one transaction stores."""
+
+    telemetry: dict[DeviceClass, list[TelemetryRow]] = field(default_factory=dict)
+    events: list[tuple[Event, datetime]] = field(default_factory=list)
+    states: list[tuple[State, datetime]] = field(default_factory=list)
+    command_acks: list[tuple[CommandAck, datetime]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def telemetry_row_count(self) -> int:
+        return sum(len(rows) for rows in self.telemetry.values())
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    telemetry_offered: int
+    telemetry_stored: int
+    events_stored: int
+    states_stored: int
+    command_acks_stored: int
+    dead_letters_stored: int
+
+    @property
+    def telemetry_duplicates(self) -> int:
+        return self.telemetry_offered - self.telemetry_stored
+
+
+def _staging(device_class: DeviceClass) -> sql.Identifier:
+    return sql.Identifier(f"staging_{device_class}")
+
+
+class BatchWriter:
+    """Owns one connection; :meth:`write` stores a batch atomically and commits."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._connection = connection
+        self._partitioned_days: set[tuple[DeviceClass, date]] = set()
+        with connection.transaction():
+            for device_class in DeviceClass:
+                connection.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE IF NOT EXISTS {} "
+                        "(ts timestamptz, device_id text, metric text, value double precision) "
+                        "ON COMMIT DELETE ROWS"
+                    ).format(_staging(device_class))
+                )
+
+    @property
+    def connection(self) -> psycopg.Connection:
+        return self._connection
+
+    def write(self, batch: StorageBatch) -> WriteResult:
+        connection = self._connection
+        telemetry_stored = 0
+        new_days: set[tuple[DeviceClass, date]] = set()
+        with connection.transaction(), connection.cursor() as cursor:
+            for device_class, rows in batch.telemetry.items():
+                if not rows:
+                    continue
+                new_days |= self._ensure_partitions(cursor, device_class, rows)
+                with cursor.copy(
+                    sql.SQL(
+                        "COPY {} (ts, device_id, metric, value) FROM STDIN (FORMAT BINARY)"
+                    ).format(_staging(device_class))
+                ) as copy:
+                    copy.set_types(["timestamptz", "text", "text", "float8"])
+                    for row in rows:
+                        copy.write_row(row)
+                cursor.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (ts, device_id, metric, value) "
+                        "SELECT ts, device_id, metric, value FROM {} ON CONFLICT DO NOTHING"
+                    ).format(sql.Identifier(f"telemetry_{device_class}"), _staging(device_class))
+                )
+                telemetry_stored += max(cursor.rowcount, 0)
+            events = _insert_many(
+                cursor,
+                "INSERT INTO device_events (ts, device_id, kind, seq, severity, message, data,"
+                " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
+                " ON CONFLICT DO NOTHING",
+                [
+                    (
+                        e.ts,
+                        e.topic.device_id,
+                        e.kind,
+                        e.seq,
+                        e.severity.value,
+                        e.message,
+                        e.data_json.decode(),
+                        received_at,
+                    )
+                    for e, received_at in batch.events
+                ],
+            )
+            states = _insert_many(
+                cursor,
+                "INSERT INTO device_states (ts, device_id, status, reason, boot_id, firmware,"
+                " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        s.ts,
+                        s.topic.device_id,
+                        s.status.value,
+                        s.reason,
+                        s.boot_id,
+                        s.firmware,
+                        received_at,
+                    )
+                    for s, received_at in batch.states
+                ],
+            )
+            acks = _insert_many(
+                cursor,
+                "INSERT INTO command_acks (device_id, command_id, ts, outcome, reason,"
+                " received_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (a.topic.device_id, a.command_id, a.ts, a.outcome.value, a.reason, received)
+                    for a, received in batch.command_acks
+                ],
+            )
+            dead = _insert_many(
+                cursor,
+                "INSERT INTO dead_letters (digest, received_at, topic, device_id, reason,"
+                " detail, payload) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (digest) DO NOTHING",
+                [
+                    (d.digest, d.received_at, d.topic, d.device_id, d.reason, d.detail, d.payload)
+                    for d in batch.dead_letters
+                ],
+            )
+        # Only now: a partition created in a transaction that rolled back does not exist.
+        self._partitioned_days |= new_days
+        return WriteResult(
+            batch.telemetry_row_count(), telemetry_stored, events, states, acks, dead
+        )
+
+    def _ensure_partitions(
+        self, cursor: psycopg.Cursor, device_class: DeviceClass, rows: list[TelemetryRow]
+    ) -> set[tuple[DeviceClass, date]]:
+        """Make sure the days of ``rows`` have partitions; return the days newly checked."""
+        days = {(device_class, row[0].astimezone(UTC).date()) for row in rows}
+        days -= self._partitioned_days
+        if days:
+            cursor.execute(
+                "SELECT ensure_telemetry_partitions(%s, %s, %s)",
+                (device_class.value, min(row[0] for row in rows), max(row[0] for row in rows)),
+            )
+        return days
+
+    def maintain(self) -> object:
+        """Run the database's housekeeping (partitions ahead, rollups, retention)."""
+        with self._connection.transaction():
+            row = self._connection.execute("SELECT smartcity_maintain()").fetchone()
+        return None if row is None else row[0]
+
+
+def _insert_many(cursor: psycopg.Cursor, sql: str, rows: list[tuple[object, ...]]) -> int:
+    if not rows:
+        return 0
+    cursor.executemany(sql, rows, returning=False)
+    return max(cursor.rowcount, 0)

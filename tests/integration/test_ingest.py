@@ -1,0 +1,181 @@
+"""Ingest end to end: a real Mosquitto, a real PostgreSQL, messages published as devices."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from smartcity.local_services import LocalMosquitto
+from tests.integration.helpers import (
+    provision_test_site,
+    publisher,
+    running_ingest,
+    scalar,
+    streetlight_stream,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_published_telemetry_appears_as_rows_with_exact_values_and_timestamps(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    provision_test_site(database_url)
+    ts = datetime.now(UTC).replace(microsecond=123456) - timedelta(minutes=3)
+    later = ts + timedelta(seconds=30)
+    payload = json.dumps(
+        {
+            "v": 1,
+            "seq": 41,
+            "samples": [
+                {"ts": ts.isoformat(), "values": {"battery_soc": 81.5, "lamp_on": True}},
+                {"ts": later.astimezone().isoformat(), "values": {"pv_power": 0.125}},
+            ],
+        }
+    ).encode()
+    with running_ingest(database_url, broker.port), publisher(broker.port) as device:
+        device.publish_all([("sc/sefrou/streetlight/sl-001/telemetry", payload)])
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry") == 3)
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT device_class, device_id, metric, ts, value FROM telemetry ORDER BY ts, metric"
+        ).fetchall()
+    assert rows == [
+        ("streetlight", "sl-001", "battery_soc", ts, 81.5),
+        ("streetlight", "sl-001", "lamp_on", ts, 1.0),
+        ("streetlight", "sl-001", "pv_power", later, 0.125),
+    ]
+
+
+def test_events_states_and_acks_are_stored(database_url: str, broker: LocalMosquitto) -> None:
+    provision_test_site(database_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    stamp = now.isoformat()
+    messages = [
+        (
+            "sc/sefrou/signage/sign-1/event",
+            json.dumps(
+                {
+                    "v": 1,
+                    "seq": 3,
+                    "ts": stamp,
+                    "kind": "door_opened",
+                    "severity": "warning",
+                    "data": {"sensor": "reed"},
+                }
+            ).encode(),
+        ),
+        (
+            "sc/sefrou/signage/sign-1/state",
+            json.dumps({"v": 1, "status": "online", "ts": stamp, "firmware": "2.1"}).encode(),
+        ),
+        (
+            "sc/sefrou/building/hall-offices/cmd_ack",
+            json.dumps({"v": 1, "id": "c-1", "ts": stamp, "outcome": "applied"}).encode(),
+        ),
+    ]
+    with running_ingest(database_url, broker.port), publisher(broker.port) as device:
+        device.publish_all(messages)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM command_acks") == 1)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM device_events") == 1)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM device_states") == 1)
+    with psycopg.connect(database_url) as connection:
+        event = connection.execute(
+            "SELECT device_id, kind, severity, data, ts FROM device_events"
+        ).fetchone()
+        state = connection.execute("SELECT status, firmware FROM device_states").fetchone()
+        ack = connection.execute(
+            "SELECT device_id, command_id, outcome FROM command_acks"
+        ).fetchone()
+    assert event == ("sign-1", "door_opened", "warning", {"sensor": "reed"}, now)
+    assert state == ("online", "2.1")
+    assert ack == ("hall-offices", "c-1", "applied")
+
+
+BAD_INPUTS = [
+    ("sc/sefrou/streetlight/sl-001/telemetry", b"{not json", "malformed"),
+    (
+        "sc/sefrou/streetlight/sl-001/telemetry",
+        b'{"v":9,"seq":1,"samples":[]}',
+        "unsupported_version",
+    ),
+    ("sc/sefrou/streetlight/sl-001/telemetry", b'{"v":1,"seq":"x","samples":[]}', "schema"),
+    ("sc/sefrou/streetlight/sl-999/telemetry", None, "unknown_device"),
+    ("sc/sefrou/signage/sl-001/telemetry", None, "device_mismatch"),
+    (
+        "sc/sefrou/streetlight/sl-001/telemetry",
+        b'{"v":1,"seq":1,"samples":[{"ts":"2026-01-01T00:00:00Z","values":{"tilt":1}}]}',
+        "bad_timestamp",
+    ),
+    ("sc/sefrou/streetlight/sl-001/telemetry", "out_of_range", "out_of_range"),
+    ("sc/sefrou/streetlight/sl-001/telemetry", "unknown_metric", "unknown_metric"),
+    ("sc/sefrou/lamp/sl-001/telemetry", b"{}", "bad_topic"),
+]
+
+
+def test_each_kind_of_bad_input_lands_in_dead_letters_while_the_stream_continues(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    provision_test_site(database_url)
+    good = streetlight_stream(50)
+    fresh = datetime.now(UTC).isoformat()
+
+    def bad_payload(spec: bytes | str | None) -> bytes:
+        if isinstance(spec, bytes):
+            return spec
+        values = {"battery_soc": 250} if spec == "out_of_range" else {"sparkle": 1}
+        if spec is None:
+            values = {"tilt": 1}
+        return json.dumps({"v": 1, "seq": 1, "samples": [{"ts": fresh, "values": values}]}).encode()
+
+    stream: list[tuple[str, bytes]] = []
+    for index, message in enumerate(good):
+        stream.append((message.topic, message.payload))
+        if index < len(BAD_INPUTS):
+            topic, spec, _ = BAD_INPUTS[index]
+            stream.append((topic, bad_payload(spec)))
+    with running_ingest(database_url, broker.port), publisher(broker.port) as device:
+        device.publish_all(stream)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry") == 100)
+        wait_until(
+            lambda: scalar(database_url, "SELECT count(*) FROM dead_letters") == len(BAD_INPUTS)
+        )
+    with psycopg.connect(database_url) as connection:
+        letters = connection.execute(
+            "SELECT topic, reason, detail, payload FROM dead_letters ORDER BY id"
+        ).fetchall()
+    assert sorted(reason for _, reason, _, _ in letters) == sorted(r for _, _, r in BAD_INPUTS)
+    for topic, _reason, detail, payload in letters:
+        assert detail, "every dead letter says why"
+        assert (topic, bytes(payload)) in stream, "raw bytes and topic are kept as sent"
+
+
+def test_the_same_messages_published_twice_are_stored_once(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    provision_test_site(database_url)
+    messages = [(m.topic, m.payload) for m in streetlight_stream(300)]
+    with running_ingest(database_url, broker.port) as service, publisher(broker.port) as device:
+        device.publish_all(messages)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry") == 600)
+        device.publish_all(messages)
+        wait_until(
+            lambda: service.metrics.duplicates._value.get() == 600,
+            what="the second copies to be seen as duplicates",
+        )
+    assert scalar(database_url, "SELECT count(*) FROM telemetry") == 600
+
+
+def test_a_device_provisioned_while_ingest_runs_is_accepted_without_restart(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    message = streetlight_stream(1)[0]
+    with running_ingest(database_url, broker.port), publisher(broker.port) as device:
+        provision_test_site(database_url)
+        device.publish_all([(message.topic, message.payload)])
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry") == 2)
+    assert scalar(database_url, "SELECT count(*) FROM dead_letters") == 0

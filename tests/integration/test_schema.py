@@ -1,0 +1,187 @@
+"""The schema on plain PostgreSQL (always) and on TimescaleDB (where it is installed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from protocol.topics import DeviceClass
+from storage.migrate import current_revision, head_revision, migrate
+from storage.queries import latest_values, rollup_series
+from storage.writer import BatchWriter, StorageBatch
+from tests.conftest import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+HOUR = datetime(2026, 11, 20, 10, tzinfo=UTC)
+
+
+def test_migrating_an_empty_database_twice_gives_the_head_schema(empty_database_url: str) -> None:
+    migrate(empty_database_url)
+    migrate(empty_database_url)
+    assert current_revision(empty_database_url) == head_revision()
+    with psycopg.connect(empty_database_url) as connection:
+        backend = connection.execute("SELECT timescaledb FROM storage_backend").fetchall()
+    assert backend == [(False,)]
+
+
+def write(url: str, rows: list[tuple[datetime, str, str, float]]) -> int:
+    with psycopg.connect(url, autocommit=True) as connection:
+        result = BatchWriter(connection).write(
+            StorageBatch(telemetry={DeviceClass.STREETLIGHT: rows})
+        )
+    return result.telemetry_stored
+
+
+def sample_rows() -> list[tuple[datetime, str, str, float]]:
+    return [
+        (HOUR + timedelta(minutes=5), "sl-1", "battery_soc", 80.0),
+        (HOUR + timedelta(minutes=35), "sl-1", "battery_soc", 70.0),
+        (HOUR + timedelta(minutes=55), "sl-1", "battery_soc", 75.0),
+        (HOUR + timedelta(hours=1, minutes=5), "sl-1", "battery_soc", 60.0),
+        (HOUR + timedelta(minutes=5), "sl-1", "lamp_power", 30.0),
+    ]
+
+
+def maintain(url: str) -> object:
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute("SELECT smartcity_maintain()").fetchone()
+    return None if row is None else row[0]
+
+
+def check_shared_queries(url: str) -> None:
+    assert write(url, sample_rows()) == 5
+    assert write(url, sample_rows()) == 0, "a second write of the same rows stores nothing"
+    maintain(url)
+    with psycopg.connect(url) as connection:
+        latest = latest_values(connection, "sl-1")
+        hourly = rollup_series(
+            connection, "sl-1", "battery_soc", start=HOUR, end=HOUR + timedelta(days=1)
+        )
+        daily = rollup_series(
+            connection,
+            "sl-1",
+            "battery_soc",
+            start=HOUR - timedelta(hours=10),
+            end=HOUR + timedelta(days=1),
+            grain="daily",
+        )
+    assert [(v.metric, v.ts, v.value) for v in latest] == [
+        ("battery_soc", HOUR + timedelta(hours=1, minutes=5), 60.0),
+        ("lamp_power", HOUR + timedelta(minutes=5), 30.0),
+    ]
+    assert [(p.bucket, p.sample_count, p.minimum, p.maximum, p.last) for p in hourly] == [
+        (HOUR, 3, 70.0, 80.0, 75.0),
+        (HOUR + timedelta(hours=1), 1, 60.0, 60.0, 60.0),
+    ]
+    assert hourly[0].average == pytest.approx(75.0)
+    [day] = daily
+    assert (day.bucket, day.sample_count, day.minimum, day.maximum, day.last) == (
+        datetime(2026, 11, 20, tzinfo=UTC),
+        4,
+        60.0,
+        80.0,
+        60.0,
+    )
+    assert day.average == pytest.approx(71.25)
+
+
+def test_shared_queries_and_rollups_on_plain_postgresql(database_url: str) -> None:
+    check_shared_queries(database_url)
+
+
+def test_rollups_follow_late_data_on_plain_postgresql(database_url: str) -> None:
+    write(database_url, sample_rows())
+    maintain(database_url)
+    write(database_url, [(HOUR + timedelta(minutes=59), "sl-1", "battery_soc", 10.0)])
+    maintain(database_url)
+    with psycopg.connect(database_url) as connection:
+        [first, _] = rollup_series(
+            connection, "sl-1", "battery_soc", start=HOUR, end=HOUR + timedelta(days=1)
+        )
+    assert (first.sample_count, first.minimum, first.last) == (4, 10.0, 10.0)
+
+
+def test_partitions_are_made_for_old_data_and_dropped_after_retention(database_url: str) -> None:
+    old = datetime.now(UTC) - timedelta(days=60)
+    assert write(database_url, [(old, "sl-1", "tilt", 1.0)]) == 1
+    partition = f"telemetry_streetlight_p{old:%Y%m%d}"
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        assert connection.execute("SELECT to_regclass(%s)", (partition,)).fetchone() == (partition,)
+        report = connection.execute(
+            "SELECT smartcity_maintain(now() + INTERVAL '360 days')"
+        ).fetchone()
+        assert report is not None
+        assert report[0]["streetlight"]["partitions_dropped"] >= 1
+        assert connection.execute("SELECT to_regclass(%s)", (partition,)).fetchone() == (None,)
+        # Buildings keep raw data longer than streetlights.
+        assert report[0]["building"]["partitions_dropped"] == 0
+        assert connection.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
+
+
+def test_a_dead_letter_redelivered_is_kept_once(database_url: str) -> None:
+    from storage.writer import DeadLetter
+
+    letter = DeadLetter(HOUR, "sc/x/streetlight/a/telemetry", "a", "malformed", "bad", b"{")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        writer = BatchWriter(connection)
+        assert writer.write(StorageBatch(dead_letters=[letter])).dead_letters_stored == 1
+        assert writer.write(StorageBatch(dead_letters=[letter])).dead_letters_stored == 0
+
+
+@pytest.fixture
+def timescale_database_url(timescale_server: PostgresServer) -> Iterator[str]:
+    name = f"ts_{uuid.uuid4().hex[:12]}"
+    url = timescale_server.create_database(name)
+    migrate(url)
+    yield url
+    timescale_server.drop_database(name)
+
+
+@pytest.mark.timescaledb
+def test_timescaledb_path_makes_hypertables_policies_and_aggregates(
+    timescale_database_url: str,
+) -> None:
+    url = timescale_database_url
+    with psycopg.connect(url) as connection:
+        assert connection.execute("SELECT timescaledb FROM storage_backend").fetchone() == (True,)
+        hypertables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT hypertable_name FROM timescaledb_information.hypertables"
+            )
+        }
+        jobs = connection.execute(
+            "SELECT proc_name, hypertable_name FROM timescaledb_information.jobs"
+            " WHERE proc_name <> 'policy_job_error_retention'"
+        ).fetchall()
+        aggregates = {
+            row[0]
+            for row in connection.execute(
+                "SELECT view_name FROM timescaledb_information.continuous_aggregates"
+            )
+        }
+        compressed = {
+            row[0]
+            for row in connection.execute(
+                "SELECT hypertable_name FROM timescaledb_information.hypertables"
+                " WHERE compression_enabled"
+            )
+        }
+    classes = [c.value for c in DeviceClass]
+    assert hypertables >= {f"telemetry_{c}" for c in classes} | {"device_events", "device_states"}
+    assert compressed == {f"telemetry_{c}" for c in classes}
+    assert aggregates == {f"telemetry_{c}_{g}" for c in classes for g in ("hourly", "daily")}
+    procs = [proc for proc, _ in jobs]
+    assert procs.count("policy_compression") == 3
+    assert procs.count("policy_retention") == 3
+    assert procs.count("policy_refresh_continuous_aggregate") == 6
+
+
+@pytest.mark.timescaledb
+def test_shared_queries_and_rollups_on_timescaledb(timescale_database_url: str) -> None:
+    check_shared_queries(timescale_database_url)

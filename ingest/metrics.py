@@ -52,6 +52,12 @@ class IngestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.write_seconds = Histogram(
+            "smartcity_ingest_write_seconds",
+            "Time spent in the database writing and committing one batch",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self.batch_messages = Histogram(
             "smartcity_ingest_batch_messages",
             "Messages per committed batch",

@@ -19,9 +19,9 @@ from protocol.decoding import (
     State,
     Telemetry,
     decode,
+    parse_topic,
 )
 from protocol.errors import TopicError
-from protocol.topics import DeviceTopic
 from storage.registry import Registration
 from storage.writer import DeadLetter, StorageBatch
 
@@ -64,8 +64,7 @@ def classify(
             _dead_letter(result, message, _device_of(message.topic), decoded)
         elif isinstance(decoded, Telemetry):
             device_id = decoded.topic.device_id
-            rows = batch.telemetry.setdefault(decoded.topic.device_class, [])
-            rows.extend((r.ts, device_id, r.metric, r.value) for r in decoded.readings)
+            batch.telemetry.setdefault(decoded.topic.device_class, []).extend(decoded.readings)
             if decoded.rejected_values:
                 partial = Rejected(
                     decoded.rejected_values[0].reason,
@@ -86,7 +85,7 @@ def _check_sender(
     topic_text: str, registry: Mapping[str, Registration], result: Classified
 ) -> Rejected | None:
     try:
-        topic = DeviceTopic.parse(topic_text)
+        topic = parse_topic(topic_text)
     except TopicError:
         return None  # the decoder explains it
     registration = registry.get(topic.device_id)

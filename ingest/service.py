@@ -11,10 +11,10 @@ down nothing is acknowledged, the broker holds the rest, and the writer retries 
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,8 +71,10 @@ class IngestService:
         self.config = config
         self.metrics = metrics or IngestMetrics()
         self._clock = clock
-        # Twice the in-flight window: room for one reconnection's redeliveries on top.
-        self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=2 * config.receive_maximum)
+        # Unbounded in type, bounded in fact: the broker never has more than
+        # receive_maximum unacknowledged messages in flight to us on one connection.
+        self._inbox: deque[Inbound] = deque()
+        self._arrived = threading.Event()
         self._connection_number = 0
         self._writer: BatchWriter | None = None
         self._registry: Mapping[str, Registration] = {}
@@ -82,6 +84,9 @@ class IngestService:
         self._stop = threading.Event()
         self.ready = threading.Event()
         """Set once the database is reachable and the broker subscription is in place."""
+        self._received_by_channel = {
+            channel: self.metrics.received.labels(channel) for channel in (*_CHANNELS, "other")
+        }
         self._client = self._make_client()
 
     # -- MQTT side (paho's network thread) -------------------------------------------------
@@ -150,13 +155,15 @@ class IngestService:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         topic = message._topic.decode("utf-8", errors="replace")
         channel = topic.rsplit("/", 1)[-1]
-        self.metrics.received.labels(channel if channel in _CHANNELS else "other").inc()
-        inbound = Inbound(
-            topic, bytes(message.payload), self._clock(), message.mid, self._connection_number
+        counter = self._received_by_channel.get(channel) or self._received_by_channel["other"]
+        counter.inc()
+        self._inbox.append(
+            Inbound(
+                topic, bytes(message.payload), self._clock(), message.mid, self._connection_number
+            )
         )
-        # Blocks only if two connections' worth of messages are waiting: backpressure.
-        self._inbox.put(inbound)
-        self.metrics.queue_depth.set(self._inbox.qsize())
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     # -- the writer (the caller's thread) --------------------------------------------------
 
@@ -193,20 +200,22 @@ class IngestService:
         self._stop.set()
 
     def _next_batch(self) -> list[Inbound]:
-        try:
-            first = self._inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.config.batch_max_seconds
-        while len(batch) < self.config.batch_max_messages:
+        """Up to batch_max_messages, waiting at most batch_max_seconds after the first."""
+        batch: list[Inbound] = []
+        limit = self.config.batch_max_messages
+        deadline = time.monotonic() + 0.2  # until the first message: then check for stop
+        while len(batch) < limit:
+            # Clear before looking, so a message appended after the look sets it again.
+            self._arrived.clear()
+            while self._inbox and len(batch) < limit:
+                if not batch:
+                    deadline = time.monotonic() + self.config.batch_max_seconds
+                batch.append(self._inbox.popleft())
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if len(batch) >= limit or remaining <= 0:
                 break
-            try:
-                batch.append(self._inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
+            self._arrived.wait(remaining)
+        self.metrics.queue_depth.set(len(self._inbox))
         return batch
 
     def _store_and_acknowledge(self, messages: list[Inbound]) -> None:
@@ -218,7 +227,6 @@ class IngestService:
         self.metrics.batch_messages.observe(len(messages))
         oldest = min(message.received_at for message in messages)
         self.metrics.lag_seconds.set((self._clock() - oldest).total_seconds())
-        self.metrics.queue_depth.set(self._inbox.qsize())
 
     def _acknowledge(self, messages: Sequence[Inbound]) -> None:
         current = self._connection_number
@@ -250,7 +258,8 @@ class IngestService:
             if writer is None:
                 return None
             try:
-                return writer.write(batch)
+                with self.metrics.write_seconds.time():
+                    return writer.write(batch)
             except _DATA_ERRORS:
                 raise
             except psycopg.Error as error:

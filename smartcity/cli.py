@@ -286,3 +286,56 @@ def up(
 
 def main() -> None:
     app()
+
+
+@bench_app.command("decode")
+def bench_decode(
+    count: Annotated[int, typer.Option(help="Messages decoded per library and round.")] = 20_000,
+    samples: Annotated[int, typer.Option(help="Samples per message.")] = 1,
+) -> None:
+    """Compare JSON/validation libraries on the same telemetry messages.
+
+    Example: smartcity bench decode --count 20000 --samples 10
+    """
+    from bench import decode
+
+    typer.echo(decode.report(decode.run(count, samples), samples))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    messages: Annotated[int, typer.Option(help="Messages to send (13 rows each).")] = 20_000,
+    devices: Annotated[int, typer.Option(help="Distinct streetlights sending them.")] = 200,
+    batch: Annotated[int, typer.Option(help="Ingest batch size, in messages.")] = 2_000,
+    receive_maximum: Annotated[int, typer.Option(help="MQTT 5 Receive Maximum.")] = 4_000,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+) -> None:
+    """Broker-only vs full ingest vs raw COPY, measured in one run on this machine.
+
+    Uses DATABASE_URL if set (its telemetry tables are emptied!), else a private PostgreSQL.
+    Example: smartcity bench ingest --messages 50000 --json
+    """
+    import json
+
+    from bench import ingest as ingest_bench
+
+    logs.configure("WARNING")
+    database_url = Settings().database_url
+
+    def progress(text: str) -> None:
+        typer.echo(f"... {text}", err=True)
+
+    try:
+        result = ingest_bench.run(
+            messages,
+            devices=devices,
+            batch_messages=batch,
+            receive_maximum=receive_maximum,
+            database_url=database_url,
+            progress=progress,
+        )
+    except (RuntimeError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(ingest_bench.report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))

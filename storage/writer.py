@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
 
 from protocol.decoding import CommandAck, Event, State
+from protocol.decoding import Reading as TelemetryRow
 from protocol.topics import DeviceClass
-
-TelemetryRow = tuple[datetime, str, str, float]
-"""(ts, device_id, metric, value)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +72,7 @@ class BatchWriter:
     def __init__(self, connection: psycopg.Connection) -> None:
         self._connection = connection
         self._partitioned_days: set[tuple[DeviceClass, date]] = set()
+        self._merging: set[DeviceClass] = set()
         with connection.transaction():
             for device_class in DeviceClass:
                 connection.execute(
@@ -97,21 +96,7 @@ class BatchWriter:
                 if not rows:
                     continue
                 new_days |= self._ensure_partitions(cursor, device_class, rows)
-                with cursor.copy(
-                    sql.SQL(
-                        "COPY {} (ts, device_id, metric, value) FROM STDIN (FORMAT BINARY)"
-                    ).format(_staging(device_class))
-                ) as copy:
-                    copy.set_types(["timestamptz", "text", "text", "float8"])
-                    for row in rows:
-                        copy.write_row(row)
-                cursor.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (ts, device_id, metric, value) "
-                        "SELECT ts, device_id, metric, value FROM {} ON CONFLICT DO NOTHING"
-                    ).format(sql.Identifier(f"telemetry_{device_class}"), _staging(device_class))
-                )
-                telemetry_stored += max(cursor.rowcount, 0)
+                telemetry_stored += self._insert_telemetry(cursor, device_class, rows)
             events = _insert_many(
                 cursor,
                 "INSERT INTO device_events (ts, device_id, kind, seq, severity, message, data,"
@@ -173,16 +158,53 @@ class BatchWriter:
             batch.telemetry_row_count(), telemetry_stored, events, states, acks, dead
         )
 
+    def _insert_telemetry(
+        self, cursor: psycopg.Cursor, device_class: DeviceClass, rows: list[TelemetryRow]
+    ) -> int:
+        """Insert rows, skipping those already stored; return how many were new.
+
+        Fast path: COPY straight into the table, as fast as the database goes. Rows already
+        stored only come with redeliveries (after a crash or a reconnection); then the
+        primary key refuses the COPY, its savepoint is rolled back, and the batch is merged
+        through the staging table with ON CONFLICT DO NOTHING. After a conflict the next
+        batches of that class take the merge path directly until one has no duplicate.
+        """
+        table = sql.Identifier(f"telemetry_{device_class}")
+        if device_class not in self._merging:
+            try:
+                with self._connection.transaction():
+                    _copy_rows(cursor, table, rows)
+            except psycopg.errors.UniqueViolation:
+                self._merging.add(device_class)
+            else:
+                return len(rows)
+        _copy_rows(cursor, _staging(device_class), rows)
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {} (ts, device_id, metric, value) "
+                "SELECT ts, device_id, metric, value FROM {} ON CONFLICT DO NOTHING"
+            ).format(table, _staging(device_class))
+        )
+        stored = max(cursor.rowcount, 0)
+        if stored == len(rows):
+            self._merging.discard(device_class)
+        return stored
+
     def _ensure_partitions(
         self, cursor: psycopg.Cursor, device_class: DeviceClass, rows: list[TelemetryRow]
     ) -> set[tuple[DeviceClass, date]]:
         """Make sure the days of ``rows`` have partitions; return the days newly checked."""
-        days = {(device_class, row[0].astimezone(UTC).date()) for row in rows}
-        days -= self._partitioned_days
+        timestamps = [row[0] for row in rows]
+        first, last = min(timestamps), max(timestamps)
+        first_day, last_day = first.astimezone(UTC).date(), last.astimezone(UTC).date()
+        days = {
+            (device_class, first_day + timedelta(days=offset))
+            for offset in range((last_day - first_day).days + 1)
+        } - self._partitioned_days
         if days:
             cursor.execute(
                 "SELECT ensure_telemetry_partitions(%s, %s, %s)",
-                (device_class.value, min(row[0] for row in rows), max(row[0] for row in rows)),
+                (device_class.value, first, last),
             )
         return days
 
@@ -191,6 +213,15 @@ class BatchWriter:
         with self._connection.transaction():
             row = self._connection.execute("SELECT smartcity_maintain()").fetchone()
         return None if row is None else row[0]
+
+
+def _copy_rows(cursor: psycopg.Cursor, table: sql.Identifier, rows: list[TelemetryRow]) -> None:
+    with cursor.copy(
+        sql.SQL("COPY {} (ts, device_id, metric, value) FROM STDIN (FORMAT BINARY)").format(table)
+    ) as copy:
+        copy.set_types(["timestamptz", "text", "text", "float8"])
+        for row in rows:
+            copy.write_row(row)
 
 
 def _insert_many(cursor: psycopg.Cursor, sql: str, rows: list[tuple[object, ...]]) -> int:

@@ -12,6 +12,7 @@ writer >= 0.8 x c.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,14 +30,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest.pipeline import Inbound, classify
 from ingest.service import IngestConfig, IngestService
+from protocol.catalogue import CATALOGUE
 from protocol.payloads import PROTOCOL_VERSION, Sample, TelemetryPayload, encode
 from protocol.sites import Device, SiteInventory, parse_site
-from protocol.topics import Channel, DeviceTopic
+from protocol.topics import Channel, DeviceClass, DeviceTopic
 from smartcity.demo_publisher import demo_values
 from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
 from storage.migrate import migrate
-from storage.registry import upsert_site
+from storage.registry import Registration, upsert_site
+from storage.writer import BatchWriter
 
 Progress = Callable[[str], None]
 
@@ -45,18 +49,29 @@ Progress = Callable[[str], None]
 class IngestBenchResult:
     messages: int
     rows: int
+    values: int
+    repeats: int
     broker_msgs_per_s: float
     broker_cpu_s: float
     ingest_msgs_per_s: float
     ingest_rows_per_s: float
     ingest_cpu_s: float
     writer_rows_per_s: float
+    writer_cpu_s: float
+    writer_in_service_rows_per_s: float
     copy_rows_per_s: float
     copy_cpu_s: float
     ingest_over_broker: float
     writer_over_copy: float
+    broker_range: tuple[float, float]
+    ingest_range: tuple[float, float]
+    writer_range: tuple[float, float]
+    copy_range: tuple[float, float]
+    ingest_over_broker_per_round: tuple[float, ...]
+    """b/a of each round (a and b measured one after the other), sorted."""
+    writer_over_copy_per_round: tuple[float, ...]
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -103,34 +118,33 @@ def publish(port: int, messages: list[tuple[str, bytes, int]]) -> None:
 class NoopSubscriber:
     """A QoS 1 subscriber that only counts, with a persistent session like ingest's."""
 
-    def __init__(self, port: int, receive_maximum: int) -> None:
+    def __init__(self, port: int, receive_maximum: int, expected: int, client_id: str) -> None:
         self.port = port
+        self.client_id = client_id
         self.receive_maximum = receive_maximum
+        self.expected = expected
         self.received = 0
+        self.first_at = 0.0
         self.last_at = 0.0
         self.done = threading.Event()
-        self.expected = 0
 
-    def _client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="bench-noop", protocol=mqtt.MQTTv5
-        )
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        client.subscribe("sc/+/+/+/telemetry", qos=1)
 
-        def on_connect(c: mqtt.Client, *_: object) -> None:
-            c.subscribe("sc/+/+/+/telemetry", qos=1)
-
-        def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
-            self.received += 1
-            if self.received >= self.expected:
-                self.last_at = time.perf_counter()
-                self.done.set()
-
-        client.on_connect = on_connect
-        client.on_message = on_message
-        return client
+    def _on_message(self, _client: mqtt.Client, _userdata: object, _m: mqtt.MQTTMessage) -> None:
+        self.received += 1
+        if self.received == 1:
+            self.first_at = time.perf_counter()
+        if self.received >= self.expected:
+            self.last_at = time.perf_counter()
+            self.done.set()
 
     def connect(self) -> mqtt.Client:
-        client = self._client()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+        )
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 3600
         properties.ReceiveMaximum = self.receive_maximum
@@ -139,24 +153,52 @@ class NoopSubscriber:
         return client
 
 
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    per_second: float
+    """Messages (a, b) or rows (c) per second."""
+    cpu_s: float
+    """CPU seconds of the client processes (ours, not the broker's or the database's)."""
+    writer_rows_per_s: float = 0.0
+
+
+def median_of(runs: list[Measurement]) -> Measurement:
+    ordered = sorted(runs, key=lambda m: m.per_second)
+    return ordered[len(ordered) // 2]
+
+
+def spread(runs: list[Measurement]) -> tuple[float, float]:
+    rates = [m.per_second for m in runs]
+    return min(rates), max(rates)
+
+
 def measure_broker(
-    port: int, messages: list[tuple[str, bytes, int]], receive_maximum: int
-) -> tuple[float, float]:
-    subscriber = NoopSubscriber(port, receive_maximum)
-    subscriber.expected = len(messages)
+    port: int, messages: list[tuple[str, bytes, int]], receive_maximum: int, client_id: str
+) -> Measurement:
+    """From the first message received to the last, after a reconnection.
+
+    Each round uses new client ids: an earlier round's sessions still queue what is published
+    but never reconnect, so they cannot take messages from this one."""
+    subscriber = NoopSubscriber(port, receive_maximum, len(messages), client_id)
     client = subscriber.connect()
     time.sleep(0.5)  # subscription in place
     client.disconnect()
     client.loop_stop()
     publish(port, messages)
-    cpu, started = time.process_time(), time.perf_counter()
+    cpu = time.process_time()
     client = subscriber.connect()
     if not subscriber.done.wait(300):
         raise RuntimeError(f"no-op subscriber got {subscriber.received} of {len(messages)}")
-    elapsed, cpu_used = subscriber.last_at - started, time.process_time() - cpu
+    cpu_used = time.process_time() - cpu
     client.disconnect()
     client.loop_stop()
-    return len(messages) / elapsed, cpu_used
+    return Measurement(len(messages) / (subscriber.last_at - subscriber.first_at), cpu_used)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of another process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _telemetry_rows(database_url: str) -> int:
@@ -167,18 +209,34 @@ def _telemetry_rows(database_url: str) -> int:
 
 def measure_ingest(
     database_url: str, port: int, messages: list[tuple[str, bytes, int]], config: IngestConfig
-) -> tuple[float, float, float]:
-    """(messages/s, CPU seconds, writer rows/s)."""
-    rows = sum(r for _, _, r in messages)
-    first = IngestService(config)
+) -> Measurement:
+    """From the first message received to the last row committed, after a reconnection.
+
+    One message is one sample is one row. The service (and its storing process) is started
+    and connected before the messages are published, so its start-up is not measured.
+    """
+    rows = len(messages)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("TRUNCATE telemetry_streetlight")
+    # At the first message: (wall clock, our CPU, the storing process's CPU).
+    at_first_message: list[tuple[float, float, float]] = []
+
+    def clock() -> datetime:
+        if not at_first_message:
+            pid = service.storing_process_pid
+            child_cpu = 0.0 if pid is None else process_cpu_seconds(pid)
+            at_first_message.append((time.perf_counter(), time.process_time(), child_cpu))
+        return datetime.now(UTC)
+
+    first = IngestService(config)  # makes the persistent session exist
     runner = threading.Thread(target=first.run)
     runner.start()
-    first.ready.wait(30)
+    if not first.ready.wait(60):
+        raise RuntimeError("ingest did not get ready")
     first.stop()
     runner.join()
     publish(port, messages)
-    service = IngestService(config)
-    cpu, started = time.process_time(), time.perf_counter()
+    service = IngestService(config, clock=clock)
     runner = threading.Thread(target=service.run)
     runner.start()
     stored = service.metrics.stored.labels("telemetry")
@@ -186,36 +244,84 @@ def measure_ingest(
     while stored._value.get() < rows:
         if time.monotonic() > deadline:
             raise RuntimeError(f"ingest stored {stored._value.get()} of {rows} rows")
-        time.sleep(0.005)
-    elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
+        time.sleep(0.002)
+    finished = time.perf_counter()
+    pid = service.storing_process_pid
+    if pid is None:
+        raise RuntimeError("ingest has no storing process")
+    started, cpu, child_cpu = at_first_message[0]
+    cpu_used = time.process_time() - cpu + process_cpu_seconds(pid) - child_cpu
+    write_seconds = service.metrics.write_seconds._sum.get()
     service.stop()
     runner.join()
-    write_seconds = service.metrics.write_seconds._sum.get()
     if _telemetry_rows(database_url) != rows:
         raise RuntimeError("ingest stored a different number of rows than were sent")
-    return len(messages) / elapsed, cpu_used, rows / write_seconds
+    return Measurement(rows / (finished - started), cpu_used, rows / write_seconds)
 
 
-def measure_copy(
+def measure_writer(
     database_url: str,
     inventory: SiteInventory,
     messages: list[tuple[str, bytes, int]],
     batch_messages: int,
-) -> tuple[float, float]:
+) -> Measurement:
+    """The ingest writer alone (BatchWriter.write: partitions, COPY with its idempotent
+    fallback, events, commit) over the same batches, decoded beforehand as (c) is."""
+    registry = {
+        device.id: Registration(inventory.site.id, device.device_class)
+        for device in inventory.devices
+    }
+    now = datetime.now(UTC)
+    batches = [
+        classify(
+            [
+                Inbound(topic, payload, now)
+                for topic, payload, _ in messages[start : start + batch_messages]
+            ],
+            registry,
+        ).batch
+        for start in range(0, len(messages), batch_messages)
+    ]
+    rows = sum(batch.telemetry_row_count() for batch in batches)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("TRUNCATE telemetry_streetlight")
+        writer = BatchWriter(connection)
+        cpu, started = time.process_time(), time.perf_counter()
+        stored = sum(writer.write(batch).telemetry_stored for batch in batches)
+        elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
+    if stored != rows:
+        raise RuntimeError(f"the writer stored {stored} of {rows} rows")
+    return Measurement(rows / elapsed, cpu_used)
+
+
+def measure_copy(
+    database_url: str,
+    messages: list[tuple[str, bytes, int]],
+    batch_messages: int,
+) -> Measurement:
     """Raw binary COPY of the same rows into the same (emptied) table, batch by batch."""
     from protocol.decoding import Telemetry, decode
 
     now = datetime.now(UTC)
-    batches: list[list[tuple[datetime, str, str, float]]] = []
+    metrics = tuple(CATALOGUE[DeviceClass.STREETLIGHT].metrics)
+    batches: list[list[tuple[object, ...]]] = []
     for start in range(0, len(messages), batch_messages):
-        rows: list[tuple[datetime, str, str, float]] = []
+        rows: list[tuple[object, ...]] = []
         for topic, payload, _ in messages[start : start + batch_messages]:
             decoded = decode(topic, payload, now)
             if not isinstance(decoded, Telemetry):
                 raise TypeError(f"benchmark message refused: {decoded}")
-            rows.extend(decoded.readings)
+            device_id = decoded.topic.device_id
+            rows.extend(
+                (ts, device_id, *[values.get(m) for m in metrics]) for ts, values in decoded.samples
+            )
         batches.append(rows)
     total = sum(len(rows) for rows in batches)
+    statement = (
+        f"COPY telemetry_streetlight (ts, device_id, {', '.join(metrics)}) FROM STDIN"
+        " (FORMAT BINARY)"
+    )
+    types = ["timestamptz", "text", *["float8"] * len(metrics)]
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute("TRUNCATE telemetry_streetlight")
         cpu, started = time.process_time(), time.perf_counter()
@@ -223,16 +329,13 @@ def measure_copy(
             with (
                 connection.transaction(),
                 connection.cursor() as cursor,
-                cursor.copy(
-                    "COPY telemetry_streetlight (ts, device_id, metric, value) FROM STDIN"
-                    " (FORMAT BINARY)"
-                ) as copy,
+                cursor.copy(statement) as copy,
             ):
-                copy.set_types(["timestamptz", "text", "text", "float8"])
+                copy.set_types(types)
                 for row in rows:
                     copy.write_row(row)
         elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
-    return total / elapsed, cpu_used
+    return Measurement(total / elapsed, cpu_used)
 
 
 @contextmanager
@@ -262,46 +365,78 @@ def run(
     devices: int,
     batch_messages: int,
     receive_maximum: int,
+    repeats: int,
     database_url: str | None,
     progress: Progress,
 ) -> IngestBenchResult:
     inventory = bench_site(devices)
     messages = build_messages(inventory, count)
-    rows = sum(r for _, _, r in messages)
+    values = sum(v for _, _, v in messages)
+    broker_runs: list[Measurement] = []
+    ingest_runs: list[Measurement] = []
+    copy_runs: list[Measurement] = []
+    writer_runs: list[Measurement] = []
     with bench_services(database_url, progress) as (port, url):
         progress("migrating and provisioning")
         migrate(url)
         with psycopg.connect(url) as connection:
             upsert_site(connection, inventory)
-            connection.execute("TRUNCATE telemetry_streetlight")
-        progress(f"(a) no-op subscriber draining {count:,} queued messages")
-        broker_rate, broker_cpu = measure_broker(port, messages, receive_maximum)
-        progress(f"(b) ingest draining the same {count:,} messages ({rows:,} rows)")
         config = IngestConfig(
             url,
             "127.0.0.1",
             port,
-            client_id="bench-ingest",
             batch_max_messages=batch_messages,
             receive_maximum=receive_maximum,
             maintenance_interval_s=3600,
         )
-        ingest_rate, ingest_cpu, writer_rate = measure_ingest(url, port, messages, config)
-        progress(f"(c) raw binary COPY of the same {rows:,} rows")
-        copy_rate, copy_cpu = measure_copy(url, inventory, messages, batch_messages)
+        for repeat in range(1, repeats + 1):
+            progress(f"round {repeat}/{repeats}: (a) no-op subscriber, {count:,} messages")
+            broker_runs.append(
+                measure_broker(port, messages, receive_maximum, f"bench-noop-{repeat}")
+            )
+            progress(f"round {repeat}/{repeats}: (b) full ingest, the same messages")
+            round_config = replace(config, client_id=f"bench-ingest-{repeat}")
+            ingest_runs.append(measure_ingest(url, port, messages, round_config))
+            progress(f"round {repeat}/{repeats}: (c) raw COPY and the writer alone, alternately")
+            # Each load lasts a fraction of a second: alternate three of each, keep the medians.
+            copies, writes = [], []
+            for _ in range(3):
+                copies.append(measure_copy(url, messages, batch_messages))
+                writes.append(measure_writer(url, inventory, messages, batch_messages))
+            copy_runs.append(median_of(copies))
+            writer_runs.append(median_of(writes))
+    broker, ingest, copy = median_of(broker_runs), median_of(ingest_runs), median_of(copy_runs)
+    ratios = sorted(
+        b.per_second / a.per_second for a, b in zip(broker_runs, ingest_runs, strict=True)
+    )
+    writer_ratios = sorted(
+        w.per_second / c.per_second for w, c in zip(writer_runs, copy_runs, strict=True)
+    )
+    writer = median_of(writer_runs)
+    in_service = sorted(m.writer_rows_per_s for m in ingest_runs)[len(ingest_runs) // 2]
     return IngestBenchResult(
         messages=count,
-        rows=rows,
-        broker_msgs_per_s=broker_rate,
-        broker_cpu_s=broker_cpu,
-        ingest_msgs_per_s=ingest_rate,
-        ingest_rows_per_s=ingest_rate * rows / count,
-        ingest_cpu_s=ingest_cpu,
-        writer_rows_per_s=writer_rate,
-        copy_rows_per_s=copy_rate,
-        copy_cpu_s=copy_cpu,
-        ingest_over_broker=ingest_rate / broker_rate,
-        writer_over_copy=writer_rate / copy_rate,
+        rows=count,
+        values=values,
+        repeats=repeats,
+        broker_msgs_per_s=broker.per_second,
+        broker_cpu_s=broker.cpu_s,
+        ingest_msgs_per_s=ingest.per_second,
+        ingest_rows_per_s=ingest.per_second,
+        ingest_cpu_s=ingest.cpu_s,
+        writer_rows_per_s=writer.per_second,
+        writer_cpu_s=writer.cpu_s,
+        writer_in_service_rows_per_s=in_service,
+        copy_rows_per_s=copy.per_second,
+        copy_cpu_s=copy.cpu_s,
+        ingest_over_broker=ingest.per_second / broker.per_second,
+        writer_over_copy=writer.per_second / copy.per_second,
+        broker_range=spread(broker_runs),
+        ingest_range=spread(ingest_runs),
+        writer_range=spread(writer_runs),
+        copy_range=spread(copy_runs),
+        ingest_over_broker_per_round=tuple(ratios),
+        writer_over_copy_per_round=tuple(writer_ratios),
     )
 
 
@@ -309,17 +444,29 @@ def report(result: IngestBenchResult) -> str:
     def verdict(ratio: float) -> str:
         return "meets the 0.8 target" if ratio >= 0.8 else "BELOW the 0.8 target"
 
+    def span(bounds: tuple[float, float]) -> str:
+        return f"[{bounds[0]:,.0f} .. {bounds[1]:,.0f}]"
+
+    def rounds(ratios: tuple[float, ...]) -> str:
+        return ", ".join(f"{r:.2f}" for r in ratios)
+
     return "\n".join(
         [
-            f"messages: {result.messages:,}   rows: {result.rows:,}",
-            f"(a) broker, no-op subscriber : {result.broker_msgs_per_s:>10,.0f} msg/s"
-            f"   client CPU {result.broker_cpu_s:6.2f} s",
-            f"(b) full ingest, committed   : {result.ingest_msgs_per_s:>10,.0f} msg/s"
-            f" {result.ingest_rows_per_s:>10,.0f} rows/s   client CPU {result.ingest_cpu_s:6.2f} s",
-            f"    ingest writer (DB time)  : {result.writer_rows_per_s:>10,.0f} rows/s",
-            f"(c) raw binary COPY          : {result.copy_rows_per_s:>10,.0f} rows/s"
-            f"   client CPU {result.copy_cpu_s:6.2f} s",
-            f"b/a = {result.ingest_over_broker:.2f} ({verdict(result.ingest_over_broker)});"
-            f" writer/c = {result.writer_over_copy:.2f} ({verdict(result.writer_over_copy)})",
+            f"messages: {result.messages:,}   rows (samples): {result.rows:,}"
+            f"   values: {result.values:,}   median of {result.repeats} rounds [min .. max]",
+            f"(a) broker, no-op subscriber : {result.broker_msgs_per_s:>9,.0f} msg/s"
+            f"  {span(result.broker_range)}   client CPU {result.broker_cpu_s:5.2f} s",
+            f"(b) full ingest, committed   : {result.ingest_msgs_per_s:>9,.0f} msg/s"
+            f"  {span(result.ingest_range)}   client CPU {result.ingest_cpu_s:5.2f} s",
+            f"    its writer, in service   : {result.writer_in_service_rows_per_s:>9,.0f} rows/s"
+            "  (sharing the 2 cores with the broker and the MQTT side)",
+            f"    its writer, alone        : {result.writer_rows_per_s:>9,.0f} rows/s"
+            f" {span(result.writer_range)}   client CPU {result.writer_cpu_s:5.2f} s",
+            f"(c) raw binary COPY          : {result.copy_rows_per_s:>9,.0f} rows/s"
+            f" {span(result.copy_range)}   client CPU {result.copy_cpu_s:5.2f} s",
+            f"b/a = {result.ingest_over_broker:.2f} ({verdict(result.ingest_over_broker)}),"
+            f" per round: {rounds(result.ingest_over_broker_per_round)}",
+            f"writer/c = {result.writer_over_copy:.2f} ({verdict(result.writer_over_copy)}),"
+            f" per round: {rounds(result.writer_over_copy_per_round)}",
         ]
     )

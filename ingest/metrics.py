@@ -69,6 +69,11 @@ class IngestMetrics:
             "Messages received and not yet committed",
             registry=r,
         )
+        self.held_bytes = Gauge(
+            "smartcity_ingest_held_bytes",
+            "Payload bytes received and not yet stored and acknowledged",
+            registry=r,
+        )
         self.lag_seconds = Gauge(
             "smartcity_ingest_lag_seconds",
             "From receiving the oldest message of the last batch to its commit",

@@ -13,6 +13,7 @@ from datetime import datetime
 from protocol.decoding import (
     DEFAULT_WINDOW,
     AcceptanceWindow,
+    CheckedSample,
     Event,
     Rejected,
     RejectReason,
@@ -22,8 +23,9 @@ from protocol.decoding import (
     parse_topic,
 )
 from protocol.errors import TopicError
+from protocol.topics import DeviceClass
 from storage.registry import Registration
-from storage.writer import DeadLetter, StorageBatch
+from storage.writer import DeadLetter, SampleRows, StorageBatch, telemetry_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ def classify(
     """Decode messages, check their sender against the registry and sort them for storage."""
     result = Classified()
     batch = result.batch
+    samples: dict[DeviceClass, SampleRows] = {}
     for message in messages:
         # The sender is checked first: a device publishing under another class or site is
         # the problem to report, not the metrics it then sends.
@@ -64,7 +67,9 @@ def classify(
             _dead_letter(result, message, _device_of(message.topic), decoded)
         elif isinstance(decoded, Telemetry):
             device_id = decoded.topic.device_id
-            batch.telemetry.setdefault(decoded.topic.device_class, []).extend(decoded.readings)
+            _merge_samples(
+                samples.setdefault(decoded.topic.device_class, {}), device_id, decoded.samples
+            )
             if decoded.rejected_values:
                 partial = Rejected(
                     decoded.rejected_values[0].reason,
@@ -78,7 +83,25 @@ def classify(
             batch.states.append((decoded, message.received_at))
         else:
             batch.command_acks.append((decoded, message.received_at))
+    batch.telemetry = {cls: telemetry_rows(cls, rows) for cls, rows in samples.items()}
     return result
+
+
+def _merge_samples(
+    rows: SampleRows,
+    device_id: str,
+    samples: list[CheckedSample],
+) -> None:
+    """One row per (device, time): samples of the same instant merge, the first value of a
+    metric wins (a redelivered copy brings the same values)."""
+    for ts, values in samples:
+        key = (device_id, ts)
+        existing = rows.get(key)
+        if existing is None:
+            rows[key] = values
+        else:
+            for metric, value in values.items():
+                existing.setdefault(metric, value)
 
 
 def _check_sender(

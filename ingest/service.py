@@ -1,64 +1,56 @@
 """The ingest service: MQTT in, PostgreSQL out, acknowledgements only after the commit.
 
-Threads: paho's network thread receives messages into a bounded queue; the service's own
-thread takes batches from it, stores each in one transaction and then acknowledges every
-message of the batch (paho's manual acknowledgement). The broker keeps at most
-``receive_maximum`` unacknowledged messages in flight to us (MQTT 5 Receive Maximum), which
-bounds memory however fast devices publish and however long the database is away: while it is
-down nothing is acknowledged, the broker holds the rest, and the writer retries with backoff.
+Two processes. This one holds the MQTT session: paho's network thread appends messages to an
+inbox; the service thread cuts the inbox into batches and sends each to the storing process
+(:mod:`ingest.store_process`), which decodes it and commits it; a reply thread acknowledges
+every message of a batch once its commit is reported (paho's manual acknowledgement). Memory
+is bounded however fast devices publish and however long the database is away: the broker
+keeps at most ``receive_maximum`` unacknowledged messages in flight to us (MQTT 5 Receive
+Maximum), and past ``max_held_bytes`` of payload we stop reading the socket until the storing
+process catches up. While the database is down nothing is acknowledged and the broker holds
+the rest.
+
+If the storing process dies, a new one is started and every batch not yet acknowledged is sent
+to it again; writes are idempotent, so nothing is stored twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
+import multiprocessing
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 import paho.mqtt.client as mqtt
-import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ingest import store_process
+from ingest.config import IngestConfig
 from ingest.metrics import IngestMetrics
-from ingest.pipeline import Classified, Inbound, classify
-from protocol.decoding import DEFAULT_WINDOW, AcceptanceWindow, RejectReason
+from ingest.pipeline import Inbound
+from ingest.store_process import BatchStored, DatabaseState
 from protocol.topics import DEVICE_TO_PLATFORM, subscription
-from storage.registry import Registration, load_registry
-from storage.writer import BatchWriter, DeadLetter, StorageBatch, WriteResult
+
+__all__ = ["IngestConfig", "IngestService"]
 
 log = logging.getLogger("smartcity.ingest")
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 """The broker keeps our subscriptions and queued messages this long while we are away."""
-_TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
 _CHANNELS = frozenset(channel.value for channel in DEVICE_TO_PLATFORM)
-
-
-@dataclass(frozen=True, slots=True)
-class IngestConfig:
-    database_url: str
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = 1883
-    client_id: str = "smartcity-ingest"
-    share_group: str | None = None
-    """Subscribe through ``$share/<group>/`` so several ingest processes split the stream."""
-    batch_max_messages: int = 2_000
-    batch_max_seconds: float = 0.5
-    receive_maximum: int = 4_000
-    registry_refresh_s: float = 30.0
-    maintenance_interval_s: float = 60.0
-    window: AcceptanceWindow = DEFAULT_WINDOW
-    max_backoff_s: float = 15.0
+_BATCH_POLL_S = 0.005
+_DRAIN_TIMEOUT_S = 10.0
+_spawn = multiprocessing.get_context("spawn")
 
 
 class IngestService:
@@ -76,18 +68,28 @@ class IngestService:
         self._inbox: deque[Inbound] = deque()
         self._arrived = threading.Event()
         self._connection_number = 0
-        self._writer: BatchWriter | None = None
-        self._registry: Mapping[str, Registration] = {}
-        self._registry_loaded_at = float("-inf")
-        self._registry_as_of = datetime.min.replace(tzinfo=UTC)
-        self._maintained_at = time.monotonic()
         self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self._database_up = threading.Event()
         self.ready = threading.Event()
         """Set once the database is reachable and the broker subscription is in place."""
+        # Batches sent to the storing process and not yet acknowledged, oldest first.
+        self._pending: dict[int, list[Inbound]] = {}
+        self._pending_lock = threading.Lock()
+        self._next_batch_id = 0
+        self._pipe: Connection | None = None
+        self._process: BaseProcess | None = None
+        self._process_stop = _spawn.Event()
+        self._held_bytes = 0
+        self._held_bytes_changed = threading.Condition()
         self._received_by_channel = {
             channel: self.metrics.received.labels(channel) for channel in (*_CHANNELS, "other")
         }
         self._client = self._make_client()
+
+    @property
+    def storing_process_pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     # -- MQTT side (paho's network thread) -------------------------------------------------
 
@@ -137,8 +139,9 @@ class IngestService:
         refused = [str(code) for code in reason_codes if code.is_failure]
         if refused:
             log.error("broker refused subscriptions", extra={"reasons": refused})
-        elif self._writer is not None:
-            self.ready.set()
+            return
+        self._subscribed.set()
+        self._update_ready()
 
     def _on_disconnect(
         self,
@@ -157,21 +160,35 @@ class IngestService:
         channel = topic.rsplit("/", 1)[-1]
         counter = self._received_by_channel.get(channel) or self._received_by_channel["other"]
         counter.inc()
+        payload = bytes(message.payload)
+        with self._held_bytes_changed:
+            # Backpressure: stop reading (the broker keeps the rest) while too much is held.
+            while self._held_bytes >= self.config.max_held_bytes and not self._stop.is_set():
+                self._held_bytes_changed.wait(0.5)
+            self._held_bytes += len(payload)
         self._inbox.append(
-            Inbound(
-                topic, bytes(message.payload), self._clock(), message.mid, self._connection_number
-            )
+            Inbound(topic, payload, self._clock(), message.mid, self._connection_number)
         )
         if not self._arrived.is_set():
             self._arrived.set()
 
-    # -- the writer (the caller's thread) --------------------------------------------------
+    def _update_ready(self) -> None:
+        if self._subscribed.is_set() and self._database_up.is_set():
+            self.ready.set()
+
+    # -- the service thread: batches out --------------------------------------------------
 
     def run(self) -> None:
-        """Run until :meth:`stop` is called; store and acknowledge everything received."""
-        self._connect_database()
-        if self._stop.is_set():
-            return
+        """Run until :meth:`stop` is called; store and acknowledge everything received.
+
+        The broker session starts only once the database is reachable: until then the broker
+        keeps the messages, where they are safer than in our memory.
+        """
+        self._start_storing_process()
+        while not self._database_up.wait(0.2):
+            if self._stop.is_set():
+                self._stop_storing_process()
+                return
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         properties.ReceiveMaximum = self.config.receive_maximum
@@ -187,208 +204,167 @@ class IngestService:
             while not self._stop.is_set():
                 batch = self._next_batch()
                 if batch:
-                    self._store_and_acknowledge(batch)
-                self._housekeeping()
+                    self._send(batch)
+            self._drain()
         finally:
             self._client.disconnect()
             self._client.loop_stop()
-            if self._writer is not None:
-                self._writer.connection.close()
+            self._stop_storing_process()
             log.info("ingest stopped")
 
     def stop(self) -> None:
         self._stop.set()
+        with self._held_bytes_changed:
+            self._held_bytes_changed.notify_all()
+
+    @property
+    def held_bytes(self) -> int:
+        """Payload bytes received and not yet acknowledged."""
+        return self._held_bytes
 
     def _next_batch(self) -> list[Inbound]:
-        """Up to batch_max_messages, waiting at most batch_max_seconds after the first."""
-        batch: list[Inbound] = []
+        """Up to batch_max_messages, waiting at most batch_max_seconds after the first.
+
+        This thread wakes for the first message of a batch only; then it looks again every
+        few milliseconds. Waking for every message would hand the interpreter lock back and
+        forth with the network thread thousands of times a second.
+        """
+        inbox = self._inbox
+        if not inbox:
+            self._arrived.clear()  # before looking again: an append after this sets it
+            if not inbox and not self._arrived.wait(0.2):
+                return []
         limit = self.config.batch_max_messages
-        deadline = time.monotonic() + 0.2  # until the first message: then check for stop
-        while len(batch) < limit:
-            # Clear before looking, so a message appended after the look sets it again.
-            self._arrived.clear()
-            while self._inbox and len(batch) < limit:
-                if not batch:
-                    deadline = time.monotonic() + self.config.batch_max_seconds
-                batch.append(self._inbox.popleft())
-            remaining = deadline - time.monotonic()
-            if len(batch) >= limit or remaining <= 0:
-                break
-            self._arrived.wait(remaining)
-        self.metrics.queue_depth.set(len(self._inbox))
+        deadline = time.monotonic() + self.config.batch_max_seconds
+        while len(inbox) < limit and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(_BATCH_POLL_S)
+        batch = [inbox.popleft() for _ in range(min(limit, len(inbox)))]
+        self.metrics.queue_depth.set(len(inbox))
+        self.metrics.held_bytes.set(self._held_bytes)
         return batch
 
-    def _store_and_acknowledge(self, messages: list[Inbound]) -> None:
-        started = time.monotonic()
-        if not self._store(messages):
-            return  # stopping while the database is away: the broker keeps them
-        self._acknowledge(messages)
-        self.metrics.batch_seconds.observe(time.monotonic() - started)
-        self.metrics.batch_messages.observe(len(messages))
-        oldest = min(message.received_at for message in messages)
-        self.metrics.lag_seconds.set((self._clock() - oldest).total_seconds())
+    def _send(self, batch: list[Inbound]) -> None:
+        with self._pending_lock:
+            batch_id = self._next_batch_id
+            self._next_batch_id += 1
+            self._pending[batch_id] = batch
+            pipe = self._pipe
+        if pipe is None:
+            return  # the storing process is being replaced; it will get this batch then
+        # If the storing process died, the reply thread notices and resends what is pending.
+        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+            pipe.send((batch_id, [(m.topic, m.payload, m.received_at) for m in batch]))
 
-    def _acknowledge(self, messages: Sequence[Inbound]) -> None:
+    def _drain(self) -> None:
+        """On stop: give the storing process a little time to commit what it was sent."""
+        deadline = time.monotonic() + _DRAIN_TIMEOUT_S
+        while self._pending and self._database_up.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self._pending:
+            count = sum(len(batch) for batch in self._pending.values())
+            log.warning(
+                "stopping with messages not stored; the broker will deliver them again",
+                extra={"messages": count},
+            )
+
+    # -- the storing process and its replies ----------------------------------------------
+
+    def _start_storing_process(self) -> None:
+        here, there = _spawn.Pipe(duplex=True)
+        process = _spawn.Process(
+            target=store_process.run,
+            args=(self.config, there, self._process_stop),
+            name=f"{self.config.client_id}-store",
+            daemon=True,
+        )
+        process.start()
+        there.close()
+        with self._pending_lock:
+            self._pipe, self._process = here, process
+            resend = list(self._pending.items())
+        for batch_id, batch in resend:
+            here.send((batch_id, [(m.topic, m.payload, m.received_at) for m in batch]))
+        threading.Thread(
+            target=self._read_replies, args=(here, process), name="ingest-replies", daemon=True
+        ).start()
+
+    def _read_replies(self, pipe: Connection, process: BaseProcess) -> None:
+        while True:
+            try:
+                reply = pipe.recv()
+            except (EOFError, OSError):
+                break
+            if isinstance(reply, BatchStored):
+                self._stored(reply)
+            elif isinstance(reply, DatabaseState):
+                self._database_state(reply)
+        if self._stop.is_set():
+            return
+        process.join(5)
+        log.error(
+            "the storing process died; starting a new one and sending it the unacknowledged "
+            "batches again",
+            extra={"exitcode": process.exitcode},
+        )
+        with self._pending_lock:
+            self._pipe = None
+        self._database_up.clear()
+        self._start_storing_process()
+
+    def _database_state(self, state: DatabaseState) -> None:
+        self.metrics.database_up.set(1 if state.up else 0)
+        if state.up:
+            self._database_up.set()
+            self._update_ready()
+        else:
+            self._database_up.clear()
+            self.metrics.write_retries.inc()
+
+    def _stored(self, stored: BatchStored) -> None:
+        with self._pending_lock:
+            batch = self._pending.pop(stored.batch_id, None)
+        if batch is None:
+            return  # a batch resent after a restart, already acknowledged
+        with self._held_bytes_changed:
+            self._held_bytes -= sum(len(message.payload) for message in batch)
+            self.metrics.held_bytes.set(self._held_bytes)
+            self._held_bytes_changed.notify_all()
         current = self._connection_number
-        for message in messages:
+        for message in batch:
             # A message from an earlier connection is redelivered on this one; acking its old
             # packet id here could acknowledge a different message.
             if message.mid and message.connection == current:
                 self._client.ack(message.mid, 1)
-                self.metrics.acknowledged.inc()
-
-    def _store(self, messages: Sequence[Inbound]) -> bool:
-        """Store messages durably; False only if asked to stop before the database came back."""
-        classified = self._classify(messages)
-        try:
-            result = self._write(classified.batch)
-        except _DATA_ERRORS as error:
-            return self._isolate_poison(messages, error)
-        if result is None:
-            return False
-        self._count(classified, result)
-        return True
-
-    def _write(self, batch: StorageBatch) -> WriteResult | None:
-        """Write one batch, retrying with backoff through database outages; None if stopped
-        first. The database refusing the data itself (DataError, IntegrityError) is raised."""
-        attempt = 0
-        while True:
-            writer = self._writer or self._connect_database()
-            if writer is None:
-                return None
-            try:
-                with self.metrics.write_seconds.time():
-                    return writer.write(batch)
-            except _DATA_ERRORS:
-                raise
-            except psycopg.Error as error:
-                attempt += 1
-                self._database_failed(error, attempt)
-                if self._stop.wait(self._backoff(attempt)):
-                    return None
-
-    def _classify(self, messages: Sequence[Inbound]) -> Classified:
-        classified = classify(messages, self._registry, self.config.window)
-        # A device provisioned after our last look at the registry is not unknown: look again,
-        # at most once per batch, and only if the registry is older than the messages.
-        newest = max(message.received_at for message in messages)
-        stale = classified.unknown_devices and self._registry_as_of < newest
-        if stale and self._refresh_registry(min_age_s=0):
-            classified = classify(messages, self._registry, self.config.window)
-        return classified
-
-    def _isolate_poison(self, messages: Sequence[Inbound], error: psycopg.Error) -> bool:
-        """The database refused this batch's data: store message by message, dead-letter the
-        ones it refuses, so one poison message never blocks the stream."""
-        if len(messages) > 1:
-            log.warning("database refused a batch; isolating", extra={"error": str(error)})
-            return all(self._store([message]) for message in messages)
-        message = messages[0]
-        log.error(
-            "database refused a message; dead-lettered",
-            extra={"topic": message.topic, "error": str(error)},
-        )
-        batch = StorageBatch(
-            dead_letters=[
-                DeadLetter(
-                    message.received_at,
-                    message.topic,
-                    None,
-                    RejectReason.STORAGE_REJECTED.value,
-                    f"the database refused it: {error}",
-                    message.payload,
-                )
-            ]
-        )
-        result = self._write(batch)
-        if result is None:
-            return False
-        self.metrics.rejected.labels(RejectReason.STORAGE_REJECTED.value).inc()
-        self.metrics.stored.labels("dead_letters").inc(result.dead_letters_stored)
-        return True
-
-    def _count(self, classified: Classified, result: WriteResult) -> None:
         metrics = self.metrics
+        metrics.acknowledged.inc(len(batch))
         metrics.database_up.set(1)
-        metrics.stored.labels("telemetry").inc(result.telemetry_stored)
-        metrics.stored.labels("device_events").inc(result.events_stored)
-        metrics.stored.labels("device_states").inc(result.states_stored)
-        metrics.stored.labels("command_acks").inc(result.command_acks_stored)
-        metrics.stored.labels("dead_letters").inc(result.dead_letters_stored)
-        metrics.duplicates.inc(result.telemetry_duplicates)
-        for reason, count in classified.rejections.items():
+        metrics.stored.labels("telemetry").inc(stored.telemetry_rows)
+        metrics.stored.labels("device_events").inc(stored.events)
+        metrics.stored.labels("device_states").inc(stored.states)
+        metrics.stored.labels("command_acks").inc(stored.command_acks)
+        metrics.stored.labels("dead_letters").inc(stored.dead_letters)
+        metrics.duplicates.inc(stored.duplicate_rows)
+        for reason, count in stored.rejections.items():
             metrics.rejected.labels(reason).inc(count)
+        metrics.write_seconds.observe(stored.write_seconds)
+        metrics.batch_messages.observe(len(batch))
+        oldest = min(message.received_at for message in batch)
+        lag = (self._clock() - oldest).total_seconds()
+        metrics.batch_seconds.observe(lag)
+        metrics.lag_seconds.set(lag)
 
-    def _database_failed(self, error: psycopg.Error, attempt: int) -> None:
-        self.metrics.database_up.set(0)
-        self.metrics.write_retries.inc()
-        transient = isinstance(error, _TRANSIENT_ERRORS)
-        log.log(
-            logging.WARNING if transient else logging.ERROR,
-            "database write failed; keeping the batch unacknowledged and retrying",
-            extra={"error": str(error).strip(), "attempt": attempt, "transient": transient},
-        )
-        if self._writer is not None and (transient or self._writer.connection.closed):
-            self._writer.connection.close()
-            self._writer = None
-
-    def _backoff(self, attempt: int) -> float:
-        delay: float = min(self.config.max_backoff_s, 0.25 * 2 ** min(attempt, 10))
-        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
-
-    def _connect_database(self) -> BatchWriter | None:
-        """Connect (retrying with backoff until it works or we are stopped)."""
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                connection = psycopg.connect(
-                    self.config.database_url,
-                    autocommit=True,
-                    connect_timeout=5,
-                    application_name=self.config.client_id,
-                )
-                self._writer = BatchWriter(connection)
-                self._registry = load_registry(connection)
-                self._registry_loaded_at = time.monotonic()
-                self._registry_as_of = self._clock()
-            except psycopg.Error as error:
-                attempt += 1
-                self.metrics.database_up.set(0)
-                log.warning(
-                    "database unreachable; retrying",
-                    extra={"error": str(error).strip(), "attempt": attempt},
-                )
-                self._stop.wait(self._backoff(attempt))
-                continue
-            self.metrics.database_up.set(1)
-            log.info("connected to database", extra={"devices": len(self._registry)})
-            return self._writer
-        return None
-
-    def _refresh_registry(self, min_age_s: float) -> bool:
-        if self._writer is None or time.monotonic() - self._registry_loaded_at < min_age_s:
-            return False
-        as_of = self._clock()
-        try:
-            self._registry = load_registry(self._writer.connection)
-        except psycopg.Error as error:
-            log.warning("could not reload the registry", extra={"error": str(error).strip()})
-            return False
-        self._registry_loaded_at = time.monotonic()
-        self._registry_as_of = as_of
-        return True
-
-    def _housekeeping(self) -> None:
-        self._refresh_registry(min_age_s=self.config.registry_refresh_s)
-        if time.monotonic() - self._maintained_at < self.config.maintenance_interval_s:
-            return
-        self._maintained_at = time.monotonic()
-        if self._writer is None:
-            return
-        try:
-            report: Any = self._writer.maintain()
-        except psycopg.Error as error:
-            log.warning("maintenance failed", extra={"error": str(error).strip()})
-            return
-        log.info("maintenance done", extra={"report": report})
+    def _stop_storing_process(self) -> None:
+        self._process_stop.set()
+        with self._pending_lock:
+            pipe, process = self._pipe, self._process
+            self._pipe = None
+        if pipe is not None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                pipe.send(None)
+        if process is not None:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+        if pipe is not None:
+            pipe.close()

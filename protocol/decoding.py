@@ -72,16 +72,16 @@ class Rejected:
     detail: str
 
 
-Reading = tuple[datetime, str, str, float]
-"""One stored value: (ts, device_id, metric, value). A plain tuple, because a city sends
-millions of them and this is exactly the row the database writer copies."""
+CheckedSample = tuple[datetime, dict[str, float]]
+"""A sample's time and its accepted values, metric name to value (flags as 1.0 and 0.0)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
     topic: DeviceTopic
     seq: int
-    readings: list[Reading]
+    samples: list[CheckedSample]
+    """Samples with at least one accepted value, in the order sent."""
     rejected_values: tuple[Rejected, ...]
     """Values refused while the rest of the message was accepted."""
 
@@ -243,18 +243,16 @@ def _telemetry(
     window: AcceptanceWindow,
 ) -> Telemetry | Rejected:
     device_class = device_topic.device_class
-    device_id = device_topic.device_id
     metrics = CATALOGUE[device_class].metrics
     limits = _LIMITS[device_class]
-    readings: list[Reading] = []
+    samples: list[CheckedSample] = []
     rejected: list[Rejected] = []
     for index, sample in enumerate(body.samples):
-        path = f"$.samples[{index}]"
-        problem = _timestamp_problem(f"{path}.ts", sample.ts, received_at, window)
+        problem = _timestamp_problem(f"$.samples[{index}].ts", sample.ts, received_at, window)
         if problem is not None:
             rejected.append(problem)
             continue
-        ts = sample.ts
+        accepted: dict[str, float] = {}
         for name, raw in sample.values.items():
             # Fast path for the common case; anything unusual takes check_value, which also
             # says precisely what is wrong.
@@ -263,23 +261,26 @@ def _telemetry(
                 kind = type(raw)
                 if bounds[2]:
                     if kind is bool:
-                        readings.append((ts, device_id, name, 1.0 if raw else 0.0))
+                        accepted[name] = 1.0 if raw else 0.0
                         continue
                 elif (
                     (kind is float or kind is int)
                     and bounds[0] <= raw <= bounds[1]
                     and (not bounds[3] or raw == int(raw))
                 ):
-                    readings.append((ts, device_id, name, float(raw)))
+                    accepted[name] = float(raw)
                     continue
             checked = check_value(metrics, device_class, name, raw)
             if isinstance(checked, Rejected):
-                rejected.append(Rejected(checked.reason, f"{path}.values.{checked.detail}"))
+                detail = f"$.samples[{index}].values.{checked.detail}"
+                rejected.append(Rejected(checked.reason, detail))
             else:
-                readings.append((ts, device_id, name, checked))
-    if not readings:
+                accepted[name] = checked
+        if accepted:
+            samples.append((sample.ts, accepted))
+    if not samples:
         return Rejected(rejected[0].reason, "; ".join(r.detail for r in rejected))
-    return Telemetry(device_topic, body.seq, readings, tuple(rejected))
+    return Telemetry(device_topic, body.seq, samples, tuple(rejected))
 
 
 def check_value(

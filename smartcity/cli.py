@@ -179,6 +179,7 @@ def make_ingest_service(
             batch_max_messages=settings.ingest_batch_max_messages,
             batch_max_seconds=settings.ingest_batch_max_seconds,
             receive_maximum=settings.ingest_receive_maximum,
+            max_held_bytes=settings.ingest_max_held_bytes,
             registry_refresh_s=settings.ingest_registry_refresh_s,
             maintenance_interval_s=settings.maintenance_interval_s,
         )
@@ -303,11 +304,12 @@ def bench_decode(
 
 
 @bench_app.command("ingest")
-def bench_ingest(
-    messages: Annotated[int, typer.Option(help="Messages to send (13 rows each).")] = 20_000,
+def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
+    messages: Annotated[int, typer.Option(help="Messages, one 13-value sample each.")] = 20_000,
     devices: Annotated[int, typer.Option(help="Distinct streetlights sending them.")] = 200,
     batch: Annotated[int, typer.Option(help="Ingest batch size, in messages.")] = 2_000,
-    receive_maximum: Annotated[int, typer.Option(help="MQTT 5 Receive Maximum.")] = 4_000,
+    receive_maximum: Annotated[int, typer.Option(help="MQTT 5 Receive Maximum.")] = 10_000,
+    repeats: Annotated[int, typer.Option(help="Rounds; the medians are reported.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
 ) -> None:
     """Broker-only vs full ingest vs raw COPY, measured in one run on this machine.
@@ -331,6 +333,7 @@ def bench_ingest(
             devices=devices,
             batch_messages=batch,
             receive_maximum=receive_maximum,
+            repeats=repeats,
             database_url=database_url,
             progress=progress,
         )

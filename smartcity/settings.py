@@ -30,8 +30,10 @@ class Settings(BaseSettings):
     ingest_client_id: str = "smartcity-ingest"
     ingest_batch_max_messages: PositiveInt = 2_000
     ingest_batch_max_seconds: PositiveFloat = 0.5
-    ingest_receive_maximum: PositiveInt = 4_000
-    """Messages the broker may have in flight to ingest, unacknowledged; bounds its memory."""
+    ingest_receive_maximum: PositiveInt = 10_000
+    """Messages the broker may have in flight to ingest, unacknowledged."""
+    ingest_max_held_bytes: PositiveInt = 256 * 1024 * 1024
+    """Payload bytes ingest holds before it stops reading from the broker: its memory bound."""
     ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
     """Prometheus /metrics port; 0 turns the endpoint off."""
     ingest_registry_refresh_s: PositiveFloat = 30.0

@@ -11,13 +11,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Final
 
 import psycopg
 from psycopg import sql
 
+from protocol.catalogue import CATALOGUE
 from protocol.decoding import CommandAck, Event, State
-from protocol.decoding import Reading as TelemetryRow
 from protocol.topics import DeviceClass
+
+SampleRows = dict[tuple[str, datetime], dict[str, float]]
+"""Samples of one device class: (device_id, ts) -> metric -> value."""
+TelemetryRow = tuple[object, ...]
+"""(ts, device_id, value of each metric of the class in catalogue order, None if absent)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,7 @@ class StorageBatch:
     """Everything one transaction stores."""
 
     telemetry: dict[DeviceClass, list[TelemetryRow]] = field(default_factory=dict)
+    """Rows as made by :func:`telemetry_rows`, one per (device, time)."""
     events: list[tuple[Event, datetime]] = field(default_factory=list)
     states: list[tuple[State, datetime]] = field(default_factory=list)
     command_acks: list[tuple[CommandAck, datetime]] = field(default_factory=list)
@@ -62,8 +69,64 @@ class WriteResult:
         return self.telemetry_offered - self.telemetry_stored
 
 
-def _staging(device_class: DeviceClass) -> sql.Identifier:
-    return sql.Identifier(f"staging_{device_class}")
+@dataclass(frozen=True, slots=True)
+class _TelemetryTable:
+    """How one device class's samples are copied and merged: one column per metric."""
+
+    table: sql.Identifier
+    staging: sql.Identifier
+    metrics: tuple[str, ...]
+
+    @classmethod
+    def of(cls, device_class: DeviceClass) -> _TelemetryTable:
+        return cls(
+            sql.Identifier(f"telemetry_{device_class}"),
+            sql.Identifier(f"staging_{device_class}"),
+            tuple(CATALOGUE[device_class].metrics),
+        )
+
+    def rows(self, samples: SampleRows) -> list[TelemetryRow]:
+        metrics = self.metrics
+        return [
+            (ts, device_id, *map(values.get, metrics))
+            for (device_id, ts), values in samples.items()
+        ]
+
+    def copy_statement(self, into: sql.Identifier) -> sql.Composed:
+        columns = sql.SQL(", ").join(map(sql.Identifier, ("ts", "device_id", *self.metrics)))
+        return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(into, columns)
+
+    @property
+    def copy_types(self) -> list[str]:
+        return ["timestamptz", "text", *["float8"] * len(self.metrics)]
+
+    def merge_statement(self) -> sql.Composed:
+        """Insert staged samples; complete stored ones with metrics they lacked, never
+        overwrite a stored value (a redelivery brings the same values, and changes nothing)."""
+        columns = [sql.Identifier(name) for name in ("ts", "device_id", *self.metrics)]
+        metrics = [sql.Identifier(name) for name in self.metrics]
+        return sql.SQL(
+            "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {staging} "
+            "ON CONFLICT (device_id, ts) DO UPDATE SET {fill} WHERE {missing}"
+        ).format(
+            table=self.table,
+            columns=sql.SQL(", ").join(columns),
+            staging=self.staging,
+            fill=sql.SQL(", ").join(
+                sql.SQL("{m} = coalesce(t.{m}, EXCLUDED.{m})").format(m=m) for m in metrics
+            ),
+            missing=sql.SQL(" OR ").join(
+                sql.SQL("(t.{m} IS NULL AND EXCLUDED.{m} IS NOT NULL)").format(m=m) for m in metrics
+            ),
+        )
+
+
+_TABLES: Final = {device_class: _TelemetryTable.of(device_class) for device_class in DeviceClass}
+
+
+def telemetry_rows(device_class: DeviceClass, samples: SampleRows) -> list[TelemetryRow]:
+    """The rows the writer copies for ``samples`` of one class."""
+    return _TABLES[device_class].rows(samples)
 
 
 class BatchWriter:
@@ -74,13 +137,11 @@ class BatchWriter:
         self._partitioned_days: set[tuple[DeviceClass, date]] = set()
         self._merging: set[DeviceClass] = set()
         with connection.transaction():
-            for device_class in DeviceClass:
+            for layout in _TABLES.values():
                 connection.execute(
                     sql.SQL(
-                        "CREATE TEMP TABLE IF NOT EXISTS {} "
-                        "(ts timestamptz, device_id text, metric text, value double precision) "
-                        "ON COMMIT DELETE ROWS"
-                    ).format(_staging(device_class))
+                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+                    ).format(layout.staging, layout.table)
                 )
 
     @property
@@ -161,30 +222,25 @@ class BatchWriter:
     def _insert_telemetry(
         self, cursor: psycopg.Cursor, device_class: DeviceClass, rows: list[TelemetryRow]
     ) -> int:
-        """Insert rows, skipping those already stored; return how many were new.
+        """Insert samples, skipping values already stored; return how many rows changed.
 
-        Fast path: COPY straight into the table, as fast as the database goes. Rows already
-        stored only come with redeliveries (after a crash or a reconnection); then the
-        primary key refuses the COPY, its savepoint is rolled back, and the batch is merged
-        through the staging table with ON CONFLICT DO NOTHING. After a conflict the next
-        batches of that class take the merge path directly until one has no duplicate.
+        Fast path: COPY straight into the table, as fast as the database goes. Samples already
+        stored only come with redeliveries (after a crash or a reconnection) or when a device
+        splits one instant over two messages; then the primary key refuses the COPY, its
+        savepoint is rolled back, and the batch is merged through the staging table. After a
+        conflict the next batches of that class merge directly until one has no duplicate.
         """
-        table = sql.Identifier(f"telemetry_{device_class}")
+        layout = _TABLES[device_class]
         if device_class not in self._merging:
             try:
                 with self._connection.transaction():
-                    _copy_rows(cursor, table, rows)
+                    _copy_rows(cursor, layout, layout.table, rows)
             except psycopg.errors.UniqueViolation:
                 self._merging.add(device_class)
             else:
                 return len(rows)
-        _copy_rows(cursor, _staging(device_class), rows)
-        cursor.execute(
-            sql.SQL(
-                "INSERT INTO {} (ts, device_id, metric, value) "
-                "SELECT ts, device_id, metric, value FROM {} ON CONFLICT DO NOTHING"
-            ).format(table, _staging(device_class))
-        )
+        _copy_rows(cursor, layout, layout.staging, rows)
+        cursor.execute(layout.merge_statement())
         stored = max(cursor.rowcount, 0)
         if stored == len(rows):
             self._merging.discard(device_class)
@@ -194,7 +250,7 @@ class BatchWriter:
         self, cursor: psycopg.Cursor, device_class: DeviceClass, rows: list[TelemetryRow]
     ) -> set[tuple[DeviceClass, date]]:
         """Make sure the days of ``rows`` have partitions; return the days newly checked."""
-        timestamps = [row[0] for row in rows]
+        timestamps: list[datetime] = [row[0] for row in rows]  # type: ignore[misc]
         first, last = min(timestamps), max(timestamps)
         first_day, last_day = first.astimezone(UTC).date(), last.astimezone(UTC).date()
         days = {
@@ -215,11 +271,14 @@ class BatchWriter:
         return None if row is None else row[0]
 
 
-def _copy_rows(cursor: psycopg.Cursor, table: sql.Identifier, rows: list[TelemetryRow]) -> None:
-    with cursor.copy(
-        sql.SQL("COPY {} (ts, device_id, metric, value) FROM STDIN (FORMAT BINARY)").format(table)
-    ) as copy:
-        copy.set_types(["timestamptz", "text", "text", "float8"])
+def _copy_rows(
+    cursor: psycopg.Cursor,
+    layout: _TelemetryTable,
+    into: sql.Identifier,
+    rows: list[TelemetryRow],
+) -> None:
+    with cursor.copy(layout.copy_statement(into)) as copy:
+        copy.set_types(layout.copy_types)
         for row in rows:
             copy.write_row(row)
 

@@ -163,8 +163,10 @@ def test_the_same_messages_published_twice_are_stored_once(
         device.publish_all(messages)
         wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry") == 600)
         device.publish_all(messages)
-        wait_until(
-            lambda: service.metrics.duplicates._value.get() == 600,
+        wait_until(  # 300 samples (rows) of two values each
+            lambda: (
+                service.metrics.duplicates._value.get() == 300
+            ),  # samples (rows) of two values each
             what="the second copies to be seen as duplicates",
         )
     assert scalar(database_url, "SELECT count(*) FROM telemetry") == 600

@@ -164,3 +164,33 @@ def test_broker_restarted_mid_stream_loses_nothing_it_had_accepted(
             what="ingest to reconnect and catch up",
         )
     assert_stored_exactly_once(database_url, messages)
+
+
+def test_memory_held_stays_under_its_bound_while_the_database_is_away(
+    controlled_postgres: LocalPostgres, broker: LocalMosquitto
+) -> None:
+    database_url = controlled_postgres.url()
+    migrate(database_url)
+    provision_test_site(database_url)
+    messages = streetlight_stream(3_000)
+    largest = max(len(m.payload) for m in messages)
+    bound = 20_000  # bytes: a few hundred messages of the 3,000
+    with running_ingest(database_url, broker.port, max_held_bytes=bound) as service:
+        controlled_postgres.stop("fast")
+        sender = publish_in_background(broker.port, messages)
+        held = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            held.append(service.held_bytes)
+            time.sleep(0.01)
+        sender.join(60)
+        assert not sender.is_alive(), "the broker took every message while ingest held back"
+        assert max(held) >= bound - largest, "ingest did fill up to its bound"
+        assert max(held) <= bound + largest, "and never beyond it"
+        controlled_postgres.start()
+        wait_until(
+            lambda: scalar(database_url, "SELECT count(*) FROM telemetry") >= 6_000,
+            timeout_s=120,
+            what="ingest to store what the broker kept",
+        )
+    assert_stored_exactly_once(database_url, messages)

@@ -12,7 +12,7 @@ import pytest
 from protocol.topics import DeviceClass
 from storage.migrate import current_revision, head_revision, migrate
 from storage.queries import latest_values, rollup_series
-from storage.writer import BatchWriter, StorageBatch
+from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
 from tests.conftest import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -29,10 +29,18 @@ def test_migrating_an_empty_database_twice_gives_the_head_schema(empty_database_
     assert backend == [(False,)]
 
 
-def write(url: str, rows: list[tuple[datetime, str, str, float]]) -> int:
+def write(url: str, values: list[tuple[datetime, str, str, float]]) -> int:
+    """Write (ts, device_id, metric, value) values as streetlight samples; return rows changed."""
+    samples: SampleRows = {}
+    for ts, device_id, metric, value in values:
+        samples.setdefault((device_id, ts), {})[metric] = value
     with psycopg.connect(url, autocommit=True) as connection:
         result = BatchWriter(connection).write(
-            StorageBatch(telemetry={DeviceClass.STREETLIGHT: rows})
+            StorageBatch(
+                telemetry={
+                    DeviceClass.STREETLIGHT: telemetry_rows(DeviceClass.STREETLIGHT, samples)
+                }
+            )
         )
     return result.telemetry_stored
 
@@ -54,8 +62,8 @@ def maintain(url: str) -> object:
 
 
 def check_shared_queries(url: str) -> None:
-    assert write(url, sample_rows()) == 5
-    assert write(url, sample_rows()) == 0, "a second write of the same rows stores nothing"
+    assert write(url, sample_rows()) == 4, "five values at four instants: four rows"
+    assert write(url, sample_rows()) == 0, "a second write of the same samples changes nothing"
     maintain(url)
     with psycopg.connect(url) as connection:
         latest = latest_values(connection, "sl-1")
@@ -185,3 +193,17 @@ def test_timescaledb_path_makes_hypertables_policies_and_aggregates(
 @pytest.mark.timescaledb
 def test_shared_queries_and_rollups_on_timescaledb(timescale_database_url: str) -> None:
     check_shared_queries(timescale_database_url)
+
+
+def test_a_sample_sent_in_two_parts_is_completed_and_stored_values_never_change(
+    database_url: str,
+) -> None:
+    at = HOUR + timedelta(minutes=1)
+    assert write(database_url, [(at, "sl-1", "battery_soc", 50.0)]) == 1
+    assert write(database_url, [(at, "sl-1", "lamp_power", 20.0)]) == 1
+    assert write(database_url, [(at, "sl-1", "battery_soc", 99.0)]) == 0
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT metric, value FROM telemetry WHERE device_id = 'sl-1' ORDER BY metric"
+        ).fetchall()
+    assert rows == [("battery_soc", 50.0), ("lamp_power", 20.0)]

@@ -47,10 +47,9 @@ def test_telemetry_with_several_samples_decodes_to_exact_readings() -> None:
     assert isinstance(decoded, Telemetry)
     assert decoded.seq == 7
     assert decoded.topic.device_id == "sl-0001"
-    assert decoded.readings == [
-        (datetime(2026, 11, 28, 17, 55, tzinfo=UTC), "sl-0001", "battery_soc", 81.5),
-        (datetime(2026, 11, 28, 17, 55, tzinfo=UTC), "sl-0001", "lamp_on", 1.0),
-        (datetime(2026, 11, 28, 17, 55, tzinfo=UTC), "sl-0001", "battery_soc", 81.25),
+    assert decoded.samples == [
+        (datetime(2026, 11, 28, 17, 55, tzinfo=UTC), {"battery_soc": 81.5, "lamp_on": 1.0}),
+        (datetime(2026, 11, 28, 17, 55, tzinfo=UTC), {"battery_soc": 81.25}),
     ]
     assert decoded.rejected_values == ()
 
@@ -59,7 +58,7 @@ def test_encoded_payload_structs_decode_back() -> None:
     payload = encode(TelemetryPayload(1, 3, [Sample(NOW, {"pv_power": 120.0})]))
     decoded = decode(LIGHT + "telemetry", payload, NOW)
     assert isinstance(decoded, Telemetry)
-    assert decoded.readings[0][3] == 120.0
+    assert decoded.samples == [(NOW, {"pv_power": 120.0})]
 
 
 def test_bad_values_are_refused_one_by_one_while_good_ones_are_kept() -> None:
@@ -73,7 +72,7 @@ def test_bad_values_are_refused_one_by_one_while_good_ones_are_kept() -> None:
     )
     decoded = decode(LIGHT + "telemetry", payload, NOW)
     assert isinstance(decoded, Telemetry)
-    assert [(metric, value) for _, _, metric, value in decoded.readings] == [("lamp_power", 35.5)]
+    assert [values for _, values in decoded.samples] == [{"lamp_power": 35.5}]
     reasons = {r.reason: r.detail for r in decoded.rejected_values}
     assert reasons[RejectReason.OUT_OF_RANGE] == (
         "$.samples[0].values.battery_soc: 140 % is outside the valid range [0, 100] %"
@@ -215,7 +214,7 @@ def test_a_sample_is_accepted_at_the_edges_of_the_window() -> None:
     payload = telemetry([{"ts": ts.isoformat(), "values": {"tilt": 0}} for ts in edges])
     decoded = decode(LIGHT + "telemetry", payload, NOW)
     assert isinstance(decoded, Telemetry)
-    assert len(decoded.readings) == 2
+    assert [ts for ts, _ in decoded.samples] == edges
 
 
 json_values = st.recursive(
@@ -269,7 +268,7 @@ def test_every_value_is_either_stored_or_rejected_never_both_never_neither(
         assert decoded.detail.count("values.") == len(values)
         return
     assert isinstance(decoded, Telemetry)
-    stored = {metric for _, _, metric, _ in decoded.readings}
+    stored = {metric for _, values in decoded.samples for metric in values}
     refused = {r.detail.split("values.")[1].split(":")[0] for r in decoded.rejected_values}
     assert stored | refused == set(values)
     assert not stored & refused

@@ -1,8 +1,10 @@
 from datetime import UTC, datetime
 
 from ingest.pipeline import Inbound, classify
+from protocol.catalogue import CATALOGUE
 from protocol.topics import DeviceClass
 from storage.registry import Registration
+from storage.writer import telemetry_rows
 
 NOW = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
 REGISTRY = {
@@ -29,7 +31,10 @@ def test_messages_are_sorted_into_rows_and_dead_letters() -> None:
         REGISTRY,
     )
     assert result.batch.telemetry == {
-        DeviceClass.STREETLIGHT: [(datetime(2026, 11, 28, 17, tzinfo=UTC), "sl-1", "tilt", 2.0)]
+        DeviceClass.STREETLIGHT: telemetry_rows(
+            DeviceClass.STREETLIGHT,
+            {("sl-1", datetime(2026, 11, 28, 17, tzinfo=UTC)): {"tilt": 2.0}},
+        )
     }
     letters = [(d.device_id, d.reason) for d in result.batch.dead_letters]
     assert letters == [
@@ -59,3 +64,27 @@ def test_a_partly_bad_message_stores_its_good_values_and_records_the_rest() -> N
     assert letter.reason == "out_of_range"
     assert letter.detail.startswith("1 value(s) refused, the rest stored:")
     assert letter.payload == payload
+
+
+def test_samples_of_the_same_instant_merge_and_the_first_value_wins() -> None:
+    def message(values: str) -> bytes:
+        return (
+            b'{"v":1,"seq":1,"samples":[{"ts":"2026-11-28T17:00:00Z","values":%s}]}'
+            % values.encode()
+        )
+
+    topic = "sc/sefrou/streetlight/sl-1/telemetry"
+    result = classify(
+        [
+            inbound(topic, message('{"tilt": 2}')),
+            inbound(topic, message('{"tilt": 3, "battery_soc": 50}')),
+        ],
+        REGISTRY,
+    )
+    [row] = result.batch.telemetry[DeviceClass.STREETLIGHT]
+    metrics = list(CATALOGUE[DeviceClass.STREETLIGHT].metrics)
+    assert row[:2] == (datetime(2026, 11, 28, 17, tzinfo=UTC), "sl-1")
+    stored = {
+        metric: value for metric, value in zip(metrics, row[2:], strict=True) if value is not None
+    }
+    assert stored == {"tilt": 2.0, "battery_soc": 50.0}

@@ -1,5 +1,11 @@
 """Initial schema: registry, telemetry per device class, events, states, dead letters, rollups.
 
+Telemetry is stored wide: one table per device class, one row per sample (device, time), one
+column per metric of the class's catalogue, NULL where the sample did not carry it. A sample of
+13 values is one row and one index entry, not 13; Grafana reads a metric as a column. The views
+``telemetry``, ``telemetry_hourly`` and ``telemetry_daily`` show every class in the narrow
+(device, time, metric, value) shape for queries across classes.
+
 On TimescaleDB: hypertables, compression and retention policies, continuous aggregates.
 On plain PostgreSQL: daily range partitions and rollup tables, kept up to date by
 ``smartcity_maintain()``, which the platform calls periodically.
@@ -20,7 +26,51 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-DEVICE_CLASSES = ("streetlight", "signage", "building")
+# The metric catalogue of protocol/catalogue.py as it was when this migration was written: a
+# metric added to the catalogue needs a migration adding its column (a unit test checks).
+METRICS = {
+    "streetlight": (
+        "pv_voltage",
+        "pv_current",
+        "pv_power",
+        "battery_voltage",
+        "battery_soc",
+        "battery_temperature",
+        "charge_current",
+        "lamp_power",
+        "lamp_on",
+        "dimming_level",
+        "ambient_light",
+        "tilt",
+        "controller_status",
+    ),
+    "signage": (
+        "power",
+        "supply_voltage",
+        "enclosure_temperature",
+        "ambient_light",
+        "brightness_level",
+        "message_id",
+        "failed_pixels",
+        "door_open",
+        "fault_bits",
+    ),
+    "building": (
+        "air_temperature",
+        "humidity",
+        "co2",
+        "occupancy",
+        "window_open",
+        "heating_active",
+        "cooling_active",
+        "valve_position",
+        "supply_water_temperature",
+        "energy",
+        "power",
+    ),
+}
+DEVICE_CLASSES = tuple(METRICS)
+AGGREGATES = ("count", "sum", "min", "max", "last")
 # Raw telemetry kept per class; rollups are kept for ever. Buildings keep two years so the
 # energy manager can compare a winter with the last two.
 RAW_RETENTION = {"streetlight": "400 days", "signage": "400 days", "building": "800 days"}
@@ -188,32 +238,76 @@ def _device_tables(timescale: bool) -> None:
             )
 
 
+def _rollup_columns(device_class: str) -> list[str]:
+    return [f"{metric}_{aggregate}" for metric in METRICS[device_class] for aggregate in AGGREGATES]
+
+
+def _hourly_expressions(device_class: str, timescale: bool, row: str = "") -> list[str]:
+    """Aggregates of one hour of raw samples, metric by metric (NULLs are not samples)."""
+    expressions = []
+    for metric in METRICS[device_class]:
+        column = f"{row}{metric}"
+        last = (
+            f"last({column}, {row}ts) FILTER (WHERE {column} IS NOT NULL)"
+            if timescale
+            else f"(array_agg({column} ORDER BY {row}ts DESC) FILTER (WHERE {column} IS NOT NULL))[1]"
+        )
+        expressions += [
+            f"count({column})",
+            f"sum({column})",
+            f"min({column})",
+            f"max({column})",
+            last,
+        ]
+    return expressions
+
+
+def _daily_expressions(device_class: str, timescale: bool, row: str = "") -> list[str]:
+    """Aggregates of a day of hourly aggregates."""
+    expressions = []
+    for metric in METRICS[device_class]:
+        last_column = f"{row}{metric}_last"
+        last = (
+            f"last({last_column}, {row}bucket) FILTER (WHERE {last_column} IS NOT NULL)"
+            if timescale
+            else f"(array_agg({last_column} ORDER BY {row}bucket DESC) FILTER (WHERE {last_column} IS NOT NULL))[1]"
+        )
+        expressions += [
+            f"sum({row}{metric}_count)::bigint",
+            f"sum({row}{metric}_sum)",
+            f"min({row}{metric}_min)",
+            f"max({row}{metric}_max)",
+            last,
+        ]
+    return expressions
+
+
+def _select_list(expressions: list[str], columns: list[str]) -> str:
+    return ",\n                   ".join(
+        f"{e} AS {c}" for e, c in zip(expressions, columns, strict=True)
+    )
+
+
 def _telemetry_table(device_class: str, timescale: bool) -> None:
     table = f"telemetry_{device_class}"
+    metric_columns = "".join(f"\n            {m} double precision," for m in METRICS[device_class])
     partitioning = "" if timescale else " PARTITION BY RANGE (ts)"
     op.execute(
         f"""
         CREATE TABLE {table} (
             ts timestamptz NOT NULL,
-            device_id text NOT NULL,
-            metric text NOT NULL,
-            value double precision NOT NULL,
-            PRIMARY KEY (device_id, metric, ts)
+            device_id text NOT NULL,{metric_columns}
+            PRIMARY KEY (device_id, ts)
         ){partitioning}"""
     )
-    rollup_columns = """
-            sample_count bigint NOT NULL,
-            value_sum double precision NOT NULL,
-            value_min double precision NOT NULL,
-            value_max double precision NOT NULL,
-            value_last double precision NOT NULL"""
+    columns = _rollup_columns(device_class)
     if timescale:
         op.execute(
             f"SELECT create_hypertable('{table}', 'ts', chunk_time_interval => INTERVAL '1 day')"
         )
         op.execute(
             f"ALTER TABLE {table} SET (timescaledb.compress,"
-            " timescaledb.compress_segmentby = 'device_id, metric',"
+            " timescaledb.compress_segmentby = 'device_id',"
             " timescaledb.compress_orderby = 'ts DESC')"
         )
         op.execute(f"SELECT add_compression_policy('{table}', INTERVAL '{COMPRESS_AFTER}')")
@@ -224,22 +318,18 @@ def _telemetry_table(device_class: str, timescale: bool) -> None:
             f"""
             CREATE MATERIALIZED VIEW {table}_hourly
             WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-            SELECT time_bucket(INTERVAL '1 hour', ts) AS bucket, device_id, metric,
-                   count(*) AS sample_count, sum(value) AS value_sum,
-                   min(value) AS value_min, max(value) AS value_max,
-                   last(value, ts) AS value_last
-            FROM {table} GROUP BY time_bucket(INTERVAL '1 hour', ts), device_id, metric
+            SELECT time_bucket(INTERVAL '1 hour', ts) AS bucket, device_id,
+                   {_select_list(_hourly_expressions(device_class, True), columns)}
+            FROM {table} GROUP BY time_bucket(INTERVAL '1 hour', ts), device_id
             WITH NO DATA"""
         )
         op.execute(
             f"""
             CREATE MATERIALIZED VIEW {table}_daily
             WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-            SELECT time_bucket(INTERVAL '1 day', bucket) AS bucket, device_id, metric,
-                   sum(sample_count)::bigint AS sample_count, sum(value_sum) AS value_sum,
-                   min(value_min) AS value_min, max(value_max) AS value_max,
-                   last(value_last, bucket) AS value_last
-            FROM {table}_hourly GROUP BY time_bucket(INTERVAL '1 day', bucket), device_id, metric
+            SELECT time_bucket(INTERVAL '1 day', bucket) AS bucket, device_id,
+                   {_select_list(_daily_expressions(device_class, True), columns)}
+            FROM {table}_hourly GROUP BY time_bucket(INTERVAL '1 day', bucket), device_id
             WITH NO DATA"""
         )
         for view, schedule in ((f"{table}_hourly", "10 minutes"), (f"{table}_daily", "1 hour")):
@@ -249,14 +339,17 @@ def _telemetry_table(device_class: str, timescale: bool) -> None:
                 f" schedule_interval => INTERVAL '{schedule}')"
             )
         return
+    aggregate_columns = "".join(
+        f"\n                {c} {'bigint NOT NULL' if c.endswith('_count') else 'double precision'},"
+        for c in columns
+    )
     for grain in ("hourly", "daily"):
         op.execute(
             f"""
             CREATE TABLE {table}_{grain} (
                 bucket timestamptz NOT NULL,
-                device_id text NOT NULL,
-                metric text NOT NULL,{rollup_columns},
-                PRIMARY KEY (device_id, metric, bucket)
+                device_id text NOT NULL,{aggregate_columns}
+                PRIMARY KEY (device_id, bucket)
             )"""
         )
         op.execute(f"CREATE INDEX {table}_{grain}_bucket ON {table}_{grain} (bucket)")
@@ -266,22 +359,89 @@ def _telemetry_table(device_class: str, timescale: bool) -> None:
         REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
         EXECUTE FUNCTION mark_rollup_dirty('{device_class}')"""
     )
+    _plain_refresh_function(device_class)
+
+
+def _plain_refresh_function(device_class: str) -> None:
+    """refresh_rollups_<class>(): recompute the hours marked dirty, then their days."""
+    table = f"telemetry_{device_class}"
+    columns = _rollup_columns(device_class)
+    column_list = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    op.execute(
+        f"""
+        CREATE FUNCTION refresh_rollups_{device_class}() RETURNS integer LANGUAGE plpgsql AS $$
+        DECLARE
+            hours timestamptz[];
+            days timestamptz[];
+        BEGIN
+            WITH taken AS (
+                DELETE FROM rollup_dirty WHERE device_class = '{device_class}' RETURNING bucket
+            ) SELECT array_agg(bucket) INTO hours FROM taken;
+            IF hours IS NULL THEN
+                RETURN 0;
+            END IF;
+            INSERT INTO {table}_hourly (bucket, device_id, {column_list})
+            SELECT h.bucket, t.device_id,
+                   {", ".join(_hourly_expressions(device_class, False, "t."))}
+            FROM unnest(hours) AS h(bucket)
+            JOIN {table} t ON t.ts >= h.bucket AND t.ts < h.bucket + INTERVAL '1 hour'
+            GROUP BY h.bucket, t.device_id
+            ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
+            SELECT array_agg(DISTINCT date_trunc('day', h, 'UTC')) INTO days FROM unnest(hours) h;
+            INSERT INTO {table}_daily (bucket, device_id, {column_list})
+            SELECT d.bucket, r.device_id,
+                   {", ".join(_daily_expressions(device_class, False, "r."))}
+            FROM unnest(days) AS d(bucket)
+            JOIN {table}_hourly r ON r.bucket >= d.bucket AND r.bucket < d.bucket + INTERVAL '1 day'
+            GROUP BY d.bucket, r.device_id
+            ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
+            RETURN cardinality(hours);
+        END $$"""
+    )
 
 
 def _union_views() -> None:
-    def union(source: str, columns: str) -> str:
-        return "\nUNION ALL\n".join(
-            f"SELECT '{c}'::text AS device_class, {columns} FROM telemetry_{c}{source}"
-            for c in DEVICE_CLASSES
+    def unpivot(device_class: str, source: str, select: str, values: str, keep: str) -> str:
+        rows = ", ".join(values.format(m=m) for m in METRICS[device_class])
+        return (
+            f"SELECT '{device_class}'::text AS device_class, {select}"
+            f" FROM telemetry_{device_class}{source} t"
+            f" CROSS JOIN LATERAL (VALUES {rows}) AS v"
+            f" WHERE {keep}"
         )
 
-    op.execute("CREATE VIEW telemetry AS " + union("", "ts, device_id, metric, value"))
-    rollup = (
-        "bucket, device_id, metric, sample_count, value_sum / sample_count AS value_avg,"
-        " value_min, value_max, value_last, value_sum"
+    raw = [
+        unpivot(
+            c, "", "t.ts, t.device_id, v.metric, v.value", "('{m}', t.{m})", "v.value IS NOT NULL"
+        )
+        for c in DEVICE_CLASSES
+    ]
+    op.execute(
+        "CREATE VIEW telemetry (device_class, ts, device_id, metric, value) AS\n"
+        + "\nUNION ALL\n".join(raw).replace(" AS v ", " AS v(metric, value) ")
     )
-    op.execute("CREATE VIEW telemetry_hourly AS " + union("_hourly", rollup))
-    op.execute("CREATE VIEW telemetry_daily AS " + union("_daily", rollup))
+    rollup_select = (
+        "t.bucket, t.device_id, v.metric, v.sample_count, v.value_sum / v.sample_count,"
+        " v.value_min, v.value_max, v.value_last, v.value_sum"
+    )
+    rollup_values = "('{m}', t.{m}_count, t.{m}_sum, t.{m}_min, t.{m}_max, t.{m}_last)"
+    columns = (
+        "device_class, bucket, device_id, metric, sample_count, value_avg, value_min,"
+        " value_max, value_last, value_sum"
+    )
+    for grain in ("hourly", "daily"):
+        parts = [
+            unpivot(c, f"_{grain}", rollup_select, rollup_values, "v.sample_count > 0")
+            for c in DEVICE_CLASSES
+        ]
+        op.execute(
+            f"CREATE VIEW telemetry_{grain} ({columns}) AS\n"
+            + "\nUNION ALL\n".join(parts).replace(
+                " AS v ",
+                " AS v(metric, sample_count, value_sum, value_min, value_max, value_last) ",
+            )
+        )
 
 
 def _timescale_functions() -> None:
@@ -326,6 +486,16 @@ def _plain_rollup_marking() -> None:
 def _plain_functions() -> None:
     op.execute(
         """
+        CREATE FUNCTION refresh_rollups(p_class text) RETURNS integer LANGUAGE plpgsql AS $$
+        DECLARE
+            refreshed integer;
+        BEGIN
+            EXECUTE format('SELECT refresh_rollups_%s()', p_class) INTO refreshed;
+            RETURN refreshed;
+        END $$"""
+    )
+    op.execute(
+        """
         CREATE FUNCTION ensure_telemetry_partitions(p_class text, p_from timestamptz, p_to timestamptz)
         RETURNS integer LANGUAGE plpgsql AS $$
         DECLARE
@@ -348,52 +518,6 @@ def _plain_functions() -> None:
                 created := created + 1;
             END LOOP;
             RETURN created;
-        END $$"""
-    )
-    op.execute(
-        """
-        CREATE FUNCTION refresh_rollups(p_class text) RETURNS integer LANGUAGE plpgsql AS $$
-        DECLARE
-            hours timestamptz[];
-            days timestamptz[];
-        BEGIN
-            WITH taken AS (
-                DELETE FROM rollup_dirty WHERE device_class = p_class RETURNING bucket
-            ) SELECT array_agg(bucket) INTO hours FROM taken;
-            IF hours IS NULL THEN
-                RETURN 0;
-            END IF;
-            EXECUTE format($sql$
-                INSERT INTO %1$I (bucket, device_id, metric, sample_count, value_sum,
-                                  value_min, value_max, value_last)
-                SELECT h.bucket, t.device_id, t.metric, count(*), sum(t.value), min(t.value),
-                       max(t.value), (array_agg(t.value ORDER BY t.ts DESC))[1]
-                FROM unnest($1) AS h(bucket)
-                JOIN %2$I t ON t.ts >= h.bucket AND t.ts < h.bucket + INTERVAL '1 hour'
-                GROUP BY h.bucket, t.device_id, t.metric
-                ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
-                    sample_count = EXCLUDED.sample_count, value_sum = EXCLUDED.value_sum,
-                    value_min = EXCLUDED.value_min, value_max = EXCLUDED.value_max,
-                    value_last = EXCLUDED.value_last
-                $sql$, 'telemetry_' || p_class || '_hourly', 'telemetry_' || p_class)
-            USING hours;
-            SELECT array_agg(DISTINCT date_trunc('day', h, 'UTC')) INTO days FROM unnest(hours) h;
-            EXECUTE format($sql$
-                INSERT INTO %1$I (bucket, device_id, metric, sample_count, value_sum,
-                                  value_min, value_max, value_last)
-                SELECT d.bucket, r.device_id, r.metric, sum(r.sample_count), sum(r.value_sum),
-                       min(r.value_min), max(r.value_max),
-                       (array_agg(r.value_last ORDER BY r.bucket DESC))[1]
-                FROM unnest($1) AS d(bucket)
-                JOIN %2$I r ON r.bucket >= d.bucket AND r.bucket < d.bucket + INTERVAL '1 day'
-                GROUP BY d.bucket, r.device_id, r.metric
-                ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
-                    sample_count = EXCLUDED.sample_count, value_sum = EXCLUDED.value_sum,
-                    value_min = EXCLUDED.value_min, value_max = EXCLUDED.value_max,
-                    value_last = EXCLUDED.value_last
-                $sql$, 'telemetry_' || p_class || '_daily', 'telemetry_' || p_class || '_hourly')
-            USING days;
-            RETURN cardinality(hours);
         END $$"""
     )
     op.execute(

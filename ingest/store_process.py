@@ -1,0 +1,297 @@
+"""The storing side of ingest, run in a process of its own.
+
+It receives batches of raw messages from the MQTT side over a pipe, decodes and classifies
+them, writes each batch in one transaction (retrying with backoff while the database is away)
+and answers with what it stored; only then does the MQTT side acknowledge the batch. Running
+here, decoding and database work use the second core instead of competing with the MQTT
+session for one interpreter lock.
+
+Messages over the pipe, MQTT side to here: ``(batch_id, [(topic, payload, received_at)...])``
+or ``None`` to stop. Here to the MQTT side: :class:`BatchStored`, :class:`DatabaseState`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as ProcessEvent
+
+import psycopg
+
+from ingest.config import IngestConfig
+from ingest.pipeline import Classified, Inbound, classify
+from protocol.decoding import RejectReason
+from smartcity import logs
+from storage.registry import Registration, load_registry
+from storage.writer import BatchWriter, DeadLetter, StorageBatch, WriteResult
+
+log = logging.getLogger("smartcity.ingest.store")
+
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+_TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+RawMessage = tuple[str, bytes, datetime]
+"""(topic, payload, received_at)"""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStored:
+    batch_id: int
+    telemetry_rows: int
+    duplicate_rows: int
+    events: int
+    states: int
+    command_acks: int
+    dead_letters: int
+    rejections: dict[str, int] = field(default_factory=dict)
+    write_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseState:
+    up: bool
+    failed_attempt: int = 0
+    """After a failed write: how many times this batch has failed so far."""
+
+
+class Stopped(Exception):  # noqa: N818 - a signal to unwind, not an error
+    """Asked to stop while waiting for the database."""
+
+
+class Storer:
+    """Decodes and stores batches; owns the database connection and the device registry."""
+
+    def __init__(self, config: IngestConfig, report: Connection, stop: ProcessEvent) -> None:
+        self.config = config
+        self._report = report
+        self._stop = stop
+        self._writer: BatchWriter | None = None
+        self._registry: Mapping[str, Registration] = {}
+        self._registry_loaded_at = float("-inf")
+        self._registry_as_of = datetime.min.replace(tzinfo=UTC)
+        self._maintained_at = time.monotonic()
+
+    def store(self, batch_id: int, raw: Sequence[RawMessage]) -> BatchStored:
+        """Store one batch durably; raise :class:`Stopped` if asked to stop first."""
+        messages = [Inbound(topic, payload, received_at) for topic, payload, received_at in raw]
+        return self._store(batch_id, messages)
+
+    def _store(self, batch_id: int, messages: Sequence[Inbound]) -> BatchStored:
+        classified = self._classify(messages)
+        started = time.perf_counter()
+        try:
+            result = self._write(classified.batch)
+        except _DATA_ERRORS as error:
+            return self._isolate_poison(batch_id, messages, error)
+        return _stored(batch_id, classified, result, time.perf_counter() - started)
+
+    def ensure_connected(self) -> BatchWriter:
+        return self._writer or self._connect()
+
+    def _classify(self, messages: Sequence[Inbound]) -> Classified:
+        self.ensure_connected()  # the registry comes with the connection
+        classified = classify(messages, self._registry, self.config.window)
+        # A device provisioned after our last look at the registry is not unknown: look again,
+        # at most once per batch, and only if the registry is older than the messages.
+        newest = max(message.received_at for message in messages)
+        stale = classified.unknown_devices and self._registry_as_of < newest
+        if stale and self._refresh_registry(min_age_s=0):
+            classified = classify(messages, self._registry, self.config.window)
+        return classified
+
+    def _write(self, batch: StorageBatch) -> WriteResult:
+        """Write one batch, retrying through database outages. The database refusing the
+        data itself (DataError, IntegrityError) is raised for the caller to isolate."""
+        attempt = 0
+        while True:
+            writer = self.ensure_connected()
+            try:
+                result = writer.write(batch)
+            except _DATA_ERRORS:
+                raise
+            except psycopg.Error as error:
+                attempt += 1
+                self._failed(error, attempt)
+                self._wait(self._backoff(attempt))
+                continue
+            if attempt:
+                self._report.send(DatabaseState(up=True))
+            return result
+
+    def _isolate_poison(
+        self, batch_id: int, messages: Sequence[Inbound], error: psycopg.Error
+    ) -> BatchStored:
+        """The database refused this batch's data: store message by message and dead-letter
+        the ones it refuses, so one poison message never blocks the stream."""
+        if len(messages) > 1:
+            log.warning("database refused a batch; isolating", extra={"error": str(error)})
+            parts = [self._store(batch_id, [message]) for message in messages]
+            return _combine(batch_id, parts)
+        message = messages[0]
+        log.error(
+            "database refused a message; dead-lettered",
+            extra={"topic": message.topic, "error": str(error)},
+        )
+        letter = DeadLetter(
+            message.received_at,
+            message.topic,
+            None,
+            RejectReason.STORAGE_REJECTED.value,
+            f"the database refused it: {error}",
+            message.payload,
+        )
+        result = self._write(StorageBatch(dead_letters=[letter]))
+        return BatchStored(
+            batch_id,
+            0,
+            0,
+            0,
+            0,
+            0,
+            result.dead_letters_stored,
+            {RejectReason.STORAGE_REJECTED.value: 1},
+        )
+
+    def _failed(self, error: psycopg.Error, attempt: int) -> None:
+        transient = isinstance(error, _TRANSIENT_ERRORS)
+        log.log(
+            logging.WARNING if transient else logging.ERROR,
+            "database write failed; keeping the batch unacknowledged and retrying",
+            extra={"error": str(error).strip(), "attempt": attempt, "transient": transient},
+        )
+        self._report.send(DatabaseState(up=False, failed_attempt=attempt))
+        if self._writer is not None and (transient or self._writer.connection.closed):
+            self._writer.connection.close()
+            self._writer = None
+
+    def _backoff(self, attempt: int) -> float:
+        delay: float = min(self.config.max_backoff_s, 0.25 * 2 ** min(attempt, 10))
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+
+    def _wait(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise Stopped
+
+    def _connect(self) -> BatchWriter:
+        """Connect, retrying with backoff until it works; raise :class:`Stopped` if asked."""
+        attempt = 0
+        while True:
+            try:
+                connection = psycopg.connect(
+                    self.config.database_url,
+                    autocommit=True,
+                    connect_timeout=5,
+                    application_name=self.config.client_id,
+                )
+                self._writer = BatchWriter(connection)
+                self._registry = load_registry(connection)
+            except psycopg.Error as error:
+                attempt += 1
+                log.warning(
+                    "database unreachable; retrying",
+                    extra={"error": str(error).strip(), "attempt": attempt},
+                )
+                self._report.send(DatabaseState(up=False, failed_attempt=attempt))
+                self._wait(self._backoff(attempt))
+                continue
+            self._registry_loaded_at = time.monotonic()
+            self._registry_as_of = datetime.now(UTC)
+            log.info("connected to database", extra={"devices": len(self._registry)})
+            self._report.send(DatabaseState(up=True))
+            return self._writer
+
+    def _refresh_registry(self, min_age_s: float) -> bool:
+        if self._writer is None or time.monotonic() - self._registry_loaded_at < min_age_s:
+            return False
+        as_of = datetime.now(UTC)
+        try:
+            self._registry = load_registry(self._writer.connection)
+        except psycopg.Error as error:
+            log.warning("could not reload the registry", extra={"error": str(error).strip()})
+            return False
+        self._registry_loaded_at = time.monotonic()
+        self._registry_as_of = as_of
+        return True
+
+    def housekeeping(self) -> None:
+        """Between batches: reload the registry now and then, run database maintenance."""
+        self._refresh_registry(min_age_s=self.config.registry_refresh_s)
+        if time.monotonic() - self._maintained_at < self.config.maintenance_interval_s:
+            return
+        self._maintained_at = time.monotonic()
+        if self._writer is None:
+            return
+        try:
+            report = self._writer.maintain()
+        except psycopg.Error as error:
+            log.warning("maintenance failed", extra={"error": str(error).strip()})
+            return
+        log.info("maintenance done", extra={"report": report})
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.connection.close()
+
+
+def _stored(
+    batch_id: int, classified: Classified, result: WriteResult, write_seconds: float
+) -> BatchStored:
+    return BatchStored(
+        batch_id,
+        telemetry_rows=result.telemetry_stored,
+        duplicate_rows=result.telemetry_duplicates,
+        events=result.events_stored,
+        states=result.states_stored,
+        command_acks=result.command_acks_stored,
+        dead_letters=result.dead_letters_stored,
+        rejections=dict(classified.rejections),
+        write_seconds=write_seconds,
+    )
+
+
+def _combine(batch_id: int, parts: Sequence[BatchStored]) -> BatchStored:
+    rejections: dict[str, int] = {}
+    for part in parts:
+        for reason, count in part.rejections.items():
+            rejections[reason] = rejections.get(reason, 0) + count
+    return BatchStored(
+        batch_id,
+        telemetry_rows=sum(p.telemetry_rows for p in parts),
+        duplicate_rows=sum(p.duplicate_rows for p in parts),
+        events=sum(p.events for p in parts),
+        states=sum(p.states for p in parts),
+        command_acks=sum(p.command_acks for p in parts),
+        dead_letters=sum(p.dead_letters for p in parts),
+        rejections=rejections,
+        write_seconds=sum(p.write_seconds for p in parts),
+    )
+
+
+def run(config: IngestConfig, pipe: Connection, stop: ProcessEvent) -> None:
+    """Entry point of the storing process: serve batches until told to stop."""
+    # Ctrl-C reaches the whole process group: the MQTT side decides when this process stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config.log_level:
+        logs.configure(config.log_level)
+    storer = Storer(config, pipe, stop)
+    try:
+        storer.ensure_connected()
+        while not stop.is_set():
+            if not pipe.poll(0.2):
+                storer.housekeeping()
+                continue
+            request = pipe.recv()
+            if request is None:
+                break
+            batch_id, raw = request
+            pipe.send(storer.store(batch_id, raw))
+    except (Stopped, EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass
+    finally:
+        storer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.decoding import DEFAULT_WINDOW, AcceptanceWindow
+from protocol.payloads import MAX_PAYLOAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,15 +18,26 @@ class IngestConfig:
     """Subscribe through ``$share/<group>/`` so several ingest processes split the stream."""
     batch_max_messages: int = 2_000
     batch_max_seconds: float = 0.5
-    receive_maximum: int = 10_000
+    receive_maximum: int = 4_000
     """Messages the broker may have in flight to us unacknowledged (MQTT 5 Receive Maximum)."""
-    max_held_bytes: int = 256 * 1024 * 1024
-    """Payload bytes received and not yet stored beyond which we stop reading from the broker
-    (TCP backpressure) until the storing process catches up: the memory bound for messages
-    of any size."""
+    max_held_bytes: int = 1024 * 1024 * 1024
+    """Payload bytes received and not yet stored: the memory bound. The Receive Maximum asked
+    of the broker is capped so that this many maximum-size payloads fit; past it (redeliveries
+    after a reconnection) ingest stops reading until the storing process catches up."""
+
+    @property
+    def effective_receive_maximum(self) -> int:
+        return max(1, min(self.receive_maximum, self.max_held_bytes // MAX_PAYLOAD_BYTES))
+
     registry_refresh_s: float = 30.0
     maintenance_interval_s: float = 60.0
     window: AcceptanceWindow = DEFAULT_WINDOW
     max_backoff_s: float = 15.0
     log_level: str | None = None
-    """Set: the storing process logs JSON lines at this level, like the service."""
+    """Set: the storing process logs at this level, like the service."""
+    log_json: bool = True
+    statement_timeout_s: float = 120.0
+    """A database statement running longer is cancelled and the batch retried."""
+    watchdog_s: float = 300.0
+    """A storing process silent this long while batches wait is presumed hung and replaced
+    (it reports every retry, so a database outage alone never trips this)."""

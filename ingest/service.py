@@ -76,7 +76,11 @@ class IngestService:
         # Batches sent to the storing process and not yet acknowledged, oldest first.
         self._pending: dict[int, list[Inbound]] = {}
         self._pending_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        """One writer at a time on the pipe: a large message is written in several pieces."""
+        self._restarts_in_a_row = 0
         self._next_batch_id = 0
+        self._pending_messages = 0
         self._pipe: Connection | None = None
         self._process: BaseProcess | None = None
         self._process_stop = _spawn.Event()
@@ -191,7 +195,7 @@ class IngestService:
                 return
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        properties.ReceiveMaximum = self.config.receive_maximum
+        properties.ReceiveMaximum = self.config.effective_receive_maximum
         self._client.connect_async(
             self.config.mqtt_host,
             self.config.mqtt_port,
@@ -214,6 +218,10 @@ class IngestService:
 
     def stop(self) -> None:
         self._stop.set()
+        if not self._database_up.is_set():
+            # Nothing more will be stored: end the storing process's retries now, which also
+            # unblocks a send waiting on a full pipe.
+            self._process_stop.set()
         with self._held_bytes_changed:
             self._held_bytes_changed.notify_all()
 
@@ -235,8 +243,15 @@ class IngestService:
             if not inbox and not self._arrived.wait(0.2):
                 return []
         limit = self.config.batch_max_messages
+        window = self.config.effective_receive_maximum
         deadline = time.monotonic() + self.config.batch_max_seconds
-        while len(inbox) < limit and time.monotonic() < deadline and not self._stop.is_set():
+        while (
+            len(inbox) < limit
+            # When the broker's window is full, nothing more comes until we acknowledge.
+            and len(inbox) + self._pending_messages < window
+            and time.monotonic() < deadline
+            and not self._stop.is_set()
+        ):
             time.sleep(_BATCH_POLL_S)
         batch = [inbox.popleft() for _ in range(min(limit, len(inbox)))]
         self.metrics.queue_depth.set(len(inbox))
@@ -248,11 +263,15 @@ class IngestService:
             batch_id = self._next_batch_id
             self._next_batch_id += 1
             self._pending[batch_id] = batch
+            self._pending_messages += len(batch)
             pipe = self._pipe
         if pipe is None:
             return  # the storing process is being replaced; it will get this batch then
+        self._send_batch(pipe, batch_id, batch)
+
+    def _send_batch(self, pipe: Connection, batch_id: int, batch: list[Inbound]) -> None:
         # If the storing process died, the reply thread notices and resends what is pending.
-        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+        with self._send_lock, contextlib.suppress(BrokenPipeError, EOFError, OSError):
             pipe.send((batch_id, [(m.topic, m.payload, m.received_at) for m in batch]))
 
     def _drain(self) -> None:
@@ -260,8 +279,9 @@ class IngestService:
         deadline = time.monotonic() + _DRAIN_TIMEOUT_S
         while self._pending and self._database_up.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
-        if self._pending:
+        with self._pending_lock:
             count = sum(len(batch) for batch in self._pending.values())
+        if count:
             log.warning(
                 "stopping with messages not stored; the broker will deliver them again",
                 extra={"messages": count},
@@ -279,18 +299,29 @@ class IngestService:
         )
         process.start()
         there.close()
+        # The reader first: the new process answers while we are still resending to it.
+        threading.Thread(
+            target=self._read_replies, args=(here, process), name="ingest-replies", daemon=True
+        ).start()
         with self._pending_lock:
             self._pipe, self._process = here, process
             resend = list(self._pending.items())
         for batch_id, batch in resend:
-            here.send((batch_id, [(m.topic, m.payload, m.received_at) for m in batch]))
-        threading.Thread(
-            target=self._read_replies, args=(here, process), name="ingest-replies", daemon=True
-        ).start()
+            self._send_batch(here, batch_id, batch)
 
     def _read_replies(self, pipe: Connection, process: BaseProcess) -> None:
+        started = time.monotonic()
         while True:
             try:
+                if not pipe.poll(self.config.watchdog_s):
+                    if self._pending and process.is_alive():
+                        log.error(
+                            "the storing process has been silent with batches waiting; "
+                            "presuming it hung and replacing it",
+                            extra={"silent_s": self.config.watchdog_s},
+                        )
+                        process.terminate()
+                    continue
                 reply = pipe.recv()
             except (EOFError, OSError):
                 break
@@ -301,14 +332,21 @@ class IngestService:
         if self._stop.is_set():
             return
         process.join(5)
+        # A process that dies again and again (a bug met by the same batch) is restarted
+        # ever more slowly, not in a hot loop.
+        lived_s = time.monotonic() - started
+        self._restarts_in_a_row = 0 if lived_s > 60 else self._restarts_in_a_row + 1
+        delay_s = min(30.0, 2.0**self._restarts_in_a_row - 1)
         log.error(
             "the storing process died; starting a new one and sending it the unacknowledged "
             "batches again",
-            extra={"exitcode": process.exitcode},
+            extra={"exitcode": process.exitcode, "delay_s": delay_s},
         )
         with self._pending_lock:
             self._pipe = None
         self._database_up.clear()
+        if self._stop.wait(delay_s):
+            return
         self._start_storing_process()
 
     def _database_state(self, state: DatabaseState) -> None:
@@ -323,6 +361,8 @@ class IngestService:
     def _stored(self, stored: BatchStored) -> None:
         with self._pending_lock:
             batch = self._pending.pop(stored.batch_id, None)
+            if batch is not None:
+                self._pending_messages -= len(batch)
         if batch is None:
             return  # a batch resent after a restart, already acknowledged
         with self._held_bytes_changed:
@@ -359,7 +399,7 @@ class IngestService:
             pipe, process = self._pipe, self._process
             self._pipe = None
         if pipe is not None:
-            with contextlib.suppress(BrokenPipeError, OSError):
+            with self._send_lock, contextlib.suppress(BrokenPipeError, OSError):
                 pipe.send(None)
         if process is not None:
             process.join(10)

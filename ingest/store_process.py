@@ -83,7 +83,16 @@ class Storer:
         return self._store(batch_id, messages)
 
     def _store(self, batch_id: int, messages: Sequence[Inbound]) -> BatchStored:
-        classified = self._classify(messages)
+        try:
+            classified = self._classify(messages)
+        except (Stopped, psycopg.Error):
+            raise
+        except Exception:
+            # A bug met by some message: find it, dead-letter it, store the others.
+            if len(messages) > 1:
+                log.exception("classifying a batch failed; isolating the message")
+                return _combine(batch_id, [self._store(batch_id, [m]) for m in messages])
+            return self._dead_letter(batch_id, messages[0], RejectReason.MALFORMED, "classify")
         started = time.perf_counter()
         try:
             result = self._write(classified.batch)
@@ -133,30 +142,22 @@ class Storer:
             log.warning("database refused a batch; isolating", extra={"error": str(error)})
             parts = [self._store(batch_id, [message]) for message in messages]
             return _combine(batch_id, parts)
-        message = messages[0]
-        log.error(
-            "database refused a message; dead-lettered",
-            extra={"topic": message.topic, "error": str(error)},
-        )
-        letter = DeadLetter(
-            message.received_at,
-            message.topic,
-            None,
-            RejectReason.STORAGE_REJECTED.value,
+        return self._dead_letter(
+            batch_id,
+            messages[0],
+            RejectReason.STORAGE_REJECTED,
             f"the database refused it: {error}",
-            message.payload,
+        )
+
+    def _dead_letter(
+        self, batch_id: int, message: Inbound, reason: RejectReason, detail: str
+    ) -> BatchStored:
+        log.error("message dead-lettered", extra={"topic": message.topic, "detail": detail})
+        letter = DeadLetter(
+            message.received_at, message.topic, None, reason.value, detail[:2000], message.payload
         )
         result = self._write(StorageBatch(dead_letters=[letter]))
-        return BatchStored(
-            batch_id,
-            0,
-            0,
-            0,
-            0,
-            0,
-            result.dead_letters_stored,
-            {RejectReason.STORAGE_REJECTED.value: 1},
-        )
+        return BatchStored(batch_id, 0, 0, 0, 0, 0, result.dead_letters_stored, {reason.value: 1})
 
     def _failed(self, error: psycopg.Error, attempt: int) -> None:
         transient = isinstance(error, _TRANSIENT_ERRORS)
@@ -166,7 +167,9 @@ class Storer:
             extra={"error": str(error).strip(), "attempt": attempt, "transient": transient},
         )
         self._report.send(DatabaseState(up=False, failed_attempt=attempt))
-        if self._writer is not None and (transient or self._writer.connection.closed):
+        # A fresh connection for the retry: the old one may be broken, read-only after a
+        # failover, or in a state we cannot see.
+        if self._writer is not None:
             self._writer.connection.close()
             self._writer = None
 
@@ -183,14 +186,7 @@ class Storer:
         attempt = 0
         while True:
             try:
-                connection = psycopg.connect(
-                    self.config.database_url,
-                    autocommit=True,
-                    connect_timeout=5,
-                    application_name=self.config.client_id,
-                )
-                self._writer = BatchWriter(connection)
-                self._registry = load_registry(connection)
+                writer, registry = self._open()
             except psycopg.Error as error:
                 attempt += 1
                 log.warning(
@@ -200,11 +196,33 @@ class Storer:
                 self._report.send(DatabaseState(up=False, failed_attempt=attempt))
                 self._wait(self._backoff(attempt))
                 continue
+            self._writer, self._registry = writer, registry
             self._registry_loaded_at = time.monotonic()
             self._registry_as_of = datetime.now(UTC)
             log.info("connected to database", extra={"devices": len(self._registry)})
             self._report.send(DatabaseState(up=True))
             return self._writer
+
+    def _open(self) -> tuple[BatchWriter, Mapping[str, Registration]]:
+        # Keepalives and a user timeout notice a dead server or network in about 30 s; the
+        # statement timeout ends a statement stuck on a lock. Either way the batch is retried.
+        connection = psycopg.connect(
+            self.config.database_url,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=self.config.client_id,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=30_000,
+            options=f"-c statement_timeout={int(self.config.statement_timeout_s * 1000)}",
+        )
+        try:
+            return BatchWriter(connection), load_registry(connection)
+        except psycopg.Error:
+            connection.close()
+            raise
 
     def _refresh_registry(self, min_age_s: float) -> bool:
         if self._writer is None or time.monotonic() - self._registry_loaded_at < min_age_s:
@@ -278,7 +296,7 @@ def run(config: IngestConfig, pipe: Connection, stop: ProcessEvent) -> None:
     # Ctrl-C reaches the whole process group: the MQTT side decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.log_level:
-        logs.configure(config.log_level)
+        logs.configure(config.log_level, json_lines=config.log_json)
     storer = Storer(config, pipe, stop)
     try:
         storer.ensure_connected()
@@ -291,6 +309,7 @@ def run(config: IngestConfig, pipe: Connection, stop: ProcessEvent) -> None:
                 break
             batch_id, raw = request
             pipe.send(storer.store(batch_id, raw))
+            storer.housekeeping()  # it checks its own clock: also runs under sustained load
     except (Stopped, EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
     finally:

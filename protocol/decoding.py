@@ -151,6 +151,18 @@ def decode(
     window: AcceptanceWindow = DEFAULT_WINDOW,
 ) -> Decoded | Rejected:
     """Decode one message published by a device. Never raises."""
+    try:
+        return _decode(topic, payload, received_at, window)
+    except Exception as error:  # noqa: BLE001 - a payload must never take the service down
+        # For instance a JSON document nested thousands deep exhausts the recursion limit.
+        return Rejected(
+            RejectReason.MALFORMED, f"could not be decoded: {type(error).__name__}: {error}"[:500]
+        )
+
+
+def _decode(
+    topic: str, payload: bytes, received_at: datetime, window: AcceptanceWindow
+) -> Decoded | Rejected:
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Rejected(
             RejectReason.TOO_LARGE,

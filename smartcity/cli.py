@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -109,7 +109,7 @@ def db_maintain() -> None:
             row = connection.execute("SELECT smartcity_maintain()").fetchone()
     except psycopg.Error as error:
         raise fail(f"{error}".strip() + " (has `smartcity db migrate` run?)") from error
-    typer.echo(row[0] if row else "")
+    typer.echo(json.dumps(row[0] if row else None))
 
 
 @app.command()
@@ -135,6 +135,13 @@ def ingest(
     share_group: Annotated[
         str | None, typer.Option(help="Split the stream with other workers ($share/GROUP/).")
     ] = None,
+    worker: Annotated[
+        str,
+        typer.Option(
+            help="This worker's name in its share group: stable across restarts, so a "
+            "restarted worker takes back its own session and the messages it held."
+        ),
+    ] = "1",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
 ) -> None:
     """Run the MQTT-to-database ingest service until Ctrl-C or SIGTERM.
@@ -151,7 +158,7 @@ def ingest(
         raise fail(f"cannot reach the database: {error}") from error
     if revision != head_revision():
         raise fail(f"schema is at {revision}, not {head_revision()}: run smartcity db migrate")
-    service = make_ingest_service(settings, url, share_group)
+    service = make_ingest_service(settings, url, share_group, worker)
     stop = threading.Event()
     on_termination(stop)
     stop_when_set(stop, service.stop)
@@ -164,11 +171,11 @@ def ingest(
 
 
 def make_ingest_service(
-    settings: Settings, url: str, share_group: str | None = None
+    settings: Settings, url: str, share_group: str | None = None, worker: str = "1"
 ) -> IngestService:
     client_id = settings.ingest_client_id
     if share_group:
-        client_id = f"{client_id}-{share_group}-{os.getpid()}"
+        client_id = f"{client_id}-{share_group}-{worker}"
     return IngestService(
         IngestConfig(
             database_url=url,
@@ -180,6 +187,7 @@ def make_ingest_service(
             batch_max_seconds=settings.ingest_batch_max_seconds,
             receive_maximum=settings.ingest_receive_maximum,
             max_held_bytes=settings.ingest_max_held_bytes,
+            log_level=logging.getLevelName(logging.getLogger().level),
             registry_refresh_s=settings.ingest_registry_refresh_s,
             maintenance_interval_s=settings.maintenance_interval_s,
         )
@@ -308,7 +316,7 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     messages: Annotated[int, typer.Option(help="Messages, one 13-value sample each.")] = 20_000,
     devices: Annotated[int, typer.Option(help="Distinct streetlights sending them.")] = 200,
     batch: Annotated[int, typer.Option(help="Ingest batch size, in messages.")] = 2_000,
-    receive_maximum: Annotated[int, typer.Option(help="MQTT 5 Receive Maximum.")] = 10_000,
+    receive_maximum: Annotated[int, typer.Option(help="MQTT 5 Receive Maximum.")] = 4_000,
     repeats: Annotated[int, typer.Option(help="Rounds; the medians are reported.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
 ) -> None:
@@ -317,8 +325,6 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     Uses DATABASE_URL if set (its telemetry tables are emptied!), else a private PostgreSQL.
     Example: smartcity bench ingest --messages 50000 --json
     """
-    import json
-
     from bench import ingest as ingest_bench
 
     logs.configure("WARNING")

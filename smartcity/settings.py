@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SMARTCITY_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL connection string; unset: `up` starts a local server",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
     mqtt_host: str = "127.0.0.1"
     mqtt_port: PositiveInt = 1883
     state_dir: Path = Path(".smartcity")
@@ -30,9 +36,9 @@ class Settings(BaseSettings):
     ingest_client_id: str = "smartcity-ingest"
     ingest_batch_max_messages: PositiveInt = 2_000
     ingest_batch_max_seconds: PositiveFloat = 0.5
-    ingest_receive_maximum: PositiveInt = 10_000
+    ingest_receive_maximum: PositiveInt = 4_000
     """Messages the broker may have in flight to ingest, unacknowledged."""
-    ingest_max_held_bytes: PositiveInt = 256 * 1024 * 1024
+    ingest_max_held_bytes: PositiveInt = 1024 * 1024 * 1024
     """Payload bytes ingest holds before it stops reading from the broker: its memory bound."""
     ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
     """Prometheus /metrics port; 0 turns the endpoint off."""

@@ -82,7 +82,14 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             count = upsert_site(connection, inventory)
         say(f"[4/5] registry: {count} devices of site {inventory.site.id}")
         service = IngestService(
-            IngestConfig(database_url, "127.0.0.1", options.mqtt_port, maintenance_interval_s=30)
+            IngestConfig(
+                database_url,
+                "127.0.0.1",
+                options.mqtt_port,
+                maintenance_interval_s=30,
+                log_level="WARNING",
+                log_json=False,
+            )
         )
         publisher = DemoPublisher(
             inventory, "127.0.0.1", options.mqtt_port, interval_s=options.publish_interval_s

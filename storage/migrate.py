@@ -59,7 +59,7 @@ def migrate(database_url: str, revision: str = "head") -> None:
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7263001)")
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
-    except sqlalchemy.exc.SQLAlchemyError as error:
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as error:
         raise MigrationError(f"migration failed: {error}") from error
     finally:
         engine.dispose()

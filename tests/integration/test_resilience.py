@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from protocol.payloads import MAX_PAYLOAD_BYTES
 from smartcity.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
 from tests.conftest import _private_cluster
@@ -174,8 +175,9 @@ def test_memory_held_stays_under_its_bound_while_the_database_is_away(
     provision_test_site(database_url)
     messages = streetlight_stream(3_000)
     largest = max(len(m.payload) for m in messages)
-    bound = 20_000  # bytes: a few hundred messages of the 3,000
+    bound = 8 * MAX_PAYLOAD_BYTES  # room for 8 messages of the largest size allowed
     with running_ingest(database_url, broker.port, max_held_bytes=bound) as service:
+        assert service.config.effective_receive_maximum == 8
         controlled_postgres.stop("fast")
         sender = publish_in_background(broker.port, messages)
         held = []
@@ -185,12 +187,60 @@ def test_memory_held_stays_under_its_bound_while_the_database_is_away(
             time.sleep(0.01)
         sender.join(60)
         assert not sender.is_alive(), "the broker took every message while ingest held back"
-        assert max(held) >= bound - largest, "ingest did fill up to its bound"
-        assert max(held) <= bound + largest, "and never beyond it"
+        assert max(held) > 0, "ingest did hold messages while the database was away"
+        assert max(held) <= 8 * largest, "never more than the broker may send it"
         controlled_postgres.start()
         wait_until(
             lambda: scalar(database_url, "SELECT count(*) FROM telemetry") >= 6_000,
             timeout_s=120,
             what="ingest to store what the broker kept",
+        )
+    assert_stored_exactly_once(database_url, messages)
+
+
+def test_the_storing_process_killed_mid_stream_is_replaced_and_nothing_is_lost(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    provision_test_site(database_url)
+    messages = streetlight_stream(4_000)
+    with running_ingest(database_url, broker.port) as service:
+        first_pid = service.storing_process_pid
+        assert first_pid is not None
+        sender = publish_in_background(broker.port, messages)
+        wait_until(
+            lambda: scalar(database_url, "SELECT count(*) FROM telemetry") > 500,
+            what="ingest to be mid-stream",
+        )
+        os.kill(first_pid, signal.SIGKILL)
+        sender.join(180)
+        wait_until(
+            lambda: scalar(database_url, "SELECT count(*) FROM telemetry") >= 8_000,
+            timeout_s=120,
+            what="a new storing process to store the rest",
+        )
+        assert service.storing_process_pid not in (None, first_pid)
+    assert_stored_exactly_once(database_url, messages)
+
+
+def test_ingest_stops_promptly_while_the_database_is_away_and_loses_nothing(
+    controlled_postgres: LocalPostgres, broker: LocalMosquitto
+) -> None:
+    database_url = controlled_postgres.url()
+    migrate(database_url)
+    provision_test_site(database_url)
+    messages = streetlight_stream(1_000)
+    with running_ingest(database_url, broker.port) as service:
+        controlled_postgres.stop("fast")
+        with publisher(broker.port) as device:
+            device.publish_all([(m.topic, m.payload) for m in messages])
+        wait_until(lambda: service.held_bytes > 0, what="ingest to hold messages")
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 15, "stopped without waiting for the database"
+    controlled_postgres.start()
+    with running_ingest(database_url, broker.port):
+        wait_until(
+            lambda: scalar(database_url, "SELECT count(*) FROM telemetry") >= 2_000,
+            timeout_s=60,
+            what="the next ingest to store what the broker kept",
         )
     assert_stored_exactly_once(database_url, messages)

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from protocol.topics import DeviceClass
+from storage.errors import MigrationError
 from storage.migrate import current_revision, head_revision, migrate
 from storage.queries import latest_values, rollup_series
 from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
@@ -207,3 +208,52 @@ def test_a_sample_sent_in_two_parts_is_completed_and_stored_values_never_change(
             "SELECT metric, value FROM telemetry WHERE device_id = 'sl-1' ORDER BY metric"
         ).fetchall()
     assert rows == [("battery_soc", 50.0), ("lamp_power", 20.0)]
+
+
+def test_asking_for_timescaledb_where_it_is_missing_is_a_clear_error(
+    postgres_server: PostgresServer,
+) -> None:
+    name = f"f_{uuid.uuid4().hex[:12]}"
+    url = postgres_server.create_database(name)
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()
+            preloaded = connection.execute("SHOW shared_preload_libraries").fetchone()
+        if row == (1,) and preloaded is not None and "timescaledb" in preloaded[0]:
+            pytest.skip("this server has TimescaleDB: nothing is missing")
+        with pytest.raises(MigrationError, match="extension is not installed"):
+            migrate(url + "?options=-c%20smartcity.storage_backend%3Dtimescaledb")
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.mark.timescaledb
+def test_plain_postgresql_can_be_forced_on_a_timescaledb_server(
+    timescale_server: PostgresServer,
+) -> None:
+    name = f"p_{uuid.uuid4().hex[:12]}"
+    url = timescale_server.create_database(name)
+    try:
+        migrate(url + "?options=-c%20smartcity.storage_backend%3Dplain")
+        with psycopg.connect(url) as connection:
+            assert connection.execute("SELECT timescaledb FROM storage_backend").fetchone() == (
+                False,
+            )
+        check_shared_queries(url)
+    finally:
+        timescale_server.drop_database(name)
+
+
+def test_rollups_see_a_sample_completed_after_they_ran(database_url: str) -> None:
+    at = HOUR + timedelta(minutes=1)
+    write(database_url, [(at, "sl-1", "battery_soc", 50.0)])
+    maintain(database_url)
+    write(database_url, [(at, "sl-1", "lamp_power", 20.0)])  # completes the stored row
+    maintain(database_url)
+    with psycopg.connect(database_url) as connection:
+        [point] = rollup_series(
+            connection, "sl-1", "lamp_power", start=HOUR, end=HOUR + timedelta(hours=1)
+        )
+    assert (point.sample_count, point.last) == (1, 20.0)

@@ -272,3 +272,24 @@ def test_every_value_is_either_stored_or_rejected_never_both_never_neither(
     refused = {r.detail.split("values.")[1].split(":")[0] for r in decoded.rejected_values}
     assert stored | refused == set(values)
     assert not stored & refused
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"v":1,"seq":1,"samples":[{"ts":"2026-11-28T17:00:00Z","values":{"tilt":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}]}",
+        b'{"v":1,"seq":1,"ts":"2026-11-28T17:00:00Z","kind":"x","data":{"a":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}",
+    ],
+    ids=["telemetry value", "event data"],
+)
+def test_a_payload_nested_thousands_deep_is_rejected_not_raised(payload: bytes) -> None:
+    channel = "telemetry" if b"samples" in payload else "event"
+    decoded = decode(LIGHT + channel, payload, NOW)
+    assert isinstance(decoded, Rejected)
+    assert decoded.reason in {RejectReason.MALFORMED, RejectReason.WRONG_TYPE, RejectReason.SCHEMA}

@@ -96,8 +96,9 @@ def timescaledb_usable() -> bool:
         return False
     if choice == "timescaledb" and not (available and preloaded):
         raise RuntimeError(
-            "smartcity.storage_backend=timescaledb but the extension is not installed and "
-            "listed in shared_preload_libraries"
+            "smartcity.storage_backend=timescaledb, but the TimescaleDB extension is not "
+            "installed and listed in shared_preload_libraries on this server: install it, or "
+            "leave smartcity.storage_backend unset to use plain PostgreSQL"
         )
     return bool(available and preloaded)
 
@@ -213,7 +214,7 @@ def _device_tables(timescale: bool) -> None:
             outcome text NOT NULL CHECK (outcome IN ('applied', 'rejected', 'expired', 'failed')),
             reason text NOT NULL DEFAULT '',
             received_at timestamptz NOT NULL,
-            PRIMARY KEY (device_id, command_id)
+            PRIMARY KEY (device_id, command_id, ts)
         )"""
     )
     # A redelivered bad message is the same bytes on the same topic: the digest keeps it once.
@@ -353,12 +354,15 @@ def _telemetry_table(device_class: str, timescale: bool) -> None:
             )"""
         )
         op.execute(f"CREATE INDEX {table}_{grain}_bucket ON {table}_{grain} (bucket)")
-    op.execute(
-        f"""
-        CREATE TRIGGER {table}_mark_rollup AFTER INSERT ON {table}
-        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-        EXECUTE FUNCTION mark_rollup_dirty('{device_class}')"""
-    )
+    # Inserts, and the updates by which the writer completes a sample (ON CONFLICT DO
+    # UPDATE), both change an hour; PostgreSQL wants one trigger per event for this.
+    for event in ("INSERT", "UPDATE"):
+        op.execute(
+            f"""
+            CREATE TRIGGER {table}_mark_rollup_{event.lower()} AFTER {event} ON {table}
+            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+            EXECUTE FUNCTION mark_rollup_dirty('{device_class}')"""
+        )
     _plain_refresh_function(device_class)
 
 

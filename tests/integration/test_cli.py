@@ -1,0 +1,85 @@
+"""The command line against a real database: clear errors for bad input, exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smartcity.cli import app
+from tests.integration.helpers import scalar
+
+pytestmark = pytest.mark.integration
+SEFROU = Path(__file__).parents[2] / "sites" / "sefrou.yaml"
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    base: dict[str, str | None] = {"DATABASE_URL": None, "SMARTCITY_DATABASE_URL": None}
+    result = CliRunner().invoke(app, list(args), env={**base, **(env or {})})
+    return result.exit_code, result.output
+
+
+def test_migrate_then_provision_the_sefrou_site(empty_database_url: str) -> None:
+    env = {"DATABASE_URL": empty_database_url}
+    code, output = invoke("db", "migrate", env=env)
+    assert code == 0
+    assert output.strip() in {
+        "schema at revision 0001 (plain PostgreSQL)",
+        "schema at revision 0001 (TimescaleDB)",  # where the test server has it
+    }
+    code, output = invoke("provision", str(SEFROU), env=env)
+    assert (code, output.strip()) == (0, "site sefrou: 266 devices provisioned")
+    code, _ = invoke("provision", str(SEFROU), env=env)
+    assert code == 0, "provisioning again updates, it does not fail"
+    assert scalar(empty_database_url, "SELECT count(*) FROM devices") == 266
+    code, output = invoke("db", "maintain", env=env)
+    assert code == 0
+    assert json.loads(output)["backend"] in {"postgresql", "timescaledb"}
+
+
+def test_no_database_url_is_a_clear_error() -> None:
+    code, output = invoke("db", "migrate")
+    assert code == 2
+    assert "no database: set DATABASE_URL" in output
+
+
+def test_a_database_url_of_another_kind_is_refused() -> None:
+    code, output = invoke("db", "migrate", env={"DATABASE_URL": "mysql://root@localhost/x"})
+    assert code == 2
+    assert "must start with postgresql://" in output
+
+
+def test_a_bad_site_file_is_reported_with_its_problem(database_url: str, tmp_path: Path) -> None:
+    site = tmp_path / "bad.yaml"
+    site.write_text("site: {id: Sefrou, name: S, timezone: UTC, latitude: 1, longitude: 1}\n")
+    code, output = invoke("provision", str(site), env={"DATABASE_URL": database_url})
+    assert code == 2
+    assert f"{site}: site.id:" in output
+    assert scalar(database_url, "SELECT count(*) FROM devices") == 0
+
+
+def test_ingest_refuses_a_database_without_the_schema(empty_database_url: str) -> None:
+    code, output = invoke(
+        "ingest", env={"DATABASE_URL": empty_database_url, "SMARTCITY_INGEST_METRICS_PORT": "0"}
+    )
+    assert code == 2
+    assert "run smartcity db migrate" in output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for command in (
+        ["up"],
+        ["broker"],
+        ["ingest"],
+        ["provision"],
+        ["publish-demo"],
+        ["db", "migrate"],
+        ["db", "maintain"],
+        ["bench", "ingest"],
+        ["bench", "decode"],
+    ):
+        code, output = invoke(*command, "--help")
+        assert code == 0, command
+        assert "Example:" in output, command

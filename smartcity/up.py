@@ -136,24 +136,37 @@ def _explain(database_url: str, options: UpOptions) -> None:
     )
 
 
+_PROGRESS_QUERY = """
+    SELECT (SELECT count(*) FROM telemetry_streetlight)
+         + (SELECT count(*) FROM telemetry_signage)
+         + (SELECT count(*) FROM telemetry_building),
+           (SELECT count(*) FROM dead_letters),
+           (SELECT count(DISTINCT device_id) FROM (
+                SELECT device_id FROM telemetry_streetlight WHERE ts > now() - INTERVAL '1 minute'
+                UNION ALL
+                SELECT device_id FROM telemetry_signage WHERE ts > now() - INTERVAL '1 minute'
+                UNION ALL
+                SELECT device_id FROM telemetry_building WHERE ts > now() - INTERVAL '1 minute'
+           ) AS recent)
+"""
+
+
 def _report_progress(database_url: str, stop: threading.Event) -> None:
     previous: tuple[float, int] | None = None
     with psycopg.connect(database_url, autocommit=True) as connection:
         while not stop.wait(5):
-            rows = connection.execute(
-                "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM dead_letters),"
-                " (SELECT count(DISTINCT device_id) FROM telemetry)"
-            ).fetchone()
-            if rows is None:
+            row = connection.execute(_PROGRESS_QUERY).fetchone()
+            if row is None:
                 continue
-            telemetry, dead, devices = rows
+            samples, dead, devices = row
             now = time.monotonic()
             rate = (
                 ""
                 if previous is None
-                else (f", {(telemetry - previous[1]) / (now - previous[0]):.0f} rows/s")
+                else f" ({(samples - previous[1]) / (now - previous[0]):.0f}/s)"
             )
-            previous = (now, telemetry)
+            previous = (now, samples)
             typer.echo(
-                f"telemetry rows: {telemetry} from {devices} devices{rate}; dead letters: {dead}"
+                f"samples stored: {samples}{rate}; devices heard in the last minute: {devices};"
+                f" dead letters: {dead}"
             )

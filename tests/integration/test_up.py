@@ -1,0 +1,58 @@
+"""`smartcity up` end to end, with the test database: rows arrive, and it stops cleanly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from smartcity.local_services import free_port
+from smartcity.up import UpOptions, run_platform
+from tests.integration.helpers import TEST_SITE, scalar, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_runs_the_platform_until_asked_to_stop(empty_database_url: str, tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(TEST_SITE)
+    stop = threading.Event()
+    options = UpOptions(
+        site_file=site,
+        state_dir=tmp_path / "state",
+        mqtt_port=free_port(),
+        postgres_port=free_port(),
+        database_url=empty_database_url,
+        publish_interval_s=0.5,
+        metrics_port=0,
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_platform(options, stop)
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            errors.append(error)
+
+    def every_device_heard() -> bool:
+        try:
+            sql = "SELECT count(DISTINCT device_id) FROM telemetry"
+            return scalar(empty_database_url, sql) == 22
+        except psycopg.errors.UndefinedTable:
+            return False  # not migrated yet
+
+    platform = threading.Thread(target=run)
+    platform.start()
+    try:
+        wait_until(every_device_heard, timeout_s=60, what="every device of the site to be heard")
+    finally:
+        stop.set()
+        stopping = time.monotonic()
+        platform.join(60)
+    assert not platform.is_alive(), "up stopped"
+    assert time.monotonic() - stopping < 30
+    assert errors == []
+    assert scalar(empty_database_url, "SELECT count(*) FROM dead_letters") == 0

@@ -168,6 +168,7 @@ def ingest(
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()
 
 
 def make_ingest_service(

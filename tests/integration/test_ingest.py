@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from smartcity.local_services import LocalMosquitto
+from smartcity.cli import start_metrics_server
+from smartcity.local_services import LocalMosquitto, free_port
 from tests.integration.helpers import (
     provision_test_site,
     publisher,
@@ -181,3 +183,29 @@ def test_a_device_provisioned_while_ingest_runs_is_accepted_without_restart(
         device.publish_all([(message.topic, message.payload)])
         wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry") == 2)
     assert scalar(database_url, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_metrics_endpoint_reports_what_was_received_stored_and_rejected(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    provision_test_site(database_url)
+    messages = [(m.topic, m.payload) for m in streetlight_stream(100)]
+    messages.append(("sc/sefrou/streetlight/sl-001/telemetry", b"{broken"))
+    port = free_port()
+    with running_ingest(database_url, broker.port) as service, publisher(broker.port) as device:
+        server = start_metrics_server(service, port)
+        assert server is not None
+        try:
+            device.publish_all(messages)
+            wait_until(lambda: service.metrics.acknowledged._value.get() == 101)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+                text = page.read().decode()
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert 'smartcity_ingest_messages_received_total{channel="telemetry"} 101.0' in text
+    assert 'smartcity_ingest_rows_stored_total{table="telemetry"} 100.0' in text
+    assert 'smartcity_ingest_messages_rejected_total{reason="malformed"} 1.0' in text
+    assert "smartcity_ingest_batch_seconds_count" in text
+    assert "smartcity_ingest_lag_seconds" in text
+    assert "smartcity_ingest_queue_depth" in text

@@ -13,6 +13,7 @@ or ``None`` to stop. Here to the MQTT side: :class:`BatchStored`, :class:`Databa
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import random
 import signal
 import time
@@ -178,8 +179,15 @@ class Storer:
         return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
 
     def _wait(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise Stopped
+        """Sleep between retries; raise :class:`Stopped` if asked to stop or orphaned (the MQTT
+        side killed: nobody would acknowledge what we store)."""
+        parent = multiprocessing.parent_process()
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(remaining, 1.0)):
+                raise Stopped
+            if parent is not None and not parent.is_alive():
+                raise Stopped
 
     def _connect(self) -> BatchWriter:
         """Connect, retrying with backoff until it works; raise :class:`Stopped` if asked."""

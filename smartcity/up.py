@@ -107,7 +107,6 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         _explain(database_url, options)
         _report_progress(database_url, stop)
     finally:
-        say("stopping...")
         if publisher is not None:
             publisher.stop()
         if service is not None:

@@ -5,10 +5,11 @@ inbox; the service thread cuts the inbox into batches and sends each to the stor
 (:mod:`ingest.store_process`), which decodes it and commits it; a reply thread acknowledges
 every message of a batch once its commit is reported (paho's manual acknowledgement). Memory
 is bounded however fast devices publish and however long the database is away: the broker
-keeps at most ``receive_maximum`` unacknowledged messages in flight to us (MQTT 5 Receive
-Maximum), and past ``max_held_bytes`` of payload we stop reading the socket until the storing
-process catches up. While the database is down nothing is acknowledged and the broker holds
-the rest.
+keeps at most ``effective_receive_maximum`` unacknowledged messages in flight to us (the MQTT 5
+Receive Maximum, capped so that ``max_held_bytes`` holds that many payloads of the largest size
+allowed), and past ``max_held_bytes`` (redeliveries after a reconnection) we stop reading the
+socket until the storing process catches up. While the database is down nothing is
+acknowledged and the broker holds the rest.
 
 If the storing process dies, a new one is started and every batch not yet acknowledged is sent
 to it again; writes are idempotent, so nothing is stored twice.

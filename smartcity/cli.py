@@ -15,6 +15,7 @@ from wsgiref.simple_server import WSGIServer
 import psycopg
 import typer
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteFileError, load_site
@@ -46,6 +47,19 @@ SiteOption = Annotated[Path, typer.Option("--site", help="Site inventory file.")
 def fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or a clear error naming the bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"SMARTCITY_{'_'.join(str(part) for part in problem['loc']).upper()}: "
+            f"{problem['msg']} (got {problem.get('input')!r})"
+            for problem in error.errors()
+        )
+        raise fail(f"invalid setting: {problems}") from None
 
 
 def require_database_url(settings: Settings) -> str:
@@ -84,7 +98,7 @@ def db_migrate() -> None:
 
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity db migrate
     """
-    url = require_database_url(Settings())
+    url = require_database_url(load_settings())
     try:
         migrate(url)
         revision = current_revision(url)
@@ -103,7 +117,7 @@ def db_maintain() -> None:
 
     Example: smartcity db maintain
     """
-    url = require_database_url(Settings())
+    url = require_database_url(load_settings())
     try:
         with psycopg.connect(url, autocommit=True) as connection:
             row = connection.execute("SELECT smartcity_maintain()").fetchone()
@@ -118,7 +132,7 @@ def provision(site_file: Annotated[Path, typer.Argument(help="Site inventory fil
 
     Example: smartcity provision sites/sefrou.yaml
     """
-    url = require_database_url(Settings())
+    url = require_database_url(load_settings())
     try:
         inventory = load_site(site_file)
         with psycopg.connect(url) as connection:
@@ -150,7 +164,7 @@ def ingest(
     smartcity ingest
     """
     logs.configure(log_level)
-    settings = Settings()
+    settings = load_settings()
     url = require_database_url(settings)
     try:
         revision = current_revision(url)
@@ -217,7 +231,7 @@ def broker(
     """
     from smartcity.local_services import LocalMosquitto, LocalServiceError
 
-    settings = Settings()
+    settings = load_settings()
     mosquitto = LocalMosquitto(settings.state_dir.resolve() / "broker", port)
     try:
         mosquitto.start()
@@ -243,7 +257,7 @@ def publish_demo(
     """
     from smartcity.demo_publisher import DemoPublisher
 
-    settings = Settings()
+    settings = load_settings()
     try:
         inventory = load_site(site)
     except SiteFileError as error:
@@ -276,7 +290,7 @@ def up(
     from smartcity.up import UpOptions, run_platform
 
     logs.configure("WARNING", json_lines=False)
-    settings = Settings()
+    settings = load_settings()
     stop = threading.Event()
     on_termination(stop)
     options = UpOptions(
@@ -329,7 +343,7 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     from bench import ingest as ingest_bench
 
     logs.configure("WARNING")
-    database_url = Settings().database_url
+    database_url = load_settings().database_url
 
     def progress(text: str) -> None:
         typer.echo(f"... {text}", err=True)

@@ -83,3 +83,12 @@ def test_every_command_has_help_with_an_example() -> None:
         code, output = invoke(*command, "--help")
         assert code == 0, command
         assert "Example:" in output, command
+
+
+def test_a_bad_setting_is_named_not_a_traceback() -> None:
+    code, output = invoke("broker", "--help")
+    assert code == 0
+    code, output = invoke("publish-demo", env={"SMARTCITY_MQTT_PORT": "eighteen"})
+    assert code == 2
+    assert "invalid setting: SMARTCITY_MQTT_PORT" in output
+    assert "'eighteen'" in output

@@ -51,6 +51,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 _CHANNELS = frozenset(channel.value for channel in DEVICE_TO_PLATFORM)
 _BATCH_POLL_S = 0.005
 _DRAIN_TIMEOUT_S = 10.0
+_ACK_HANDOVER_S = 0.005
 _spawn = multiprocessing.get_context("spawn")
 
 
@@ -85,6 +86,8 @@ class IngestService:
         self._pipe: Connection | None = None
         self._process: BaseProcess | None = None
         self._process_stop = _spawn.Event()
+        self._to_acknowledge: deque[tuple[int, int]] = deque()
+        """(packet id, connection number) of stored messages not yet acknowledged."""
         self._held_bytes = 0
         self._held_bytes_changed = threading.Condition()
         self._received_by_channel = {
@@ -176,6 +179,21 @@ class IngestService:
         )
         if not self._arrived.is_set():
             self._arrived.set()
+        if self._to_acknowledge:
+            self._send_acknowledgements()
+
+    def _send_acknowledgements(self) -> None:
+        """PUBACK every stored message waiting; either thread may call it, each packet id is
+        taken from the deque by exactly one of them."""
+        queue = self._to_acknowledge
+        current = self._connection_number
+        while True:
+            try:
+                mid, connection = queue.popleft()
+            except IndexError:
+                return
+            if connection == current:
+                self._client.ack(mid, 1)
 
     def _update_ready(self) -> None:
         if self._subscribed.is_set() and self._database_up.is_set():
@@ -370,12 +388,16 @@ class IngestService:
             self._held_bytes -= sum(len(message.payload) for message in batch)
             self.metrics.held_bytes.set(self._held_bytes)
             self._held_bytes_changed.notify_all()
-        current = self._connection_number
-        for message in batch:
-            # A message from an earlier connection is redelivered on this one; acking its old
-            # packet id here could acknowledge a different message.
-            if message.mid and message.connection == current:
-                self._client.ack(message.mid, 1)
+        # A message from an earlier connection is redelivered on this one; acking its old
+        # packet id here could acknowledge a different message.
+        self._to_acknowledge.extend(
+            (message.mid, message.connection) for message in batch if message.mid
+        )
+        # The network thread sends them as it handles the next message (cheap: it holds the
+        # interpreter lock anyway). If it is idle (the broker waits for these very
+        # acknowledgements), this thread sends what is left after a moment.
+        time.sleep(_ACK_HANDOVER_S)
+        self._send_acknowledgements()
         metrics = self.metrics
         metrics.acknowledged.inc(len(batch))
         metrics.database_up.set(1)

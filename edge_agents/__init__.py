@@ -1,0 +1,1 @@
+"""The device-side agent: drivers, sampling, store-and-forward spool, MQTT session."""

@@ -1,0 +1,1 @@
+"""Simulated devices: physics of the city's equipment and weather, pure numpy, time as input."""

@@ -1,0 +1,94 @@
+"""Outdoor air temperature at a site: seasonal and daily cycles, weather that persists.
+
+The daily mean follows a cosine over the year; the day-night swing is wider in summer and on
+clear days; a persistent daily anomaly gives warm and cold spells. Defaults are Sefrou's
+climate (850 m, Middle Atlas foothills): summer afternoons of 33-37 C, winter nights near 0 C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from simulators.sky import FloatArray, Place
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureClimate:
+    annual_mean: float
+    """Mean air temperature over the year [C]."""
+    seasonal_amplitude: float
+    """Half the difference between the warmest and the coldest daily means [K]."""
+    warmest_day_of_year: int
+    daily_swing_summer: float
+    """Half the day-night difference on a clear summer day [K]."""
+    daily_swing_winter: float
+    """Half the day-night difference on a clear winter day [K]."""
+    warmest_solar_hour: float
+    """Local solar time of the daily maximum [h]."""
+    anomaly_spread: float
+    """Standard deviation of a day's mean around the season's [K]."""
+    anomaly_persistence: float
+    """AR(1) coefficient of the daily anomaly [-]."""
+
+
+SEFROU_CLIMATE: Final = TemperatureClimate(
+    annual_mean=16.5,
+    seasonal_amplitude=9.5,
+    warmest_day_of_year=205,
+    daily_swing_summer=9.5,
+    daily_swing_winter=6.0,
+    warmest_solar_hour=15.0,
+    anomaly_spread=2.0,
+    anomaly_persistence=0.7,
+)
+
+
+def air_temperature(
+    times: pd.DatetimeIndex,
+    place: Place,
+    climate: TemperatureClimate,
+    daily_clearness: FloatArray,
+    rng: np.random.Generator,
+) -> FloatArray:
+    """Air temperature at ``times`` [C].
+
+    daily_clearness: one clearness index per calendar day (UTC) from the first of ``times``
+    [-], as :func:`simulators.sky.daily_clearness` gives; clouds narrow the day-night swing.
+    """
+    if times.tz is None:
+        raise ValueError("times must carry a time zone (UTC recommended)")
+    day_numbers = (times.normalize() - times[0].normalize()).days.to_numpy()
+    days = int(day_numbers.max()) + 1
+    if len(daily_clearness) < days:
+        raise ValueError(f"daily_clearness has {len(daily_clearness)} days; {days} needed")
+    day_of_year = times.day_of_year.to_numpy()
+    seasonal = np.cos(2 * np.pi * (day_of_year - climate.warmest_day_of_year) / 365.25)
+    mean = climate.annual_mean + climate.seasonal_amplitude * seasonal
+    clear_swing = (
+        climate.daily_swing_winter
+        + (climate.daily_swing_summer - climate.daily_swing_winter) * (1 + seasonal) / 2
+    )
+    swing = clear_swing * (0.4 + 0.6 * daily_clearness[day_numbers])
+    utc_hours = times.hour.to_numpy() + times.minute.to_numpy() / 60
+    solar_hours = utc_hours + place.longitude / 15.0
+    daily_cycle = np.cos(2 * np.pi * (solar_hours - climate.warmest_solar_hour) / 24)
+    anomaly = _persistent_anomaly(days, climate, rng)[day_numbers]
+    temperature: FloatArray = mean + anomaly + swing * daily_cycle
+    return temperature
+
+
+def _persistent_anomaly(
+    days: int, climate: TemperatureClimate, rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
+    anomaly = np.empty(days)
+    previous = 0.0
+    scale = np.sqrt(1 - climate.anomaly_persistence**2) * climate.anomaly_spread
+    for day, shock in enumerate(rng.standard_normal(days)):
+        previous = climate.anomaly_persistence * previous + scale * shock
+        anomaly[day] = previous
+    return anomaly

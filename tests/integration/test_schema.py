@@ -257,3 +257,14 @@ def test_rollups_see_a_sample_completed_after_they_ran(database_url: str) -> Non
             connection, "sl-1", "lamp_power", start=HOUR, end=HOUR + timedelta(hours=1)
         )
     assert (point.sample_count, point.last) == (1, 20.0)
+
+
+def test_retention_ignores_relations_that_are_not_partitions(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for index in range(300):  # names a date parser would choke on
+            connection.execute(f"CREATE TABLE noise_{index}_version (id int)")
+        report = connection.execute(
+            "SELECT smartcity_maintain(now() + INTERVAL '360 days')"
+        ).fetchone()
+    assert report is not None
+    assert report[0]["backend"] == "postgresql"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger("smartcity.ingest")
 
 
 @dataclass
@@ -89,3 +93,16 @@ class IngestMetrics:
             "1 while connected to the broker",
             registry=r,
         )
+
+
+def serve_metrics(metrics: IngestMetrics, port: int) -> WSGIServer | None:
+    """Serve ``metrics`` on http://127.0.0.1:PORT/metrics; None if port is 0 or taken."""
+    if port == 0:
+        return None
+    try:
+        server, _thread = start_http_server(port, "127.0.0.1", registry=metrics.registry)
+    except OSError as error:
+        log.warning("metrics endpoint not started", extra={"port": port, "error": str(error)})
+        return None
+    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    return server

@@ -19,6 +19,8 @@ import numpy.typing as npt
 import pandas as pd
 import pvlib
 
+from simulators.randomness import persistent_noise
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -100,13 +102,7 @@ def daily_clearness(
     spread = (
         climate.spread_summer + (climate.spread_winter - climate.spread_summer) * (1 - seasonal) / 2
     )
-    anomaly = np.empty(len(days_of_year))
-    innovation = rng.standard_normal(len(days_of_year))
-    previous = 0.0
-    scale = np.sqrt(1 - climate.persistence**2)
-    for day, shock in enumerate(innovation):
-        previous = climate.persistence * previous + scale * shock
-        anomaly[day] = previous
+    anomaly = persistent_noise(len(days_of_year), climate.persistence, rng)
     clearness: FloatArray = np.clip(mean + spread * anomaly, 0.08, 1.0)
     return clearness
 

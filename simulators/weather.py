@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
+from simulators.randomness import persistent_noise
 from simulators.sky import FloatArray, Place
 
 
@@ -77,18 +77,7 @@ def air_temperature(
     utc_hours = times.hour.to_numpy() + times.minute.to_numpy() / 60
     solar_hours = utc_hours + place.longitude / 15.0
     daily_cycle = np.cos(2 * np.pi * (solar_hours - climate.warmest_solar_hour) / 24)
-    anomaly = _persistent_anomaly(days, climate, rng)[day_numbers]
+    anomaly = climate.anomaly_spread * persistent_noise(days, climate.anomaly_persistence, rng)
+    anomaly = anomaly[day_numbers]
     temperature: FloatArray = mean + anomaly + swing * daily_cycle
     return temperature
-
-
-def _persistent_anomaly(
-    days: int, climate: TemperatureClimate, rng: np.random.Generator
-) -> npt.NDArray[np.float64]:
-    anomaly = np.empty(days)
-    previous = 0.0
-    scale = np.sqrt(1 - climate.anomaly_persistence**2) * climate.anomaly_spread
-    for day, shock in enumerate(rng.standard_normal(days)):
-        previous = climate.anomaly_persistence * previous + scale * shock
-        anomaly[day] = previous
-    return anomaly

@@ -10,13 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
-from wsgiref.simple_server import WSGIServer
 
 import psycopg
 import typer
-from prometheus_client import start_http_server
 from pydantic import ValidationError
 
+from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteFileError, load_site
 from smartcity import logs
@@ -176,7 +175,7 @@ def ingest(
     stop = threading.Event()
     on_termination(stop)
     stop_when_set(stop, service.stop)
-    server = start_metrics_server(service, settings.ingest_metrics_port)
+    server = serve_metrics(service.metrics, settings.ingest_metrics_port)
     try:
         service.run()
     finally:
@@ -207,18 +206,6 @@ def make_ingest_service(
             maintenance_interval_s=settings.maintenance_interval_s,
         )
     )
-
-
-def start_metrics_server(service: IngestService, port: int) -> WSGIServer | None:
-    if port == 0:
-        return None
-    try:
-        server, _thread = start_http_server(port, "127.0.0.1", registry=service.metrics.registry)
-    except OSError as error:
-        log.warning("metrics endpoint not started", extra={"port": port, "error": str(error)})
-        return None
-    log.info("metrics on http://127.0.0.1:%d/metrics", port)
-    return server
 
 
 @app.command()

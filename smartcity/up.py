@@ -13,10 +13,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import psycopg
 import typer
 
+from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import load_site
 from smartcity.demo_publisher import DemoPublisher
@@ -61,6 +63,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
     threads: list[threading.Thread] = []
     service: IngestService | None = None
     publisher: DemoPublisher | None = None
+    metrics_server: WSGIServer | None = None
     try:
         say(f"[1/5] broker: mosquitto on 127.0.0.1:{options.mqtt_port} ({broker.data_dir})")
         broker.start()
@@ -100,6 +103,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         ]
         for thread in threads:
             thread.start()
+        metrics_server = serve_metrics(service.metrics, options.metrics_port)
         say(
             f"[5/5] ingest and demo publisher running ({len(inventory.devices)} devices, one "
             f"message each every {options.publish_interval_s:g} s)"
@@ -113,6 +117,9 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             service.stop()
         for thread in threads:
             thread.join(timeout=30)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         broker.stop()
         if postgres is not None:
             postgres.stop()
@@ -120,19 +127,26 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
 
 
 def _explain(database_url: str, options: UpOptions) -> None:
-    typer.echo(
-        "\nWhere to look:\n"  # noqa: S608 - example queries printed for the reader
-        f"  psql '{database_url}'\n"
-        "    SELECT * FROM telemetry ORDER BY ts DESC LIMIT 20;\n"
-        "    SELECT device_class, count(*) FROM telemetry GROUP BY 1;\n"
-        "    SELECT * FROM telemetry_hourly WHERE device_id = 'sl-menzel-n-001';\n"
-        "    SELECT received_at, reason, detail FROM dead_letters ORDER BY id DESC LIMIT 10;\n"
-        f"  mosquitto_sub -p {options.mqtt_port} -t 'sc/#' -v\n"
-        f"  mosquitto_pub -p {options.mqtt_port} -q 1 -t sc/sefrou/streetlight/sl-menzel-n-001"
-        '/telemetry -m \'{"v":1,"seq":1,"samples":[{"ts":"\'$(date -u +%FT%TZ)\'",'
-        '"values":{"battery_soc":55}}]}\'\n'
-        "Press Ctrl-C to stop everything.\n"
-    )
+    port = options.mqtt_port
+    lines = [
+        "",
+        "Where to look:",
+        f"  psql '{database_url}'",
+        "    SELECT * FROM telemetry ORDER BY ts DESC LIMIT 20;",
+        "    SELECT device_class, count(*) FROM telemetry GROUP BY 1;",
+        "    SELECT * FROM telemetry_hourly WHERE device_id = 'sl-menzel-n-001';",
+        "    SELECT received_at, reason, detail FROM dead_letters ORDER BY id DESC LIMIT 10;",
+        f"  mosquitto_sub -p {port} -t 'sc/#' -v",
+        f"  mosquitto_pub -p {port} -q 1 -t sc/sefrou/streetlight/sl-menzel-n-001/telemetry"
+        ' -m \'{"v":1,"seq":1,"samples":[{"ts":"\'$(date -u +%FT%TZ)\'",'
+        '"values":{"battery_soc":55}}]}\'',
+    ]
+    if options.metrics_port:
+        lines.append(
+            f"  curl -s http://127.0.0.1:{options.metrics_port}/metrics | grep smartcity_ingest"
+        )
+    lines.append("Press Ctrl-C to stop everything.\n")
+    typer.echo("\n".join(lines))
 
 
 _PROGRESS_QUERY = """

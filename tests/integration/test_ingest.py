@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from smartcity.cli import start_metrics_server
+from ingest.metrics import serve_metrics
 from smartcity.local_services import LocalMosquitto, free_port
 from tests.integration.helpers import (
     provision_test_site,
@@ -193,7 +193,7 @@ def test_metrics_endpoint_reports_what_was_received_stored_and_rejected(
     messages.append(("sc/sefrou/streetlight/sl-001/telemetry", b"{broken"))
     port = free_port()
     with running_ingest(database_url, broker.port) as service, publisher(broker.port) as device:
-        server = start_metrics_server(service, port)
+        server = serve_metrics(service.metrics, port)
         assert server is not None
         try:
             device.publish_all(messages)

@@ -1,22 +1,34 @@
 """Site inventories: a city's devices, places and coordinates, as data.
 
-A site file (``sites/sefrou.yaml``) lists devices one by one, or compactly: a run of
-streetlights along a street between two points, or a building with its zones (one building
-sensor device per zone). :func:`parse_site` expands and validates it; errors name the place in
-the file and say what to change.
+A site file (``sites/sefrou.yaml``, format in ``docs/sites.md``) declares device models and
+their ratings, then lists devices one by one, or compactly: a run of streetlights along a
+street (two ends or a polyline), or a building with its zones (one building sensor device per
+zone). :func:`parse_site` expands and validates it; errors name the file, the entry and its
+line, and say what to change.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from protocol.errors import ProtocolError
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
@@ -24,6 +36,27 @@ from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN.pattern)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
+Point = tuple[Latitude, Longitude]
+
+PlaceKind = Literal["road", "square", "garden", "entrance"]
+"""Where a streetlight run stands: lighting control dims squares and roads differently."""
+BuildingKind = Literal[
+    "town_hall",
+    "cultural_centre",
+    "library",
+    "multipurpose_hall",
+    "slaughterhouse",
+    "road_station",
+    "sports_hall",
+    "district_annex",
+]
+"""Kinds of municipal building: the heating and cooling strategy depends on the kind."""
+
+MAX_REPORTED_PROBLEMS = 5
+"""A file with many problems reports the first few and how many more there are."""
+
+_EARTH_RADIUS_M = 6_371_000.0
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SiteFileError(ProtocolError):
@@ -31,7 +64,7 @@ class SiteFileError(ProtocolError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SiteHeader(_Strict):
@@ -40,6 +73,8 @@ class SiteHeader(_Strict):
     timezone: str
     latitude: Latitude
     longitude: Longitude
+    altitude: float = Field(default=0.0, ge=-500, le=9_000)
+    """Height above sea level [m]: thinner air lets more sunshine through."""
 
     @field_validator("timezone")
     @classmethod
@@ -51,11 +86,57 @@ class SiteHeader(_Strict):
         return value
 
 
+class _Rating(_Strict):
+    _id: str = PrivateAttr("")
+
+    @property
+    def id(self) -> str:
+        """The model id, its key in the site file's ``models``."""
+        return self._id
+
+
+class StreetlightModel(_Rating):
+    """Rating of a solar streetlight model: panel, battery and lamp."""
+
+    device_class: Literal["streetlight"] = Field("streetlight", alias="class")
+    panel_wp: float = Field(gt=0)
+    """Solar panel peak power at standard test conditions [Wp]."""
+    battery_ah: float = Field(gt=0)
+    """Battery capacity [Ah]."""
+    battery_voltage: float = Field(12.8, gt=0)
+    """Battery nominal voltage [V] (12.8 V: a 4-cell LiFePO4 pack)."""
+    lamp_w: float = Field(gt=0)
+    """LED lamp power at 100 % dimming level [W]."""
+    description: str = ""
+
+    @property
+    def battery_wh(self) -> float:
+        """Battery energy capacity [Wh]: battery_ah * battery_voltage."""
+        return self.battery_ah * self.battery_voltage
+
+
+class SignageModel(_Rating):
+    """Rating of an electronic signage panel model."""
+
+    device_class: Literal["signage"] = Field("signage", alias="class")
+    pixels: int = Field(gt=0)
+    """Number of LED pixels of the display [-]."""
+    max_power_w: float = Field(gt=0)
+    """Power drawn with every pixel lit at full brightness [W]."""
+    description: str = ""
+
+
+Rating = StreetlightModel | SignageModel
+"""The resolved rating of a device's model; buildings have none."""
+_ModelEntry = Annotated[Rating, Field(discriminator="device_class")]
+
+
 class DeviceEntry(_Strict):
     id: Identifier
     device_class: DeviceClass = Field(alias="class")
     name: str = ""
     model: str = ""
+    """A model id from ``models`` (streetlights and signs); free text for building sensors."""
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     street_group: str | None = None
@@ -66,36 +147,83 @@ class DeviceEntry(_Strict):
 
 
 class StreetlightRun(_Strict):
-    """Evenly spaced solar streetlights along a straight stretch of street."""
+    """Evenly spaced solar streetlights along a street: between two ends or along a path."""
 
     id_prefix: Identifier
     street_group: Identifier
     name: str
     count: int = Field(ge=1, le=5_000)
-    start: tuple[Latitude, Longitude]
-    end: tuple[Latitude, Longitude]
+    start: Point | None = None
+    end: Point | None = None
+    path: list[Point] | None = Field(None, min_length=2)
+    """A polyline [[lat, lon], ...]: lights are spread evenly along its length."""
     model: str = ""
     cabinet: str | None = None
-    place_kind: str = "road"
-    """road, square, garden...: lighting control dims squares and roads differently."""
+    cabinets: list[str] | None = Field(None, min_length=1)
+    """Several cabinets: the lights are split, in order, into near-equal consecutive blocks."""
+    place_kind: PlaceKind = "road"
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Self:
+        ends = (self.start is not None) + (self.end is not None)
+        if self.path is not None and ends:
+            raise ValueError("give either start and end, or path, not both")
+        if self.path is None and ends != 2:
+            raise ValueError("give both start and end, or a path")
+        if self.cabinet is not None and self.cabinets is not None:
+            raise ValueError("give either cabinet or cabinets, not both")
+        if self.cabinets is not None and len(self.cabinets) > self.count:
+            raise ValueError(f"{len(self.cabinets)} cabinets for {self.count} lights: too many")
+        if self.count > 1 and _length_m(self.points) == 0:
+            raise ValueError(f"{self.count} lights on a street of zero length: move its ends")
+        return self
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        if self.path is not None:
+            return list(self.path)
+        if self.start is None or self.end is None:
+            return []  # refused by the validator
+        return [self.start, self.end]
+
+
+def _zone_from_id(value: object) -> object:
+    return {"id": value} if isinstance(value, str) else value
+
+
+class ZoneEntry(_Strict):
+    id: Identifier
+    area_m2: float = Field(100.0, gt=0)
+    """Floor area [m2]."""
+    heating: bool = True
+    cooling: bool = True
 
 
 class BuildingEntry(_Strict):
     id: Identifier
     name: str
-    kind: str
-    """town_hall, cultural_centre, library, slaughterhouse, road_station..."""
+    kind: BuildingKind
     latitude: Latitude
     longitude: Longitude
-    zones: list[Identifier] = Field(min_length=1)
+    zones: list[Annotated[ZoneEntry, BeforeValidator(_zone_from_id)]] = Field(min_length=1)
+    """Zone ids, or mappings {id, area_m2, heating, cooling}."""
     model: str = ""
+    """The zone sensors' model, free text (buildings have no rating)."""
 
 
 class SiteFile(_Strict):
     site: SiteHeader
+    models: dict[Identifier, _ModelEntry] = Field(default_factory=dict)
     devices: list[DeviceEntry] = Field(default_factory=list)
     streetlight_runs: list[StreetlightRun] = Field(default_factory=list)
     buildings: list[BuildingEntry] = Field(default_factory=list)
+
+    @field_validator("models")
+    @classmethod
+    def _name_models(cls, models: dict[str, Rating]) -> dict[str, Rating]:
+        for model_id, model in models.items():
+            model._id = model_id  # the id is the key: set once, on load
+        return models
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +232,7 @@ class Device:
     device_class: DeviceClass
     name: str
     model: str
+    """The model id (streetlights and signs), or free text (building sensors)."""
     latitude: float | None
     longitude: float | None
     street_group: str | None = None
@@ -111,12 +240,15 @@ class Device:
     building: str | None = None
     zone: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    rating: Rating | None = None
+    """The rating of ``model``; None for building sensors and for files without models."""
 
 
 @dataclass(frozen=True, slots=True)
 class SiteInventory:
     site: SiteHeader
     devices: tuple[Device, ...]
+    models: Mapping[str, Rating] = field(default_factory=dict)
 
     def by_class(self, device_class: DeviceClass) -> tuple[Device, ...]:
         return tuple(d for d in self.devices if d.device_class is device_class)
@@ -132,39 +264,102 @@ def load_site(path: Path) -> SiteInventory:
 
 
 def parse_site(text: str, source: str = "<site>") -> SiteInventory:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise SiteFileError(f"{where}: not valid YAML: {error}") from error
+    """Validate and expand the text of a site file; ``source`` names it in errors."""
+    root, document = _read_yaml(text, source)
+    where = _Locator(source, root)
     try:
         site_file = SiteFile.model_validate(document)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or '(top)'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise SiteFileError(f"{source}: {problems}") from None
-    devices = [*(_device(entry) for entry in site_file.devices)]
-    for run in site_file.streetlight_runs:
-        devices.extend(_expand_run(run))
-    for building in site_file.buildings:
-        devices.extend(_expand_building(building))
-    seen: set[str] = set()
-    for device in devices:
+        problems = error.errors()
+        shown = "; ".join(where.problem(problem) for problem in problems[:MAX_REPORTED_PROBLEMS])
+        more = len(problems) - MAX_REPORTED_PROBLEMS
+        suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more > 0 else ""
+        raise SiteFileError(f"{source}: {shown}{suffix}") from None
+    models = site_file.models
+    placed: list[tuple[Device, tuple[str | int, ...]]] = []
+    for index, entry in enumerate(site_file.devices):
+        loc: tuple[str | int, ...] = ("devices", index)
+        placed.append((_device(entry, _rating(entry, loc, models, where)), loc))
+    for index, run in enumerate(site_file.streetlight_runs):
+        loc = ("streetlight_runs", index)
+        rating = _rating(run, loc, models, where)
+        placed.extend((device, loc) for device in _expand_run(run, rating))
+    for index, building in enumerate(site_file.buildings):
+        loc = ("buildings", index)
+        placed.extend((device, loc) for device in _expand_building(building))
+    first_seen: dict[str, tuple[str | int, ...]] = {}
+    for device, loc in placed:
         if not IDENTIFIER_PATTERN.fullmatch(device.id):
-            raise SiteFileError(
-                f"{source}: expanded device id {device.id!r} is not a valid identifier "
-                "(at most 64 lower-case letters, digits and inner hyphens): shorten its parts"
+            raise where.error(
+                loc,
+                f"expanded device id {device.id!r} is not a valid identifier "
+                "(at most 64 lower-case letters, digits and inner hyphens): shorten its parts",
             )
-        if device.id in seen:
-            raise SiteFileError(f"{source}: device id {device.id!r} appears twice")
-        seen.add(device.id)
-    return SiteInventory(site_file.site, tuple(devices))
+        if device.id in first_seen:
+            raise where.error(
+                loc,
+                f"device id {device.id!r} appears twice (first in "
+                f"{where.path(first_seen[device.id])}): rename one",
+            )
+        first_seen[device.id] = loc
+    return SiteInventory(site_file.site, tuple(device for device, _ in placed), models)
 
 
-def _device(entry: DeviceEntry) -> Device:
+def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, object]:
+    """The node tree (for line numbers) and the plain data of a YAML document."""
+    try:
+        loader = _Loader(text)
+    except UnicodeError as error:  # libyaml reads UTF-8: lone surrogates cannot be encoded
+        raise SiteFileError(f"{source}: not valid YAML: {error}") from error
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        parts = [getattr(error, "context", None), getattr(error, "problem", None)]
+        what = ": ".join(str(part) for part in parts if part) or str(error)
+        raise SiteFileError(f"{at}: not valid YAML: {what}") from error
+    except (ValueError, TypeError, LookupError, ArithmeticError) as error:  # !!int "", a bad date
+        raise SiteFileError(f"{source}: not valid YAML: {error}") from error
+    finally:
+        loader.dispose()
+
+
+def _rating(
+    entry: DeviceEntry | StreetlightRun,
+    loc: tuple[str | int, ...],
+    models: Mapping[str, Rating],
+    where: _Locator,
+) -> Rating | None:
+    """The rating of an entry's model; a SiteFileError if it is missing, unknown or wrong."""
+    if isinstance(entry, DeviceEntry):
+        device_class, label = entry.device_class, f"device {entry.id!r}"
+    else:
+        device_class, label = DeviceClass.STREETLIGHT, f"run {entry.id_prefix!r}"
+    if device_class is DeviceClass.BUILDING:
+        return None
+    fitting = sorted(
+        key for key, model in models.items() if model.device_class == device_class.value
+    )
+    known = f"known {device_class} models: {', '.join(fitting) or '(none)'}"
+    if not entry.model:
+        if not models:
+            return None  # a file without models (tests, benchmarks): devices have no rating
+        raise where.error(loc, f"{label} has no model; give one ({known})")
+    rating = models.get(entry.model)
+    if rating is None:
+        raise where.error((*loc, "model"), f"{label}: unknown model {entry.model!r}; {known}")
+    if rating.device_class != device_class.value:
+        raise where.error(
+            (*loc, "model"),
+            f"{label}: model {entry.model!r} is a {rating.device_class} model, "
+            f"not a {device_class} one; {known}",
+        )
+    return rating
+
+
+def _device(entry: DeviceEntry, rating: Rating | None) -> Device:
     return Device(
         entry.id,
         entry.device_class,
@@ -177,16 +372,18 @@ def _device(entry: DeviceEntry) -> Device:
         entry.building,
         entry.zone,
         entry.metadata,
+        rating,
     )
 
 
-def _expand_run(run: StreetlightRun) -> list[Device]:
+def _expand_run(run: StreetlightRun, rating: Rating | None) -> list[Device]:
     width = max(3, int(math.log10(run.count)) + 1)
     devices = []
-    for index in range(run.count):
-        fraction = index / (run.count - 1) if run.count > 1 else 0.0
-        latitude = run.start[0] + (run.end[0] - run.start[0]) * fraction
-        longitude = run.start[1] + (run.end[1] - run.start[1]) * fraction
+    for index, (latitude, longitude) in enumerate(_spread(run.points, run.count)):
+        if run.cabinets is not None:
+            cabinet: str | None = run.cabinets[index * len(run.cabinets) // run.count]
+        else:
+            cabinet = run.cabinet
         devices.append(
             Device(
                 f"{run.id_prefix}-{index + 1:0{width}d}",
@@ -196,25 +393,152 @@ def _expand_run(run: StreetlightRun) -> list[Device]:
                 round(latitude, 6),
                 round(longitude, 6),
                 street_group=run.street_group,
-                cabinet=run.cabinet,
+                cabinet=cabinet,
                 metadata={"place_kind": run.place_kind},
+                rating=rating,
             )
         )
     return devices
 
 
+def _segment_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Length of a short segment [m] (equirectangular: exact enough within a city)."""
+    mean_latitude = math.radians((a[0] + b[0]) / 2)
+    north = math.radians(b[0] - a[0])
+    east = math.radians(b[1] - a[1]) * math.cos(mean_latitude)
+    return _EARTH_RADIUS_M * math.hypot(north, east)
+
+
+def _length_m(points: Sequence[tuple[float, float]]) -> float:
+    """Length of a polyline [m]."""
+    return sum(_segment_m(a, b) for a, b in itertools.pairwise(points))
+
+
+def _spread(points: Sequence[tuple[float, float]], count: int) -> Iterator[tuple[float, float]]:
+    """``count`` points evenly spaced along a polyline, both ends included."""
+    segments = [_segment_m(a, b) for a, b in itertools.pairwise(points)]
+    total = sum(segments)
+    segment, walked = 0, 0.0
+    for index in range(count):
+        target = total * index / (count - 1) if count > 1 else 0.0
+        while segment < len(segments) - 1 and walked + segments[segment] < target:
+            walked += segments[segment]
+            segment += 1
+        length = segments[segment]
+        fraction = min(1.0, (target - walked) / length) if length > 0 else 0.0
+        if count > 1 and index == count - 1:
+            fraction = 1.0  # the last light stands exactly at the end, whatever the rounding
+        (lat_a, lon_a), (lat_b, lon_b) = points[segment], points[segment + 1]
+        yield lat_a + (lat_b - lat_a) * fraction, lon_a + (lon_b - lon_a) * fraction
+
+
 def _expand_building(building: BuildingEntry) -> list[Device]:
     return [
         Device(
-            f"{building.id}-{zone}",
+            f"{building.id}-{zone.id}",
             DeviceClass.BUILDING,
-            f"{building.name}: {zone}",
+            f"{building.name}: {zone.id}",
             building.model,
             building.latitude,
             building.longitude,
             building=building.id,
-            zone=zone,
-            metadata={"building_kind": building.kind, "building_name": building.name},
+            zone=zone.id,
+            metadata={
+                "building_kind": building.kind,
+                "building_name": building.name,
+                "area_m2": zone.area_m2,
+                "heating": zone.heating,
+                "cooling": zone.cooling,
+            },
         )
         for zone in building.zones
     ]
+
+
+class _Locator:
+    """Turns a location in the document (keys and indexes) into a path and a line."""
+
+    def __init__(self, source: str, root: yaml.Node | None) -> None:
+        self.source = source
+        self.root = root
+
+    def error(self, loc: Sequence[str | int], message: str) -> SiteFileError:
+        return SiteFileError(f"{self.source}: {self._describe(loc, message)}")
+
+    def path(self, loc: Sequence[str | int]) -> str:
+        return self._walk(loc)[0]
+
+    def problem(self, problem: ErrorDetails) -> str:
+        return self._describe(problem["loc"], _message(problem))
+
+    def _describe(self, loc: Sequence[str | int], message: str) -> str:
+        path, line = self._walk(loc)
+        return f"{path}: {message}" + (f" (line {line})" if line is not None else "")
+
+    def _walk(self, loc: Sequence[str | int]) -> tuple[str, int | None]:
+        """Follow ``loc`` through the YAML nodes: the readable path and the deepest line.
+
+        A part that is not in the document is a union tag pydantic adds (skipped) unless it
+        is the last one: a missing field, named in the path, at its parent's line.
+        """
+        node, line = self.root, _line(self.root)
+        path = ""
+        for position, part in enumerate(loc):
+            child, child_line = _child(node, part)
+            if child is None and position < len(loc) - 1:
+                continue
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part == "[key]":
+                path += " (key)"
+            else:
+                path += f".{part}" if path else str(part)
+            if child is not None:
+                node, line = child, child_line
+        return path or "(top)", line
+
+
+def _line(node: yaml.Node | None) -> int | None:
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node | None, int | None]:
+    """The node at ``part`` under ``node``, and the line to report for it."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                # reported at its key: a block mapping or list value starts on the next line
+                return value, _line(key)
+    elif (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(part, int)
+        and 0 <= part < len(node.value)
+    ):
+        return node.value[part], _line(node.value[part])
+    return None, None
+
+
+def _message(problem: ErrorDetails) -> str:
+    """Pydantic's message, made to say what to change where it can."""
+    kind, value = problem["type"], problem.get("input")
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{value!r} is not a valid id: use 1-64 lower-case letters, digits and inner "
+            "hyphens (for example 'sl-0001')"
+        )
+    if kind == "extra_forbidden":
+        return "unknown field: check its spelling (the fields are listed in docs/sites.md)"
+    if kind in {"literal_error", "enum"}:
+        return f"{problem['msg']}, not {value!r}"
+    if kind == "union_tag_not_found":
+        return "no class: give class: streetlight or class: signage"
+    if kind == "union_tag_invalid":
+        tag = problem.get("ctx", {}).get("tag")
+        return f"unknown class {tag!r}: give class: streetlight or class: signage"
+    if kind == "model_type":
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return f"Input should be a valid dictionary (key: value pairs), not {shown}"
+    if kind == "value_error":
+        return str(problem.get("ctx", {}).get("error", problem["msg"]))
+    return problem["msg"]

@@ -53,19 +53,22 @@ def air_temperature(
     place: Place,
     climate: TemperatureClimate,
     daily_clearness: FloatArray,
-    rng: np.random.Generator,
+    daily_anomaly: FloatArray,
 ) -> FloatArray:
     """Air temperature at ``times`` [C].
 
     daily_clearness: one clearness index per calendar day (UTC) from the first of ``times``
     [-], as :func:`simulators.sky.daily_clearness` gives; clouds narrow the day-night swing.
+    daily_anomaly: the same days' departures from the seasonal mean [K], as
+    :func:`temperature_anomaly` gives: warm and cold spells.
     """
     if times.tz is None:
         raise ValueError("times must carry a time zone (UTC recommended)")
     day_numbers = (times.normalize() - times[0].normalize()).days.to_numpy()
     days = int(day_numbers.max()) + 1
-    if len(daily_clearness) < days:
-        raise ValueError(f"daily_clearness has {len(daily_clearness)} days; {days} needed")
+    for name, daily in (("daily_clearness", daily_clearness), ("daily_anomaly", daily_anomaly)):
+        if len(daily) < days:
+            raise ValueError(f"{name} has {len(daily)} days; {days} needed")
     day_of_year = times.day_of_year.to_numpy()
     seasonal = np.cos(2 * np.pi * (day_of_year - climate.warmest_day_of_year) / 365.25)
     mean = climate.annual_mean + climate.seasonal_amplitude * seasonal
@@ -77,7 +80,12 @@ def air_temperature(
     utc_hours = times.hour.to_numpy() + times.minute.to_numpy() / 60
     solar_hours = utc_hours + place.longitude / 15.0
     daily_cycle = np.cos(2 * np.pi * (solar_hours - climate.warmest_solar_hour) / 24)
-    anomaly = climate.anomaly_spread * persistent_noise(days, climate.anomaly_persistence, rng)
-    anomaly = anomaly[day_numbers]
-    temperature: FloatArray = mean + anomaly + swing * daily_cycle
+    temperature: FloatArray = mean + daily_anomaly[day_numbers] + swing * daily_cycle
     return temperature
+
+
+def temperature_anomaly(
+    days: int, climate: TemperatureClimate, rng: np.random.Generator
+) -> FloatArray:
+    """One departure of the daily mean from the season's per consecutive day [K]."""
+    return climate.anomaly_spread * persistent_noise(days, climate.anomaly_persistence, rng)

@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from simulators.sky import FES_REGION, SEFROU, daily_clearness
-from simulators.weather import SEFROU_CLIMATE, air_temperature
+from simulators.weather import SEFROU_CLIMATE, air_temperature, temperature_anomaly
 
 TIMES = pd.date_range("2026-01-01", "2027-01-01", freq="30min", tz="UTC", inclusive="left")
 DAYS = pd.date_range("2026-01-01", periods=365, freq="D")
@@ -18,7 +18,9 @@ def simulated_year(seed: int) -> np.ndarray:
     """Half-hourly temperatures of 2026, shaped (365 days, 48 half hours)."""
     rng = np.random.default_rng(seed)
     clearness = daily_clearness(DAYS.day_of_year.to_numpy().astype(np.int64), FES_REGION, rng)
-    return air_temperature(TIMES, SEFROU, SEFROU_CLIMATE, clearness, rng).reshape(365, 48)
+    return air_temperature(
+        TIMES, SEFROU, SEFROU_CLIMATE, clearness, temperature_anomaly(365, SEFROU_CLIMATE, rng)
+    ).reshape(365, 48)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -45,4 +47,4 @@ def test_same_seed_same_weather() -> None:
 def test_too_few_clearness_days_is_refused() -> None:
     times = pd.date_range("2026-01-01", periods=72, freq="1h", tz="UTC")
     with pytest.raises(ValueError, match="1 days; 3 needed"):
-        air_temperature(times, SEFROU, SEFROU_CLIMATE, np.array([0.8]), np.random.default_rng())
+        air_temperature(times, SEFROU, SEFROU_CLIMATE, np.array([0.8]), np.array([0.0]))

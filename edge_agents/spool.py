@@ -135,8 +135,25 @@ class Spool:
                 self._bytes -= size
         return count
 
+    def next_sequence(self, name: str) -> int:
+        """The next number of the named sequence (0, 1, 2...), kept across restarts."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO counters VALUES (?, 0) ON CONFLICT (name) DO UPDATE"
+                " SET value = value + 1",
+                (f"seq:{name}",),
+            )
+            (value,) = self._db.execute(
+                "SELECT value FROM counters WHERE name = ?", (f"seq:{name}",)
+            ).fetchone()
+        return int(value)
+
     def stats(self) -> SpoolStats:
-        counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        counters = dict(
+            self._db.execute(
+                "SELECT name, value FROM counters WHERE name LIKE 'dropped_%'"
+            ).fetchall()
+        )
         (messages,) = self._db.execute("SELECT count(*) FROM spooled").fetchone()
         return SpoolStats(
             int(messages), self._bytes, counters["dropped_overflow"], counters["dropped_expired"]

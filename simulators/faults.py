@@ -1,0 +1,284 @@
+"""Fault injection: which device fails how, from when to when, and the truth of it.
+
+Faults come from a file (scheduled) or from a seeded random draw, or both. Every injected
+fault is ground truth: the simulator writes it to a CSV file and to the database
+(``fault_ground_truth``), so fault detection can be scored against what really happened.
+
+A fault file::
+
+    faults:
+      - {device: sl-menzel-n-001, fault: lamp_failure, start: "+30m", duration: 6h}
+      - {device: town-hall-archives, fault: window_open,
+         start: "2026-01-15T08:00:00Z", end: "2026-01-15T17:00:00Z"}
+    random:
+      seed: 7            # optional; the simulation's seed otherwise
+      per_device_year: 2 # faults per device per year, spread over the types of its class
+
+Times are ISO 8601 with a zone, or offsets from the simulation's start (``+30m``, ``+2h``,
+``+1d``); a fault without an end lasts until the simulation stops.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocol.sites import Device
+from protocol.topics import DeviceClass
+from simulators.errors import SimulatorError
+
+FAR_FUTURE: Final = datetime.max.replace(tzinfo=UTC)
+
+
+class FaultError(SimulatorError):
+    """A fault file or fault specification that cannot be used."""
+
+
+class FaultType(StrEnum):
+    # solar streetlights
+    LAMP_FAILURE = "lamp_failure"
+    DAY_BURNING = "day_burning"
+    CYCLING_DRIVER = "cycling_driver"
+    PANEL_SOILING = "panel_soiling"
+    PANEL_SHADING = "panel_shading"
+    BATTERY_FADE = "battery_fade"
+    CHARGE_CONTROLLER_FAULT = "charge_controller_fault"
+    TILT = "tilt"
+    KNOCK_DOWN = "knock_down"
+    # any device
+    COMMUNICATION_LOSS = "communication_loss"
+    POWER_LOSS = "power_loss"
+    # signage panels
+    PIXEL_FAILURES = "pixel_failures"
+    OVER_TEMPERATURE = "over_temperature"
+    DOOR_OPEN = "door_open"
+    SUPPLY_FAILURE = "supply_failure"
+    # building zones
+    STUCK_VALVE = "stuck_valve"
+    SENSOR_DRIFT = "sensor_drift"
+    WINDOW_OPEN = "window_open"
+    SIMULTANEOUS_HEATING_COOLING = "simultaneous_heating_cooling"
+
+
+_ANY: Final = frozenset(DeviceClass)
+FAULT_CLASSES: Final[dict[FaultType, frozenset[DeviceClass]]] = {
+    **{
+        fault: frozenset({DeviceClass.STREETLIGHT})
+        for fault in (
+            FaultType.LAMP_FAILURE,
+            FaultType.DAY_BURNING,
+            FaultType.CYCLING_DRIVER,
+            FaultType.PANEL_SOILING,
+            FaultType.PANEL_SHADING,
+            FaultType.BATTERY_FADE,
+            FaultType.CHARGE_CONTROLLER_FAULT,
+            FaultType.TILT,
+            FaultType.KNOCK_DOWN,
+        )
+    },
+    FaultType.COMMUNICATION_LOSS: _ANY,
+    FaultType.POWER_LOSS: _ANY,
+    **{
+        fault: frozenset({DeviceClass.SIGNAGE})
+        for fault in (
+            FaultType.PIXEL_FAILURES,
+            FaultType.OVER_TEMPERATURE,
+            FaultType.DOOR_OPEN,
+            FaultType.SUPPLY_FAILURE,
+        )
+    },
+    **{
+        fault: frozenset({DeviceClass.BUILDING})
+        for fault in (
+            FaultType.STUCK_VALVE,
+            FaultType.SENSOR_DRIFT,
+            FaultType.WINDOW_OPEN,
+            FaultType.SIMULTANEOUS_HEATING_COOLING,
+        )
+    },
+}
+"""The device classes each fault can strike."""
+
+TYPICAL_DURATION: Final[dict[FaultType, timedelta]] = {
+    FaultType.COMMUNICATION_LOSS: timedelta(hours=3),
+    FaultType.POWER_LOSS: timedelta(hours=6),
+    FaultType.DOOR_OPEN: timedelta(hours=2),
+    FaultType.WINDOW_OPEN: timedelta(hours=8),
+    FaultType.OVER_TEMPERATURE: timedelta(days=2),
+    FaultType.SUPPLY_FAILURE: timedelta(hours=12),
+}
+"""Mean duration of a random fault; the others last until repaired (about two weeks)."""
+UNTIL_REPAIRED: Final = timedelta(days=14)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FaultEvent:
+    start: datetime
+    device_id: str
+    fault: FaultType
+    end: datetime = FAR_FUTURE
+
+    def active(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device: str
+    fault: FaultType
+    start: str
+    end: str | None = None
+    duration: str | None = None
+
+
+class _Random(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int | None = None
+    per_device_year: float = Field(ge=0, le=365)
+
+
+class _FaultFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    faults: list[_Entry] = Field(default_factory=list)
+    random: _Random | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """A fault file, read: fixed events and the random draw's parameters."""
+
+    events: tuple[FaultEvent, ...]
+    random_per_device_year: float = 0.0
+    random_seed: int | None = None
+
+
+_OFFSET = re.compile(r"^\+?(\d+(?:\.\d+)?)([smhd])$")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``2h``, ``1.5d`` -> a timedelta; raise :class:`FaultError`."""
+    match = _OFFSET.fullmatch(text.strip())
+    if match is None:
+        raise FaultError(f"{text!r} is not a duration: write e.g. 30m, 2h or 1d")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _moment(text: str, simulation_start: datetime) -> datetime:
+    if text.strip().startswith("+"):
+        return simulation_start + parse_duration(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FaultError(f"{text!r} is neither an ISO time nor an offset like +2h") from None
+    if moment.tzinfo is None:
+        raise FaultError(f"{text!r} has no time zone: add Z or +01:00")
+    return moment
+
+
+def load_fault_plan(path: Path, devices: Sequence[Device], simulation_start: datetime) -> FaultPlan:
+    """Read a fault file; raise :class:`FaultError` naming the entry and the problem."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        parsed = _FaultFile.model_validate(document)
+    except OSError as error:
+        raise FaultError(f"{path}: cannot read the fault file: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise FaultError(f"{path}: not valid YAML: {error}") from error
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise FaultError(f"{path}: {problems}") from None
+    by_id = {device.id: device for device in devices}
+    events = []
+    for index, entry in enumerate(parsed.faults):
+        where = f"{path}: faults[{index}]"
+        device = by_id.get(entry.device)
+        if device is None:
+            raise FaultError(f"{where}: unknown device {entry.device!r}")
+        if device.device_class not in FAULT_CLASSES[entry.fault]:
+            raise FaultError(
+                f"{where}: {entry.fault} cannot strike a {device.device_class} ({entry.device})"
+            )
+        try:
+            start, end = _span(entry, simulation_start)
+        except FaultError as error:
+            raise FaultError(f"{where}: {error}") from None
+        if end <= start:
+            raise FaultError(f"{where}: the fault ends before it starts")
+        events.append(FaultEvent(start, entry.device, entry.fault, end))
+    rate = parsed.random.per_device_year if parsed.random else 0.0
+    seed = parsed.random.seed if parsed.random else None
+    return FaultPlan(tuple(sorted(events)), rate, seed)
+
+
+def _span(entry: _Entry, simulation_start: datetime) -> tuple[datetime, datetime]:
+    start = _moment(entry.start, simulation_start)
+    if entry.end is not None and entry.duration is not None:
+        raise FaultError("give end or duration, not both")
+    if entry.end is not None:
+        return start, _moment(entry.end, simulation_start)
+    if entry.duration is not None:
+        return start, start + parse_duration(entry.duration)
+    return start, FAR_FUTURE
+
+
+def random_faults(
+    devices: Sequence[Device],
+    start: datetime,
+    end: datetime,
+    per_device_year: float,
+    rng: np.random.Generator,
+) -> list[FaultEvent]:
+    """Faults striking at random (Poisson) between ``start`` and ``end``, reproducible by seed."""
+    span_s = (end - start).total_seconds()
+    events = []
+    for device in devices:
+        kinds = [f for f, classes in FAULT_CLASSES.items() if device.device_class in classes]
+        count = int(rng.poisson(per_device_year * span_s / (365 * 86_400)))
+        for _ in range(count):
+            fault = kinds[int(rng.integers(len(kinds)))]
+            began = start + timedelta(seconds=float(rng.uniform(0, span_s)))
+            mean = TYPICAL_DURATION.get(fault, UNTIL_REPAIRED).total_seconds()
+            lasted = timedelta(seconds=max(600.0, float(rng.exponential(mean))))
+            events.append(FaultEvent(began, device.id, fault, min(began + lasted, end)))
+    return sorted(events)
+
+
+GROUND_TRUTH_COLUMNS: Final = ("device_id", "fault", "start", "end")
+
+
+def write_ground_truth(path: Path, events: Iterable[FaultEvent]) -> None:
+    """Write the injected faults as CSV (an open-ended fault has an empty end)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(GROUND_TRUTH_COLUMNS)
+        for event in sorted(events):
+            ended = "" if event.end == FAR_FUTURE else event.end.isoformat()
+            writer.writerow((event.device_id, event.fault, event.start.isoformat(), ended))
+
+
+def read_ground_truth(path: Path) -> list[FaultEvent]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return [
+            FaultEvent(
+                datetime.fromisoformat(row["start"]),
+                row["device_id"],
+                FaultType(row["fault"]),
+                datetime.fromisoformat(row["end"]) if row["end"] else FAR_FUTURE,
+            )
+            for row in csv.DictReader(file)
+        ]

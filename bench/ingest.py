@@ -30,13 +30,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.synthetic import demo_values
 from ingest.pipeline import Inbound, classify
 from ingest.service import IngestConfig, IngestService
 from protocol.catalogue import CATALOGUE
 from protocol.payloads import PROTOCOL_VERSION, Sample, TelemetryPayload, encode
 from protocol.sites import Device, SiteInventory, parse_site
 from protocol.topics import Channel, DeviceClass, DeviceTopic
-from smartcity.demo_publisher import demo_values
 from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
 from storage.migrate import migrate
 from storage.registry import Registration, upsert_site

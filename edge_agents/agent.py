@@ -119,6 +119,8 @@ class _Session:
     backoff_s: float = 0.0
     backlog: bool = True
     """The spool may hold messages not yet handed to the client."""
+    replaying: bool = False
+    """Just reconnected: paho re-sends what was in flight first, then the spool follows."""
     in_flight: dict[int, int] = field(default_factory=dict)
     """paho message id to spool row id."""
     spooled_in_flight: set[int] = field(default_factory=set)
@@ -194,11 +196,21 @@ class Agent:
     def maintain_connection(self, monotonic_now: float | None = None) -> None:
         """Connect or reconnect when due, backing off exponentially while the broker is away."""
         session = self._session
+        if session.connected and session.replaying:
+            session.replaying = False  # paho has re-sent what it had in flight by now
+            self._drain()
         if session.connected or self._stopped:
             return
         wall = time.monotonic() if monotonic_now is None else monotonic_now
         if wall < session.next_attempt:
             return
+        if self._now is not None:  # the will says since when this session lasted
+            self.client.will_set(
+                self.identity.topic(Channel.STATE),
+                self._state_payload(DeviceStatus.OFFLINE, "connection_lost"),
+                qos=1,
+                retain=True,
+            )
         session.backoff_s = min(
             self.settings.reconnect_max_s,
             max(self.settings.reconnect_min_s, session.backoff_s * 2),
@@ -233,8 +245,10 @@ class Agent:
             qos=1,
             retain=True,
         )
+        # paho re-sends the messages it had in flight only after this callback returns; the
+        # spool waits for the next tick so that nothing newer overtakes them.
+        session.replaying = True
         self._report_spool_losses()
-        self._drain()
 
     def _on_disconnect(
         self,
@@ -302,7 +316,7 @@ class Agent:
     def _drain(self) -> None:
         """Send the oldest spooled messages not yet in flight, up to the window."""
         session = self._session
-        if not session.connected or not session.backlog:
+        if not session.connected or not session.backlog or session.replaying:
             return
         room = self.settings.max_inflight - len(session.in_flight)
         if room <= 0:
@@ -373,6 +387,7 @@ class Agent:
             if not self._session.connected:
                 self._session.disconnected_since = now
         self._now = now
+        self._session.replaying = False
         if self._next_control is not None and now >= self._next_control:
             self._control(now)
             self._next_control = now + self._control_interval

@@ -253,6 +253,14 @@ class SiteInventory:
     def by_class(self, device_class: DeviceClass) -> tuple[Device, ...]:
         return tuple(d for d in self.devices if d.device_class is device_class)
 
+    def only(self, *device_ids: str) -> SiteInventory:
+        """The same site with only the named devices; SiteFileError for an unknown one."""
+        known = {d.id: d for d in self.devices}
+        missing = [i for i in device_ids if i not in known]
+        if missing:
+            raise SiteFileError(f"site {self.site.id} has no device {', '.join(missing)}")
+        return SiteInventory(self.site, tuple(known[i] for i in device_ids), self.models)
+
 
 def load_site(path: Path) -> SiteInventory:
     """Read and expand a site file; raise :class:`SiteFileError` naming the problem."""

@@ -145,6 +145,7 @@ class FleetRunner:
             ),
         )
         self.network.attach(agent.client)
+        agent.tick(self.city.now)  # the device's clock is the city's from the start
         return agent
 
     # ----------------------------------------------------------------- faults on agents

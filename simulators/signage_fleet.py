@@ -34,8 +34,9 @@ Faults = Mapping[FaultType, BoolArray]
 
 FAILING_PIXEL_RATE: Final = 2e-3
 """Failure rate of the pixels of a failing LED board [1/h]: visible within hours."""
-OVERHEAT_EXTRA_WATTS: Final = 900.0
-"""Heat of a failing power supply with its fan dead, inside the cabinet [W]."""
+RUNAWAY_ABOVE_CRITICAL_K: Final = 8.0
+"""An overheating cabinet (dead fan, a failing power supply cooking inside) settles this far
+above the controller's critical temperature whatever the weather [K]."""
 
 
 def sign_rating_of(device: Device) -> SignRating:
@@ -107,7 +108,15 @@ class SignageFleet:
             draw = np.where(on, draw, 0.0)
             hot = overheating[members]
             fan = fan_thermostat(temperature, self.fan_on[members], rating) & ~hot
-            heat = draw + np.where(hot, OVERHEAT_EXTRA_WATTS, 0.0)
+            # The runaway: as much extra heat as keeps the sealed cabinet past critical.
+            sun = rating.absorptance * rating.sun_area * max(ghi, 0.0)
+            runaway = (
+                (rating.critical_temperature + RUNAWAY_ABOVE_CRITICAL_K - air_temperature)
+                / rating.thermal_resistance
+                - draw
+                - sun
+            )
+            heat = draw + np.where(hot, np.maximum(runaway, 0.0), 0.0)
             self.temperature[members] = enclosure_temperature_step(
                 temperature,
                 np.full(len(members), air_temperature),

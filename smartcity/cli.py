@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -233,40 +234,118 @@ def broker(
     mosquitto.stop()
 
 
-@app.command("publish-demo")
-def publish_demo(
+@app.command()
+def simulate(  # noqa: PLR0917 - each option is a CLI flag
     site: SiteOption = DEFAULT_SITE,
-    interval: Annotated[float, typer.Option(help="Seconds between two messages of a device.")] = 10,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="Simulated seconds per wall-clock second; above 1 the run "
+            "starts a day ago and catches up with the present."
+        ),
+    ] = 1.0,
+    faults: Annotated[
+        Path | None, typer.Option(help="Fault file (see docs/simulators.md).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weather, devices and random faults.")] = 1,
+    random_faults: Annotated[
+        float | None,
+        typer.Option(help="Random faults per device per year (overrides the fault file's)."),
+    ] = None,
+    run_name: Annotated[
+        str | None,
+        typer.Option(help="Name of the run in the ground truth (default: time and seed)."),
+    ] = None,
 ) -> None:
-    """Publish plausible telemetry for every device of a site (stands in for the simulators).
+    """Run every device of a site as its own edge agent and MQTT client, until Ctrl-C.
 
-    Example: SMARTCITY_MQTT_PORT=18830 smartcity publish-demo --interval 5
+    The ground truth of the injected faults goes to .smartcity/simulate/<run>/ground_truth.csv
+    and, when DATABASE_URL is set, to the fault_ground_truth table.
+
+    Example: SMARTCITY_MQTT_PORT=18830 smartcity simulate --speed 60 --faults faults.yaml --seed 7
     """
-    from smartcity.demo_publisher import DemoPublisher
+    from simulators.errors import SimulatorError
+    from simulators.simulate import SimulationOptions, run_simulation
 
+    logs.configure("WARNING", json_lines=False)
     settings = load_settings()
     try:
         inventory = load_site(site)
-    except SiteFileError as error:
+        options = SimulationOptions(
+            inventory,
+            settings.mqtt_host,
+            settings.mqtt_port,
+            settings.state_dir,
+            seed=seed,
+            speed=speed,
+            fault_file=faults,
+            random_faults_per_device_year=random_faults,
+            database_url=settings.database_url,
+            run_name=run_name,
+        )
+        stop = threading.Event()
+        on_termination(stop)
+        runner = run_simulation(options, stop, typer.echo)
+    except (SiteFileError, SimulatorError, ValueError, psycopg.Error) as error:
         raise fail(str(error)) from error
-    publisher = DemoPublisher(
-        inventory, settings.mqtt_host, settings.mqtt_port, interval_s=interval
-    )
-    stop = threading.Event()
-    on_termination(stop)
-    stop_when_set(stop, publisher.stop)
-    publisher.run()
-    typer.echo(f"published {publisher.published} messages")
+    delivered = sum(a.counters.messages_acknowledged for a in runner.agents.values())
+    typer.echo(f"stopped: {delivered} messages delivered")
 
 
 @app.command()
-def up(
+def agent(
+    config: Annotated[Path, typer.Option("--config", help="Agent configuration file.")],
+) -> None:
+    """Run one edge agent: read its device, publish, obey commands, keep a local program.
+
+    Example: smartcity agent --config /etc/smartcity/agent.yaml   (format: docs/agent.md)
+    """
+    from edge_agents.config import SimulatedDriverSection, build_agent, load_agent_config, run_agent
+    from edge_agents.drivers import Driver
+    from edge_agents.errors import EdgeAgentError
+    from edge_agents.modbus import EpeverModbusDriver
+
+    logs.configure("INFO", json_lines=False)
+    try:
+        agent_config = load_agent_config(config)
+        before_tick: Callable[[datetime], object] | None = None
+        driver: Driver
+        if isinstance(agent_config.driver, SimulatedDriverSection):
+            from simulators.city import SimulatedCity
+
+            inventory = load_site(agent_config.driver.site_file).only(agent_config.device_id)
+            city = SimulatedCity(inventory, start=datetime.now(UTC), seed=agent_config.driver.seed)
+            driver = city.driver(agent_config.device_id)
+            before_tick = city.advance
+        else:
+            section = agent_config.driver
+            driver = EpeverModbusDriver(
+                section.host, section.port, device_id=section.unit, timeout_s=section.timeout_s
+            )
+        device_agent = build_agent(agent_config, driver)
+    except (EdgeAgentError, SiteFileError, KeyError) as error:
+        raise fail(str(error)) from error
+    stop = threading.Event()
+    on_termination(stop)
+    typer.echo(
+        f"agent {agent_config.device_id}: broker {agent_config.broker.host}:"
+        f"{agent_config.broker.port}, spool {agent_config.spool.path}"
+    )
+    run_agent(device_agent, stop, before_tick=before_tick)
+
+
+@app.command()
+def up(  # noqa: PLR0917 - each option is a CLI flag
     site: SiteOption = DEFAULT_SITE,
     mqtt_port: Annotated[int, typer.Option(help="Port of the platform's broker.")] = UP_MQTT_PORT,
     postgres_port: Annotated[
         int, typer.Option(help="Port of the local PostgreSQL (unused with DATABASE_URL).")
     ] = UP_POSTGRES_PORT,
-    interval: Annotated[float, typer.Option(help="Seconds between a device's messages.")] = 10,
+    speed: Annotated[float, typer.Option(help="Simulation speed (see `simulate --help`).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated city.")] = 1,
+    random_faults: Annotated[
+        float, typer.Option(help="Random faults per device per year in the simulated city.")
+    ] = 4.0,
 ) -> None:
     """Run the whole platform on the simulated city until Ctrl-C.
 
@@ -286,8 +365,10 @@ def up(
         mqtt_port,
         postgres_port,
         settings.database_url,
-        interval,
         settings.ingest_metrics_port,
+        speed=speed,
+        seed=seed,
+        random_faults_per_device_year=random_faults,
     )
     try:
         run_platform(options, stop)

@@ -1,8 +1,8 @@
 """``smartcity up``: the whole platform on one machine, on the simulated city.
 
 Starts a broker, a database (a private local PostgreSQL, or DATABASE_URL), migrates,
-provisions the site, runs ingest and the demo publisher, reports progress, and stops all of it
-cleanly when asked.
+provisions the site, runs ingest and the simulated city (every device its own edge agent),
+reports progress, and stops all of it cleanly when asked.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import typer
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import load_site
-from smartcity.demo_publisher import DemoPublisher
+from simulators.simulate import SimulationOptions, run_simulation
 from smartcity.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
 from storage.registry import upsert_site
@@ -37,8 +37,10 @@ class UpOptions:
     mqtt_port: int
     postgres_port: int
     database_url: str | None
-    publish_interval_s: float
     metrics_port: int
+    speed: float = 1.0
+    seed: int = 1
+    random_faults_per_device_year: float = 4.0
 
 
 def local_postgres_dir(state_dir: Path) -> Path:
@@ -62,7 +64,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
     postgres: LocalPostgres | None = None
     threads: list[threading.Thread] = []
     service: IngestService | None = None
-    publisher: DemoPublisher | None = None
+    simulation_stop = threading.Event()
     metrics_server: WSGIServer | None = None
     try:
         say(f"[1/5] broker: mosquitto on 127.0.0.1:{options.mqtt_port} ({broker.data_dir})")
@@ -94,25 +96,38 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
                 log_json=False,
             )
         )
-        publisher = DemoPublisher(
-            inventory, "127.0.0.1", options.mqtt_port, interval_s=options.publish_interval_s
+        simulation = SimulationOptions(
+            inventory,
+            "127.0.0.1",
+            options.mqtt_port,
+            state_dir,
+            seed=options.seed,
+            speed=options.speed,
+            random_faults_per_device_year=options.random_faults_per_device_year,
+            database_url=database_url,
         )
         threads = [
             threading.Thread(target=service.run, name="ingest"),
-            threading.Thread(target=publisher.run, name="demo-publisher"),
+            threading.Thread(
+                target=run_simulation,
+                args=(simulation, simulation_stop, lambda line: say(f"      {line}")),
+                kwargs={"progress_every_s": 60.0},
+                name="simulated-city",
+            ),
         ]
         for thread in threads:
             thread.start()
         metrics_server = serve_metrics(service.metrics, options.metrics_port)
         say(
-            f"[5/5] ingest and demo publisher running ({len(inventory.devices)} devices, one "
-            f"message each every {options.publish_interval_s:g} s)"
+            f"[5/5] ingest and the simulated city running ({len(inventory.devices)} devices, "
+            f"each its own MQTT client, at {options.speed:g}x real time)"
         )
         _explain(database_url, options)
         _report_progress(database_url, stop)
     finally:
-        if publisher is not None:
-            publisher.stop()
+        simulation_stop.set()
+        if len(threads) > 1:
+            threads[1].join(timeout=60)  # the devices say goodbye before ingest stops
         if service is not None:
             service.stop()
         for thread in threads:

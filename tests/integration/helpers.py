@@ -20,11 +20,14 @@ from storage.registry import upsert_site
 
 TEST_SITE = """
 site: {id: sefrou, name: Sefrou, timezone: Africa/Casablanca, latitude: 33.83, longitude: -4.84}
+models:
+  sl-60w: {class: streetlight, panel_wp: 200, battery_ah: 101.5625, lamp_w: 60}
+  vms-3-line-amber: {class: signage, pixels: 3456, max_power_w: 1245}
 streetlight_runs:
-  - {id_prefix: sl, street_group: menzel, name: Menzel, count: 20,
+  - {id_prefix: sl, street_group: menzel, name: Menzel, count: 20, model: sl-60w,
      start: [33.8268, -4.8236], end: [33.8391, -4.8049]}
 devices:
-  - {id: sign-1, class: signage, latitude: 33.827, longitude: -4.823}
+  - {id: sign-1, class: signage, model: vms-3-line-amber, latitude: 33.827, longitude: -4.823}
 buildings:
   - {id: hall, name: Town hall, kind: town_hall, latitude: 33.83, longitude: -4.84,
      zones: [offices]}

@@ -77,7 +77,8 @@ def test_every_command_has_help_with_an_example() -> None:
         ["broker"],
         ["ingest"],
         ["provision"],
-        ["publish-demo"],
+        ["simulate"],
+        ["agent"],
         ["db", "migrate"],
         ["db", "maintain"],
         ["bench", "ingest"],
@@ -91,7 +92,7 @@ def test_every_command_has_help_with_an_example() -> None:
 def test_a_bad_setting_is_named_not_a_traceback() -> None:
     code, output = invoke("broker", "--help")
     assert code == 0
-    code, output = invoke("publish-demo", env={"SMARTCITY_MQTT_PORT": "eighteen"})
+    code, output = invoke("simulate", env={"SMARTCITY_MQTT_PORT": "eighteen"})
     assert code == 2
     assert "invalid setting: SMARTCITY_MQTT_PORT" in output
     assert "'eighteen'" in output

@@ -26,8 +26,8 @@ def test_up_runs_the_platform_until_asked_to_stop(empty_database_url: str, tmp_p
         mqtt_port=free_port(),
         postgres_port=free_port(),
         database_url=empty_database_url,
-        publish_interval_s=0.5,
         metrics_port=0,
+        speed=600.0,  # every device reports within seconds
     )
     errors: list[BaseException] = []
 

@@ -2,11 +2,11 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.synthetic import demo_values
 from protocol.decoding import Telemetry, decode
 from protocol.payloads import Sample, TelemetryPayload, encode
 from protocol.sites import load_site
 from protocol.topics import Channel, DeviceTopic
-from smartcity.demo_publisher import demo_values
 
 SEFROU = load_site(Path(__file__).parents[2] / "sites" / "sefrou.yaml")
 

@@ -9,11 +9,12 @@ What the agent guarantees:
 
 - every sample is written to the spool before it is sent and leaves the spool only when the
   broker acknowledged it, so a broker outage or a crash replays it, in order;
-- telemetry, events and command acknowledgements carry sequence numbers per channel, kept
-  across restarts, so the platform sees any gap;
+- telemetry and events carry sequence numbers per channel, kept across restarts, so the
+  platform sees any gap;
 - a retained birth message says online; the last will (retained) says offline;
-- a command is applied at most once, refused with a reason when invalid or expired, and
-  always answered on the acknowledgement topic;
+- a command is applied at most once, refused with a reason when invalid, of another protocol
+  version or expired, and answered on the acknowledgement topic (one that cannot even be
+  decoded has no id to answer: it is reported as a ``command_refused`` event);
 - without the platform, the device keeps its own program (:mod:`edge_agents.control`).
 """
 
@@ -24,7 +25,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -388,14 +389,18 @@ class Agent:
                 self._session.disconnected_since = now
         self._now = now
         self._session.replaying = False
+        if self.local.hold is not None and self.autonomous:
+            self.local = replace(self.local, hold=None)  # on its own: the overrides are dropped
         if self._next_control is not None and now >= self._next_control:
             self._control(now)
             self._next_control = now + self._control_interval
         if self._next_sample is not None and now >= self._next_sample:
-            self._sample(self._next_sample)
-            self._next_sample += self._sample_interval
-            if self._next_sample <= now:  # a long pause: skip, do not invent samples
-                self._next_sample = _align(now, self._sample_interval)
+            due = self._next_sample
+            if now - due >= self._sample_interval:  # a long pause: skip, invent nothing
+                due = _align(now, self._sample_interval)
+                due = due if due == now else due - self._sample_interval
+            self._sample(due)
+            self._next_sample = due + self._sample_interval
         self._drain()
 
     def _control(self, now: datetime) -> None:
@@ -473,6 +478,14 @@ class Agent:
         except msgspec.DecodeError as error:
             self.counters.commands_refused += 1
             self._event("command_refused", Severity.WARNING, f"undecodable command: {error}", {})
+            return
+        if command.v != PROTOCOL_VERSION:
+            self.counters.commands_refused += 1
+            self._acknowledge(
+                command.id,
+                CommandOutcome.REJECTED,
+                f"unsupported protocol version {command.v}; this agent speaks {PROTOCOL_VERSION}",
+            )
             return
         previous = self._answered.get(command.id)
         if previous is not None:  # a redelivery: answer again, apply nothing

@@ -28,7 +28,14 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agents.agent import Agent, AgentIdentity, AgentSettings
 from edge_agents.drivers import Driver
@@ -68,7 +75,7 @@ class ModbusDriverSection(_Strict):
     kind: Literal["modbus"]
     host: str
     port: int = Field(default=502, ge=1, le=65_535)
-    unit: int = Field(default=1, ge=0, le=247)
+    unit: int = Field(default=1, ge=1, le=247)
     timeout_s: float = Field(default=2.0, gt=0, le=60)
 
 
@@ -98,6 +105,14 @@ class AgentConfig(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
         return value
+
+    @model_validator(mode="after")
+    def _driver_fits_the_class(self) -> AgentConfig:
+        if isinstance(self.driver, ModbusDriverSection) and (
+            self.device_class is not DeviceClass.STREETLIGHT
+        ):
+            raise ValueError("the modbus driver reads a solar charge controller: streetlights only")
+        return self
 
     @property
     def identity(self) -> AgentIdentity:

@@ -34,8 +34,8 @@ DEFAULT_SCHEDULE: Final = SetSchedule(
 )
 """Full light in the evening, dimmed in the small hours, brighter for the morning."""
 
-BLANK_MESSAGE: Final = SetMessage(message_id=0, lit_fraction=0.0)
-"""Message 0: nothing on display."""
+STANDING_MESSAGE: Final = SetMessage(message_id=1, lit_fraction=0.3)
+"""What a sign shows until told otherwise: its standing message 1 (place name, speed limit)."""
 
 FROST_PROTECTION_C: Final = 7.0
 """A zone is heated below this temperature whatever it was told [C]."""
@@ -62,7 +62,7 @@ class LocalState:
 
     schedule: SetSchedule = DEFAULT_SCHEDULE
     hold: Hold | None = None
-    message: SetMessage = BLANK_MESSAGE
+    message: SetMessage = STANDING_MESSAGE
     heating_on: bool = False
     cooling_on: bool = False
 
@@ -170,8 +170,9 @@ def zone_outputs(
             heating_setpoint + THERMOSTAT_DEADBAND_K - temperature
         ) / VALVE_PROPORTIONAL_BAND_K
         valve = 100.0 * min(1.0, max(0.2, opening))
-    new_state = replace(state, heating_on=heating, cooling_on=cooling)
-    return new_state, ZoneOutputs(heating, cooling, round(valve, 1))
+    if (heating, cooling) != (state.heating_on, state.cooling_on):
+        state = replace(state, heating_on=heating, cooling_on=cooling)
+    return state, ZoneOutputs(heating, cooling, round(valve, 1))
 
 
 def _hysteresis(was_on: bool, demand: float, deadband: float) -> bool:

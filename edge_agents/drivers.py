@@ -18,7 +18,8 @@ Outputs = Mapping[str, float]
 """What the agent's local controller wants the device to do now, by class:
 
 - streetlight: ``lamp_level`` [%] (0 switches the lamp off);
-- signage: ``brightness_level`` [%], ``message_id`` [-];
+- signage: ``brightness_level`` [%], ``message_id`` [-], ``lit_fraction`` (share of the
+  pixels the message lights) [-];
 - building zone: ``heating`` and ``cooling`` (1 on, 0 off), ``valve_position`` [%].
 """
 

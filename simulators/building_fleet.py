@@ -78,7 +78,7 @@ class BuildingFleet:
         self.valve_command = np.zeros(count)
         self.heating_command = np.zeros(count, dtype=bool)
         self.cooling_command = np.zeros(count, dtype=bool)
-        self._day: pd.Timestamp | None = None
+        self._day = -1
         self._occupancy = np.zeros((count, 1), dtype=np.int64)
         self._values: dict[str, FloatArray] = {}
 
@@ -89,10 +89,12 @@ class BuildingFleet:
 
     def occupants(self, now: datetime, step_s: float) -> np.ndarray:
         """People in each zone now, drawn a whole day at a time so any run sees the same."""
-        day = pd.Timestamp(now).tz_convert("UTC").normalize()
+        seconds = int(now.timestamp())
+        day_seconds = seconds - seconds % 86_400
         steps_per_day = int(86_400 // max(step_s, 1))
-        if day != self._day:
-            self._day = day
+        if day_seconds != self._day:
+            self._day = day_seconds
+            day = pd.Timestamp(day_seconds, unit="s", tz="UTC")
             times = pd.date_range(day, periods=steps_per_day, freq=f"{int(step_s)}s")
             self._occupancy = np.array(
                 [
@@ -102,7 +104,7 @@ class BuildingFleet:
                     )
                 ]
             ).reshape(len(self.ids), steps_per_day)
-        index = int((pd.Timestamp(now).tz_convert("UTC") - day).total_seconds() // step_s)
+        index = int((seconds - day_seconds) // step_s)
         return self._occupancy[:, min(index, steps_per_day - 1)]
 
     def step(self, weather: Now, now: datetime, seconds: float, faults: Faults) -> None:

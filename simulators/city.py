@@ -58,18 +58,23 @@ class SimulatedCity:
         seed: int,
         faults: Sequence[FaultEvent] = (),
         step_s: int = DEFAULT_STEP_S,
+        light_step_s: int | None = None,
     ) -> None:
+        """light_step_s: step the streetlights only this often (a multiple of ``step_s``):
+        a history that samples them every 5 minutes need not step them every minute."""
         self.inventory = inventory
         self.step_s = step_s
+        self.light_step_s = light_step_s or step_s
+        if self.light_step_s % step_s:
+            raise ValueError("light_step_s must be a multiple of step_s")
         self.now = grid_time(start, step_s)
         seeds = np.random.SeedSequence(seed).spawn(4)
         weather_rng, light_rng, sign_rng, zone_rng = (np.random.default_rng(s) for s in seeds)
         site = inventory.site
         self.place = Place(site.latitude, site.longitude, site.altitude)
         self.weather = SiteWeather(self.place, self.now, weather_rng)
-        self._day: pd.Timestamp | None = None
+        self._day_seconds = -1
         self._day_conditions: Conditions | None = None
-        self._day_times: pd.DatetimeIndex | None = None
         first = self._weather_at(self.now)
         self.current = first
         self.lights = StreetlightFleet(inventory.by_class(DeviceClass.STREETLIGHT), light_rng)
@@ -128,14 +133,14 @@ class SimulatedCity:
     # ----------------------------------------------------------------- time
 
     def _weather_at(self, moment: datetime) -> Now:
-        day = pd.Timestamp(moment).tz_convert("UTC").normalize()
-        if day != self._day:
+        seconds = int(moment.timestamp())
+        day_seconds = seconds - seconds % 86_400
+        if day_seconds != self._day_seconds or self._day_conditions is None:
+            day = pd.Timestamp(day_seconds, unit="s", tz="UTC")
             times = pd.date_range(day, periods=86_400 // self.step_s, freq=f"{self.step_s}s")
-            self._day, self._day_times = day, times
+            self._day_seconds = day_seconds
             self._day_conditions = self.weather.conditions(times)
-        assert self._day_conditions is not None  # noqa: S101 - set just above
-        index = int((pd.Timestamp(moment).tz_convert("UTC") - day).total_seconds()) // self.step_s
-        return Now.of(self._day_conditions, index)
+        return Now.of(self._day_conditions, (seconds - day_seconds) // self.step_s)
 
     def advance(self, to: datetime) -> int:
         """Step the whole city up to the last grid instant at or before ``to``; return steps."""
@@ -150,7 +155,10 @@ class SimulatedCity:
         return steps
 
     def _step_all(self, seconds: float) -> None:
-        self.lights.step(self.current, seconds, self._light_faults)
+        if self.light_step_s == self.step_s:
+            self.lights.step(self.current, seconds, self._light_faults)
+        elif int(self.now.timestamp()) % self.light_step_s == 0:
+            self.lights.step(self.current, self.light_step_s, self._light_faults)
         self.signs.step(self.current, seconds, self._sign_faults)
         self.zones.step(self.current, self.now, seconds, self._zone_faults)
 

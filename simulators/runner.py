@@ -208,9 +208,12 @@ class FleetRunner:
                     FaultType.POWER_LOSS in faults,
                     FaultType.COMMUNICATION_LOSS in faults,
                 )
+            hourly = int(now.timestamp()) % 3_600 == 0
             for device_id, agent in self.agents.items():
                 if device_id not in self._powered_off:
                     agent.tick(now)
+                    if hourly:
+                        agent.expire_spool()
             steps += 1
             self.counters.grid_steps += 1
             self.network.poll(0)

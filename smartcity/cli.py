@@ -256,6 +256,10 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
         str | None,
         typer.Option(help="Name of the run in the ground truth (default: time and seed)."),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Simulated start (ISO; default now, or a day ago when accelerated)."),
+    ] = None,
 ) -> None:
     """Run every device of a site as its own edge agent and MQTT client, until Ctrl-C.
 
@@ -282,6 +286,7 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
             random_faults_per_device_year=random_faults,
             database_url=settings.database_url,
             run_name=run_name,
+            start=None if start is None else _moment(start, "--start"),
         )
         stop = threading.Event()
         on_termination(stop)
@@ -290,6 +295,86 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
         raise fail(str(error)) from error
     delivered = sum(a.counters.messages_acknowledged for a in runner.agents.values())
     typer.echo(f"stopped: {delivered} messages delivered")
+
+
+def _moment(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise fail(f"{option} {text!r} is not an ISO date or time (e.g. 2026-01-01)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def history(  # noqa: PLR0917 - each option is a CLI flag
+    start: Annotated[str, typer.Option("--from", help="First instant (ISO; UTC if no zone).")],
+    end: Annotated[str, typer.Option("--to", help="End, excluded (ISO; UTC if no zone).")],
+    site: SiteOption = DEFAULT_SITE,
+    seed: Annotated[int, typer.Option(help="Seed of the weather, devices and random faults.")] = 1,
+    faults: Annotated[
+        Path | None, typer.Option(help="Fault file (see docs/simulators.md).")
+    ] = None,
+    random_faults: Annotated[
+        float | None, typer.Option(help="Random faults per device per year.")
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option(help="Name of the run in fault_ground_truth.")
+    ] = None,
+) -> None:
+    """Write the simulated city's telemetry for a past period straight into the database.
+
+    Migrates the schema and provisions the site first; the ground truth of the faults goes
+    to fault_ground_truth and .smartcity/simulate/<run>/ground_truth.csv.
+
+    Example: DATABASE_URL=postgresql://postgres@127.0.0.1:54329/smartcity \
+      smartcity history --from 2026-08-01 --to 2026-11-01 --random-faults 6 --seed 3
+    """
+    from simulators.errors import SimulatorError
+    from simulators.history import HistoryOptions, generate_history
+    from simulators.simulate import SimulationOptions, plan_faults
+
+    settings = load_settings()
+    database_url = require_database_url(settings)
+    first, last = _moment(start, "--from"), _moment(end, "--to")
+    if last <= first:
+        raise fail("--to must be after --from")
+    name = run_name or f"history-{first:%Y%m%d}-{last:%Y%m%d}-seed{seed}"
+    try:
+        inventory = load_site(site)
+        options = SimulationOptions(
+            inventory,
+            "",
+            0,
+            settings.state_dir,
+            seed=seed,
+            fault_file=faults,
+            random_faults_per_device_year=random_faults,
+        )
+        events = plan_faults(options, first, horizon=last - first)
+        migrate(database_url)
+        with psycopg.connect(database_url) as connection:
+            upsert_site(connection, inventory)
+        typer.echo(f"{name}: {len(inventory.devices)} devices, {len(events)} faults")
+        report = generate_history(
+            HistoryOptions(
+                inventory,
+                first,
+                last,
+                seed=seed,
+                faults=tuple(events),
+                run_name=name,
+                ground_truth_path=settings.state_dir / "simulate" / name / "ground_truth.csv",
+            ),
+            database_url,
+            progress=typer.echo,
+        )
+    except (SiteFileError, SimulatorError, MigrationError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(
+        f"{report.total_rows:,} rows in {report.seconds:.1f} s "
+        f"({report.total_rows / max(report.seconds, 1e-9):,.0f} rows/s); "
+        "rollups follow at the next `smartcity db maintain`"
+    )
 
 
 @app.command()
@@ -429,5 +514,37 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     except (RuntimeError, psycopg.Error) as error:
         raise fail(str(error)) from error
     typer.echo(ingest_bench.report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+
+
+@bench_app.command("simulate")
+def bench_simulate(
+    seconds: Annotated[float, typer.Option(help="Wall seconds of the real-time run.")] = 360,
+    days: Annotated[float, typer.Option(help="Days of history to generate.")] = 90,
+    site: SiteOption = DEFAULT_SITE,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
+) -> None:
+    """The simulated city's cost: real-time CPU and messages/s, and history generation time.
+
+    Uses a private Mosquitto and a private PostgreSQL (or DATABASE_URL's server).
+
+    Example: smartcity bench simulate --seconds 360 --days 90 --json
+    """
+    from bench.simulate import report, run
+
+    settings = load_settings()
+    try:
+        inventory = load_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    result = run(
+        inventory,
+        realtime_seconds=seconds,
+        history_days=days,
+        database_url=settings.database_url,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report(result))
     if as_json:
         typer.echo(json.dumps(result.as_dict()))

@@ -21,17 +21,18 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
-from psycopg import conninfo
 
+from edge_agents.network import raise_open_file_limit
 from protocol.catalogue import CATALOGUE
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from simulators.city import SimulatedCity
 from simulators.history import HistoryOptions, generate_history
-from simulators.runner import FleetRunner, RunnerSettings, SimulationClock, raise_open_file_limit
+from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
 from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
 from storage.bulk import copy_telemetry, encode_rows
 from storage.migrate import migrate
@@ -87,7 +88,7 @@ def _services(database_url: str | None, progress: Progress) -> Iterator[tuple[in
         # A scratch database of its own, dropped afterwards: the bench never touches yours.
         with psycopg.connect(server_url, autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{scratch}"')
-        yield broker.port, conninfo.make_conninfo(server_url, dbname=scratch), workdir
+        yield broker.port, urlunsplit(urlsplit(server_url)._replace(path=f"/{scratch}")), workdir
     finally:
         broker.kill()
         if server_url is not None:

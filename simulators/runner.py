@@ -19,7 +19,6 @@ stops the agent altogether, and it boots afresh when power returns.
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,17 +38,6 @@ CONNECTS_PER_POLL: Final = 100
 """New connections opened per network poll, so thousands of devices start without a storm."""
 SPOOL_MAX_BYTES: Final = 8 * 1024 * 1024
 SPOOL_MAX_AGE: Final = timedelta(days=7)
-
-
-def raise_open_file_limit() -> int:
-    """Raise this process's open-file limit to its hard limit; return the new soft limit.
-
-    Every simulated device holds a socket and its spool's files.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 class SimulationClock:

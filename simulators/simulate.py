@@ -19,6 +19,7 @@ from typing import Final
 
 import numpy as np
 
+from edge_agents.network import raise_open_file_limit
 from protocol.sites import SiteInventory
 from simulators.city import SimulatedCity, grid_time
 from simulators.faults import (
@@ -29,7 +30,7 @@ from simulators.faults import (
     random_faults,
     write_ground_truth,
 )
-from simulators.runner import FleetRunner, RunnerSettings, SimulationClock, raise_open_file_limit
+from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
 
 log = logging.getLogger("smartcity.simulate")
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
-from protocol.sites import SiteFileError, load_site
+from protocol.sites import SiteFileError, SiteInventory, load_site
 from smartcity import logs
 from smartcity.settings import Settings
 from storage.errors import MigrationError
@@ -41,7 +41,21 @@ DEFAULT_SITE = Path("sites/sefrou.yaml")
 UP_MQTT_PORT = 18830
 UP_POSTGRES_PORT = 54329
 
-SiteOption = Annotated[Path, typer.Option("--site", help="Site inventory file.")]
+SiteOption = Annotated[
+    Path, typer.Option("--site", help="Site file, or the name of one in sites/ (e.g. sefrou).")
+]
+SITES_DIR = Path(__file__).resolve().parents[1] / "sites"
+
+
+def site_path(site: Path) -> Path:
+    """A site file's path; a bare name such as ``sefrou`` means ``sites/sefrou.yaml``."""
+    if site.exists() or site.suffix or len(site.parts) > 1:
+        return site
+    return SITES_DIR / f"{site}.yaml"
+
+
+def read_site(site: Path) -> SiteInventory:
+    return load_site(site_path(site))
 
 
 def fail(message: str) -> typer.Exit:
@@ -134,7 +148,7 @@ def provision(site_file: Annotated[Path, typer.Argument(help="Site inventory fil
     """
     url = require_database_url(load_settings())
     try:
-        inventory = load_site(site_file)
+        inventory = read_site(site_file)
         with psycopg.connect(url) as connection:
             count = upsert_site(connection, inventory)
     except SiteFileError as error:
@@ -274,7 +288,7 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
     logs.configure("WARNING", json_lines=False)
     settings = load_settings()
     try:
-        inventory = load_site(site)
+        inventory = read_site(site)
         options = SimulationOptions(
             inventory,
             settings.mqtt_host,
@@ -340,7 +354,7 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
         raise fail("--to must be after --from")
     name = run_name or f"history-{first:%Y%m%d}-{last:%Y%m%d}-seed{seed}"
     try:
-        inventory = load_site(site)
+        inventory = read_site(site)
         options = SimulationOptions(
             inventory,
             "",
@@ -445,7 +459,7 @@ def up(  # noqa: PLR0917 - each option is a CLI flag
     stop = threading.Event()
     on_termination(stop)
     options = UpOptions(
-        site,
+        site_path(site),
         settings.state_dir,
         mqtt_port,
         postgres_port,
@@ -535,7 +549,7 @@ def bench_simulate(
 
     settings = load_settings()
     try:
-        inventory = load_site(site)
+        inventory = read_site(site)
     except SiteFileError as error:
         raise fail(str(error)) from error
     result = run(
@@ -548,3 +562,7 @@ def bench_simulate(
     typer.echo(report(result))
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker_config import BrokerLayout, write_config
+from edge_agents.network import raise_open_file_limit
 
 
 class LocalServiceError(RuntimeError):
@@ -64,6 +65,7 @@ class LocalMosquitto:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=raise_open_file_limit,  # noqa: PLW1509 - only sets a resource limit
         )
         try:
             wait_for_port(self.port, timeout_s)

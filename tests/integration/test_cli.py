@@ -96,3 +96,22 @@ def test_a_bad_setting_is_named_not_a_traceback() -> None:
     assert code == 2
     assert "invalid setting: SMARTCITY_MQTT_PORT" in output
     assert "'eighteen'" in output
+
+
+def test_a_site_can_be_named_instead_of_given_as_a_path() -> None:
+    from smartcity.cli import site_path
+
+    assert site_path(Path("sefrou")).read_text().startswith("# Sefrou")
+    assert site_path(Path("sites/sefrou.yaml")) == Path("sites/sefrou.yaml")
+    code, output = invoke(
+        "history",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-02",
+        "--site",
+        "atlantis",
+        env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+    )
+    assert code == 2
+    assert "atlantis.yaml: cannot read the site file" in output

@@ -14,8 +14,6 @@ leaves a hole.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from simulators.city import SimulatedCity, grid_time
 from simulators.faults import FAR_FUTURE, FaultEvent, FaultType, write_ground_truth
-from storage.bulk import copy_telemetry, encode_rows
+from storage.bulk import ParallelCopy, encode_rows
 from storage.faults import record_faults
 
 DAY: Final = timedelta(days=1)
@@ -119,48 +117,6 @@ class _Sampler:
         return bodies, rows
 
 
-class _Writers:
-    """Threads that COPY encoded blocks, each on its own connection and transaction.
-
-    Two connections let the server insert on both cores while this process simulates.
-    """
-
-    def __init__(self, database_url: str, count: int) -> None:
-        self.work: queue.Queue[tuple[DeviceClass, bytes] | None] = queue.Queue(count * 2)
-        self.errors: list[BaseException] = []
-        self._threads = [
-            threading.Thread(target=self._run, args=(database_url,), daemon=True)
-            for _ in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, database_url: str) -> None:
-        try:
-            with psycopg.connect(database_url) as connection:
-                while (item := self.work.get()) is not None:
-                    device_class, body = item
-                    with connection.transaction():
-                        copy_telemetry(connection, device_class, [body])
-        except BaseException as error:  # noqa: BLE001 - raised by the generating thread
-            self.errors.append(error)
-            while self.work.get() is not None:  # keep unblocking the producer
-                pass
-
-    def put(self, device_class: DeviceClass, body: bytes) -> None:
-        if self.errors:
-            raise self.errors[0]
-        self.work.put((device_class, body))
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self.work.put(None)
-        for thread in self._threads:
-            thread.join()
-        if self.errors:
-            raise self.errors[0]
-
-
 class _LocalPrograms:
     """What every device's agent does on its own, for the whole fleet at once."""
 
@@ -231,7 +187,7 @@ def generate_history(
         _Sampler(city, DeviceClass.SIGNAGE, city.signs.ids),
         _Sampler(city, DeviceClass.BUILDING, city.zones.ids),
     ]
-    writers = _Writers(database_url, options.connections)
+    writers = ParallelCopy(database_url, options.connections)
     partitions = psycopg.connect(database_url, autocommit=True)
     step = timedelta(seconds=city.step_s)
     day_start = start

@@ -7,6 +7,8 @@ structured numpy array laid out exactly as COPY BINARY expects, so Python never 
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final
@@ -122,3 +124,48 @@ def copy_telemetry(
         for block in blocks:
             copy.write(block)
         copy.write(COPY_TRAILER)
+
+
+class ParallelCopy:
+    """Threads that COPY encoded blocks, each on its own connection, one transaction a block.
+
+    Several connections let the server insert on several cores while the caller prepares
+    the next blocks; the queue is short, so memory stays bounded by a few blocks.
+    """
+
+    def __init__(self, database_url: str, connections: int) -> None:
+        self.work: queue.Queue[tuple[DeviceClass, bytes] | None] = queue.Queue(connections * 2)
+        self.errors: list[BaseException] = []
+        self._threads = [
+            threading.Thread(target=self._run, args=(database_url,), daemon=True)
+            for _ in range(connections)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, database_url: str) -> None:
+        try:
+            with psycopg.connect(database_url) as connection:
+                while (item := self.work.get()) is not None:
+                    device_class, body = item
+                    with connection.transaction():
+                        copy_telemetry(connection, device_class, [body])
+        except BaseException as error:  # noqa: BLE001 - raised in the caller's thread
+            self.errors.append(error)
+            while self.work.get() is not None:  # keep unblocking the producer
+                pass
+
+    def put(self, device_class: DeviceClass, body: bytes) -> None:
+        """Queue a block (waits while the queue is full); raise a writer's error."""
+        if self.errors:
+            raise self.errors[0]
+        self.work.put((device_class, body))
+
+    def close(self) -> None:
+        """Wait for every queued block to be committed; raise a writer's error."""
+        for _ in self._threads:
+            self.work.put(None)
+        for thread in self._threads:
+            thread.join()
+        if self.errors:
+            raise self.errors[0]

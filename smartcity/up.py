@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -20,8 +21,9 @@ import typer
 
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
-from protocol.sites import load_site
-from simulators.simulate import SimulationOptions, run_simulation
+from protocol.sites import SiteInventory, load_site
+from protocol.topics import DeviceClass
+from simulators.simulate import CATCH_UP_SPAN, SimulationOptions, run_simulation
 from smartcity.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
 from storage.registry import upsert_site
@@ -56,6 +58,27 @@ def ensure_database(server_url: str, name: str) -> None:
             connection.execute(f'CREATE DATABASE "{name}"')
 
 
+def prepare_database(database_url: str, inventory: SiteInventory) -> int:
+    """Provision the site; return its device count.
+
+    An accelerated city starts a day back: its days get their partitions now rather than from
+    ingest under the feet of readers (partition DDL can deadlock a reader of the views).
+    """
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url) as connection:
+        count = upsert_site(connection, inventory)
+        for device_class in DeviceClass:
+            connection.execute(
+                "SELECT ensure_telemetry_partitions(%s, %s, %s)",
+                (
+                    device_class.value,
+                    now - CATCH_UP_SPAN - timedelta(days=1),
+                    now + timedelta(days=1),
+                ),
+            )
+    return count
+
+
 def run_platform(options: UpOptions, stop: threading.Event) -> None:
     say = typer.echo
     inventory = load_site(options.site_file)
@@ -83,8 +106,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             say("[2/5] database: DATABASE_URL")
         say("[3/5] schema: migrating")
         migrate(database_url)
-        with psycopg.connect(database_url) as connection:
-            count = upsert_site(connection, inventory)
+        count = prepare_database(database_url, inventory)
         say(f"[4/5] registry: {count} devices of site {inventory.site.id}")
         service = IngestService(
             IngestConfig(

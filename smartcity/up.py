@@ -192,11 +192,11 @@ _PROGRESS_QUERY = """
          + (SELECT count(*) FROM telemetry_building),
            (SELECT count(*) FROM dead_letters),
            (SELECT count(DISTINCT device_id) FROM (
-                SELECT device_id FROM telemetry_streetlight WHERE ts > now() - INTERVAL '1 minute'
+                SELECT device_id FROM telemetry_streetlight WHERE ts > now() - INTERVAL '6 minutes'
                 UNION ALL
-                SELECT device_id FROM telemetry_signage WHERE ts > now() - INTERVAL '1 minute'
+                SELECT device_id FROM telemetry_signage WHERE ts > now() - INTERVAL '6 minutes'
                 UNION ALL
-                SELECT device_id FROM telemetry_building WHERE ts > now() - INTERVAL '1 minute'
+                SELECT device_id FROM telemetry_building WHERE ts > now() - INTERVAL '6 minutes'
            ) AS recent)
 """
 
@@ -217,6 +217,6 @@ def _report_progress(database_url: str, stop: threading.Event) -> None:
             )
             previous = (now, samples)
             typer.echo(
-                f"samples stored: {samples}{rate}; devices heard in the last minute: {devices};"
+                f"samples stored: {samples}{rate}; devices heard in the last 6 minutes: {devices};"
                 f" dead letters: {dead}"
             )

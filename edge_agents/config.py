@@ -25,7 +25,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -33,7 +32,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -42,6 +40,7 @@ from edge_agents.drivers import Driver
 from edge_agents.errors import AgentConfigError
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
+from protocol.sites import TimeZoneName
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN.pattern)]
@@ -91,20 +90,11 @@ class AgentConfig(_Strict):
     device_class: DeviceClass
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
-    timezone: str
+    timezone: TimeZoneName
     broker: BrokerSection = BrokerSection()
     spool: SpoolSection
     sampling: SamplingSection = SamplingSection()
     driver: ModbusDriverSection | SimulatedDriverSection = Field(discriminator="kind")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
-        return value
 
     @model_validator(mode="after")
     def _driver_fits_the_class(self) -> AgentConfig:

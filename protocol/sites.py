@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -67,23 +68,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def check_time_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else a ValueError saying what to give."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(check_time_zone)]
+
+
 class SiteHeader(_Strict):
     id: Identifier
     name: str
-    timezone: str
+    timezone: TimeZoneName
     latitude: Latitude
     longitude: Longitude
     altitude: float = Field(default=0.0, ge=-500, le=9_000)
     """Height above sea level [m]: thinner air lets more sunshine through."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
-        return value
 
 
 class _Rating(_Strict):

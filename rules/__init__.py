@@ -1,0 +1,1 @@
+"""Rules: fault detection and control decisions over device readings, pure at the core."""

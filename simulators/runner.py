@@ -30,7 +30,7 @@ from edge_agents.agent import Agent, AgentIdentity, AgentSettings
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
 from simulators.city import SimulatedCity
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultType
 
 log = logging.getLogger("smartcity.simulate")
 
@@ -138,18 +138,9 @@ class FleetRunner:
 
     # ----------------------------------------------------------------- faults on agents
 
-    def _apply_agent_faults(self, at: datetime) -> None:
-        for device_id in self.agents:
-            faults = self.city.faults_of(device_id, at) if self._has_faults(device_id) else set()
-            self._follow(
-                device_id, FaultType.POWER_LOSS in faults, FaultType.COMMUNICATION_LOSS in faults
-            )
-
-    def _has_faults(self, device_id: str) -> bool:
-        return device_id in self._faulty
-
     @property
     def _faulty(self) -> set[str]:
+        """Devices with a fault that acts on their agent (power or link)."""
         return {
             e.device_id
             for e in self.city.faults
@@ -280,10 +271,3 @@ class FleetRunner:
         for agent in self.agents.values():
             agent.spool.close()
         self.network.close()
-
-
-def fault_events_for(
-    city: SimulatedCity, events: Sequence[FaultEvent]
-) -> None:  # pragma: no cover - convenience
-    for event in events:
-        city.add_fault(event)

@@ -22,6 +22,7 @@ import numpy as np
 from edge_agents.network import raise_open_file_limit
 from protocol.sites import SiteInventory
 from simulators.city import SimulatedCity, grid_time
+from simulators.errors import SimulatorError
 from simulators.faults import (
     FAR_FUTURE,
     FaultEvent,
@@ -56,6 +57,10 @@ class SimulationOptions:
     database_url: str | None = None
     run_name: str | None = None
     samples_per_message: int = 1
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise SimulatorError(f"speed must be positive, not {self.speed:g}")
 
 
 def simulation_start(options: SimulationOptions, now: datetime) -> datetime:

@@ -115,3 +115,29 @@ def test_a_site_can_be_named_instead_of_given_as_a_path() -> None:
     )
     assert code == 2
     assert "atlantis.yaml: cannot read the site file" in output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["history", "--from", "yesterday", "--to", "2026-01-02"],
+            "--from 'yesterday' is not an ISO date",
+        ),
+        (["history", "--from", "2026-01-02", "--to", "2026-01-01"], "--to must be after --from"),
+        (["simulate", "--start", "noon"], "--start 'noon' is not an ISO date"),
+        (["simulate", "--faults", "nowhere.yaml"], "cannot read the fault file"),
+        (["simulate", "--speed", "0"], "speed must be positive"),
+    ],
+)
+def test_bad_simulation_flags_are_named_not_a_traceback(
+    arguments: list[str], message: str, tmp_path: Path
+) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "SMARTCITY_STATE_DIR": str(tmp_path),
+        "SMARTCITY_MQTT_PORT": "1",
+    }
+    code, output = invoke(*arguments, env=env)
+    assert code == 2, output
+    assert message in output

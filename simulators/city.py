@@ -93,6 +93,7 @@ class SimulatedCity:
             for index, device_id in enumerate(fleet_ids):
                 self._placed[device_id] = _Placed(device_class, index)
         self.faults: list[FaultEvent] = []
+        self._active_faults: tuple[int, ...] | None = None
         for event in faults:
             self.add_fault(event)
         # One step brings every device's readings into being, so the city can be read at once.
@@ -120,9 +121,12 @@ class SimulatedCity:
         return masks
 
     def _step_faults(self, at: datetime) -> None:
-        self._light_faults = self._masks(DeviceClass.STREETLIGHT, len(self.lights.ids), at)
-        self._sign_faults = self._masks(DeviceClass.SIGNAGE, len(self.signs.ids), at)
-        self._zone_faults = self._masks(DeviceClass.BUILDING, len(self.zones.ids), at)
+        active = tuple(index for index, event in enumerate(self.faults) if event.active(at))
+        if active != self._active_faults:  # the masks change only when a fault starts or ends
+            self._active_faults = active
+            self._light_faults = self._masks(DeviceClass.STREETLIGHT, len(self.lights.ids), at)
+            self._sign_faults = self._masks(DeviceClass.SIGNAGE, len(self.signs.ids), at)
+            self._zone_faults = self._masks(DeviceClass.BUILDING, len(self.zones.ids), at)
         self._drift_hours = np.zeros(len(self.zones.ids))
         for event in self.faults:
             placed = self._placed[event.device_id]

@@ -55,8 +55,6 @@ class HistoryReport:
     rows: dict[DeviceClass, int] = field(default_factory=lambda: dict.fromkeys(DeviceClass, 0))
     simulated_days: float = 0.0
     seconds: float = 0.0
-    simulation_seconds: float = 0.0
-    """Time the simulation itself took (the rest is waiting for the database)."""
 
     @property
     def total_rows(self) -> int:
@@ -192,10 +190,8 @@ def generate_history(
     step = timedelta(seconds=city.step_s)
     day_start = start
     total_days = (options.end - start) / DAY
-    simulating = 0.0
     try:
         while city.now < options.end:
-            tick = time.monotonic()
             day_end = min(day_start + DAY, options.end)
             while city.now < day_end:
                 programs.apply(city.now)
@@ -211,11 +207,9 @@ def generate_history(
                         "SELECT ensure_telemetry_partitions(%s, %s, %s)",
                         (sampler.device_class.value, day_start, day_end - timedelta(seconds=1)),
                     )
-                simulating += time.monotonic() - tick
                 for body in bodies:
                     writers.put(sampler.device_class, body)
-                tick = time.monotonic()
-            days_done = (city.now - start) / DAY
+                days_done = (city.now - start) / DAY
             elapsed = time.monotonic() - started
             remaining = elapsed / days_done * (total_days - days_done) if days_done else 0.0
             progress(
@@ -228,5 +222,4 @@ def generate_history(
         writers.close()
     report.simulated_days = total_days
     report.seconds = time.monotonic() - started
-    report.simulation_seconds = simulating
     return report

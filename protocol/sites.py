@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,6 +32,7 @@ from pydantic_core import ErrorDetails
 
 from protocol.errors import ProtocolError
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
+from protocol.yamlfile import YamlLocator, read_yaml, short_repr
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN.pattern)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
@@ -53,11 +53,7 @@ BuildingKind = Literal[
 ]
 """Kinds of municipal building: the heating and cooling strategy depends on the kind."""
 
-MAX_REPORTED_PROBLEMS = 5
-"""A file with many problems reports the first few and how many more there are."""
-
 _EARTH_RADIUS_M = 6_371_000.0
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SiteFileError(ProtocolError):
@@ -277,16 +273,12 @@ def load_site(path: Path) -> SiteInventory:
 
 def parse_site(text: str, source: str = "<site>") -> SiteInventory:
     """Validate and expand the text of a site file; ``source`` names it in errors."""
-    root, document = _read_yaml(text, source)
-    where = _Locator(source, root)
+    root, document = read_yaml(text, source, SiteFileError)
+    where = YamlLocator(source, root, SiteFileError)
     try:
         site_file = SiteFile.model_validate(document)
     except ValidationError as error:
-        problems = error.errors()
-        shown = "; ".join(where.problem(problem) for problem in problems[:MAX_REPORTED_PROBLEMS])
-        more = len(problems) - MAX_REPORTED_PROBLEMS
-        suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more > 0 else ""
-        raise SiteFileError(f"{source}: {shown}{suffix}") from None
+        raise where.validation_error(error, _message) from None
     models = site_file.models
     placed: list[tuple[Device, tuple[str | int, ...]]] = []
     for index, entry in enumerate(site_file.devices):
@@ -317,32 +309,11 @@ def parse_site(text: str, source: str = "<site>") -> SiteInventory:
     return SiteInventory(site_file.site, tuple(device for device, _ in placed), models)
 
 
-def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, object]:
-    """The node tree (for line numbers) and the plain data of a YAML document."""
-    try:
-        loader = _Loader(text)
-    except UnicodeError as error:  # libyaml reads UTF-8: lone surrogates cannot be encoded
-        raise SiteFileError(f"{source}: not valid YAML: {error}") from error
-    try:
-        root = loader.get_single_node()
-        return root, (loader.construct_document(root) if root is not None else None)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        parts = [getattr(error, "context", None), getattr(error, "problem", None)]
-        what = ": ".join(str(part) for part in parts if part) or str(error)
-        raise SiteFileError(f"{at}: not valid YAML: {what}") from error
-    except (ValueError, TypeError, LookupError, ArithmeticError) as error:  # !!int "", a bad date
-        raise SiteFileError(f"{source}: not valid YAML: {error}") from error
-    finally:
-        loader.dispose()
-
-
 def _rating(
     entry: DeviceEntry | StreetlightRun,
     loc: tuple[str | int, ...],
     models: Mapping[str, Rating],
-    where: _Locator,
+    where: YamlLocator,
 ) -> Rating | None:
     """The rating of an entry's model; a SiteFileError if it is missing, unknown or wrong."""
     if isinstance(entry, DeviceEntry):
@@ -467,69 +438,6 @@ def _expand_building(building: BuildingEntry) -> list[Device]:
     ]
 
 
-class _Locator:
-    """Turns a location in the document (keys and indexes) into a path and a line."""
-
-    def __init__(self, source: str, root: yaml.Node | None) -> None:
-        self.source = source
-        self.root = root
-
-    def error(self, loc: Sequence[str | int], message: str) -> SiteFileError:
-        return SiteFileError(f"{self.source}: {self._describe(loc, message)}")
-
-    def path(self, loc: Sequence[str | int]) -> str:
-        return self._walk(loc)[0]
-
-    def problem(self, problem: ErrorDetails) -> str:
-        return self._describe(problem["loc"], _message(problem))
-
-    def _describe(self, loc: Sequence[str | int], message: str) -> str:
-        path, line = self._walk(loc)
-        return f"{path}: {message}" + (f" (line {line})" if line is not None else "")
-
-    def _walk(self, loc: Sequence[str | int]) -> tuple[str, int | None]:
-        """Follow ``loc`` through the YAML nodes: the readable path and the deepest line.
-
-        A part that is not in the document is a union tag pydantic adds (skipped) unless it
-        is the last one: a missing field, named in the path, at its parent's line.
-        """
-        node, line = self.root, _line(self.root)
-        path = ""
-        for position, part in enumerate(loc):
-            child, child_line = _child(node, part)
-            if child is None and position < len(loc) - 1:
-                continue
-            if isinstance(part, int):
-                path += f"[{part}]"
-            elif part == "[key]":
-                path += " (key)"
-            else:
-                path += f".{part}" if path else str(part)
-            if child is not None:
-                node, line = child, child_line
-        return path or "(top)", line
-
-
-def _line(node: yaml.Node | None) -> int | None:
-    return node.start_mark.line + 1 if node is not None else None
-
-
-def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node | None, int | None]:
-    """The node at ``part`` under ``node``, and the line to report for it."""
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                # reported at its key: a block mapping or list value starts on the next line
-                return value, _line(key)
-    elif (
-        isinstance(node, yaml.SequenceNode)
-        and isinstance(part, int)
-        and 0 <= part < len(node.value)
-    ):
-        return node.value[part], _line(node.value[part])
-    return None, None
-
-
 def _message(problem: ErrorDetails) -> str:
     """Pydantic's message, made to say what to change where it can."""
     kind, value = problem["type"], problem.get("input")
@@ -548,9 +456,7 @@ def _message(problem: ErrorDetails) -> str:
         tag = problem.get("ctx", {}).get("tag")
         return f"unknown class {tag!r}: give class: streetlight or class: signage"
     if kind == "model_type":
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        return f"Input should be a valid dictionary (key: value pairs), not {shown}"
+        return f"Input should be a valid dictionary (key: value pairs), not {short_repr(value)}"
     if kind == "value_error":
         return str(problem.get("ctx", {}).get("error", problem["msg"]))
     return problem["msg"]

@@ -21,7 +21,6 @@ Times are ISO 8601 with a zone, or offsets from the simulation's start (``+30m``
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from protocol import durations
 from protocol.sites import Device
 from protocol.topics import DeviceClass
 from simulators.errors import SimulatorError
@@ -162,16 +162,12 @@ class FaultPlan:
     random_seed: int | None = None
 
 
-_OFFSET = re.compile(r"^\+?(\d+(?:\.\d+)?)([smhd])$")
-_UNITS: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
-
-
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``30m``, ``2h``, ``1.5d`` -> a timedelta; raise :class:`FaultError`."""
-    match = _OFFSET.fullmatch(text.strip())
-    if match is None:
-        raise FaultError(f"{text!r} is not a duration: write e.g. 30m, 2h or 1d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return durations.parse_duration(text)
+    except ValueError as error:
+        raise FaultError(str(error)) from None
 
 
 def _moment(text: str, simulation_start: datetime) -> datetime:

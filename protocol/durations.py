@@ -1,0 +1,21 @@
+"""Durations as people write them in files: ``90s``, ``30m``, ``2h``, ``1.5d``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Final
+
+_DURATION: Final = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``2h``, ``1.5d`` (a leading ``+`` is allowed) -> a timedelta.
+
+    Raises ValueError saying what to write.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration: write e.g. 30m, 2h or 1d")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])

@@ -1,0 +1,252 @@
+"""What a rule can read besides the metrics: time, the sun, ratings, changes, harvest.
+
+Each name is defined once, here, over the ordered readings of one device. The backtest calls
+:func:`derive` on a device's whole history; the streaming engine keeps a :class:`DeviceMemory`
+per device and calls :meth:`DeviceMemory.derive` on each new reading, which computes the very
+same values from what it remembers (the previous reading and the daily harvest sums).
+
+Names, by device class (``docs/rules.md`` explains each):
+
+- every class: ``sun_elevation`` [deg], ``local_hour`` [h, 0-24, site time], ``weekday``
+  (0 = Monday), and for every metric ``m``: ``prev_m`` (its previous reading), ``delta_m``
+  (the change since) and ``rate_m`` (that change per hour);
+- streetlights: the ratings ``lamp_w``, ``panel_wp``, ``battery_wh``; ``status_<bit>`` for
+  each bit of ``controller_status``; ``clear_sky_pv_power`` [W]; ``harvest_ratio``,
+  ``low_sun_harvest_ratio`` and ``high_sun_harvest_ratio`` (the best of the last three
+  complete days: harvest over clear-sky harvest, over the whole day, while the sun is low,
+  and while it is high); ``night_hours_left`` [h]; ``usable_energy_wh`` (charge above the
+  low-voltage disconnect) and ``night_energy_needed_wh`` (the lamp's present draw until
+  sunrise), whose comparison predicts a light going dark before dawn;
+- signs: the ratings ``pixels`` and ``max_power_w``; ``fault_<bit>`` for each bit of
+  ``fault_bits``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from protocol.catalogue import (
+    CATALOGUE,
+    CHARGE_CONTROLLER_STATUS_BITS,
+    SIGN_FAULT_BITS,
+)
+from protocol.topics import DeviceClass
+from rules.solar import clear_sky_irradiance, hours_until_sunrise, solar_elevation
+
+Floats = npt.NDArray[np.float64]
+
+BIT_NAMES: Final[dict[DeviceClass, tuple[str, str, tuple[str, ...]]]] = {
+    DeviceClass.STREETLIGHT: ("controller_status", "status", CHARGE_CONTROLLER_STATUS_BITS),
+    DeviceClass.SIGNAGE: ("fault_bits", "fault", SIGN_FAULT_BITS),
+}
+"""Per class: the status word, the prefix of its flags, and its bits."""
+RATINGS: Final[dict[DeviceClass, tuple[str, ...]]] = {
+    DeviceClass.STREETLIGHT: ("lamp_w", "panel_wp", "battery_wh"),
+    DeviceClass.SIGNAGE: ("pixels", "max_power_w"),
+    DeviceClass.BUILDING: (),
+}
+HARVEST_NAMES: Final = ("harvest_ratio", "low_sun_harvest_ratio", "high_sun_harvest_ratio")
+HARVEST_BANDS: Final = {
+    "harvest_ratio": (10.0, 90.0),
+    "low_sun_harvest_ratio": (5.0, 25.0),
+    "high_sun_harvest_ratio": (32.0, 90.0),
+}
+"""Sun elevation band [deg] over which each harvest ratio sums harvest and clear-sky harvest."""
+HARVEST_DAYS: Final = 3
+"""A harvest ratio is the best of this many complete days: one clear day among them will do."""
+LOW_VOLTAGE_DISCONNECT_SOC: Final = 10.0
+"""State of charge [%] below which charge controllers cut the lamp to save the battery."""
+_STREETLIGHT_DERIVED: Final = (
+    "clear_sky_pv_power",
+    *HARVEST_NAMES,
+    "night_hours_left",
+    "usable_energy_wh",
+    "night_energy_needed_wh",
+)
+_TIME_NAMES: Final = ("sun_elevation", "local_hour", "weekday")
+
+
+def names_for(device_class: DeviceClass) -> frozenset[str]:
+    """Every name a rule on ``device_class`` may read."""
+    metrics = list(CATALOGUE[device_class].metrics)
+    names = {*metrics, *_TIME_NAMES, *RATINGS[device_class]}
+    for metric in metrics:
+        names.update((f"prev_{metric}", f"delta_{metric}", f"rate_{metric}"))
+    if device_class in BIT_NAMES:
+        _, prefix, bits = BIT_NAMES[device_class]
+        names.update(f"{prefix}_{bit}" for bit in bits)
+    if device_class is DeviceClass.STREETLIGHT:
+        names.update(_STREETLIGHT_DERIVED)
+    return frozenset(names)
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePlace:
+    """What the context needs to know of a device."""
+
+    device_id: str
+    device_class: DeviceClass
+    latitude: float
+    longitude: float
+    timezone: str
+    ratings: Mapping[str, float] = field(default_factory=dict)
+
+
+def derive(place: DevicePlace, unix_s: Floats, metrics: Mapping[str, Floats]) -> dict[str, Floats]:
+    """The environment of every reading of one device, readings in time order.
+
+    unix_s: reading times [s]; metrics: name -> values (NaN where a reading lacks the metric).
+    """
+    count = len(unix_s)
+    env: dict[str, Floats] = {
+        name: np.asarray(values, np.float64) for name, values in metrics.items()
+    }
+    elevation = solar_elevation(unix_s, place.latitude, place.longitude)
+    env["sun_elevation"] = elevation
+    local_hour, weekday = _local_time(unix_s, place.timezone)
+    env["local_hour"], env["weekday"] = local_hour, weekday
+    for name in RATINGS[place.device_class]:
+        env[name] = np.full(count, place.ratings.get(name, np.nan))
+    gaps_h = np.diff(unix_s, prepend=np.nan) / 3_600.0
+    for metric in CATALOGUE[place.device_class].metrics:
+        values = env.get(metric, np.full(count, np.nan))
+        previous = np.concatenate(([np.nan], values[:-1]))
+        env[f"prev_{metric}"] = previous
+        env[f"delta_{metric}"] = values - previous
+        env[f"rate_{metric}"] = (values - previous) / gaps_h
+    _bits(place.device_class, env, count)
+    if place.device_class is DeviceClass.STREETLIGHT:
+        _streetlight(place, unix_s, elevation, env)
+    return env
+
+
+def _local_time(unix_s: Floats, timezone: str) -> tuple[Floats, Floats]:
+    stamps = pd.to_datetime(np.asarray(unix_s, dtype=np.float64), unit="s", utc=True)
+    local = stamps.tz_convert(timezone)
+    hour = (local.hour + local.minute / 60 + local.second / 3_600).to_numpy(np.float64)
+    return hour, local.weekday.to_numpy(np.float64)
+
+
+def _local_days(unix_s: Floats, timezone: str) -> npt.NDArray[np.int64]:
+    """The local calendar day of each time, as days since 1970-01-01."""
+    stamps = pd.to_datetime(np.asarray(unix_s, dtype=np.float64), unit="s", utc=True)
+    local = stamps.tz_convert(timezone).tz_localize(None).normalize()
+    return (local.to_numpy("datetime64[D]")).astype(np.int64)
+
+
+def _bits(device_class: DeviceClass, env: dict[str, Floats], count: int) -> None:
+    if device_class not in BIT_NAMES:
+        return
+    metric, prefix, bits = BIT_NAMES[device_class]
+    word = env.get(metric, np.full(count, np.nan))
+    known = ~np.isnan(word)
+    whole = np.where(known, word, 0).astype(np.int64)
+    for position, bit in enumerate(bits):
+        env[f"{prefix}_{bit}"] = np.where(known, (whole >> position) & 1, np.nan).astype(np.float64)
+
+
+def _streetlight(
+    place: DevicePlace, unix_s: Floats, elevation: Floats, env: dict[str, Floats]
+) -> None:
+    count = len(unix_s)
+    panel_wp = place.ratings.get("panel_wp", np.nan)
+    battery_wh = place.ratings.get("battery_wh", np.nan)
+    clear = panel_wp * clear_sky_irradiance(elevation) / 1_000.0
+    env["clear_sky_pv_power"] = clear
+    pv = env.get("pv_power", np.full(count, np.nan))
+    days = _local_days(unix_s, place.timezone)
+    for name, (low, high) in HARVEST_BANDS.items():
+        env[name] = _best_recent_ratio(days, pv, clear, (elevation > low) & (elevation <= high))
+    night_left = hours_until_sunrise(unix_s, place.latitude, place.longitude)
+    env["night_hours_left"] = night_left
+    soc = env.get("battery_soc", np.full(count, np.nan))
+    env["usable_energy_wh"] = np.maximum(soc - LOW_VOLTAGE_DISCONNECT_SOC, 0.0) / 100 * battery_wh
+    env["night_energy_needed_wh"] = env.get("lamp_power", np.full(count, np.nan)) * night_left
+
+
+def _best_recent_ratio(
+    days: npt.NDArray[np.int64], harvest: Floats, clear: Floats, in_band: npt.NDArray[np.bool_]
+) -> Floats:
+    """For each reading: max over the last HARVEST_DAYS complete days of sum(harvest)/sum(clear)
+    over the readings in band (days without a reading in band do not count)."""
+    use = in_band & ~np.isnan(harvest)
+    unique_days, index = np.unique(days, return_inverse=True)
+    harvested = np.bincount(index, weights=np.where(use, harvest, 0.0), minlength=len(unique_days))
+    possible = np.bincount(index, weights=np.where(use, clear, 0.0), minlength=len(unique_days))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(possible > 0, harvested / possible, np.nan)
+    best = np.full(len(days), np.nan)
+    for position, day in enumerate(unique_days):
+        window = (unique_days < day) & (unique_days >= day - HARVEST_DAYS)
+        values = ratio[window]
+        values = values[~np.isnan(values)]
+        if len(values):
+            best[index == position] = values.max()
+    return best
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+@dataclass
+class DeviceMemory:
+    """What the streaming engine remembers of one device to derive a reading's context."""
+
+    place: DevicePlace
+    last_unix_s: float | None = None
+    last_values: dict[str, float] = field(default_factory=dict)
+    day_sums: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    """Local day -> harvest name -> (sum of harvest, sum of clear-sky harvest) in band."""
+
+    def derive(self, unix_s: float, values: Mapping[str, float]) -> dict[str, Floats]:
+        """The environment of one new reading (later than every one before), as 1-element
+        arrays, equal to what :func:`derive` gives for it over the device's whole history."""
+        metrics = CATALOGUE[self.place.device_class].metrics
+        times = np.array([unix_s] if self.last_unix_s is None else [self.last_unix_s, unix_s])
+        columns = {
+            name: np.array(
+                [values.get(name, np.nan)]
+                if self.last_unix_s is None
+                else [self.last_values.get(name, np.nan), values.get(name, np.nan)]
+            )
+            for name in metrics
+        }
+        env = {name: array[-1:] for name, array in derive(self.place, times, columns).items()}
+        if self.place.device_class is DeviceClass.STREETLIGHT:
+            self._harvest(unix_s, env)
+        self.last_unix_s = unix_s
+        self.last_values = {name: float(values.get(name, np.nan)) for name in metrics}
+        return env
+
+    def _harvest(self, unix_s: float, env: dict[str, Floats]) -> None:
+        day = int(_local_days(np.array([unix_s]), self.place.timezone)[0])
+        elevation = float(env["sun_elevation"][0])
+        pv = float(env.get("pv_power", np.array([np.nan]))[0])
+        clear = float(env["clear_sky_pv_power"][0])
+        sums = self.day_sums.setdefault(day, {})
+        for name, (low, high) in HARVEST_BANDS.items():
+            harvested, possible = sums.get(name, (0.0, 0.0))
+            if low < elevation <= high and not np.isnan(pv):
+                harvested, possible = harvested + pv, possible + clear
+            sums[name] = (harvested, possible)
+            ratios = [
+                got / could
+                for past, past_sums in self.day_sums.items()
+                if day - HARVEST_DAYS <= past < day
+                for got, could in [past_sums.get(name, (0.0, 0.0))]
+                if could > 0
+            ]
+            env[name] = np.array([max(ratios) if ratios else np.nan])
+        for past in [past for past in self.day_sums if past < day - HARVEST_DAYS]:
+            del self.day_sums[past]
+
+
+def stack(readings: Sequence[Mapping[str, float]], names: Sequence[str]) -> dict[str, Floats]:
+    """Readings (name -> value) as columns (name -> array), NaN where a reading lacks one."""
+    return {name: np.array([r.get(name, np.nan) for r in readings], np.float64) for name in names}

@@ -1,0 +1,99 @@
+"""What rules read besides metrics: the sun, time, changes, harvest; live equals backtest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from edge_agents.sun import solar_elevation as agent_elevation
+from protocol.topics import DeviceClass
+from rules.context import DeviceMemory, DevicePlace, derive, names_for
+from rules.solar import clear_sky_irradiance, hours_until_sunrise, solar_elevation
+
+SEFROU = (33.83, -4.84)
+LIGHT = DevicePlace(
+    "sl-1",
+    DeviceClass.STREETLIGHT,
+    *SEFROU,
+    "Africa/Casablanca",
+    {"lamp_w": 60.0, "panel_wp": 200.0, "battery_wh": 1300.0},
+)
+
+
+def test_solar_elevation_matches_the_agents_sun() -> None:
+    moments = [datetime(2026, 1, 12, tzinfo=UTC) + timedelta(minutes=37 * i) for i in range(200)]
+    ours = solar_elevation(np.array([m.timestamp() for m in moments]), *SEFROU)
+    theirs = [agent_elevation(m, *SEFROU) for m in moments]
+    np.testing.assert_allclose(ours, theirs, atol=1e-9)
+
+
+def test_hours_until_sunrise_lands_on_the_switching_elevation() -> None:
+    evening = datetime(2026, 6, 21, 21, tzinfo=UTC)
+    hours = float(hours_until_sunrise(np.array([evening.timestamp()]), *SEFROU)[0])
+    sunrise = evening + timedelta(hours=hours)
+    assert 6 < hours < 9
+    assert agent_elevation(sunrise - timedelta(minutes=2), *SEFROU) < -1.0
+    assert agent_elevation(sunrise + timedelta(minutes=2), *SEFROU) > -1.0
+    noon = datetime(2026, 6, 21, 12, tzinfo=UTC).timestamp()
+    assert hours_until_sunrise(np.array([noon]), *SEFROU)[0] == 0.0
+
+
+def test_clear_sky_irradiance_is_zero_at_night_and_near_1000_at_high_sun() -> None:
+    values = clear_sky_irradiance(np.array([-10.0, 0.0, 30.0, 80.0]))
+    assert values[0] == values[1] == 0.0
+    assert 400 < values[2] < 600
+    assert 950 < values[3] < 1100
+
+
+def test_names_per_class() -> None:
+    light = names_for(DeviceClass.STREETLIGHT)
+    assert {"rate_battery_soc", "status_low_voltage_disconnect", "harvest_ratio"} <= light
+    assert "fault_pixel" in names_for(DeviceClass.SIGNAGE)
+    assert "harvest_ratio" not in names_for(DeviceClass.BUILDING)
+
+
+def _day_of_light(days: int, soiling: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    start = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
+    unix = (start + np.arange(days * 288) * 300.0).astype(np.float64)
+    elevation = solar_elevation(unix, *SEFROU)
+    pv = soiling * 200.0 * clear_sky_irradiance(elevation) / 1000.0
+    soc = 80.0 - (np.arange(len(unix)) % 50)
+    return unix, {
+        "pv_power": pv,
+        "battery_soc": soc,
+        "lamp_power": np.where(elevation < -1, 60.0, 0.0),
+        "controller_status": np.where(np.arange(len(unix)) % 7 == 0, 256.0, 0.0),
+    }
+
+
+def test_harvest_ratio_is_the_best_recent_complete_day() -> None:
+    unix, metrics = _day_of_light(4, soiling=0.5)
+    env = derive(LIGHT, unix, metrics)
+    first_day = env["harvest_ratio"][:200]
+    assert np.isnan(first_day).all(), "no complete day yet"
+    assert env["harvest_ratio"][-1] == pytest.approx(0.5)
+    assert env["status_low_voltage_disconnect"][0] == 1.0
+    assert env["status_low_voltage_disconnect"][1] == 0.0
+
+
+def test_rate_is_per_hour_since_the_previous_reading() -> None:
+    unix, metrics = _day_of_light(1, soiling=1.0)
+    env = derive(LIGHT, unix, metrics)
+    assert np.isnan(env["rate_battery_soc"][0])
+    assert env["rate_battery_soc"][1] == pytest.approx(-12.0)  # -1 % in 5 minutes
+
+
+def test_streaming_memory_derives_what_the_backtest_derives() -> None:
+    unix, metrics = _day_of_light(5, soiling=0.7)
+    whole = derive(LIGHT, unix, metrics)
+    memory = DeviceMemory(LIGHT)
+    for index in range(0, len(unix)):
+        live = memory.derive(float(unix[index]), {k: float(v[index]) for k, v in metrics.items()})
+        if index % 97 and index != len(unix) - 1:
+            continue
+        for name, values in whole.items():
+            np.testing.assert_allclose(
+                live[name], values[index : index + 1], rtol=1e-9, equal_nan=True, err_msg=name
+            )

@@ -48,10 +48,19 @@ def read_yaml(text: str, source: str, error: ErrorFactory) -> tuple[yaml.Node | 
 class YamlLocator:
     """Turns a location in the document (keys and indexes) into a path and a line."""
 
-    def __init__(self, source: str, root: yaml.Node | None, error: ErrorFactory) -> None:
+    def __init__(
+        self,
+        source: str,
+        root: yaml.Node | None,
+        error: ErrorFactory,
+        label_keys: Sequence[str] = (),
+    ) -> None:
+        """label_keys: keys whose value names a list item in paths, e.g. ``("id",)`` gives
+        ``rules[3] (lamp-out).when``."""
         self.source = source
         self.root = root
         self._error = error
+        self._label_keys = tuple(label_keys)
 
     def error(self, loc: Sequence[str | int], message: str) -> Exception:
         return self._error(f"{self.source}: {self.describe(loc, message)}")
@@ -90,7 +99,7 @@ class YamlLocator:
             if child is None and position < len(loc) - 1:
                 continue
             if isinstance(part, int):
-                path += f"[{part}]"
+                path += f"[{part}]" + self._label(child)
             elif part == "[key]":
                 path += " (key)"
             else:
@@ -98,6 +107,13 @@ class YamlLocator:
             if child is not None:
                 node, line = child, child_line
         return path or "(top)", line
+
+    def _label(self, node: yaml.Node | None) -> str:
+        for key in self._label_keys:
+            child, _ = _child(node, key)
+            if isinstance(child, yaml.ScalarNode) and child.value:
+                return f" ({child.value})"
+        return ""
 
 
 def _line(node: yaml.Node | None) -> int | None:

@@ -190,7 +190,7 @@ def parse_rules(text: str, source: str = "<rules>", known_faults: Sequence[str] 
     known_faults: the fault types ``detects`` may name (empty: any name is accepted).
     """
     root, document = read_yaml(text, source, RuleFileError)
-    where = YamlLocator(source, root, RuleFileError)
+    where = YamlLocator(source, root, RuleFileError, label_keys=("id",))
     if document is None:
         raise RuleFileError(f"{source}: the file is empty; it needs a list of rules: under rules:")
     try:

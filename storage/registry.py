@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from protocol.sites import SiteInventory
+from protocol.sites import Device, SignageModel, SiteInventory, StreetlightModel
 from protocol.topics import DeviceClass
 
 
@@ -67,12 +67,26 @@ def upsert_site(connection: psycopg.Connection, inventory: SiteInventory) -> int
                         device.cabinet,
                         device.building,
                         device.zone,
-                        Jsonb(dict(device.metadata)),
+                        Jsonb({**device.metadata, "ratings": ratings_of(device)}),
                     )
                     for device in inventory.devices
                 ],
             )
     return len(inventory.devices)
+
+
+def ratings_of(device: Device) -> dict[str, float]:
+    """The figures of a device's model rules compare with (lamp_w, battery_wh, pixels...)."""
+    rating = device.rating
+    if isinstance(rating, StreetlightModel):
+        return {
+            "lamp_w": rating.lamp_w,
+            "panel_wp": rating.panel_wp,
+            "battery_wh": rating.battery_wh,
+        }
+    if isinstance(rating, SignageModel):
+        return {"pixels": float(rating.pixels), "max_power_w": rating.max_power_w}
+    return {}
 
 
 def device_counts(connection: psycopg.Connection) -> Mapping[str, int]:

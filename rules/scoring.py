@@ -1,0 +1,879 @@
+"""Scoring a rule set against ground truth: the figures ``smartcity rules backtest`` reports.
+
+Pure functions over time intervals, with no I/O: the backtest hands over the alerts a rule set
+would have raised, the injected faults (ground truth) and which fault types each rule is meant
+to detect, and gets a :class:`Score` back, which :func:`format_report` and
+:func:`format_comparison` render and :meth:`Score.to_json` serialises.
+
+An interval end of ``None`` means "still open when the period ended" and never ends. Every
+datetime must be timezone-aware. The definitions, precisely:
+
+Period
+    ``[period_start, period_end)``. An alert *belongs to the period* when it fired in it; only
+    those are counted (alerts, true and false positives, flaps, the rates). An alert that fired
+    at or after ``period_end`` is ignored altogether; one that fired before ``period_start`` is
+    not counted, but it may still detect a fault (when it was still open as the fault began) and
+    it is the "previous alert" for flapping.
+
+Matching
+    An alert *matches* a fault when both are on the same device, the alert's rule detects the
+    fault's type (``detects[rule_id]`` contains it), and either the alert fired within the
+    fault's window ``[fault.start, fault.end + grace]`` (both ends included; the grace lets an
+    alert that fires shortly after a short fault ended still count), or it fired before
+    ``fault.start`` and was still open then (its end is ``None`` or after ``fault.start``).
+
+Precision
+    An alert of a rule that detects nothing (an empty set: an informational rule) is
+    *unscored*: counted among the alerts, never a true or a false positive. Any other alert is
+    a *true positive* when it matches at least one of the faults given, taken as given (not
+    clipped, so an alert just after a fault that ended before the period still counts), and
+    a *false positive* otherwise. precision = tp / (tp + fp); ``None`` without scored alerts.
+
+Recall and detection delay
+    A fault that does not overlap the period (it starts at or after ``period_end``, or ends at
+    or before ``period_start``) is ignored; the others are clipped to the period (start no
+    earlier than ``period_start``, end no later than ``period_end``). A clipped fault is
+    *detected* when at least one alert matches it. Its delay is the first matching alert's
+    start minus the clipped fault's start, or zero when a matching alert was already open as
+    the fault began. Per fault type: recall = detected / injected (``None`` when none was
+    injected); delay p50 and p90 interpolate linearly between the detected faults' delays
+    (numpy.percentile's default method), and max is the largest; ``None`` when none was
+    detected. A fault type no rule detects is *not covered*: it is listed with recall 0 but
+    left out of the overall recall, which counts only faults of covered types.
+
+Flapping
+    For each (rule, device), alerts in order of firing: an alert of the period is a *flap* when
+    it fired no later than ``flap_window`` after the previous one resolved, or while the
+    previous one was still open.
+
+Rates
+    device-days = ``device_count`` x the period's length in days; false positives per 1,000
+    device-days = 1000 x fp / device-days, and alerts per 1,000 device-days likewise, with
+    every alert counted, unscored ones included (the acceptance criterion "a fault-free week
+    raises at most 1 alert per 1,000 device-days" counts whatever reaches people). ``None``
+    when ``device_count`` is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from itertools import accumulate, pairwise
+from typing import Final, TypeVar
+
+from rules.errors import RuleError
+
+FAR_FUTURE: Final = datetime.max.replace(tzinfo=UTC)
+"""Stands for the end of an interval that never ends."""
+DEFAULT_GRACE: Final = timedelta(hours=1)
+DEFAULT_FLAP_WINDOW: Final = timedelta(hours=1)
+DEVICE_DAYS_PER_RATE: Final = 1000
+"""Rates are per this many device-days."""
+
+_MICROSECOND: Final = timedelta(microseconds=1)
+_MICROSECONDS_PER_DAY: Final = timedelta(days=1) // _MICROSECOND
+
+_Item = TypeVar("_Item")
+_Key = TypeVar("_Key", bound=Hashable)
+
+
+class ScoringError(RuleError):
+    """Inputs that cannot be scored; the message says which and what to pass instead."""
+
+
+def _require_aware(what: str, moment: datetime) -> None:
+    if moment.utcoffset() is None:
+        raise ScoringError(
+            f"{what} {moment.isoformat()} has no time zone; pass an aware datetime "
+            "(for example datetime(..., tzinfo=UTC))"
+        )
+
+
+def _check_interval(what: str, start: datetime, end: datetime | None) -> None:
+    _require_aware(f"{what} start", start)
+    if end is not None:
+        _require_aware(f"{what} end", end)
+        if end < start:
+            raise ScoringError(
+                f"{what} ends ({end.isoformat()}) before it starts ({start.isoformat()}); "
+                "swap them or pass end=None for one still open"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertInterval:
+    """One alert a rule raised on a device: fired at ``start``, resolved at ``end``."""
+
+    rule_id: str
+    device_id: str
+    start: datetime
+    end: datetime | None = None
+    """``None``: still open when the period ended."""
+
+    def __post_init__(self) -> None:
+        if not self.rule_id or not self.device_id:
+            raise ScoringError("an alert needs a rule_id and a device_id; both were not given")
+        _check_interval(
+            f"alert of rule {self.rule_id!r} on {self.device_id!r}", self.start, self.end
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FaultInterval:
+    """One fault (ground truth) of a device: of type ``fault``, from ``start`` to ``end``."""
+
+    device_id: str
+    fault: str
+    """Fault type name, such as ``lamp_failure``."""
+    start: datetime
+    end: datetime | None = None
+    """``None``: lasts beyond the period."""
+
+    def __post_init__(self) -> None:
+        if not self.device_id or not self.fault:
+            raise ScoringError("a fault needs a device_id and a fault type; both were not given")
+        _check_interval(f"fault {self.fault!r} on {self.device_id!r}", self.start, self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultScore:
+    """How well the faults of one type were detected."""
+
+    fault: str
+    rules: tuple[str, ...]
+    """The rules that detect this type, sorted; empty when not covered."""
+    injected: int
+    detected: int
+    recall: float | None
+    delay_p50: timedelta | None
+    delay_p90: timedelta | None
+    delay_max: timedelta | None
+
+    @property
+    def covered(self) -> bool:
+        return bool(self.rules)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "rules": list(self.rules),
+            "covered": self.covered,
+            "injected": self.injected,
+            "detected": self.detected,
+            "recall": self.recall,
+            "delay_p50_s": _seconds(self.delay_p50),
+            "delay_p90_s": _seconds(self.delay_p90),
+            "delay_max_s": _seconds(self.delay_max),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleScore:
+    """What one rule raised in the period, and how much of it was right."""
+
+    rule_id: str
+    detects: frozenset[str]
+    alerts: int
+    true_positives: int
+    false_positives: int
+    precision: float | None
+    flaps: int
+
+    @property
+    def scored(self) -> bool:
+        """False for an informational rule (detects nothing): its alerts are unscored."""
+        return bool(self.detects)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "detects": sorted(self.detects),
+            "scored": self.scored,
+            "alerts": self.alerts,
+            "true_positives": self.true_positives,
+            "false_positives": self.false_positives,
+            "precision": self.precision,
+            "flaps": self.flaps,
+        }
+
+
+@dataclass(frozen=True)
+class Score:
+    """Every figure of one backtest; see the module docstring for what each one means."""
+
+    period_start: datetime
+    period_end: datetime
+    device_count: int
+    grace: timedelta
+    flap_window: timedelta
+    by_fault: Mapping[str, FaultScore]
+    by_rule: Mapping[str, RuleScore]
+    alerts: int
+    unscored_alerts: int
+    true_positives: int
+    false_positives: int
+    flaps: int
+    injected: int
+    """Faults of covered types in the period."""
+    detected: int
+    precision: float | None
+    recall: float | None
+    device_days: float
+    false_positives_per_1000_device_days: float | None
+    alerts_per_1000_device_days: float | None
+
+    @property
+    def not_covered(self) -> tuple[str, ...]:
+        """Fault types injected in the period that no rule detects."""
+        return tuple(name for name, fault in self.by_fault.items() if not fault.covered)
+
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON values: times in ISO 8601, durations in seconds, missing figures null."""
+        return {
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "device_count": self.device_count,
+            "device_days": self.device_days,
+            "grace_s": _seconds(self.grace),
+            "flap_window_s": _seconds(self.flap_window),
+            "totals": {
+                "alerts": self.alerts,
+                "unscored_alerts": self.unscored_alerts,
+                "true_positives": self.true_positives,
+                "false_positives": self.false_positives,
+                "flaps": self.flaps,
+                "injected": self.injected,
+                "detected": self.detected,
+                "precision": self.precision,
+                "recall": self.recall,
+                "false_positives_per_1000_device_days": self.false_positives_per_1000_device_days,
+                "alerts_per_1000_device_days": self.alerts_per_1000_device_days,
+            },
+            "not_covered": list(self.not_covered),
+            "by_fault": {name: fault.to_json() for name, fault in self.by_fault.items()},
+            "by_rule": {rule_id: rule.to_json() for rule_id, rule in self.by_rule.items()},
+        }
+
+
+# ------------------------------------------------------------------------------------ scoring
+
+
+def _window_end(end: datetime | None, grace: timedelta) -> datetime:
+    """The last moment an alert may fire and still match a fault ending at ``end``."""
+    if end is None or FAR_FUTURE - end <= grace:
+        return FAR_FUTURE
+    return end + grace
+
+
+def _reach(end: datetime | None) -> datetime:
+    return FAR_FUTURE if end is None else end
+
+
+def _group(items: Iterable[_Item], key: Callable[[_Item], _Key]) -> dict[_Key, list[_Item]]:
+    groups: dict[_Key, list[_Item]] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups
+
+
+class _FaultIndex:
+    """The faults of one (device, type), to ask whether an alert matches any of them."""
+
+    __slots__ = ("_starts", "_window_ends_so_far")
+
+    def __init__(self, faults: Iterable[FaultInterval], grace: timedelta) -> None:
+        ordered = sorted(faults, key=lambda fault: fault.start)
+        self._starts = [fault.start for fault in ordered]
+        # Latest window end among the faults that start no later than each one.
+        self._window_ends_so_far = list(
+            accumulate((_window_end(fault.end, grace) for fault in ordered), max)
+        )
+
+    def matches(self, alert: AlertInterval) -> bool:
+        # A fault can match only if it began while the alert was open (or as it fired).
+        if alert.end is None:
+            begun = len(self._starts)
+        elif alert.end > alert.start:
+            begun = bisect_left(self._starts, alert.end)
+        else:
+            begun = bisect_right(self._starts, alert.start)
+        return begun > 0 and self._window_ends_so_far[begun - 1] >= alert.start
+
+
+class _AlertIndex:
+    """The alerts that could detect the faults of one (device, type), by firing time."""
+
+    __slots__ = ("_reach_so_far", "_starts")
+
+    def __init__(self, alerts: Iterable[AlertInterval]) -> None:
+        ordered = sorted(alerts, key=lambda alert: alert.start)
+        self._starts = [alert.start for alert in ordered]
+        self._reach_so_far = list(accumulate((_reach(alert.end) for alert in ordered), max))
+
+    def delay(self, start: datetime, window_end: datetime) -> timedelta | None:
+        """Detection delay of a fault beginning at ``start``; ``None`` when undetected."""
+        fired_before = bisect_left(self._starts, start)
+        if fired_before and self._reach_so_far[fired_before - 1] > start:
+            return timedelta(0)
+        if fired_before < len(self._starts) and self._starts[fired_before] <= window_end:
+            return self._starts[fired_before] - start
+        return None
+
+
+def _percentile(ordered: Sequence[timedelta], percent: int) -> timedelta:
+    """Linear interpolation between closest ranks, exact to the microsecond."""
+    position = Fraction(percent * (len(ordered) - 1), 100)
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    low, high = ordered[lower] // _MICROSECOND, ordered[upper] // _MICROSECOND
+    return timedelta(microseconds=round(low + (high - low) * (position - lower)))
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _fault_score(
+    fault: str, rules: Iterable[str], injected: int, delays: list[timedelta]
+) -> FaultScore:
+    delays = sorted(delays)
+    return FaultScore(
+        fault=fault,
+        rules=tuple(sorted(rules)),
+        injected=injected,
+        detected=len(delays),
+        recall=_ratio(len(delays), injected),
+        delay_p50=_percentile(delays, 50) if delays else None,
+        delay_p90=_percentile(delays, 90) if delays else None,
+        delay_max=delays[-1] if delays else None,
+    )
+
+
+def _check_arguments(
+    period_start: datetime,
+    period_end: datetime,
+    device_count: int,
+    grace: timedelta,
+    flap_window: timedelta,
+) -> None:
+    _require_aware("period_start", period_start)
+    _require_aware("period_end", period_end)
+    if period_end <= period_start:
+        raise ScoringError(
+            f"the period ends ({period_end.isoformat()}) no later than it starts "
+            f"({period_start.isoformat()}); pass a period_end after period_start"
+        )
+    if device_count < 0:
+        raise ScoringError(f"device_count is {device_count}; pass the fleet size (0 or more)")
+    if grace < timedelta(0) or flap_window < timedelta(0):
+        raise ScoringError(
+            f"grace ({grace}) and flap_window ({flap_window}) must not be negative; pass 0 or more"
+        )
+
+
+def _judge_alerts(
+    alerts: Sequence[AlertInterval],
+    faults: Sequence[FaultInterval],
+    detects: Mapping[str, frozenset[str]],
+    period_start: datetime,
+    grace: timedelta,
+) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """Alerts, true positives and false positives of each rule in the period."""
+    fault_indexes = {
+        key: _FaultIndex(group, grace)
+        for key, group in _group(faults, lambda fault: (fault.device_id, fault.fault)).items()
+    }
+    counts: Counter[str] = Counter()
+    true_positives: Counter[str] = Counter()
+    false_positives: Counter[str] = Counter()
+    for alert in alerts:
+        if alert.start < period_start:
+            continue
+        counts[alert.rule_id] += 1
+        fault_types = detects[alert.rule_id]
+        if not fault_types:
+            continue
+        if any(
+            (index := fault_indexes.get((alert.device_id, fault_type))) is not None
+            and index.matches(alert)
+            for fault_type in fault_types
+        ):
+            true_positives[alert.rule_id] += 1
+        else:
+            false_positives[alert.rule_id] += 1
+    return counts, true_positives, false_positives
+
+
+def _count_flaps(
+    alerts: Sequence[AlertInterval], period_start: datetime, flap_window: timedelta
+) -> Counter[str]:
+    flaps: Counter[str] = Counter()
+    for (rule_id, _device), series in _group(alerts, lambda a: (a.rule_id, a.device_id)).items():
+        series.sort(key=lambda alert: (alert.start, _reach(alert.end)))
+        for previous, alert in pairwise(series):
+            if alert.start >= period_start and (
+                previous.end is None or alert.start - previous.end <= flap_window
+            ):
+                flaps[rule_id] += 1
+    return flaps
+
+
+def _detection_delays(
+    alerts: Sequence[AlertInterval],
+    faults: Sequence[FaultInterval],
+    detects: Mapping[str, frozenset[str]],
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    grace: timedelta,
+) -> tuple[Counter[str], dict[str, list[timedelta]]]:
+    """Faults injected in the period, and the delays of those detected, by fault type."""
+    candidates: dict[tuple[str, str], list[AlertInterval]] = defaultdict(list)
+    for alert in alerts:
+        for fault_type in detects[alert.rule_id]:
+            candidates[alert.device_id, fault_type].append(alert)
+    alert_indexes = {key: _AlertIndex(group) for key, group in candidates.items()}
+    injected: Counter[str] = Counter()
+    delays: dict[str, list[timedelta]] = defaultdict(list)
+    for fault in faults:
+        if fault.start >= period_end or (fault.end is not None and fault.end <= period_start):
+            continue
+        injected[fault.fault] += 1
+        alert_index = alert_indexes.get((fault.device_id, fault.fault))
+        if alert_index is None:
+            continue
+        clipped_end = period_end if fault.end is None else min(fault.end, period_end)
+        delay = alert_index.delay(max(fault.start, period_start), _window_end(clipped_end, grace))
+        if delay is not None:
+            delays[fault.fault].append(delay)
+    return injected, delays
+
+
+def score(
+    alerts: Iterable[AlertInterval],
+    faults: Iterable[FaultInterval],
+    detects: Mapping[str, frozenset[str]],
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    device_count: int,
+    grace: timedelta = DEFAULT_GRACE,
+    flap_window: timedelta = DEFAULT_FLAP_WINDOW,
+) -> Score:
+    """Score ``alerts`` against ``faults`` over ``[period_start, period_end)``.
+
+    ``detects`` maps every rule id to the fault types it is meant to detect (an empty set for
+    an informational rule); ``device_count`` is the fleet size the rates are relative to.
+    Runs in O((alerts x types per rule + faults) x log) time.
+    """
+    _check_arguments(period_start, period_end, device_count, grace, flap_window)
+    seen = [alert for alert in alerts if alert.start < period_end]
+    unknown = sorted({alert.rule_id for alert in seen} - detects.keys())
+    if unknown:
+        raise ScoringError(
+            f"alerts of rules {unknown}, which detects does not list; add each "
+            "(with an empty set for an informational rule)"
+        )
+    all_faults = list(faults)
+    rules_detecting: dict[str, set[str]] = defaultdict(set)
+    for rule_id, fault_types in detects.items():
+        for fault_type in fault_types:
+            rules_detecting[fault_type].add(rule_id)
+
+    counts, true_positives, false_positives = _judge_alerts(
+        seen, all_faults, detects, period_start, grace
+    )
+    flaps = _count_flaps(seen, period_start, flap_window)
+    injected, delays = _detection_delays(
+        seen,
+        all_faults,
+        detects,
+        period_start=period_start,
+        period_end=period_end,
+        grace=grace,
+    )
+
+    by_fault = {
+        name: _fault_score(name, rules_detecting.get(name, ()), injected[name], delays[name])
+        for name in sorted(injected.keys() | rules_detecting.keys())
+    }
+    by_rule = {
+        rule_id: RuleScore(
+            rule_id=rule_id,
+            detects=frozenset(fault_types),
+            alerts=counts[rule_id],
+            true_positives=true_positives[rule_id],
+            false_positives=false_positives[rule_id],
+            precision=_ratio(true_positives[rule_id], counts[rule_id]) if fault_types else None,
+            flaps=flaps[rule_id],
+        )
+        for rule_id, fault_types in sorted(detects.items())
+    }
+    tp_total, fp_total = true_positives.total(), false_positives.total()
+    covered = [fault for fault in by_fault.values() if fault.covered]
+    injected_covered = sum(fault.injected for fault in covered)
+    detected_covered = sum(fault.detected for fault in covered)
+    period_days = Fraction((period_end - period_start) // _MICROSECOND, _MICROSECONDS_PER_DAY)
+    device_days = device_count * period_days
+
+    def per_1000_device_days(count: int) -> float | None:
+        return float(DEVICE_DAYS_PER_RATE * count / device_days) if device_days else None
+
+    return Score(
+        period_start=period_start,
+        period_end=period_end,
+        device_count=device_count,
+        grace=grace,
+        flap_window=flap_window,
+        by_fault=by_fault,
+        by_rule=by_rule,
+        alerts=counts.total(),
+        unscored_alerts=counts.total() - tp_total - fp_total,
+        true_positives=tp_total,
+        false_positives=fp_total,
+        flaps=flaps.total(),
+        injected=injected_covered,
+        detected=detected_covered,
+        precision=_ratio(tp_total, tp_total + fp_total),
+        recall=_ratio(detected_covered, injected_covered),
+        device_days=float(device_days),
+        false_positives_per_1000_device_days=per_1000_device_days(fp_total),
+        alerts_per_1000_device_days=per_1000_device_days(counts.total()),
+    )
+
+
+# ---------------------------------------------------------------------------------- reporting
+
+
+def _seconds(duration: timedelta | None) -> float | None:
+    return None if duration is None else duration.total_seconds()
+
+
+def format_duration(duration: timedelta | None) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``, ``2.5 d``; ``-`` for none."""
+    if duration is None:
+        return "-"
+    seconds = duration.total_seconds()
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{sign}{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{sign}{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{sign}{seconds / 3600:.1f} h"
+    return f"{sign}{seconds / 86400:.1f} d"
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f} %"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Fixed-width columns: the first left-aligned, the others right-aligned."""
+    body = [list(row) for row in rows]
+    widths = [max(len(row[column]) for row in [header, *body]) for column in range(len(header))]
+    rule = ["-" * width for width in widths]
+
+    def line(cells: Sequence[str]) -> str:
+        aligned = [cells[0].ljust(widths[0])]
+        aligned += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(aligned).rstrip()
+
+    return [line(header), line(rule), *(line(row) for row in body)]
+
+
+def _heading(result: Score) -> str:
+    return (
+        f"Period {result.period_start.isoformat(sep=' ', timespec='minutes')} to "
+        f"{result.period_end.isoformat(sep=' ', timespec='minutes')}: "
+        f"{result.device_count:,} devices, {result.device_days:,.1f} device-days "
+        f"(grace {format_duration(result.grace)}, flap window "
+        f"{format_duration(result.flap_window)})"
+    )
+
+
+def _recall_cell(fault: FaultScore | None) -> str:
+    if fault is None:
+        return "-"
+    return _percent(fault.recall) if fault.covered else "not covered"
+
+
+def _precision_cell(rule: RuleScore | None) -> str:
+    if rule is None:
+        return "-"
+    return _percent(rule.precision) if rule.scored else "unscored"
+
+
+def format_report(result: Score) -> str:
+    """The backtest report of one rule set, as fixed-width text."""
+    fault_rows = [
+        [
+            fault.fault,
+            str(fault.injected),
+            str(fault.detected) if fault.covered else "-",
+            _recall_cell(fault),
+            format_duration(fault.delay_p50),
+            format_duration(fault.delay_p90),
+            format_duration(fault.delay_max),
+        ]
+        for fault in result.by_fault.values()
+    ]
+    rule_rows = [
+        [
+            rule.rule_id,
+            str(rule.alerts),
+            str(rule.true_positives) if rule.scored else "-",
+            str(rule.false_positives) if rule.scored else "-",
+            _precision_cell(rule),
+            str(rule.flaps),
+        ]
+        for rule in result.by_rule.values()
+    ]
+    lines = [_heading(result), "", "Faults"]
+    lines += _table(
+        ["fault", "injected", "detected", "recall", "delay p50", "delay p90", "delay max"],
+        fault_rows,
+    )
+    lines += ["", "Rules"]
+    lines += _table(["rule", "alerts", "tp", "fp", "precision", "flaps"], rule_rows)
+    lines += [
+        "",
+        f"Totals: {result.alerts} alerts ({result.unscored_alerts} unscored), "
+        f"precision {_percent(result.precision)}, recall {_percent(result.recall)} "
+        f"({result.detected} of {result.injected} faults), flaps {result.flaps}",
+        f"Per 1,000 device-days: {_rate(result.false_positives_per_1000_device_days)} "
+        f"false positives, {_rate(result.alerts_per_1000_device_days)} alerts",
+    ]
+    if result.not_covered:
+        lines.append(f"Not covered (no rule detects them): {', '.join(result.not_covered)}")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------- comparison
+
+_BETTER: Final = "better"
+_WORSE: Final = "WORSE"
+
+
+def _judged(change: float, text: str, higher_is_better: bool | None) -> str:
+    if higher_is_better is None:
+        return text
+    improved = change > 0 if higher_is_better else change < 0
+    return f"{text} {_BETTER if improved else _WORSE}"
+
+
+def _delta_points(before: float | None, after: float | None) -> str:
+    """Change of a fraction in percentage points; higher is better."""
+    if before is None or after is None:
+        return "n/a"
+    change = round(100 * (after - before), 1)
+    return "=" if change == 0 else _judged(change, f"{change:+.1f} pt", higher_is_better=True)
+
+
+def _delta_duration(before: timedelta | None, after: timedelta | None) -> str:
+    """Change of a delay; shorter is better."""
+    if before is None or after is None:
+        return "n/a"
+    change = after - before
+    text = format_duration(abs(change))
+    if text == "0 s":
+        return "="
+    sign = "+" if change > timedelta(0) else "-"
+    return _judged(change.total_seconds(), sign + text, higher_is_better=False)
+
+
+def _delta_count(before: int | None, after: int | None, higher_is_better: bool | None) -> str:
+    if before is None or after is None:
+        return "n/a"
+    change = after - before
+    return "=" if change == 0 else _judged(change, f"{change:+d}", higher_is_better)
+
+
+def _delta_rate(before: float | None, after: float | None) -> str:
+    """Change of a per-1,000-device-day rate; lower is better."""
+    if before is None or after is None:
+        return "n/a"
+    change = round(after - before, 2)
+    return "=" if change == 0 else _judged(change, f"{change:+.2f}", higher_is_better=False)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def format_comparison(
+    current: Score, draft: Score, names: tuple[str, str] = ("current", "draft")
+) -> str:
+    """Two rule sets' backtests side by side, with the change from the first to the second.
+
+    Changes are marked ``better`` or ``WORSE``: recall, precision and true positives are better
+    higher; delays, false positives, flaps and rates are better lower. Recall and precision
+    change in percentage points (``+12.5 pt``), delays in time (``-3 min``).
+    """
+    first, second = names
+    lines = [f"{first}: {_heading(current)}"]
+    if (current.period_start, current.period_end, current.device_count) != (
+        draft.period_start,
+        draft.period_end,
+        draft.device_count,
+    ):
+        lines.append(f"{second}: {_heading(draft)}  (not the same period or fleet)")
+
+    fault_rows = []
+    for name in sorted(current.by_fault.keys() | draft.by_fault.keys()):
+        before, after = current.by_fault.get(name), draft.by_fault.get(name)
+        injected = {fault.injected for fault in (before, after) if fault is not None}
+        fault_rows.append(
+            [
+                name,
+                " / ".join(str(count) for count in sorted(injected)),
+                _recall_cell(before),
+                _recall_cell(after),
+                _delta_points(
+                    None if before is None else before.recall,
+                    None if after is None else after.recall,
+                ),
+                format_duration(None if before is None else before.delay_p50),
+                format_duration(None if after is None else after.delay_p50),
+                _delta_duration(
+                    None if before is None else before.delay_p50,
+                    None if after is None else after.delay_p50,
+                ),
+                format_duration(None if before is None else before.delay_p90),
+                format_duration(None if after is None else after.delay_p90),
+                _delta_duration(
+                    None if before is None else before.delay_p90,
+                    None if after is None else after.delay_p90,
+                ),
+            ]
+        )
+    lines += ["", "Faults"]
+    lines += _table(
+        [
+            "fault",
+            "injected",
+            f"recall {first}",
+            f"recall {second}",
+            "change",
+            f"p50 {first}",
+            f"p50 {second}",
+            "change",
+            f"p90 {first}",
+            f"p90 {second}",
+            "change",
+        ],
+        fault_rows,
+    )
+
+    rule_rows = []
+    for rule_id in sorted(current.by_rule.keys() | draft.by_rule.keys()):
+        old, new = current.by_rule.get(rule_id), draft.by_rule.get(rule_id)
+        old_alerts, new_alerts = (None if r is None else r.alerts for r in (old, new))
+        old_fp, new_fp = (
+            None if r is None or not r.scored else r.false_positives for r in (old, new)
+        )
+        old_flaps, new_flaps = (None if r is None else r.flaps for r in (old, new))
+        rule_rows.append(
+            [
+                rule_id,
+                _count(old_alerts),
+                _count(new_alerts),
+                _delta_count(old_alerts, new_alerts, higher_is_better=None),
+                _count(old_fp),
+                _count(new_fp),
+                _delta_count(old_fp, new_fp, higher_is_better=False),
+                _precision_cell(old),
+                _precision_cell(new),
+                _delta_points(
+                    None if old is None else old.precision,
+                    None if new is None else new.precision,
+                ),
+                _count(old_flaps),
+                _count(new_flaps),
+                _delta_count(old_flaps, new_flaps, higher_is_better=False),
+            ]
+        )
+    lines += ["", "Rules"]
+    lines += _table(
+        [
+            "rule",
+            f"alerts {first}",
+            f"alerts {second}",
+            "change",
+            f"fp {first}",
+            f"fp {second}",
+            "change",
+            f"precision {first}",
+            f"precision {second}",
+            "change",
+            f"flaps {first}",
+            f"flaps {second}",
+            "change",
+        ],
+        rule_rows,
+    )
+
+    total_rows = [
+        [
+            "alerts",
+            str(current.alerts),
+            str(draft.alerts),
+            _delta_count(current.alerts, draft.alerts, higher_is_better=None),
+        ],
+        [
+            "true positives",
+            str(current.true_positives),
+            str(draft.true_positives),
+            _delta_count(current.true_positives, draft.true_positives, higher_is_better=True),
+        ],
+        [
+            "false positives",
+            str(current.false_positives),
+            str(draft.false_positives),
+            _delta_count(current.false_positives, draft.false_positives, higher_is_better=False),
+        ],
+        [
+            "precision",
+            _percent(current.precision),
+            _percent(draft.precision),
+            _delta_points(current.precision, draft.precision),
+        ],
+        [
+            "recall",
+            _percent(current.recall),
+            _percent(draft.recall),
+            _delta_points(current.recall, draft.recall),
+        ],
+        [
+            "flaps",
+            str(current.flaps),
+            str(draft.flaps),
+            _delta_count(current.flaps, draft.flaps, higher_is_better=False),
+        ],
+        [
+            "false positives per 1,000 device-days",
+            _rate(current.false_positives_per_1000_device_days),
+            _rate(draft.false_positives_per_1000_device_days),
+            _delta_rate(
+                current.false_positives_per_1000_device_days,
+                draft.false_positives_per_1000_device_days,
+            ),
+        ],
+        [
+            "alerts per 1,000 device-days",
+            _rate(current.alerts_per_1000_device_days),
+            _rate(draft.alerts_per_1000_device_days),
+            _delta_rate(current.alerts_per_1000_device_days, draft.alerts_per_1000_device_days),
+        ],
+    ]
+    lines += ["", "Totals"]
+    lines += _table(["figure", first, second, "change"], total_rows)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,580 @@
+"""The rules engine service: MQTT in, alerts in the database, notifications and MQTT out.
+
+It subscribes to the devices' telemetry and state with its own persistent MQTT session,
+independently of ingest, and acknowledges a message only once what it caused is committed:
+the alerts it raised or resolved, their transitions, the notifications to send, and the rule
+states (pending timers, hysteresis, presence). Killed at any moment, it restarts from that
+saved state and the broker redelivers what was not acknowledged; readings it already applied
+are recognised by their time and skipped, so nothing is lost and nothing counted twice.
+
+A rule file is reloaded on :meth:`RulesService.reload` (SIGHUP from the CLI); a file that does
+not check keeps the running rule set in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from protocol.decoding import Rejected, State, Telemetry, decode
+from protocol.payloads import DeviceStatus
+from protocol.topics import Channel, DeviceClass, subscription
+from rules import lifecycle
+from rules.context import DevicePlace
+from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
+from rules.lifecycle import Alert, Outcome, Policy, Scope, Status
+from rules.model import Rule, RuleFileError, RuleSet, Severity, load_rules
+from rules.notify import (
+    AlertNotice,
+    Delivery,
+    Dispatcher,
+    NotificationConfig,
+)
+from storage import alerts as store
+
+log = logging.getLogger("smartcity.rules")
+
+SESSION_EXPIRY_S: Final = 7 * 24 * 3600
+ALERT_TOPIC_ROOT: Final = "alerts"
+"""Alerts are published on ``alerts/{site}/{rule}/{subject}`` (QoS 1, retained while open)."""
+ROOT_CAUSE_RULE: Final = "group-offline"
+ROOT_CAUSE_TITLES: Final = {
+    "en": "Several devices not reporting",
+    "fr": "Plusieurs équipements muets",
+    "ar": "عدة أجهزة لا ترسل بياناتها",
+}
+BATCH_MAX: Final = 500
+BATCH_WAIT_S: Final = 0.05
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    database_url: str
+    rules_path: Path
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    client_id: str = "smartcity-rules"
+    notifications: NotificationConfig | None = None
+    tick_s: float = 5.0
+    policy: Policy = field(default_factory=Policy)
+    event_time: bool = False
+    """Take the time from the devices' readings (simulations faster than real time)."""
+
+
+def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
+    """Every device in service, with its place, ratings and scope."""
+    rows = connection.execute(
+        """
+        SELECT d.device_id, d.device_class, coalesce(d.latitude, s.latitude),
+               coalesce(d.longitude, s.longitude), s.timezone, d.name, d.street_group,
+               d.cabinet, d.building, d.site_id, d.metadata
+        FROM devices d JOIN sites s USING (site_id)
+        WHERE d.decommissioned_at IS NULL
+        """
+    ).fetchall()
+    fleet = {}
+    for device_id, cls, lat, lon, tz, name, group, cabinet, building, site, meta in rows:
+        ratings = {str(k): float(v) for k, v in (meta or {}).get("ratings", {}).items()}
+        place = DevicePlace(device_id, DeviceClass(cls), lat, lon, tz, ratings)
+        scope = Scope(device_id, group, cabinet, building, site)
+        place_name = (meta or {}).get("building_name") or group or building or ""
+        fleet[device_id] = FleetDevice(place, scope, name, str(place_name))
+    return fleet
+
+
+@dataclass
+class _Inbound:
+    topic: str
+    payload: bytes
+    received_at: datetime
+    mid: int
+    connection: int
+
+
+class RulesService:
+    def __init__(
+        self,
+        config: RulesConfig,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_handed_off: Callable[[AlertNotice, datetime], object] | None = None,
+    ) -> None:
+        self.config = config
+        self._wall_clock = clock
+        self._event_time: datetime | None = None
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+        self._inbox: deque[_Inbound] = deque()
+        self._arrived = threading.Event()
+        self._to_acknowledge: deque[tuple[int, int]] = deque()
+        self._connection_number = 0
+        self._pending_reload: RuleSet | None = None
+        self._lock = threading.Lock()
+        self.rules = load_rules(config.rules_path)
+        self._db = psycopg.connect(config.database_url, autocommit=False)
+        self.fleet = load_fleet(self._db)
+        self._db.commit()
+        self.evaluator = self._restored_evaluator(self.rules)
+        self._root_causes: dict[str, int] = {}
+        self._to_publish: set[int] = set()
+        self.alerts_raised = 0
+        self.messages_applied = 0
+        self._dispatcher: Dispatcher | None = None
+        self._delivery_db: psycopg.Connection | None = None
+        if config.notifications is not None:
+            self._delivery_db = psycopg.connect(config.database_url, autocommit=True)
+            self._dispatcher = Dispatcher(
+                config.notifications,
+                _DeliveryRecorder(self._delivery_db),
+                on_handed_off=on_handed_off,
+            )
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------------- time
+
+    def now(self) -> datetime:
+        if self.config.event_time and self._event_time is not None:
+            return self._event_time
+        return self._wall_clock()
+
+    # ------------------------------------------------------------------------- rules
+
+    def reload(self, path: Path | None = None) -> str:
+        """Check a rule file and swap it in at the next batch; the running set stays on error."""
+        try:
+            rules = load_rules(path or self.config.rules_path)
+        except RuleFileError as error:
+            log.warning("rule file refused; the running rules stay", extra={"error": str(error)})
+            return f"refused: {error}"
+        with self._lock:
+            self._pending_reload = rules
+        return f"accepted: {len(rules.rules)} rules"
+
+    def _restored_evaluator(self, rules: RuleSet) -> Evaluator:
+        evaluator = Evaluator(rules, self.fleet)
+        saved = store.load_rule_states(self._db)
+        self._db.commit()
+        restored = evaluator.restore(saved.items())
+        log.info("rule states restored", extra={"states": restored, "rules": len(rules.rules)})
+        return evaluator
+
+    def _swap_rules(self) -> None:
+        with self._lock:
+            rules, self._pending_reload = self._pending_reload, None
+        if rules is None:
+            return
+        self._save_states()
+        self.rules = rules
+        self.evaluator = self._restored_evaluator(rules)
+        log.info("rules reloaded", extra={"rules": len(rules.rules)})
+
+    # ------------------------------------------------------------------------- MQTT
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = lambda *_: self.ready.set()
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        return client
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection", extra={"reason": str(reason_code)})
+            return
+        self._connection_number += 1
+        client.subscribe([(subscription(Channel.TELEMETRY), 1), (subscription(Channel.STATE), 1)])
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._inbox.append(
+            _Inbound(
+                message.topic,
+                bytes(message.payload),
+                self._wall_clock(),
+                message.mid,
+                self._connection_number,
+            )
+        )
+        self._arrived.set()
+        self._send_acknowledgements()
+
+    def _send_acknowledgements(self) -> None:
+        current = self._connection_number
+        while True:
+            try:
+                mid, connection = self._to_acknowledge.popleft()
+            except IndexError:
+                return
+            if connection == current:
+                self._client.ack(mid, 1)
+
+    # ------------------------------------------------------------------------- running
+
+    def run(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._resend_unsent()
+        self._client.connect_async(
+            self.config.mqtt_host,
+            self.config.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+        next_tick = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._arrived.wait(min(BATCH_WAIT_S * 4, max(0.0, next_tick - time.monotonic())))
+                self._arrived.clear()
+                self._swap_rules()
+                batch = self._take_batch()
+                if batch:
+                    self._apply(batch)
+                if time.monotonic() >= next_tick:
+                    self._tick()
+                    next_tick = time.monotonic() + self.config.tick_s
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            if self._dispatcher is not None:
+                self._dispatcher.close(timeout_s=5)
+            self._db.close()
+            if self._delivery_db is not None:
+                self._delivery_db.close()
+            log.info("rules engine stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._arrived.set()
+
+    def _take_batch(self) -> list[_Inbound]:
+        batch: list[_Inbound] = []
+        while self._inbox and len(batch) < BATCH_MAX:
+            batch.append(self._inbox.popleft())
+        return batch
+
+    def _apply(self, batch: Sequence[_Inbound]) -> None:
+        events: list[RuleEvent] = []
+        for message in batch:
+            events += self._evaluate(message)
+        notices = self._commit(events)
+        for message in batch:
+            self._to_acknowledge.append((message.mid, message.connection))
+        self._send_acknowledgements()
+        self.messages_applied += len(batch)
+        self._send(notices)
+
+    def _evaluate(self, message: _Inbound) -> list[RuleEvent]:
+        decoded = decode(message.topic, message.payload, message.received_at)
+        if isinstance(decoded, Rejected):
+            return []  # ingest records the reason; there is nothing to evaluate
+        device_id = decoded.topic.device_id
+        if isinstance(decoded, Telemetry):
+            events: list[RuleEvent] = []
+            for taken, values in sorted(decoded.samples, key=lambda sample: sample[0]):
+                if self._event_time is None or taken > self._event_time:
+                    self._event_time = taken
+                events += self.evaluator.reading(device_id, taken, values, self.now())
+            return events
+        if isinstance(decoded, State):
+            online = decoded.status is DeviceStatus.ONLINE
+            return self.evaluator.state(
+                device_id, online, decoded.reason, decoded.boot_id, self.now()
+            )
+        return []
+
+    def _commit(self, events: Sequence[RuleEvent]) -> list[store.QueuedNotice]:
+        notices: list[store.QueuedNotice] = []
+        with self._db.transaction():
+            for event in events:
+                notices += self._record(event)
+            notices += self._update_root_causes()
+            store.save_rule_states(self._db, self.evaluator.take_dirty())
+        self._db.commit()
+        return notices
+
+    def _save_states(self) -> None:
+        with self._db.transaction():
+            store.save_rule_states(self._db, self.evaluator.take_dirty())
+        self._db.commit()
+
+    # ------------------------------------------------------------------------- alerts
+
+    def _current(self, rule_id: str, subject: str) -> int | None:
+        row = self._db.execute(
+            "SELECT alert_id FROM alerts WHERE rule_id = %s AND subject = %s"
+            " AND (status IN ('firing', 'acknowledged')"
+            " OR (status = 'resolved' AND repaired_at IS NOT NULL))",
+            (rule_id, subject),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _record(self, event: RuleEvent) -> list[store.QueuedNotice]:
+        rule, subject = event.rule, event.device_id
+        current = self._current(rule.id, subject)
+        if event.kind is EventKind.FIRED:
+            if current is not None:
+                alert = store.load_alert(self._db, current)
+                if alert.status is Status.RESOLVED:
+                    _, _, queued = store.change_alert(
+                        self._db, current, lambda a: lifecycle.refire(a, event.at)
+                    )
+                    return queued
+                return []  # already open (e.g. a state saved just before a crash)
+            return self._fire(rule.id, subject, rule.severity, rule.title, event)
+        if current is None:
+            return []
+        cause = event.cause
+
+        def resolve(alert: Alert) -> Outcome:
+            known = replace(alert, cause=cause) if cause else alert
+            return lifecycle.resolve(known, event.at)
+
+        _, _, queued = store.change_alert(self._db, current, resolve)
+        self._publish_later(current)
+        return queued
+
+    def _fire(
+        self, rule_id: str, subject: str, severity: Severity, title: str, event: RuleEvent
+    ) -> list[store.QueuedNotice]:
+        device = self.fleet.get(subject)
+        muted = None
+        if device is not None:
+            silences = store.silences_in_force(self._db, event.at)
+            muted = lifecycle.mute_reason(
+                rule_id, device.scope, event.at, silences, self._root_causes
+            )
+        outcome = lifecycle.fire(
+            rule_id,
+            subject,
+            severity,
+            event.started_at,
+            event.at,
+            muted_by=muted,
+            cause=event.cause,
+        )
+        alert, queued = store.insert_alert(self._db, outcome, title)
+        self.alerts_raised += 1
+        if alert.alert_id is not None:
+            self._publish_later(alert.alert_id)
+        return queued
+
+    def _update_root_causes(self) -> list[store.QueuedNotice]:
+        scopes = {device_id: device.scope for device_id, device in self.fleet.items()}
+        sizes = lifecycle.group_sizes(list(scopes.values()))
+        failing = lifecycle.failing_groups(self.evaluator.missing_devices(), scopes, sizes)
+        queued: list[store.QueuedNotice] = []
+        now = self.now()
+        for key in failing:
+            if key in self._root_causes:
+                continue
+            current = self._current(ROOT_CAUSE_RULE, key)
+            if current is None:
+                event_title = ROOT_CAUSE_TITLES["en"]
+                outcome = lifecycle.fire(
+                    ROOT_CAUSE_RULE, key, Severity.CRITICAL, now, now, cause="communication"
+                )
+                alert, notices = store.insert_alert(self._db, outcome, event_title)
+                queued += notices
+                current = alert.alert_id
+                self.alerts_raised += 1
+            if current is not None:
+                self._root_causes[key] = current
+                self._mute_members(failing[key], current)
+        for key in [key for key in self._root_causes if key not in failing]:
+            alert_id = self._root_causes.pop(key)
+            _, _, notices = store.change_alert(
+                self._db, alert_id, lambda a: lifecycle.resolve(a, now, "devices back")
+            )
+            queued += notices
+            queued += self._unmute(f"suppressed:{alert_id}", now)
+        return queued
+
+    def _mute_members(self, members: Sequence[str], root_alert: int) -> None:
+        self._db.execute(
+            "UPDATE alerts SET muted_by = %s, updated_at = now()"
+            " WHERE subject = ANY(%s) AND status IN ('firing', 'acknowledged')"
+            " AND muted_by IS NULL",
+            (f"suppressed:{root_alert}", list(members)),
+        )
+
+    def _unmute(self, reason: str, now: datetime) -> list[store.QueuedNotice]:
+        rows = self._db.execute(
+            "SELECT alert_id FROM alerts WHERE muted_by = %s AND status = 'firing'", (reason,)
+        ).fetchall()
+        queued: list[store.QueuedNotice] = []
+        for (alert_id,) in rows:
+            _, _, notices = store.change_alert(
+                self._db, alert_id, lambda a: lifecycle.unmute(a, now)
+            )
+            queued += notices
+        return queued
+
+    def _tick(self) -> None:
+        now = self.now()
+        events = self.evaluator.tick(now)
+        notices: list[store.QueuedNotice] = []
+        with self._db.transaction():
+            for event in events:
+                notices += self._record(event)
+            notices += self._update_root_causes()
+            silences = store.silences_in_force(self._db, now)
+            for alert in store.live_alerts(self._db):
+                notices += self._tick_alert(alert, now, silences)
+            store.save_rule_states(self._db, self.evaluator.take_dirty())
+        self._db.commit()
+        self._send(notices)
+
+    def _tick_alert(
+        self, alert: Alert, now: datetime, silences: Sequence[lifecycle.Silence]
+    ) -> list[store.QueuedNotice]:
+        if alert.alert_id is None:
+            return []
+        queued: list[store.QueuedNotice] = []
+        muted = alert.muted_by
+        if muted and muted.startswith(("silence:", "maintenance:")):
+            labels = {silence.label for silence in silences if silence.starts_at <= now}
+            if muted not in labels:
+                _, _, notices = store.change_alert(
+                    self._db, alert.alert_id, lambda a: lifecycle.unmute(a, now)
+                )
+                queued += notices
+        failing = self.evaluator.firing(alert.rule_id, alert.subject)
+        _, transitions, notices = store.change_alert(
+            self._db,
+            alert.alert_id,
+            lambda a: lifecycle.tick(a, now, self.config.policy, still_failing=failing),
+        )
+        if transitions:
+            self._publish_later(alert.alert_id)
+        return queued + notices
+
+    # ------------------------------------------------------------------------- out
+
+    def _publish_later(self, alert_id: int) -> None:
+        self._to_publish.add(alert_id)
+
+    def _send(self, notices: Sequence[store.QueuedNotice]) -> None:
+        published = sorted(self._to_publish | {n.alert_id for n in notices})
+        self._to_publish.clear()
+        for alert_id in published:
+            self._publish(alert_id)
+        for queued in notices:
+            self._notify(queued)
+
+    def _publish(self, alert_id: int) -> None:
+        alert = store.load_alert(self._db, alert_id)
+        self._db.commit()
+        device = self.fleet.get(alert.subject)
+        site = device.scope.site_id if device is not None else alert.subject.split(":")[-1]
+        topic = f"{ALERT_TOPIC_ROOT}/{site}/{alert.rule_id}/{alert.subject.replace(':', '-')}"
+        body = {
+            "alert_id": alert_id,
+            "rule_id": alert.rule_id,
+            "subject": alert.subject,
+            "severity": alert.severity.value,
+            "status": alert.status.value,
+            "fired_at": alert.fired_at.isoformat(),
+            "cause": alert.cause,
+            "muted_by": alert.muted_by,
+        }
+        payload = b"" if alert.status is Status.CLOSED else json.dumps(body).encode()
+        self._client.publish(topic, payload, qos=1, retain=True)
+
+    def _notify(self, queued: store.QueuedNotice) -> None:
+        if self._dispatcher is None or self.config.notifications is None:
+            return
+        alert = store.load_alert(self._db, queued.alert_id)
+        self._db.commit()
+        rule = _find_rule(self.rules, alert.rule_id)
+        device = self.fleet.get(alert.subject)
+        titles = dict(rule.titles) if rule is not None else dict(ROOT_CAUSE_TITLES)
+        notice = AlertNotice(
+            alert_id=queued.alert_id,
+            rule_id=alert.rule_id,
+            severity=alert.severity.value,
+            kind=queued.kind,
+            titles=titles,
+            device_id=alert.subject,
+            device_name=device.name if device is not None else alert.subject,
+            place=device.place_name if device is not None else alert.subject,
+            zone=_zone(device),
+            latitude=device.place.latitude if device is not None else None,
+            longitude=device.place.longitude if device is not None else None,
+            since=alert.resolved_at
+            if queued.kind.value == "resolved" and alert.resolved_at
+            else alert.started_at,
+            timezone=device.place.timezone if device is not None else "UTC",
+            link=self.config.notifications.link(queued.alert_id),
+            cause=alert.cause or "",
+            notification_id=queued.notification_id,
+        )
+        if not self.config.notifications.routes_for(notice):
+            store.finish_notification(self._db, queued.notification_id, self.now(), sent=False)
+            self._db.commit()
+            return
+        self._dispatcher.submit(notice)
+
+    def _resend_unsent(self) -> None:
+        """Notifications queued before a crash and never sent go out now (at least once)."""
+        unsent = store.unsent_notifications(self._db)
+        self._db.commit()
+        for queued in unsent:
+            self._notify(queued)
+
+
+def _find_rule(rules: RuleSet, rule_id: str) -> Rule | None:
+    try:
+        return rules.by_id(rule_id)
+    except KeyError:
+        return None
+
+
+def _zone(device: FleetDevice | None) -> str | None:
+    if device is None:
+        return None
+    return device.scope.street_group or device.scope.building
+
+
+class _DeliveryRecorder:
+    """Records every delivery attempt, and marks the notification sent or given up."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    def record(self, delivery: Delivery) -> None:
+        with self._lock:
+            store.record_attempt(self._connection, delivery.notification_id, delivery)
+            if delivery.notification_id is not None and delivery.final:
+                store.finish_notification(
+                    self._connection, delivery.notification_id, delivery.at, sent=delivery.ok
+                )

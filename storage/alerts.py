@@ -1,0 +1,262 @@
+"""Alerts in the database: every change under a row lock, with its transitions and notices.
+
+The rules engine and people (through the CLI, later the API) change alerts concurrently, so
+nobody caches them: each change locks the alert's row, applies a pure function of
+:mod:`rules.lifecycle`, and writes the alert, its transitions and the notifications to send in
+one transaction. A unique index keeps one open alert per (rule, subject).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Final
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from rules.lifecycle import Alert, Outcome, Silence, Status, Transition
+from rules.model import Severity
+from rules.notify import Delivery, NoticeKind
+
+_COLUMNS: Final = tuple(f.name for f in fields(Alert) if f.name != "alert_id")
+
+
+def _row_to_alert(row: dict[str, Any]) -> Alert:
+    values = {name: row[name] for name in _COLUMNS}
+    values["severity"] = Severity(values["severity"])
+    values["status"] = Status(values["status"])
+    return Alert(alert_id=row["alert_id"], **values)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedNotice:
+    notification_id: int
+    alert_id: int
+    kind: NoticeKind
+    queued_at: datetime
+
+
+def insert_alert(
+    connection: psycopg.Connection, outcome: Outcome, title: str
+) -> tuple[Alert, list[QueuedNotice]]:
+    """Store a newly fired alert (``outcome`` of :func:`rules.lifecycle.fire`)."""
+    alert, transitions, notices = outcome
+    names = ", ".join(_COLUMNS)
+    marks = ", ".join(["%s"] * len(_COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO alerts ({names}, title) VALUES ({marks}, %s) RETURNING alert_id",  # noqa: S608
+            [*_values(alert), title],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise psycopg.DataError("INSERT ... RETURNING gave no row")
+    stored = Alert(**{**_as_dict(alert), "alert_id": row[0]})
+    return stored, _record(connection, row[0], transitions, notices, alert.fired_at)
+
+
+def change_alert(
+    connection: psycopg.Connection, alert_id: int, change: Callable[[Alert], Outcome]
+) -> tuple[Alert, list[Transition], list[QueuedNotice]]:
+    """Lock the alert, apply ``change``, store the result; call within a transaction."""
+    alert = load_alert(connection, alert_id, lock=True)
+    changed, transitions, notices = change(alert)
+    if changed != alert:
+        assignments = ", ".join(f"{name} = %s" for name in _COLUMNS)
+        connection.execute(
+            f"UPDATE alerts SET {assignments}, updated_at = now() WHERE alert_id = %s",  # noqa: S608
+            [*_values(changed), alert_id],
+        )
+    at = transitions[-1].at if transitions else datetime.now(tz=changed.fired_at.tzinfo)
+    return changed, transitions, _record(connection, alert_id, transitions, notices, at)
+
+
+def load_alert(connection: psycopg.Connection, alert_id: int, *, lock: bool = False) -> Alert:
+    with connection.cursor(row_factory=dict_row) as cursor:
+        if lock:
+            cursor.execute("SELECT * FROM alerts WHERE alert_id = %s FOR UPDATE", (alert_id,))
+        else:
+            cursor.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,))
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"there is no alert {alert_id}")
+    return _row_to_alert(row)
+
+
+def live_alerts(connection: psycopg.Connection) -> list[Alert]:
+    """Every alert the engine still looks after: open, or resolved and not yet closed."""
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute("SELECT * FROM alerts WHERE status <> 'closed' ORDER BY alert_id")
+        return [_row_to_alert(row) for row in cursor.fetchall()]
+
+
+def alerts(
+    connection: psycopg.Connection,
+    statuses: Sequence[str] = (),
+    subject: str | None = None,
+    limit: int = 100,
+) -> list[tuple[Alert, str]]:
+    """Alerts (with their titles), newest first, filtered by status and subject."""
+    query = "SELECT * FROM alerts WHERE true"
+    parameters: list[object] = []
+    if statuses:
+        query += " AND status = ANY(%s)"
+        parameters.append(list(statuses))
+    if subject:
+        query += " AND subject = %s"
+        parameters.append(subject)
+    query += " ORDER BY fired_at DESC, alert_id DESC LIMIT %s"
+    parameters.append(limit)
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(query, parameters)
+        return [(_row_to_alert(row), row["title"]) for row in cursor.fetchall()]
+
+
+def transitions_of(connection: psycopg.Connection, alert_id: int) -> list[Transition]:
+    rows = connection.execute(
+        "SELECT at, from_status, to_status, actor, note FROM alert_transitions"
+        " WHERE alert_id = %s ORDER BY at, transition_id",
+        (alert_id,),
+    ).fetchall()
+    return [
+        Transition(at, Status(before) if before else None, Status(after), actor, note)
+        for at, before, after, actor, note in rows
+    ]
+
+
+def _record(
+    connection: psycopg.Connection,
+    alert_id: int,
+    transitions: Iterable[Transition],
+    notices: Iterable[NoticeKind],
+    at: datetime,
+) -> list[QueuedNotice]:
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO alert_transitions (alert_id, at, from_status, to_status, actor, note)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(alert_id, t.at, t.from_status, t.to_status, t.actor, t.note) for t in transitions],
+        )
+    queued = []
+    for kind in notices:
+        row = connection.execute(
+            "INSERT INTO notifications (alert_id, kind, queued_at) VALUES (%s, %s, %s)"
+            " RETURNING notification_id",
+            (alert_id, kind.value, at),
+        ).fetchone()
+        if row is not None:
+            queued.append(QueuedNotice(row[0], alert_id, kind, at))
+    return queued
+
+
+def unsent_notifications(connection: psycopg.Connection) -> list[QueuedNotice]:
+    """Notifications queued but neither sent nor given up: to send after a restart."""
+    rows = connection.execute(
+        "SELECT notification_id, alert_id, kind, queued_at FROM notifications"
+        " WHERE sent_at IS NULL AND gave_up_at IS NULL ORDER BY notification_id"
+    ).fetchall()
+    return [QueuedNotice(n, a, NoticeKind(k), q) for n, a, k, q in rows]
+
+
+def finish_notification(
+    connection: psycopg.Connection, notification_id: int, at: datetime, *, sent: bool
+) -> None:
+    column = "sent_at" if sent else "gave_up_at"
+    connection.execute(
+        f"UPDATE notifications SET {column} = %s WHERE notification_id = %s",  # noqa: S608
+        (at, notification_id),
+    )
+
+
+def record_attempt(
+    connection: psycopg.Connection, notification_id: int | None, delivery: Delivery
+) -> None:
+    """Record one attempt to send a notification (its URL has its secrets hidden)."""
+    connection.execute(
+        "INSERT INTO notification_attempts (notification_id, alert_id, route, url, language,"
+        " attempt, at, ok, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            notification_id,
+            delivery.alert_id,
+            delivery.route,
+            delivery.url,
+            delivery.language,
+            delivery.attempt,
+            delivery.at,
+            delivery.ok,
+            delivery.error,
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- silences
+
+
+def add_silence(connection: psycopg.Connection, silence: Silence, created_by: str) -> int:
+    row = connection.execute(
+        "INSERT INTO silences (starts_at, ends_at, maintenance, rule_ids, device_ids,"
+        " street_groups, buildings, reason, created_by)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING silence_id",
+        (
+            silence.starts_at,
+            silence.ends_at,
+            silence.maintenance,
+            list(silence.rule_ids),
+            list(silence.device_ids),
+            list(silence.street_groups),
+            list(silence.buildings),
+            silence.reason,
+            created_by,
+        ),
+    ).fetchone()
+    if row is None:
+        raise psycopg.DataError("INSERT ... RETURNING gave no row")
+    return int(row[0])
+
+
+def silences_in_force(connection: psycopg.Connection, at: datetime) -> list[Silence]:
+    rows = connection.execute(
+        "SELECT silence_id, starts_at, ends_at, maintenance, rule_ids, device_ids,"
+        " street_groups, buildings, reason FROM silences WHERE ends_at > %s ORDER BY silence_id",
+        (at,),
+    ).fetchall()
+    return [
+        Silence(i, s, e, m, tuple(r), tuple(d), tuple(g), tuple(b), reason)
+        for i, s, e, m, r, d, g, b, reason in rows
+    ]
+
+
+# ----------------------------------------------------------------------------- engine state
+
+
+def save_rule_states(
+    connection: psycopg.Connection, states: Iterable[tuple[str, str, dict[str, object]]]
+) -> None:
+    """Upsert (rule id, device id, state) rows."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO rule_states (rule_id, device_id, state) VALUES (%s, %s, %s)"
+            " ON CONFLICT (rule_id, device_id) DO UPDATE SET state = excluded.state,"
+            " updated_at = now()",
+            [(rule_id, device_id, Jsonb(state)) for rule_id, device_id, state in states],
+        )
+
+
+def load_rule_states(connection: psycopg.Connection) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = connection.execute("SELECT rule_id, device_id, state FROM rule_states").fetchall()
+    return {(rule_id, device_id): state for rule_id, device_id, state in rows}
+
+
+def _as_dict(alert: Alert) -> dict[str, Any]:
+    return {f.name: getattr(alert, f.name) for f in fields(alert)}
+
+
+def _values(alert: Alert) -> list[object]:
+    values: list[object] = []
+    for name in _COLUMNS:
+        value = getattr(alert, name)
+        values.append(value.value if isinstance(value, Severity | Status) else value)
+    return values

@@ -1,0 +1,245 @@
+"""The rules engine end to end: readings over a real broker, alerts in a real database,
+notifications to a real SMTP server and webhook, and restarts that lose and double nothing."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from protocol.payloads import DeviceStatus, StatePayload, encode
+from rules.lifecycle import Alert, Status
+from rules.notify import parse_notification_config
+from rules.service import RulesConfig, RulesService
+from smartcity.local_services import LocalMosquitto
+from storage import alerts as store
+from tests.integration.helpers import (
+    Publisher,
+    provision_test_site,
+    publisher,
+    wait_until,
+)
+from tests.integration.receivers import MailCollector, Webhook
+from tests.simulation_helpers import Recorder
+
+pytestmark = pytest.mark.integration
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
+NIGHT = (datetime.now(UTC) - timedelta(days=1)).replace(hour=22, minute=0, second=0, microsecond=0)
+"""Yesterday at 22:00 UTC: dark in Sefrou all year round."""
+FIVE_MINUTES = timedelta(minutes=5)
+
+
+def light_values(lamp_power: float) -> dict[str, float | bool]:
+    return {
+        "lamp_on": True,
+        "lamp_power": lamp_power,
+        "battery_soc": 80.0,
+        "tilt": 0.5,
+        "pv_power": 0.0,
+        "controller_status": 0,
+    }
+
+
+def publish_reading(
+    client: Publisher, device_id: str, seq: int, ts: datetime, values: dict[str, float | bool]
+) -> None:
+    sample = {"ts": ts.isoformat(), "values": values}
+    payload = json.dumps({"v": 1, "seq": seq, "samples": [sample]}).encode()
+    client.publish_all([(f"sc/sefrou/streetlight/{device_id}/telemetry", payload)])
+
+
+def dark(client: Publisher, device_id: str, index: int) -> None:
+    """Reading ``index`` of a light whose lamp is on and draws nothing, at night."""
+    publish_reading(client, device_id, index, NIGHT + index * FIVE_MINUTES, light_values(0.0))
+
+
+def routing(smtp_port: int, webhook_port: int) -> str:
+    return f"""
+link_base: https://smartcity.sefrou.test/console
+retry: {{attempts: 2, first_delay_s: 0.05}}
+routes:
+  - name: crew-mail
+    language: fr
+    urls: ["mailto://127.0.0.1:{smtp_port}?from=alerts@sefrou.test&to=crew@sefrou.test"]
+  - name: crew-hook
+    language: ar
+    urls: ["json://127.0.0.1:{webhook_port}/alerts"]
+"""
+
+
+@contextmanager
+def running_engine(config: RulesConfig) -> Iterator[RulesService]:
+    service = RulesService(config)
+    thread = threading.Thread(target=service.run, name="rules")
+    thread.start()
+    try:
+        assert service.ready.wait(30), "the rules engine did not subscribe"
+        yield service
+    finally:
+        service.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "the rules engine did not stop"
+
+
+@pytest.fixture
+def config(
+    database_url: str,
+    broker: LocalMosquitto,
+    smtp_server: tuple[int, MailCollector],
+    webhook: Webhook,
+) -> RulesConfig:
+    provision_test_site(database_url)
+    return RulesConfig(
+        database_url,
+        DEFAULT_RULES,
+        mqtt_port=broker.port,
+        notifications=parse_notification_config(routing(smtp_server[0], webhook.port)),
+        tick_s=0.2,
+        event_time=True,
+    )
+
+
+def open_alerts(database_url: str, rule_id: str) -> list[Alert]:
+    with psycopg.connect(database_url) as connection:
+        return [
+            alert
+            for alert, _ in store.alerts(connection, subject=None, limit=1000)
+            if alert.rule_id == rule_id
+        ]
+
+
+def test_lamp_out_fires_notifies_and_publishes(
+    config: RulesConfig,
+    broker: LocalMosquitto,
+    smtp_server: tuple[int, MailCollector],
+    webhook: Webhook,
+) -> None:
+    watcher = Recorder(broker.port, client_id="alert-watcher")
+    watcher._client.subscribe("alerts/#", qos=1)
+    try:
+        with running_engine(config), publisher(broker.port) as client:
+            for index in range(6):  # dark for 25 minutes at night
+                publish_reading(
+                    client, "sl-001", index, NIGHT + index * FIVE_MINUTES, light_values(0.0)
+                )
+            wait_until(lambda: bool(open_alerts(config.database_url, "lamp-out")), 20, "lamp-out")
+            alert = open_alerts(config.database_url, "lamp-out")[0]
+            assert (alert.subject, alert.status) == ("sl-001", Status.FIRING)
+            assert alert.started_at == NIGHT
+            assert alert.fired_at == NIGHT + 4 * FIVE_MINUTES, (
+                "for: 20m, at the first reading after"
+            )
+            wait_until(lambda: bool(smtp_server[1].envelopes), 20, "the e-mail")
+            wait_until(lambda: bool(webhook.posts), 20, "the webhook call")
+            wait_until(lambda: any(t.startswith("alerts/") for t, _, _ in watcher.messages), 10)
+            # The lamp lights again: the alert resolves by itself.
+            publish_reading(client, "sl-001", 6, NIGHT + 6 * FIVE_MINUTES, light_values(55.0))
+            wait_until(
+                lambda: open_alerts(config.database_url, "lamp-out")[0].status is Status.RESOLVED,
+                20,
+                "the resolution",
+            )
+    finally:
+        watcher.close()
+    content = smtp_server[1].envelopes[0].content
+    assert isinstance(content, bytes)
+    mail = email.message_from_bytes(content, policy=email.policy.default)
+    assert isinstance(mail, EmailMessage)
+    body = mail.get_body(("plain", "html"))
+    assert body is not None
+    text = body.get_content()
+    assert "Lampe éteinte la nuit" in str(mail["Subject"]) + text
+    assert "/alerts/" in text
+    _, posted = webhook.posts[0]
+    assert "مصباح" in json.dumps(posted, ensure_ascii=False)
+    with psycopg.connect(config.database_url) as connection:
+        history = store.transitions_of(connection, alert.alert_id or 0)
+        attempts = connection.execute(
+            "SELECT count(*) FILTER (WHERE ok) FROM notification_attempts WHERE alert_id = %s",
+            (alert.alert_id,),
+        ).fetchone()
+    assert [(t.from_status, t.to_status) for t in history] == [
+        (None, Status.FIRING),
+        (Status.FIRING, Status.RESOLVED),
+    ]
+    assert attempts is not None
+    assert attempts[0] >= 2, "mail and webhook recorded"
+
+
+def test_restart_mid_incident_continues_timers_without_duplicates(config: RulesConfig) -> None:
+    with publisher(config.mqtt_port) as client:
+        with running_engine(config) as engine:
+            for index in range(5):  # sl-001 fires (20 min); sl-002 is 10 minutes into pending
+                publish_reading(
+                    client, "sl-001", index, NIGHT + index * FIVE_MINUTES, light_values(0.0)
+                )
+            for index in range(3):
+                publish_reading(
+                    client, "sl-002", index, NIGHT + index * FIVE_MINUTES, light_values(0.0)
+                )
+            wait_until(lambda: engine.messages_applied >= 8, 20, "the readings applied")
+        with running_engine(config):
+            for index in range(3, 6):
+                publish_reading(
+                    client, "sl-002", index, NIGHT + index * FIVE_MINUTES, light_values(0.0)
+                )
+            dark(client, "sl-001", 5)
+            wait_until(
+                lambda: len(open_alerts(config.database_url, "lamp-out")) == 2, 20, "sl-002 fires"
+            )
+            by_device = {a.subject: a for a in open_alerts(config.database_url, "lamp-out")}
+            assert by_device["sl-002"].started_at == NIGHT, "the pending timer went on"
+            assert by_device["sl-002"].fired_at == NIGHT + 4 * FIVE_MINUTES
+            assert len(open_alerts(config.database_url, "lamp-out")) == 2, "no duplicate"
+
+
+def test_will_then_birth_with_new_boot_is_a_power_loss(config: RulesConfig) -> None:
+    topic = "sc/sefrou/streetlight/sl-003/state"
+    with running_engine(config), publisher(config.mqtt_port) as client:
+        online = StatePayload(v=1, status=DeviceStatus.ONLINE, ts=NIGHT, boot_id="boot-a")
+        client.publish_all([(topic, encode(online))])
+        will = StatePayload(
+            v=1, status=DeviceStatus.OFFLINE, ts=NIGHT, reason="connection_lost", boot_id="boot-a"
+        )
+        client.publish_all([(topic, encode(will))])
+        wait_until(lambda: bool(open_alerts(config.database_url, "light-offline")), 20, "offline")
+        back = StatePayload(v=1, status=DeviceStatus.ONLINE, ts=NIGHT, boot_id="boot-b")
+        client.publish_all([(topic, encode(back))])
+        wait_until(
+            lambda: open_alerts(config.database_url, "light-offline")[0].status is Status.RESOLVED,
+            20,
+            "back online",
+        )
+    assert open_alerts(config.database_url, "light-offline")[0].cause == "power"
+
+
+def test_a_bad_rule_file_never_replaces_the_running_rules(
+    config: RulesConfig, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "rules:\n  - id: x\n    class: streetlight\n    title: {en: X}\n    when: lamp_pwer < 1\n",
+        encoding="utf-8",
+    )
+    with running_engine(config) as engine, publisher(config.mqtt_port) as client:
+        before = engine.rules
+        outcome = engine.reload(broken)
+        assert outcome.startswith("refused")
+        assert "line 5" in outcome
+        assert "did you mean lamp_power" in outcome
+        for index in range(5):
+            publish_reading(
+                client, "sl-004", index, NIGHT + index * FIVE_MINUTES, light_values(0.0)
+            )
+        wait_until(lambda: bool(open_alerts(config.database_url, "lamp-out")), 20, "lamp-out")
+        assert engine.rules is before

@@ -1,0 +1,193 @@
+"""The alert lifecycle with a fake clock: reminders, escalation, silences, maintenance,
+root-cause suppression, repairs verified or reopened."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rules.lifecycle import (
+    ENGINE,
+    LifecycleError,
+    Policy,
+    Scope,
+    Silence,
+    Status,
+    acknowledge,
+    close,
+    failing_groups,
+    fire,
+    group_sizes,
+    mark_repaired,
+    mute_reason,
+    refire,
+    resolve,
+    tick,
+    unmute,
+)
+from rules.model import Severity
+from rules.notify import NoticeKind
+
+T0 = datetime(2026, 11, 29, 18, tzinfo=UTC)
+POLICY = Policy()
+LAMP = Scope("sl-1", street_group="menzel", cabinet="c1", site_id="sefrou")
+
+
+def minutes(count: float) -> datetime:
+    return T0 + timedelta(minutes=count)
+
+
+def test_firing_notifies_and_records_who_and_when() -> None:
+    alert, transitions, notices = fire("lamp-out", "sl-1", Severity.CRITICAL, minutes(-20), T0)
+    assert alert.status is Status.FIRING
+    assert (alert.started_at, alert.fired_at) == (minutes(-20), T0)
+    assert notices == [NoticeKind.FIRING]
+    assert [(t.from_status, t.to_status, t.actor) for t in transitions] == [
+        (None, Status.FIRING, ENGINE)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("severity", "at_minutes", "expected"),
+    [
+        (Severity.CRITICAL, 29, []),
+        (Severity.CRITICAL, 30, [NoticeKind.ESCALATION]),
+        (Severity.WARNING, 239, []),
+        (Severity.WARNING, 240, [NoticeKind.REMINDER]),
+        (Severity.INFO, 10_000, []),
+    ],
+)
+def test_reminders_and_escalation_while_unacknowledged(
+    severity: Severity, at_minutes: float, expected: list[NoticeKind]
+) -> None:
+    alert, _, _ = fire("r", "sl-1", severity, T0, T0)
+    _, _, notices = tick(alert, minutes(at_minutes), POLICY, still_failing=True)
+    assert notices == expected
+
+
+def test_critical_escalates_once_then_reminds_hourly() -> None:
+    alert, _, _ = fire("r", "sl-1", Severity.CRITICAL, T0, T0)
+    sent = []
+    for minute in range(0, 181, 5):
+        alert, _, notices = tick(alert, minutes(minute), POLICY, still_failing=True)
+        sent += [(minute, n) for n in notices]
+    assert sent == [
+        (30, NoticeKind.ESCALATION),
+        (90, NoticeKind.REMINDER),
+        (150, NoticeKind.REMINDER),
+    ]
+
+
+def test_acknowledged_alert_stops_reminding() -> None:
+    alert, _, _ = fire("r", "sl-1", Severity.CRITICAL, T0, T0)
+    alert, transitions, _ = acknowledge(alert, minutes(5), "crew-7")
+    assert (alert.status, alert.acknowledged_by) == (Status.ACKNOWLEDGED, "crew-7")
+    assert transitions[0].actor == "crew-7"
+    _, _, notices = tick(alert, minutes(600), POLICY, still_failing=True)
+    assert notices == []
+    with pytest.raises(LifecycleError):
+        acknowledge(alert, minutes(6), "crew-7")
+
+
+def test_resolution_then_automatic_close() -> None:
+    alert, _, _ = fire("r", "sl-1", Severity.WARNING, T0, T0)
+    alert, transitions, notices = resolve(alert, minutes(30))
+    assert alert.status is Status.RESOLVED
+    assert notices == [NoticeKind.RESOLVED]
+    assert transitions[0].actor == ENGINE
+    alert, _, _ = tick(alert, minutes(30 + 24 * 60 - 1), POLICY, still_failing=False)
+    assert alert.status is Status.RESOLVED
+    alert, transitions, _ = tick(alert, minutes(30 + 24 * 60), POLICY, still_failing=False)
+    assert alert.status is Status.CLOSED
+    assert transitions[0].to_status is Status.CLOSED
+
+
+def test_repair_verified_by_the_clear_condition() -> None:
+    alert, _, _ = fire("lamp-out", "sl-1", Severity.CRITICAL, T0, T0)
+    alert, transitions, _ = mark_repaired(alert, minutes(60), "crew-2", "driver replaced")
+    assert alert.status is Status.RESOLVED
+    assert "driver replaced" in transitions[0].note
+    alert, transitions, _ = resolve(alert, minutes(24 * 60))  # lit at the next dusk
+    assert alert.status is Status.CLOSED
+    assert transitions[0].note == "repair verified"
+
+
+def test_repair_not_confirmed_reopens() -> None:
+    alert, _, _ = fire("lamp-out", "sl-1", Severity.CRITICAL, T0, T0)
+    alert, _, _ = mark_repaired(alert, minutes(60), "crew-2")
+    alert, _, notices = tick(alert, minutes(60 + 24 * 60), POLICY, still_failing=True)
+    assert alert.status is Status.FIRING
+    assert notices == [NoticeKind.REOPENED]
+    assert alert.repaired_at is None
+
+
+def test_fault_back_after_repair_reopens() -> None:
+    alert, _, _ = fire("lamp-out", "sl-1", Severity.CRITICAL, T0, T0)
+    alert, _, _ = mark_repaired(alert, minutes(60), "crew-2")
+    alert, transitions, notices = refire(alert, minutes(300))
+    assert (alert.status, notices) == (Status.FIRING, [NoticeKind.REOPENED])
+    assert "came back" in transitions[0].note
+
+
+def test_repair_without_fault_since_closes_after_the_window() -> None:
+    alert, _, _ = fire("r", "sl-1", Severity.WARNING, T0, T0)
+    alert, _, _ = mark_repaired(alert, minutes(10), "crew-2")
+    alert, _, _ = tick(alert, minutes(10 + 24 * 60), POLICY, still_failing=False)
+    assert alert.status is Status.CLOSED
+
+
+def test_closing_twice_is_refused() -> None:
+    alert, _, _ = fire("r", "sl-1", Severity.WARNING, T0, T0)
+    alert, _, _ = close(alert, minutes(1), "admin", "duplicate")
+    with pytest.raises(LifecycleError):
+        close(alert, minutes(2), "admin")
+
+
+SILENCE = Silence(1, minutes(0), minutes(120), rule_ids=("lamp-out",), street_groups=("menzel",))
+MAINTENANCE = Silence(2, minutes(60), minutes(180), maintenance=True, device_ids=("sl-1",))
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "scope", "at", "roots", "expected"),
+    [
+        ("lamp-out", LAMP, minutes(10), {}, "silence:1"),
+        ("lamp-out", LAMP, minutes(130), {}, "maintenance:2"),
+        ("lamp-out", LAMP, minutes(200), {}, None),
+        ("day-burning", LAMP, minutes(10), {}, None),
+        ("day-burning", LAMP, minutes(61), {}, "maintenance:2"),
+        ("lamp-out", Scope("sl-9", street_group="other"), minutes(10), {}, None),
+        ("light-offline", LAMP, minutes(200), {"street:menzel": 41}, "suppressed:41"),
+        ("light-offline", LAMP, minutes(200), {"cabinet:c2": 42}, None),
+    ],
+)
+def test_silences_maintenance_and_suppression(
+    rule_id: str, scope: Scope, at: datetime, roots: dict[str, int], expected: str | None
+) -> None:
+    assert mute_reason(rule_id, scope, at, [SILENCE, MAINTENANCE], roots) == expected
+
+
+def test_a_muted_alert_is_recorded_but_silent_until_unmuted() -> None:
+    alert, transitions, notices = fire(
+        "lamp-out", "sl-1", Severity.CRITICAL, T0, T0, muted_by="silence:1"
+    )
+    assert notices == []
+    assert "silence:1" in transitions[0].note
+    _, _, later = tick(alert, minutes(600), POLICY, still_failing=True)
+    assert later == []
+    alert, _, notices = unmute(alert, minutes(121))
+    assert notices == [NoticeKind.FIRING]
+    assert alert.muted_by is None
+
+
+def test_root_cause_street_down_blames_the_street_not_each_light() -> None:
+    scopes = {
+        f"sl-{i}": Scope(f"sl-{i}", street_group="menzel" if i < 10 else "park", site_id="s")
+        for i in range(20)
+    }
+    sizes = group_sizes(list(scopes.values()))
+    down = failing_groups([f"sl-{i}" for i in range(6)], scopes, sizes)
+    assert down == {"street:menzel": [f"sl-{i}" for i in range(6)]}
+    assert failing_groups(["sl-1", "sl-2"], scopes, sizes) == {}, "two lights are not a street"
+    everything = failing_groups(list(scopes), scopes, sizes)
+    assert list(everything) == ["site:s"], "the site link explains both streets"

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from protocol.catalogue import (
     CATALOGUE,
@@ -37,7 +39,12 @@ from protocol.catalogue import (
     SIGN_FAULT_BITS,
 )
 from protocol.topics import DeviceClass
-from rules.solar import clear_sky_irradiance, hours_until_sunrise, solar_elevation
+from rules.solar import (
+    SECONDS_PER_DAY,
+    clear_sky_irradiance,
+    hours_until_sunrise,
+    solar_elevation,
+)
 
 Floats = npt.NDArray[np.float64]
 
@@ -127,17 +134,35 @@ def derive(place: DevicePlace, unix_s: Floats, metrics: Mapping[str, Floats]) ->
 
 
 def _local_time(unix_s: Floats, timezone: str) -> tuple[Floats, Floats]:
-    stamps = pd.to_datetime(np.asarray(unix_s, dtype=np.float64), unit="s", utc=True)
-    local = stamps.tz_convert(timezone)
-    hour = (local.hour + local.minute / 60 + local.second / 3_600).to_numpy(np.float64)
-    return hour, local.weekday.to_numpy(np.float64)
+    """Local hour of the day (0-24) and weekday (0 = Monday) of each time."""
+    local = np.asarray(unix_s, dtype=np.float64) + _utc_offsets(unix_s, timezone)
+    days = np.floor(local / SECONDS_PER_DAY)
+    hour: Floats = (local - days * SECONDS_PER_DAY) / 3_600.0
+    weekday: Floats = np.mod(days + 3, 7)  # 1970-01-01 was a Thursday
+    return hour, weekday
 
 
 def _local_days(unix_s: Floats, timezone: str) -> npt.NDArray[np.int64]:
     """The local calendar day of each time, as days since 1970-01-01."""
-    stamps = pd.to_datetime(np.asarray(unix_s, dtype=np.float64), unit="s", utc=True)
-    local = stamps.tz_convert(timezone).tz_localize(None).normalize()
-    return (local.to_numpy("datetime64[D]")).astype(np.int64)
+    local = np.asarray(unix_s, dtype=np.float64) + _utc_offsets(unix_s, timezone)
+    return np.floor(local / SECONDS_PER_DAY).astype(np.int64)
+
+
+def _utc_offsets(unix_s: Floats, timezone: str) -> Floats:
+    """The zone's offset from UTC [s] at each time. Zones change offset on whole UTC hours
+    (Morocco at 02:00 or 03:00 local time), so the offset is looked up once per hour."""
+    hours = np.floor(np.asarray(unix_s, dtype=np.float64) / 3_600.0).astype(np.int64)
+    unique, index = np.unique(hours, return_inverse=True)
+    offsets = np.array([_offset_s(timezone, int(hour)) for hour in unique], dtype=np.float64)
+    result: Floats = offsets[index]
+    return result
+
+
+@lru_cache(maxsize=100_000)
+def _offset_s(timezone: str, utc_hour: int) -> float:
+    moment = datetime.fromtimestamp(utc_hour * 3_600, tz=UTC).astimezone(ZoneInfo(timezone))
+    offset = moment.utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
 
 
 def _bits(device_class: DeviceClass, env: dict[str, Floats], count: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -97,3 +98,16 @@ def test_streaming_memory_derives_what_the_backtest_derives() -> None:
             np.testing.assert_allclose(
                 live[name], values[index : index + 1], rtol=1e-9, equal_nan=True, err_msg=name
             )
+
+
+def test_local_hour_and_weekday_follow_the_zone_all_year() -> None:
+    """Morocco's offset changes around Ramadan: the local time must follow it."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(hours=7 * i, minutes=13) for i in range(1_300)]
+    unix = np.array([m.timestamp() for m in moments])
+    env = derive(LIGHT, unix, {"pv_power": np.zeros(len(unix))})
+    zone = ZoneInfo("Africa/Casablanca")
+    local = [m.astimezone(zone) for m in moments]
+    np.testing.assert_allclose(env["local_hour"], [t.hour + t.minute / 60 for t in local])
+    np.testing.assert_array_equal(env["weekday"], [t.weekday() for t in local])
+    assert len({t.utcoffset() for t in local}) == 2, "the year has both offsets"

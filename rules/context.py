@@ -18,11 +18,16 @@ Names, by device class (``docs/rules.md`` explains each):
   low-voltage disconnect) and ``night_energy_needed_wh`` (the lamp's present draw until
   sunrise), whose comparison predicts a light going dark before dawn;
 - signs: the ratings ``pixels`` and ``max_power_w``; ``fault_<bit>`` for each bit of
-  ``fault_bits``.
+  ``fault_bits``;
+- building zones: ``peer_air_temperature``, the median of the other zones of the same
+  building (their latest readings at or before this one, at most two intervals old). Live,
+  a peer's reading of the same minute may not have arrived yet when a zone's is evaluated,
+  so here alone the engine and a backtest may differ by one reading interval.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +82,11 @@ _STREETLIGHT_DERIVED: Final = (
     "night_energy_needed_wh",
 )
 _TIME_NAMES: Final = ("sun_elevation", "local_hour", "weekday")
+PEER_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {
+    DeviceClass.BUILDING: ("air_temperature",),
+}
+"""Metrics compared with the same metric of a device's peers (the zones of its building)."""
+PEER_MAX_AGE_INTERVALS: Final = 2.0
 
 
 def names_for(device_class: DeviceClass) -> frozenset[str]:
@@ -90,7 +100,31 @@ def names_for(device_class: DeviceClass) -> frozenset[str]:
         names.update(f"{prefix}_{bit}" for bit in bits)
     if device_class is DeviceClass.STREETLIGHT:
         names.update(_STREETLIGHT_DERIVED)
+    names.update(f"peer_{metric}" for metric in PEER_METRICS.get(device_class, ()))
     return frozenset(names)
+
+
+def peer_median(unix_s: Floats, peers: Sequence[tuple[Floats, Floats]], max_age_s: float) -> Floats:
+    """For each time: the median over ``peers`` (each: reading times, values) of their latest
+    value at or before it, if no older than ``max_age_s``; NaN where no peer has one."""
+    times = np.asarray(unix_s, dtype=np.float64)
+    columns = []
+    for peer_times, peer_values in peers:
+        index = np.searchsorted(peer_times, times, "right") - 1
+        known = index >= 0
+        safe = np.clip(index, 0, None)
+        fresh = known & (times - peer_times[safe] <= max_age_s) if len(peer_times) else known
+        columns.append(
+            np.where(fresh, peer_values[safe], np.nan)
+            if len(peer_times)
+            else np.full(len(times), np.nan)
+        )
+    if not columns:
+        return np.full(len(times), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all peers NaN: NaN, as wanted
+        median: Floats = np.nanmedian(np.vstack(columns), axis=0)
+    return median
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,16 @@ from enum import StrEnum
 
 import numpy as np
 
+from protocol.catalogue import CATALOGUE
 from protocol.topics import DeviceClass
-from rules.context import DeviceMemory, DevicePlace
+from rules.context import (
+    PEER_MAX_AGE_INTERVALS,
+    PEER_METRICS,
+    DeviceMemory,
+    DevicePlace,
+    Floats,
+    peer_median,
+)
 from rules.core import Change, ConditionState, Phase, step
 from rules.lifecycle import Scope
 from rules.model import Rule, RuleSet
@@ -31,6 +39,9 @@ class FleetDevice:
     name: str = ""
     place_name: str = ""
     """The street or building, for people."""
+    peer_group: str | None = None
+    """Devices with the same peer group are compared with each other (``peer_*`` names):
+    zones of one building with the same heating and cooling equipment."""
 
 
 CONTEXT_KEY = "@context"
@@ -86,6 +97,7 @@ class Evaluator:
         self._by_class = {
             device_class: self.rules.for_class(device_class) for device_class in DeviceClass
         }
+        self._peers = peer_groups(self.fleet)
 
     def rules_for(self, device: FleetDevice) -> list[Rule]:
         return [r for r in self._by_class[device.place.device_class] if applies(r, device)]
@@ -104,6 +116,7 @@ class Evaluator:
         if memory.last_unix_s is not None and unix_s <= memory.last_unix_s:
             return []  # a duplicate or an older reading: already evaluated
         env = memory.derive(unix_s, values)
+        self._add_peers(device, unix_s, env)
         events: list[RuleEvent] = []
         for rule in self.rules_for(device):
             key = (rule.id, device_id)
@@ -123,6 +136,27 @@ class Evaluator:
             elif change is Change.RESOLVED:
                 events.append(RuleEvent(EventKind.RESOLVED, rule, device_id, taken, taken))
         return events
+
+    def _add_peers(self, device: FleetDevice, unix_s: float, env: dict[str, Floats]) -> None:
+        device_class = device.place.device_class
+        metrics = PEER_METRICS.get(device_class, ())
+        if not metrics:
+            return
+        others = [
+            self.memories[peer]
+            for peer in self._peers.get(device.place.device_id, ())
+            if peer in self.memories and self.memories[peer].last_unix_s is not None
+        ]
+        max_age = PEER_MAX_AGE_INTERVALS * CATALOGUE[device_class].expected_interval_s
+        for metric in metrics:
+            peers = [
+                (
+                    np.array([memory.last_unix_s], dtype=np.float64),
+                    np.array([memory.last_values.get(metric, np.nan)], dtype=np.float64),
+                )
+                for memory in others
+            ]
+            env[f"peer_{metric}"] = peer_median(np.array([unix_s]), peers, max_age)
 
     def state(
         self,
@@ -222,6 +256,20 @@ class Evaluator:
                 )
             restored += 1
         return restored
+
+
+def peer_groups(fleet: Mapping[str, FleetDevice]) -> dict[str, tuple[str, ...]]:
+    """Each device's peers: the other devices of its class and peer group."""
+    buildings: dict[tuple[DeviceClass, str], list[str]] = {}
+    for device_id, device in fleet.items():
+        if device.peer_group:
+            key = (device.place.device_class, device.peer_group)
+            buildings.setdefault(key, []).append(device_id)
+    return {
+        device_id: tuple(sorted(other for other in members if other != device_id))
+        for members in buildings.values()
+        for device_id in members
+    }
 
 
 def _presence_json(presence: Presence) -> dict[str, object]:

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from protocol.decoding import Rejected, State, Telemetry, decode
+from protocol.decoding import (
+    DEFAULT_WINDOW,
+    AcceptanceWindow,
+    Rejected,
+    State,
+    Telemetry,
+    decode,
+)
 from protocol.payloads import DeviceStatus
 from protocol.topics import Channel, DeviceClass, subscription
 from rules import lifecycle
@@ -74,6 +81,8 @@ class RulesConfig:
     policy: Policy = field(default_factory=Policy)
     event_time: bool = False
     """Take the time from the devices' readings (simulations faster than real time)."""
+    window: AcceptanceWindow = DEFAULT_WINDOW
+    """Readings outside it are not evaluated (ingest refuses them too)."""
 
 
 def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
@@ -88,13 +97,23 @@ def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
         """
     ).fetchall()
     fleet = {}
-    for device_id, cls, lat, lon, tz, name, group, cabinet, building, site, meta in rows:
-        ratings = {str(k): float(v) for k, v in (meta or {}).get("ratings", {}).items()}
+    for device_id, cls, lat, lon, tz, name, group, cabinet, building, site, stored in rows:
+        meta = stored or {}
+        ratings = {str(k): float(v) for k, v in meta.get("ratings", {}).items()}
         place = DevicePlace(device_id, DeviceClass(cls), lat, lon, tz, ratings)
         scope = Scope(device_id, group, cabinet, building, site)
-        place_name = (meta or {}).get("building_name") or group or building or ""
-        fleet[device_id] = FleetDevice(place, scope, name, str(place_name))
+        place_name = meta.get("building_name") or group or building or ""
+        fleet[device_id] = FleetDevice(
+            place, scope, name, str(place_name), peer_group(building, meta)
+        )
     return fleet
+
+
+def peer_group(building: str | None, metadata: Mapping[str, object]) -> str | None:
+    """Zones of a building with the same heating and cooling are each other's peers."""
+    if not building:
+        return None
+    return f"{building}/heating={metadata.get('heating')}/cooling={metadata.get('cooling')}"
 
 
 @dataclass
@@ -293,7 +312,7 @@ class RulesService:
         self._send(notices)
 
     def _evaluate(self, message: _Inbound) -> list[RuleEvent]:
-        decoded = decode(message.topic, message.payload, message.received_at)
+        decoded = decode(message.topic, message.payload, message.received_at, self.config.window)
         if isinstance(decoded, Rejected):
             return []  # ingest records the reason; there is nothing to evaluate
         device_id = decoded.topic.device_id

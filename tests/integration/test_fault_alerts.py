@@ -1,0 +1,285 @@
+"""Every injected fault raises its alert, in time, and the crews hear of it.
+
+The fault scenario of ``test_fault_signatures`` (every fault type on a device of its own, a
+January afternoon to the next afternoon) runs through the real path: each device is an edge
+agent publishing to a private Mosquitto, the rules engine subscribes with its own session,
+writes alerts to PostgreSQL and notifies a real SMTP server and a real webhook. Each fault
+must raise an alert of a rule that detects its type, on its device, no later than the rule's
+documented bound (``fires_within``) after the fault could first show (a lamp fault shows at
+dusk, day burning in daylight); no healthy device may raise any.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import psycopg
+import pytest
+
+from edge_agents.sun import solar_elevation
+from protocol.decoding import AcceptanceWindow
+from protocol.sites import parse_site
+from rules.lifecycle import Alert
+from rules.model import RuleSet, load_rules
+from rules.notify import parse_notification_config
+from rules.service import RulesConfig, RulesService
+from simulators.city import SimulatedCity
+from simulators.faults import FaultType
+from simulators.runner import FleetRunner, RunnerSettings
+from smartcity.local_services import LocalMosquitto, free_port
+from storage import alerts as store
+from storage.registry import upsert_site
+from tests.integration.receivers import MailCollector
+from tests.integration.test_fault_signatures import (
+    FAULT_SITE,
+    FAULTS,
+    LATITUDE,
+    LONGITUDE,
+    SEED,
+    START,
+)
+
+pytestmark = pytest.mark.integration
+
+DEFAULT_RULES: Final = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
+HOURS: Final = 28
+NOT_IN_THIS_RUN: Final = {
+    FaultType.PANEL_SOILING: "the harvest ratios need complete days of history (backtest test)",
+    FaultType.PANEL_SHADING: "the harvest ratios need complete days of history (backtest test)",
+}
+"""Fault types whose alerts cannot fire within a 28-hour run, and where they are tested."""
+
+
+def _first(after: datetime, holds: object) -> datetime:
+    """The first whole minute at or after ``after`` where the sun test ``holds``."""
+    assert callable(holds)
+    moment = after
+    while not holds(solar_elevation(moment, LATITUDE, LONGITUDE)):
+        moment += timedelta(minutes=1)
+    return moment
+
+
+def observable_from(fault: FaultType, start: datetime) -> datetime:
+    """When a fault starting at ``start`` can first show in the telemetry."""
+    if fault in (FaultType.LAMP_FAILURE, FaultType.CYCLING_DRIVER, FaultType.BATTERY_FADE):
+        return _first(start, lambda e: e < -4)
+    if fault is FaultType.DAY_BURNING:
+        return _first(start, lambda e: e > 5)
+    if fault is FaultType.CHARGE_CONTROLLER_FAULT:
+        return _first(start, lambda e: e > 15)
+    return start
+
+
+@dataclass
+class Outcome:
+    alerts: list[Alert]
+    mail: list[str]
+    hooks: list[str]
+    delivered: dict[int, set[str]]
+    """alert id -> routes a notification of it reached."""
+
+
+ROUTING: Final = """
+link_base: https://smartcity.sefrou.test/console
+retry: {{attempts: 3, first_delay_s: 0.1}}
+routes:
+  - name: crew-mail
+    language: fr
+    urls: ["mailto://127.0.0.1:{smtp}?from=alerts@sefrou.test&to=crew@sefrou.test"]
+  - name: crew-hook
+    language: ar
+    urls: ["json://127.0.0.1:{hook}/alerts"]
+"""
+
+
+@pytest.fixture(scope="module")
+def outcome(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: object,
+    migrated_template: str,
+) -> Iterator[Outcome]:
+    from tests.conftest import PostgresServer
+
+    assert isinstance(postgres_server, PostgresServer)
+    workdir = tmp_path_factory.mktemp("fault-alerts")
+    name = "fault_alerts"
+    database_url = postgres_server.create_database(name, template=migrated_template)
+    inventory = parse_site(FAULT_SITE, source="<fault site>")
+    with psycopg.connect(database_url) as connection:
+        upsert_site(connection, inventory)
+    mail = MailCollector()
+    from aiosmtpd.controller import Controller
+
+    smtp_port = free_port()
+    smtp = Controller(mail, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    hook = _Hook()
+    broker = LocalMosquitto(workdir / "broker", free_port())
+    broker.start()
+    try:
+        config = RulesConfig(
+            database_url,
+            DEFAULT_RULES,
+            mqtt_port=broker.port,
+            notifications=parse_notification_config(ROUTING.format(smtp=smtp_port, hook=hook.port)),
+            tick_s=0.2,
+            event_time=True,
+            window=AcceptanceWindow(max_age=timedelta(days=10 * 365)),  # a January run
+        )
+        engine = RulesService(config)
+        thread = threading.Thread(target=engine.run, name="rules")
+        thread.start()
+        try:
+            assert engine.ready.wait(30)
+            _run_city(inventory, broker.port, workdir)
+            _wait_for_quiet(engine)
+        finally:
+            engine.stop()
+            thread.join(30)
+        with psycopg.connect(database_url) as connection:
+            alerts = [alert for alert, _ in store.alerts(connection, limit=10_000)]
+            delivered: dict[int, set[str]] = {}
+            for alert_id, route in connection.execute(
+                "SELECT alert_id, route FROM notification_attempts WHERE ok"
+            ).fetchall():
+                delivered.setdefault(alert_id, set()).add(route)
+        bodies = [envelope.content for envelope in mail.envelopes]
+        yield Outcome(
+            alerts,
+            [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b) for b in bodies],
+            hook.bodies,
+            delivered,
+        )
+    finally:
+        broker.kill()
+        smtp.stop()
+        hook.close()
+        postgres_server.drop_database(name)
+
+
+class _Hook:
+    """A webhook receiver keeping every body posted to it."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies: list[str] = []
+
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                bodies.append(self.rfile.read(length).decode("utf-8"))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self.bodies = bodies
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _run_city(inventory: object, port: int, workdir: Path) -> None:
+    from protocol.sites import SiteInventory
+
+    assert isinstance(inventory, SiteInventory)
+    city = SimulatedCity(inventory, start=START, seed=SEED, faults=tuple(FAULTS.values()))
+    runner = FleetRunner(city, RunnerSettings("127.0.0.1", port, workdir / "spools"))
+    try:
+        runner.pump(0.2)
+        moment = START
+        while moment < START + timedelta(hours=HOURS):
+            moment += timedelta(hours=1)
+            runner.step_to(moment)
+            runner.pump(0.05)
+        deadline = time.monotonic() + 60
+        while runner.backlog() and time.monotonic() < deadline:
+            runner.pump(0.1)
+        assert runner.backlog() == 0, "the spools did not drain"
+    finally:
+        runner.stop(drain_s=2)
+
+
+def _wait_for_quiet(engine: RulesService, quiet_s: float = 2.0, timeout_s: float = 120) -> None:
+    """Until the engine has applied nothing new for ``quiet_s`` (it has caught up)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if engine.messages_applied != last:
+            last, since = engine.messages_applied, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            time.sleep(1.0)  # let the last notifications go out
+            return
+        time.sleep(0.1)
+    raise AssertionError("the rules engine did not catch up")
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleSet:
+    return load_rules(DEFAULT_RULES, [fault.value for fault in FaultType])
+
+
+COVERED: Final = [fault for fault in FaultType if fault not in NOT_IN_THIS_RUN]
+
+
+@pytest.mark.parametrize("fault", COVERED, ids=[f.value for f in COVERED])
+def test_fault_raises_its_alert_within_the_documented_bound(
+    fault: FaultType, outcome: Outcome, rules: RuleSet
+) -> None:
+    event = FAULTS[fault]
+    detecting = {rule.id: rule for rule in rules.rules if fault.value in rule.detects}
+    if not detecting:
+        pytest.fail(f"no rule of {DEFAULT_RULES.name} detects {fault.value}")
+    mine = [a for a in outcome.alerts if a.subject == event.device_id and a.rule_id in detecting]
+    assert mine, f"no alert for {fault.value} on {event.device_id}"
+    first = min(mine, key=lambda a: a.fired_at)
+    bound = detecting[first.rule_id].fires_within
+    assert bound is not None, f"rule {first.rule_id} documents no fires_within"
+    shows = observable_from(fault, event.start)
+    assert first.fired_at <= shows + bound, (
+        f"{first.rule_id} fired {first.fired_at - shows} after {fault.value} could show"
+    )
+    assert first.fired_at >= event.start - timedelta(minutes=1), "fired before the fault"
+
+
+@pytest.mark.parametrize("fault", COVERED, ids=[f.value for f in COVERED])
+def test_crews_hear_of_it_by_mail_and_webhook(
+    fault: FaultType, outcome: Outcome, rules: RuleSet
+) -> None:
+    event = FAULTS[fault]
+    detecting = {rule.id for rule in rules.rules if fault.value in rule.detects}
+    mine = [a for a in outcome.alerts if a.subject == event.device_id and a.rule_id in detecting]
+    assert mine
+    notified = [a for a in mine if a.alert_id in outcome.delivered]
+    assert notified, f"no notification delivered for {fault.value}"
+    assert outcome.delivered[notified[0].alert_id or 0] == {"crew-mail", "crew-hook"}
+    assert any(event.device_id in body for body in outcome.mail), "no e-mail names the device"
+    assert any(event.device_id in body for body in outcome.hooks), "no webhook names the device"
+
+
+def test_healthy_devices_raise_nothing(outcome: Outcome) -> None:
+    faulty = {event.device_id for event in FAULTS.values()}
+    stray = [(a.rule_id, a.subject, a.fired_at) for a in outcome.alerts if a.subject not in faulty]
+    assert stray == []
+
+
+def test_the_webhook_carries_arabic(outcome: Outcome) -> None:
+    assert any(
+        any("\u0621" <= ch <= "\u064a" for ch in json.loads(body).get("message", ""))
+        for body in outcome.hooks
+    )

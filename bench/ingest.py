@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.services import bench_services
 from bench.synthetic import demo_values
 from ingest.pipeline import Inbound, classify
 from ingest.service import IngestConfig, IngestService
@@ -37,7 +35,6 @@ from protocol.catalogue import CATALOGUE
 from protocol.payloads import PROTOCOL_VERSION, Sample, TelemetryPayload, encode
 from protocol.sites import Device, SiteInventory, parse_site
 from protocol.topics import Channel, DeviceClass, DeviceTopic
-from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
 from storage.migrate import migrate
 from storage.registry import Registration, upsert_site
 from storage.writer import BatchWriter
@@ -338,27 +335,6 @@ def measure_copy(
     return Measurement(total / elapsed, cpu_used)
 
 
-@contextmanager
-def bench_services(database_url: str | None, progress: Progress) -> Iterator[tuple[int, str]]:
-    workdir = Path(tempfile.mkdtemp(prefix="smartcity-bench-", dir="/tmp"))
-    workdir.chmod(0o755)
-    broker = LocalMosquitto(workdir / "broker", free_port())
-    postgres: LocalPostgres | None = None
-    try:
-        broker.start()
-        if database_url is None:
-            postgres = LocalPostgres(workdir / "postgres", free_port(), durable=True)
-            progress(f"starting a private PostgreSQL (fsync on) in {postgres.data_dir}")
-            postgres.start()
-            database_url = postgres.url()
-        yield broker.port, database_url
-    finally:
-        broker.kill()
-        if postgres is not None:
-            postgres.stop("immediate")
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def run(
     count: int,
     *,
@@ -376,7 +352,8 @@ def run(
     ingest_runs: list[Measurement] = []
     copy_runs: list[Measurement] = []
     writer_runs: list[Measurement] = []
-    with bench_services(database_url, progress) as (port, url):
+    with bench_services(database_url, progress, "ingest") as services:
+        port, url = services.mqtt_port, services.database_url
         progress("migrating and provisioning")
         migrate(url)
         with psycopg.connect(url) as connection:

@@ -11,21 +11,17 @@
 
 from __future__ import annotations
 
-import os
 import resource
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
 
+from bench.services import bench_services
 from edge_agents.network import raise_open_file_limit
 from protocol.catalogue import CATALOGUE
 from protocol.sites import SiteInventory
@@ -33,7 +29,6 @@ from protocol.topics import DeviceClass
 from simulators.city import SimulatedCity
 from simulators.history import HistoryOptions, generate_history
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
-from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
 from storage.bulk import ParallelCopy, encode_rows
 from storage.migrate import migrate
 from storage.registry import upsert_site
@@ -80,35 +75,6 @@ class SimulateBenchResult:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-@contextmanager
-def _services(database_url: str | None, progress: Progress) -> Iterator[tuple[int, str, Path]]:
-    workdir = Path(tempfile.mkdtemp(prefix="smartcity-bench-sim-", dir="/tmp"))
-    workdir.chmod(0o755)
-    broker = LocalMosquitto(workdir / "broker", free_port())
-    postgres: LocalPostgres | None = None
-    server_url = database_url
-    scratch = f"smartcity_bench_{os.getpid()}"
-    try:
-        broker.start()
-        if server_url is None:
-            postgres = LocalPostgres(workdir / "postgres", free_port(), durable=True)
-            progress(f"starting a private PostgreSQL (fsync on) in {postgres.data_dir}")
-            postgres.start()
-            server_url = postgres.url()
-        # A scratch database of its own, dropped afterwards: the bench never touches yours.
-        with psycopg.connect(server_url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{scratch}"')
-        yield broker.port, urlunsplit(urlsplit(server_url)._replace(path=f"/{scratch}")), workdir
-    finally:
-        broker.kill()
-        if server_url is not None:
-            with psycopg.connect(server_url, autocommit=True) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        if postgres is not None:
-            postgres.stop("immediate")
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def measure_realtime(
@@ -209,7 +175,8 @@ def run(
     database_url: str | None,
     progress: Progress,
 ) -> SimulateBenchResult:
-    with _services(database_url, progress) as (port, url, workdir):
+    with bench_services(database_url, progress, "sim") as services:
+        port, url, workdir = services.mqtt_port, services.database_url, services.workdir
         cores, idle, rate = measure_realtime(inventory, port, workdir, realtime_seconds, progress)
         progress(f"real time: {cores:.3f} core ({idle:.3f} idle), {rate:.1f} messages/s")
         migrate(url)

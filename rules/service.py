@@ -149,6 +149,10 @@ class RulesService:
         self.fleet = load_fleet(self._db)
         self._db.commit()
         self.evaluator = self._restored_evaluator(self.rules)
+        if config.event_time:
+            self._event_time = self._latest_reading()
+        else:
+            self._restart_silence_clocks(self._wall_clock())
         self._root_causes: dict[str, int] = {}
         self._to_publish: set[int] = set()
         self.alerts_raised = 0
@@ -170,6 +174,19 @@ class RulesService:
         if self.config.event_time and self._event_time is not None:
             return self._event_time
         return self._wall_clock()
+
+    def _latest_reading(self) -> datetime | None:
+        """The time of the latest reading applied before a restart: event time goes on."""
+        times = [m.last_unix_s for m in self.evaluator.memories.values() if m.last_unix_s]
+        return datetime.fromtimestamp(max(times), tz=UTC) if times else None
+
+    def _restart_silence_clocks(self, now: datetime) -> None:
+        """Silence is judged from what the engine witnessed: a device heard before a restart
+        counts as heard at the restart, or every device would look missing after downtime.
+        (Wills sent meanwhile wait in the session and still arrive.)"""
+        for presence in self.evaluator.presences.values():
+            if presence.gone is None and presence.last_heard_s is not None:
+                presence.last_heard_s = max(presence.last_heard_s, now.timestamp())
 
     # ------------------------------------------------------------------------- rules
 
@@ -200,6 +217,8 @@ class RulesService:
         self._save_states()
         self.rules = rules
         self.evaluator = self._restored_evaluator(rules)
+        if not self.config.event_time:
+            self._restart_silence_clocks(self._wall_clock())
         log.info("rules reloaded", extra={"rules": len(rules.rules)})
 
     # ------------------------------------------------------------------------- MQTT
@@ -458,6 +477,8 @@ class RulesService:
         return queued
 
     def _tick(self) -> None:
+        if self.config.event_time and self._event_time is None:
+            return  # no reading yet: no time to judge silence or reminders by
         now = self.now()
         events = self.evaluator.tick(now)
         notices: list[store.QueuedNotice] = []

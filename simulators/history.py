@@ -9,13 +9,16 @@ CSV and to ``fault_ground_truth``.
 
 Faults act as in the live simulation, with one difference that matters for history: a
 communication loss leaves the data complete (the agent's spool replays it), a power loss
-leaves a hole.
+leaves a hole. Both leave in ``device_states`` what the broker and the device would have
+said: the last will when the broker gave up on the device (1.5 keepalives after the loss)
+and the birth when it came back, with the same boot id after a link loss and a new one after
+a power loss.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +38,10 @@ from storage.bulk import ParallelCopy, encode_rows
 from storage.faults import record_faults
 
 DAY: Final = timedelta(days=1)
+WILL_AFTER: Final = timedelta(seconds=90)
+"""When the broker publishes a lost device's will: 1.5 keepalives of 60 s."""
+BACK_AFTER: Final = timedelta(seconds=5)
+"""When a device's birth arrives after its link or power came back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,37 @@ class _LocalPrograms:
             )
 
 
+StateRow = tuple[datetime, str, str, str | None, str, datetime]
+"""A device_states row: ts, device id, status, reason, boot id, received at."""
+
+
+def state_rows(faults: Sequence[FaultEvent], start: datetime, end: datetime) -> list[StateRow]:
+    """The last wills and births that the link and power losses within [start, end) cause.
+
+    A will's ``ts`` is when the session it closes began (as the agents send it); boot ids
+    are ``{device}-boot-{n}``, counting the power losses before."""
+    rows: list[StateRow] = []
+    boots: dict[str, int] = {}
+    session_began: dict[str, datetime] = {}
+    losses = (FaultType.COMMUNICATION_LOSS, FaultType.POWER_LOSS)
+    for event in sorted((e for e in faults if e.fault in losses), key=lambda e: e.start):
+        device = event.device_id
+        boot = boots.setdefault(device, 0)
+        lost_at = event.start + WILL_AFTER
+        if start <= lost_at < end:
+            began = session_began.get(device, start)
+            rows.append(
+                (began, device, "offline", "connection_lost", f"{device}-boot-{boot}", lost_at)
+            )
+        if event.fault is FaultType.POWER_LOSS:
+            boots[device] = boot = boot + 1
+        back_at = event.end + BACK_AFTER
+        if event.end != FAR_FUTURE and start <= back_at < end:
+            rows.append((back_at, device, "online", None, f"{device}-boot-{boot}", back_at))
+            session_began[device] = back_at
+    return rows
+
+
 def generate_history(
     options: HistoryOptions,
     database_url: str,
@@ -170,6 +208,12 @@ def generate_history(
                 for e in options.faults
             ],
         )
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO device_states (ts, device_id, status, reason, boot_id, received_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            state_rows(options.faults, options.start, options.end),
+        )
     start = grid_time(options.start, 60)
     lights_interval = CATALOGUE[DeviceClass.STREETLIGHT].expected_interval_s
     city = SimulatedCity(
@@ -181,9 +225,13 @@ def generate_history(
     )
     programs = _LocalPrograms(city)
     samplers = [
-        _Sampler(city, DeviceClass.STREETLIGHT, city.lights.ids),
-        _Sampler(city, DeviceClass.SIGNAGE, city.signs.ids),
-        _Sampler(city, DeviceClass.BUILDING, city.zones.ids),
+        _Sampler(city, device_class, ids)
+        for device_class, ids in (
+            (DeviceClass.STREETLIGHT, city.lights.ids),
+            (DeviceClass.SIGNAGE, city.signs.ids),
+            (DeviceClass.BUILDING, city.zones.ids),
+        )
+        if ids  # a site may lack a class
     ]
     writers = ParallelCopy(database_url, options.connections)
     partitions = psycopg.connect(database_url, autocommit=True)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
 import psycopg
@@ -23,6 +25,8 @@ from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteInventory, load_site
 from protocol.topics import DeviceClass
+from rules.notify import NotificationConfig
+from rules.service import RulesConfig, RulesService
 from simulators.simulate import CATCH_UP_SPAN, SimulationOptions, run_simulation
 from smartcity.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
@@ -30,6 +34,7 @@ from storage.registry import upsert_site
 
 log = logging.getLogger("smartcity.up")
 DATABASE_NAME = "smartcity"
+DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,8 @@ class UpOptions:
     speed: float = 1.0
     seed: int = 1
     random_faults_per_device_year: float = 4.0
+    rules_file: Path = DEFAULT_RULES
+    notifications: NotificationConfig | None = None
 
 
 def local_postgres_dir(state_dir: Path) -> Path:
@@ -87,6 +94,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
     postgres: LocalPostgres | None = None
     threads: list[threading.Thread] = []
     service: IngestService | None = None
+    engine: RulesService | None = None
     simulation_stop = threading.Event()
     metrics_server: WSGIServer | None = None
     try:
@@ -95,13 +103,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         database_url = options.database_url
         if database_url is None:
             postgres = LocalPostgres(local_postgres_dir(state_dir), options.postgres_port)
-            say(
-                f"[2/5] database: local PostgreSQL on 127.0.0.1:{options.postgres_port} "
-                f"({postgres.data_dir})"
-            )
-            postgres.start()
-            ensure_database(postgres.url(), DATABASE_NAME)
-            database_url = postgres.url(DATABASE_NAME)
+            database_url = _start_postgres(postgres, options.postgres_port)
         else:
             say("[2/5] database: DATABASE_URL")
         say("[3/5] schema: migrating")
@@ -128,8 +130,11 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             random_faults_per_device_year=options.random_faults_per_device_year,
             database_url=database_url,
         )
+        engine = _rules_engine(database_url, options)
+        _reload_on_sighup(engine)
         threads = [
             threading.Thread(target=service.run, name="ingest"),
+            threading.Thread(target=engine.run, name="rules"),
             threading.Thread(
                 target=run_simulation,
                 args=(simulation, simulation_stop, lambda line: say(f"      {line}")),
@@ -141,17 +146,20 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             thread.start()
         metrics_server = serve_metrics(service.metrics, options.metrics_port)
         say(
-            f"[5/5] ingest and the simulated city running ({len(inventory.devices)} devices, "
-            f"each its own MQTT client, at {options.speed:g}x real time)"
+            f"[5/5] ingest, the rules engine ({len(engine.rules.rules)} rules) and the simulated "
+            f"city running ({len(inventory.devices)} devices, each its own MQTT client, "
+            f"at {options.speed:g}x real time)"
         )
         _explain(database_url, options)
         _report_progress(database_url, stop)
     finally:
         simulation_stop.set()
-        if len(threads) > 1:
-            threads[1].join(timeout=60)  # the devices say goodbye before ingest stops
+        if len(threads) > 2:
+            threads[2].join(timeout=60)  # the devices say goodbye before ingest stops
         if service is not None:
             service.stop()
+        if engine is not None:
+            engine.stop()
         for thread in threads:
             thread.join(timeout=30)
         if metrics_server is not None:
@@ -161,6 +169,37 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         if postgres is not None:
             postgres.stop()
         say("stopped.")
+
+
+def _start_postgres(postgres: LocalPostgres, port: int) -> str:
+    typer.echo(f"[2/5] database: local PostgreSQL on 127.0.0.1:{port} ({postgres.data_dir})")
+    postgres.start()
+    ensure_database(postgres.url(), DATABASE_NAME)
+    return postgres.url(DATABASE_NAME)
+
+
+def _rules_engine(database_url: str, options: UpOptions) -> RulesService:
+    """The rules engine on the default rules; an accelerated city runs on its devices' time."""
+    return RulesService(
+        RulesConfig(
+            database_url,
+            options.rules_file,
+            mqtt_port=options.mqtt_port,
+            notifications=options.notifications,
+            event_time=options.speed != 1.0,
+        )
+    )
+
+
+def _reload_on_sighup(engine: RulesService) -> None:
+    """SIGHUP reloads the rule file (a file with errors is refused; the rules stay)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (tests run `up` in a thread)
+
+    def reload(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=engine.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, reload)
 
 
 def _explain(database_url: str, options: UpOptions) -> None:
@@ -174,6 +213,8 @@ def _explain(database_url: str, options: UpOptions) -> None:
         "    SELECT * FROM telemetry_hourly WHERE device_id = 'sl-menzel-n-001';",
         "    SELECT received_at, reason, detail FROM dead_letters ORDER BY id DESC LIMIT 10;",
         f"  mosquitto_sub -p {port} -t 'sc/#' -v",
+        f"  mosquitto_sub -p {port} -t 'alerts/#' -v    (alerts, as the rules engine raises them)",
+        f"  DATABASE_URL='{database_url}' smartcity alerts list",
         f"  mosquitto_pub -p {port} -q 1 -t sc/sefrou/streetlight/sl-menzel-n-001/telemetry"
         ' -m \'{"v":1,"seq":1,"samples":[{"ts":"\'$(date -u +%FT%TZ)\'",'
         '"values":{"battery_soc":55}}]}\'',
@@ -191,6 +232,7 @@ _PROGRESS_QUERY = """
          + (SELECT count(*) FROM telemetry_signage)
          + (SELECT count(*) FROM telemetry_building),
            (SELECT count(*) FROM dead_letters),
+           (SELECT count(*) FROM alerts WHERE status IN ('firing', 'acknowledged')),
            (SELECT count(DISTINCT device_id) FROM (
                 SELECT device_id FROM telemetry_streetlight WHERE ts > now() - INTERVAL '6 minutes'
                 UNION ALL
@@ -208,7 +250,7 @@ def _report_progress(database_url: str, stop: threading.Event) -> None:
             row = connection.execute(_PROGRESS_QUERY).fetchone()
             if row is None:
                 continue
-            samples, dead, devices = row
+            samples, dead, open_alerts, devices = row
             now = time.monotonic()
             rate = (
                 ""
@@ -218,5 +260,5 @@ def _report_progress(database_url: str, stop: threading.Event) -> None:
             previous = (now, samples)
             typer.echo(
                 f"samples stored: {samples}{rate}; devices heard in the last 6 minutes: {devices};"
-                f" dead letters: {dead}"
+                f" dead letters: {dead}; open alerts: {open_alerts}"
             )

@@ -33,7 +33,21 @@ from tests.simulation_helpers import Recorder
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
+TEST_RULES = """
+rules:
+  - id: lamp-out
+    class: streetlight
+    title: {en: Lamp out at night, fr: Lampe éteinte la nuit, ar: مصباح مطفأ ليلا}
+    when: lamp_on and lamp_power < 0.05 * lamp_w and sun_elevation < -4
+    for: 20m
+    clear: lamp_power > 0.2 * lamp_w
+    severity: critical
+  - id: light-offline
+    class: streetlight
+    title: {en: Light not reporting}
+    missing: {after: 3}
+"""
+"""The engine's behaviour, not the default catalogue's tuning (test_fault_alerts has that)."""
 NIGHT = (datetime.now(UTC) - timedelta(days=1)).replace(hour=22, minute=0, second=0, microsecond=0)
 """Yesterday at 22:00 UTC: dark in Sefrou all year round."""
 FIVE_MINUTES = timedelta(minutes=5)
@@ -92,16 +106,24 @@ def running_engine(config: RulesConfig) -> Iterator[RulesService]:
 
 
 @pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(TEST_RULES, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
 def config(
     database_url: str,
     broker: LocalMosquitto,
     smtp_server: tuple[int, MailCollector],
     webhook: Webhook,
+    rules_file: Path,
 ) -> RulesConfig:
     provision_test_site(database_url)
     return RulesConfig(
         database_url,
-        DEFAULT_RULES,
+        rules_file,
         mqtt_port=broker.port,
         notifications=parse_notification_config(routing(smtp_server[0], webhook.port)),
         tick_s=0.2,
@@ -243,3 +265,12 @@ def test_a_bad_rule_file_never_replaces_the_running_rules(
             )
         wait_until(lambda: bool(open_alerts(config.database_url, "lamp-out")), 20, "lamp-out")
         assert engine.rules is before
+        fewer = tmp_path / "fewer.yaml"
+        lamp_out_only = TEST_RULES.partition("  - id: light-offline")[0]
+        fewer.write_text(lamp_out_only, encoding="utf-8")
+        assert engine.reload(fewer) == "accepted: 1 rules"
+        dark(client, "sl-004", 5)  # the swap happens at the next batch
+        wait_until(lambda: len(engine.rules.rules) == 1, 20, "the new rules in service")
+        assert engine.evaluator.conditions["lamp-out", "sl-004"].phase.value == "firing", (
+            "the states of the rules kept carry over"
+        )

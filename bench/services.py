@@ -1,0 +1,60 @@
+"""What every benchmark runs against: a private broker and a scratch database of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchServices:
+    mqtt_port: int
+    database_url: str
+    """A scratch database, dropped afterwards: a benchmark never touches yours."""
+    workdir: Path
+
+
+@contextmanager
+def bench_services(
+    server_url: str | None, progress: Progress, prefix: str = "bench"
+) -> Iterator[BenchServices]:
+    """A private Mosquitto and a scratch database on ``server_url`` (or on a private
+    PostgreSQL, fsync on, when None); both gone afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"smartcity-{prefix}-", dir="/tmp"))
+    workdir.chmod(0o755)
+    broker = LocalMosquitto(workdir / "broker", free_port())
+    postgres: LocalPostgres | None = None
+    scratch = f"smartcity_{prefix}_{os.getpid()}"
+    created = False
+    try:
+        broker.start()
+        if server_url is None:
+            postgres = LocalPostgres(workdir / "postgres", free_port(), durable=True)
+            progress(f"starting a private PostgreSQL (fsync on) in {postgres.data_dir}")
+            postgres.start()
+            server_url = postgres.url()
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{scratch}"')
+        created = True
+        url = urlunsplit(urlsplit(server_url)._replace(path=f"/{scratch}"))
+        yield BenchServices(broker.port, url, workdir)
+    finally:
+        broker.kill()
+        if created and server_url is not None:
+            with psycopg.connect(server_url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        if postgres is not None:
+            postgres.stop("immediate")
+        shutil.rmtree(workdir, ignore_errors=True)

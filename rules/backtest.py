@@ -1,0 +1,823 @@
+"""Backtests: a rule set run over stored history, the alerts it would have raised, scored.
+
+The middle is pure: :func:`evaluate_device` turns one device's readings (numpy arrays), its
+state messages and the rules that watch it into alert intervals, with the definitions the
+streaming engine uses (:func:`rules.context.derive`, :func:`rules.core.intervals`,
+:func:`rules.offline.missing_intervals`). The edges read the registry, the telemetry (one row
+per device holding its whole series as a binary float8 array, read straight into numpy, a
+chunk of devices per query, on a reader thread so that the database and the evaluation
+overlap) and the ground truth, and hand the alerts to :func:`rules.scoring.score`.
+
+Only the metrics the rules read are fetched (:func:`metrics_read`). Readings from ``warmup``
+before the period are evaluated too, so that what a rule reads at the period's start (the
+best harvest of the last days, the previous reading, an alert already firing) is what the
+live engine would have had; only alerts that fire in the period are counted (see
+:mod:`rules.scoring`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from protocol.catalogue import CATALOGUE
+from protocol.topics import DeviceClass
+from rules.context import (
+    BIT_NAMES,
+    HARVEST_DAYS,
+    HARVEST_NAMES,
+    PEER_MAX_AGE_INTERVALS,
+    PEER_METRICS,
+    DevicePlace,
+    derive,
+    peer_median,
+)
+from rules.core import intervals
+from rules.errors import RuleError
+from rules.model import Rule, RuleSet, Scope
+from rules.offline import Cause, Gone, cause_from_last_values, missing_intervals
+from rules.scoring import (
+    DEFAULT_FLAP_WINDOW,
+    DEFAULT_GRACE,
+    AlertInterval,
+    FaultInterval,
+    Score,
+    score,
+)
+from rules.service import peer_group
+
+Floats = npt.NDArray[np.float64]
+StateRow = tuple[float, bool, str | None, str | None]
+"""A device_states row as :func:`rules.offline.missing_intervals` takes it: (time it arrived [s],
+online, reason, boot_id)."""
+Progress = Callable[[str], None]
+
+DEFAULT_WARMUP: Final = timedelta(days=HARVEST_DAYS)
+"""Readings evaluated before the period: enough for every harvest ratio to be known."""
+MAX_CHUNK_DEVICES: Final = 200
+"""Devices read per telemetry query, at most (a building's zones are never split)."""
+CHUNK_READINGS: Final = 600_000
+"""Readings per telemetry query, about: bounds the memory a chunk takes."""
+CAUSE_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {
+    DeviceClass.STREETLIGHT: ("battery_soc", "controller_status"),
+    DeviceClass.SIGNAGE: ("supply_voltage",),
+    DeviceClass.BUILDING: (),
+}
+"""The metrics :func:`rules.offline.cause_from_last_values` reads to tell why a device went."""
+_DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
+    **dict.fromkeys(HARVEST_NAMES, ("pv_power",)),
+    "usable_energy_wh": ("battery_soc",),
+    "night_energy_needed_wh": ("lamp_power",),
+    "clear_sky_pv_power": (),
+    "night_hours_left": (),
+    "sun_elevation": (),
+    "local_hour": (),
+    "weekday": (),
+}
+"""Derived names (rules/context.py) and the metrics each is computed from."""
+_RATINGS: Final = frozenset({"lamp_w", "panel_wp", "battery_wh", "pixels", "max_power_w"})
+_CHANGE_PREFIXES: Final = ("prev_", "delta_", "rate_", "peer_")
+
+
+class BacktestError(RuleError):
+    """A backtest that cannot run: the message says what to change."""
+
+
+# ------------------------------------------------------------------------------- pure part
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as a backtest sees it: where it is (for the context) and its groups (scope)."""
+
+    place: DevicePlace
+    street_group: str | None = None
+    cabinet: str | None = None
+    building: str | None = None
+    peer_group: str | None = None
+    """Devices of one peer group are compared with each other (``peer_`` names)."""
+
+    @property
+    def device_id(self) -> str:
+        return self.place.device_id
+
+    @property
+    def device_class(self) -> DeviceClass:
+        return self.place.device_class
+
+
+def in_scope(scope: Scope, device: DeviceInfo) -> bool:
+    """Whether a rule with ``scope`` watches ``device``: every device of its class when the
+    scope is empty, else those named or in a street group, building or cabinet named."""
+    if scope.everything:
+        return True
+    return (
+        device.device_id in scope.devices
+        or (device.street_group is not None and device.street_group in scope.street_groups)
+        or (device.building is not None and device.building in scope.buildings)
+        or (device.cabinet is not None and device.cabinet in scope.cabinets)
+    )
+
+
+def rules_for(rules: Iterable[Rule], device: DeviceInfo) -> tuple[Rule, ...]:
+    """The rules that watch ``device``: its class's, in scope."""
+    return tuple(
+        rule
+        for rule in rules
+        if rule.device_class is device.device_class and in_scope(rule.scope, device)
+    )
+
+
+def metrics_read(rules: Iterable[Rule], device_class: DeviceClass) -> tuple[str, ...]:
+    """The metrics of ``device_class`` the rules need, in catalogue order: those their
+    conditions read, directly or through a derived name, and for a missing-data rule those
+    that tell why a device went. A name this does not know makes it ask for every metric."""
+    catalogue = tuple(CATALOGUE[device_class].metrics)
+    words = {prefix: word for word, prefix, _bits in BIT_NAMES.values()}
+    needed: set[str] = set()
+    for rule in rules:
+        if rule.device_class is not device_class:
+            continue
+        if rule.missing is not None:
+            needed.update(CAUSE_METRICS[device_class])
+        for name in rule.names:
+            stem = next((name[len(p) :] for p in _CHANGE_PREFIXES if name.startswith(p)), name)
+            prefix = name.split("_", 1)[0]
+            if stem in catalogue:
+                needed.add(stem)
+            elif prefix in words and words[prefix] in catalogue:
+                needed.add(words[prefix])
+            elif name in _DERIVED_FROM:
+                needed.update(_DERIVED_FROM[name])
+            elif name not in _RATINGS:
+                return catalogue
+    return tuple(metric for metric in catalogue if metric in needed)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHistory:
+    """One device's stored history: readings in time order and state messages."""
+
+    device: DeviceInfo
+    unix_s: Floats
+    """Reading times [s], strictly increasing."""
+    metrics: Mapping[str, Floats]
+    """Metric name -> values at those times, NaN where a reading lacks the metric."""
+    states: Sequence[StateRow] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RawAlert:
+    """An alert of one rule on one device, in Unix seconds."""
+
+    rule_id: str
+    device_id: str
+    fired_s: float
+    resolved_s: float | None
+    """None: still open at the end of the history."""
+
+    def interval(self) -> AlertInterval:
+        return AlertInterval(
+            self.rule_id,
+            self.device_id,
+            _moment(self.fired_s),
+            None if self.resolved_s is None else _moment(self.resolved_s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOutcome:
+    alerts: tuple[RawAlert, ...]
+    rows_evaluated: int
+    """Readings x rules applied to them (a missing-data rule counts like the others)."""
+
+
+def evaluate_device(
+    rules: Sequence[Rule],
+    history: DeviceHistory,
+    until_s: float,
+    peers: Sequence[DeviceHistory] = (),
+) -> DeviceOutcome:
+    """Every alert ``rules`` raise over one device's history, up to ``until_s`` [s].
+
+    rules: those that watch the device (:func:`rules_for`); peers: the other devices of its
+    peer group, for the ``peer_`` names. The context is derived once for all condition rules.
+    """
+    device = history.device
+    unix_s = history.unix_s
+    conditions = [rule for rule in rules if rule.when is not None]
+    silences = [rule for rule in rules if rule.missing is not None]
+    found: list[RawAlert] = []
+    if conditions and len(unix_s):
+        env = derive(device.place, unix_s, history.metrics)
+        _add_peers(env, history, peers, frozenset().union(*(rule.names for rule in conditions)))
+        for rule in conditions:
+            for alert in intervals(rule, unix_s, env):
+                fired_s = float(unix_s[alert.fired])
+                resolved_s = None if alert.resolved is None else float(unix_s[alert.resolved])
+                found.append(RawAlert(rule.id, device.device_id, fired_s, resolved_s))
+    for rule in silences:
+        for gone in missing(history, rule.silence_s, until_s):
+            found.append(RawAlert(rule.id, device.device_id, gone.since_s, gone.back_s))
+    return DeviceOutcome(tuple(found), len(unix_s) * (len(conditions) + len(silences)))
+
+
+def _add_peers(
+    env: dict[str, Floats],
+    history: DeviceHistory,
+    peers: Sequence[DeviceHistory],
+    names: Collection[str],
+) -> None:
+    device_class = history.device.device_class
+    max_age_s = PEER_MAX_AGE_INTERVALS * CATALOGUE[device_class].expected_interval_s
+    for metric in PEER_METRICS.get(device_class, ()):
+        if f"peer_{metric}" in names:
+            series = [
+                (peer.unix_s, peer.metrics.get(metric, np.full(len(peer.unix_s), np.nan)))
+                for peer in peers
+            ]
+            env[f"peer_{metric}"] = peer_median(history.unix_s, series, max_age_s)
+
+
+def missing(history: DeviceHistory, silence_s: float, until_s: float) -> list[Gone]:
+    """The missing intervals of one device: :func:`rules.offline.missing_intervals`, or for a
+    device without state messages (a simulated history) the same computed with numpy."""
+    device_class = history.device.device_class
+    causes = {
+        name: history.metrics[name]
+        for name in CAUSE_METRICS[device_class]
+        if name in history.metrics
+    }
+    if history.states:
+        return missing_intervals(
+            device_class,
+            history.unix_s,
+            causes,
+            silence_s=silence_s,
+            states=history.states,
+            until_s=until_s,
+        )
+    return silent_gaps(device_class, history.unix_s, causes, silence_s=silence_s, until_s=until_s)
+
+
+def silent_gaps(
+    device_class: DeviceClass,
+    sample_s: Floats,
+    values: Mapping[str, Floats],
+    *,
+    silence_s: float,
+    until_s: float | None = None,
+) -> list[Gone]:
+    """:func:`rules.offline.missing_intervals` without state messages, with numpy: each gap
+    between readings of at least ``silence_s`` starts at the last reading plus the silence
+    and ends at the next reading; after the last reading, one still open at ``until_s``.
+
+    Why it went: what the last reading before the gap says; a gap that readings end without
+    a state message otherwise means the device took none (it had no power).
+    """
+    found: list[Gone] = []
+    if not len(sample_s):
+        return found
+    gaps = np.flatnonzero(np.diff(sample_s) >= silence_s)
+    for index in gaps:
+        last = int(index)
+        cause = _cause_at(device_class, values, last)
+        found.append(
+            Gone(
+                float(sample_s[last]) + silence_s,
+                Cause.POWER if cause is Cause.UNKNOWN else cause,
+                float(sample_s[last + 1]),
+            )
+        )
+    final = len(sample_s) - 1
+    if until_s is not None and until_s - float(sample_s[final]) >= silence_s:
+        found.append(
+            Gone(float(sample_s[final]) + silence_s, _cause_at(device_class, values, final))
+        )
+    return found
+
+
+def _cause_at(device_class: DeviceClass, values: Mapping[str, Floats], index: int) -> Cause:
+    return cause_from_last_values(
+        device_class, {name: float(column[index]) for name, column in values.items()}
+    )
+
+
+def _moment(unix_s: float) -> datetime:
+    return datetime.fromtimestamp(unix_s, UTC)
+
+
+# ------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What a rule set would have raised over a period, and how well it did."""
+
+    rule_set: RuleSet
+    start: datetime
+    end: datetime
+    device_count: int
+    alerts: tuple[AlertInterval, ...]
+    """Every alert, including those fired in the warm-up (``score`` sorts them out)."""
+    faults: tuple[FaultInterval, ...]
+    score: Score
+    readings: int
+    """Readings evaluated, warm-up included."""
+    rows_evaluated: int
+    """Readings x the rules applied to them."""
+    seconds: float
+    """Wall time of the whole backtest (reading, evaluating, scoring)."""
+    rows_evaluated_by_rule: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_evaluated / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def alerts_by_rule(self) -> dict[str, int]:
+        """Alerts fired in the period, per rule (every rule of the set, zeros included)."""
+        return {rule_id: rule.alerts for rule_id, rule in self.score.by_rule.items()}
+
+    def summary(self) -> str:
+        """One line: the work done and its speed."""
+        return (
+            f"{self.rows_evaluated:,} rows evaluated ({self.readings:,} readings x rules) "
+            f"in {self.seconds:.1f} s: {self.rows_per_second:,.0f} rows/s"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "rules": self.rule_set.source,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "devices": self.device_count,
+            "readings": self.readings,
+            "rows_evaluated": self.rows_evaluated,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second),
+            "alerts_by_rule": self.alerts_by_rule,
+            "score": self.score.to_json(),
+        }
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def list_devices(connection: psycopg.Connection, start: datetime) -> list[DeviceInfo]:
+    """Every device in service at ``start``, by class and id."""
+    rows = connection.execute(
+        """
+        SELECT d.device_id, d.device_class, coalesce(d.latitude, s.latitude),
+               coalesce(d.longitude, s.longitude), s.timezone, d.street_group, d.cabinet,
+               d.building, d.metadata
+        FROM devices d JOIN sites s USING (site_id)
+        WHERE d.decommissioned_at IS NULL OR d.decommissioned_at > %(start)s
+        ORDER BY d.device_class, d.device_id""",
+        {"start": start},
+    ).fetchall()
+    return [
+        DeviceInfo(
+            DevicePlace(
+                device_id,
+                DeviceClass(device_class),
+                float(latitude),
+                float(longitude),
+                timezone,
+                {str(name): float(value) for name, value in metadata.get("ratings", {}).items()},
+            ),
+            street_group,
+            cabinet,
+            building,
+            peer_group(building, metadata),
+        )
+        for (
+            device_id,
+            device_class,
+            latitude,
+            longitude,
+            timezone,
+            street_group,
+            cabinet,
+            building,
+            metadata,
+        ) in rows
+    ]
+
+
+def read_faults(
+    connection: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    devices: Sequence[str],
+    run: str | None = None,
+) -> list[FaultInterval]:
+    """Ground truth overlapping ``[start, end)`` of these devices (of one run, or all)."""
+    rows = connection.execute(
+        """
+        SELECT device_id, fault, started_at, ended_at FROM fault_ground_truth
+        WHERE started_at < %(end)s AND (ended_at IS NULL OR ended_at > %(start)s)
+          AND device_id = ANY(%(ids)s::text[])
+          AND (%(run)s::text IS NULL OR run = %(run)s::text)
+        ORDER BY device_id, started_at""",
+        {"start": start, "end": end, "ids": list(devices), "run": run},
+    ).fetchall()
+    return [
+        FaultInterval(device_id, fault, began, ended) for device_id, fault, began, ended in rows
+    ]
+
+
+def known_runs(connection: psycopg.Connection) -> list[str]:
+    rows = connection.execute("SELECT DISTINCT run FROM fault_ground_truth ORDER BY run")
+    return [str(row[0]) for row in rows.fetchall()]
+
+
+def parse_float8_matrix(data: bytes) -> Floats:
+    """A two-dimensional float8 array without NULLs, as PostgreSQL sends it
+    (``array_send``), as a numpy matrix."""
+    header = np.frombuffer(data, ">i4", count=3)
+    dimensions, has_nulls, _element_type = (int(value) for value in header)
+    if dimensions != 2 or has_nulls:
+        raise BacktestError("the telemetry came back in an unexpected shape (NULLs or not 2-D)")
+    rows, _lower, columns, _lower_too = (int(v) for v in np.frombuffer(data, ">i4", 4, 12))
+    elements = np.frombuffer(
+        data, np.dtype([("size", ">i4"), ("value", ">f8")]), rows * columns, 12 + 8 * dimensions
+    )
+    if np.any(elements["size"] != 8):
+        raise BacktestError("the telemetry came back with elements that are not float8")
+    return elements["value"].astype(np.float64).reshape(rows, columns)
+
+
+def _telemetry_statement(device_class: DeviceClass, metrics: Sequence[str]) -> sql.Composed:
+    """One row per device: its position in the list and a matrix [reading, (time, metric...)]
+    of float8, the time in Unix seconds, NaN for NULL."""
+    columns = [sql.SQL("extract(epoch FROM t.ts)::float8")] + [
+        sql.SQL("coalesce(t.{}, 'NaN'::float8)").format(sql.Identifier(name)) for name in metrics
+    ]
+    return sql.SQL(
+        "SELECT d.position::int4, array_send(array_agg(ARRAY[{columns}] ORDER BY t.ts))"
+        " FROM {table} t"
+        " JOIN unnest({ids}::text[]) WITH ORDINALITY AS d(device_id, position)"
+        " ON t.device_id = d.device_id"
+        " WHERE t.ts >= {start} AND t.ts < {end} GROUP BY d.position"
+    ).format(
+        columns=sql.SQL(", ").join(columns),
+        table=sql.Identifier(f"telemetry_{device_class}"),
+        ids=sql.Placeholder("ids"),
+        start=sql.Placeholder("start"),
+        end=sql.Placeholder("end"),
+    )
+
+
+def read_histories(
+    connection: psycopg.Connection,
+    devices: Sequence[DeviceInfo],
+    start: datetime,
+    end: datetime,
+    metrics: Sequence[str] | None = None,
+) -> list[DeviceHistory]:
+    """The telemetry and state messages of ``devices`` (all of one class) in ``[start, end)``.
+
+    metrics: those to read (default: all of the class); the others are left out.
+    """
+    if not devices:
+        return []
+    device_class = devices[0].device_class
+    wanted = tuple(CATALOGUE[device_class].metrics) if metrics is None else tuple(metrics)
+    params = {"ids": [device.device_id for device in devices], "start": start, "end": end}
+    with connection.cursor(binary=True) as cursor:
+        series = cursor.execute(_telemetry_statement(device_class, wanted), params).fetchall()
+        states = cursor.execute(
+            """
+            SELECT device_id, received_at, status, reason, boot_id FROM device_states
+            WHERE device_id = ANY(%(ids)s::text[])
+              AND received_at >= %(start)s AND received_at < %(end)s
+            ORDER BY device_id, received_at, status DESC""",
+            params,
+        ).fetchall()
+    matrices = {int(position) - 1: parse_float8_matrix(bytes(data)) for position, data in series}
+    by_device: dict[str, list[StateRow]] = {}
+    for device_id, ts, status, reason, boot_id in states:
+        by_device.setdefault(device_id, []).append(
+            (ts.timestamp(), status == "online", reason, boot_id)
+        )
+    empty = np.zeros((0, 1 + len(wanted)))
+    histories = []
+    for index, device in enumerate(devices):
+        matrix = matrices.get(index, empty)
+        histories.append(
+            DeviceHistory(
+                device,
+                np.ascontiguousarray(matrix[:, 0]),
+                {
+                    name: np.ascontiguousarray(matrix[:, column])
+                    for column, name in enumerate(wanted, start=1)
+                },
+                by_device.get(device.device_id, ()),
+            )
+        )
+    return histories
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    devices: tuple[DeviceInfo, ...]
+    """Read together; those of ``evaluate`` are evaluated, the others are peers only."""
+    evaluate: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    chunk: _Chunk
+    histories: tuple[DeviceHistory, ...]
+
+
+def plan_chunks(
+    fleet: Sequence[DeviceInfo], selected: Collection[str], span: timedelta
+) -> list[_Chunk]:
+    """The selected devices in groups of one class, each small enough for one query; for a
+    class whose rules compare with peers, whole peer groups, peers of the selected included."""
+    chunks: list[_Chunk] = []
+    for device_class in DeviceClass:
+        members = [device for device in fleet if device.device_class is device_class]
+        per_device = span.total_seconds() / CATALOGUE[device_class].expected_interval_s
+        size = int(max(1, min(MAX_CHUNK_DEVICES, CHUNK_READINGS // max(per_device, 1.0))))
+        if device_class in PEER_METRICS:
+            groups = _by_peer_group(members, selected)
+        else:
+            groups = [[device] for device in members if device.device_id in selected]
+        batch: list[DeviceInfo] = []
+        for group in groups:
+            if batch and len(batch) + len(group) > size:
+                chunks.append(_chunk(batch, selected))
+                batch = []
+            batch.extend(group)
+        if batch:
+            chunks.append(_chunk(batch, selected))
+    return chunks
+
+
+def _by_peer_group(
+    members: Sequence[DeviceInfo], selected: Collection[str]
+) -> list[list[DeviceInfo]]:
+    groups: dict[str, list[DeviceInfo]] = {}
+    alone: list[list[DeviceInfo]] = []
+    for device in members:
+        if device.peer_group is None:
+            if device.device_id in selected:
+                alone.append([device])
+        else:
+            groups.setdefault(device.peer_group, []).append(device)
+    wanted = [group for group in groups.values() if any(d.device_id in selected for d in group)]
+    return wanted + alone
+
+
+def _chunk(devices: Sequence[DeviceInfo], selected: Collection[str]) -> _Chunk:
+    return _Chunk(
+        tuple(devices),
+        frozenset(device.device_id for device in devices if device.device_id in selected),
+    )
+
+
+class _Reader:
+    """Reads chunks on a thread of its own, a couple ahead of the evaluation."""
+
+    def __init__(
+        self,
+        connection: psycopg.Connection,
+        chunks: Sequence[_Chunk],
+        period: tuple[datetime, datetime],
+        metrics: Mapping[DeviceClass, tuple[str, ...]],
+    ) -> None:
+        self._queue: queue.Queue[_Read | BaseException | None] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(connection, chunks, period, metrics),
+            daemon=True,
+            name="backtest-reader",
+        )
+        self._thread.start()
+
+    def _run(
+        self,
+        connection: psycopg.Connection,
+        chunks: Sequence[_Chunk],
+        period: tuple[datetime, datetime],
+        metrics: Mapping[DeviceClass, tuple[str, ...]],
+    ) -> None:
+        try:
+            for chunk in chunks:
+                if self._stop.is_set():
+                    return
+                wanted = metrics[chunk.devices[0].device_class]
+                histories = read_histories(connection, chunk.devices, *period, wanted)
+                self._put(_Read(chunk, tuple(histories)))
+            self._put(None)
+        except BaseException as error:  # noqa: BLE001 - handed over to the evaluating thread
+            self._put(error)
+
+    def _put(self, item: _Read | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+            except queue.Full:
+                continue
+            return
+
+    def __iter__(self) -> Iterator[_Read]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ------------------------------------------------------------------------------- backtest
+
+
+def backtest(  # noqa: PLR0917 - the documented call: backtest(url, rules, start, end, ...)
+    connection_or_url: psycopg.Connection | str,
+    rule_set: RuleSet,
+    start: datetime,
+    end: datetime,
+    devices: Sequence[str] | None = None,
+    run: str | None = None,
+    progress: Progress | None = None,
+    *,
+    warmup: timedelta = DEFAULT_WARMUP,
+    grace: timedelta = DEFAULT_GRACE,
+    flap_window: timedelta = DEFAULT_FLAP_WINDOW,
+) -> BacktestResult:
+    """Run ``rule_set`` over the stored history of ``[start, end)`` and score it.
+
+    devices: device ids (default: every device in service at ``start``); run: the
+    fault_ground_truth run to score against (default: every run's faults); progress: called
+    with a line of text after each chunk of devices.
+    """
+    (result,) = backtest_many(
+        connection_or_url,
+        [rule_set],
+        start,
+        end,
+        devices,
+        run,
+        progress,
+        warmup=warmup,
+        grace=grace,
+        flap_window=flap_window,
+    )
+    return result
+
+
+def backtest_many(  # noqa: PLR0917 - as backtest()
+    connection_or_url: psycopg.Connection | str,
+    rule_sets: Sequence[RuleSet],
+    start: datetime,
+    end: datetime,
+    devices: Sequence[str] | None = None,
+    run: str | None = None,
+    progress: Progress | None = None,
+    *,
+    warmup: timedelta = DEFAULT_WARMUP,
+    grace: timedelta = DEFAULT_GRACE,
+    flap_window: timedelta = DEFAULT_FLAP_WINDOW,
+) -> list[BacktestResult]:
+    """Several rule sets over the same history, read once (``--compare``): one result each,
+    each with the wall time of the whole run."""
+    for name, moment in (("start", start), ("end", end)):
+        if moment.utcoffset() is None:
+            raise BacktestError(f"the {name} {moment.isoformat()} has no time zone: add one")
+    if end <= start:
+        raise BacktestError(f"the period ends ({end}) no later than it starts ({start})")
+    if warmup < timedelta(0):
+        raise BacktestError(f"the warm-up ({warmup}) must not be negative")
+    options = _Options(start, end, devices, run, progress, warmup, grace, flap_window)
+    if isinstance(connection_or_url, str):
+        with psycopg.connect(connection_or_url) as connection:
+            return _backtest(connection, rule_sets, options)
+    return _backtest(connection_or_url, rule_sets, options)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    start: datetime
+    end: datetime
+    devices: Sequence[str] | None
+    run: str | None
+    progress: Progress | None
+    warmup: timedelta
+    grace: timedelta
+    flap_window: timedelta
+
+
+def _select(fleet: Sequence[DeviceInfo], devices: Sequence[str] | None) -> set[str]:
+    known = {device.device_id for device in fleet}
+    if devices is None:
+        return known
+    unknown = sorted(set(devices) - known)
+    if unknown:
+        raise BacktestError(
+            f"unknown or decommissioned devices: {', '.join(unknown)}; check the ids "
+            "(`smartcity provision` loads a site's devices)"
+        )
+    return set(devices)
+
+
+def _backtest(
+    connection: psycopg.Connection, rule_sets: Sequence[RuleSet], options: _Options
+) -> list[BacktestResult]:
+    started = time.monotonic()
+    start, end = options.start, options.end
+    say = options.progress or (lambda _text: None)
+    fleet = list_devices(connection, start)
+    selected = _select(fleet, options.devices)
+    faults = read_faults(connection, start, end, sorted(selected), options.run)
+    if options.run is not None and not faults and options.run not in known_runs(connection):
+        runs = ", ".join(known_runs(connection)) or "none"
+        raise BacktestError(f"no ground truth run {options.run!r}; known runs: {runs}")
+    every_rule = [rule for rule_set in rule_sets for rule in rule_set.rules]
+    classes = {rule.device_class for rule in every_rule}
+    watched = {d.device_id for d in fleet if d.device_id in selected and d.device_class in classes}
+    chunks = plan_chunks(fleet, watched, end - start + options.warmup)
+    metrics = {device_class: metrics_read(every_rule, device_class) for device_class in classes}
+    alerts: list[list[RawAlert]] = [[] for _ in rule_sets]
+    rows = [Counter[str]() for _ in rule_sets]
+    readings = done = 0
+    until_s = end.timestamp()
+    reader = _Reader(connection, chunks, (start - options.warmup, end), metrics)
+    try:
+        for read in reader:
+            by_group: dict[str, list[DeviceHistory]] = {}
+            for history in read.histories:
+                if history.device.peer_group is not None:
+                    by_group.setdefault(history.device.peer_group, []).append(history)
+            for history in read.histories:
+                if history.device.device_id not in read.chunk.evaluate:
+                    continue
+                peers = [
+                    other
+                    for other in by_group.get(history.device.peer_group or "", ())
+                    if other is not history
+                ]
+                readings += len(history.unix_s)
+                for index, rule_set in enumerate(rule_sets):
+                    applied = rules_for(rule_set.rules, history.device)
+                    outcome = evaluate_device(applied, history, until_s, peers)
+                    alerts[index].extend(outcome.alerts)
+                    for rule in applied:
+                        rows[index][rule.id] += len(history.unix_s)
+            done += len(read.chunk.evaluate)
+            elapsed = max(time.monotonic() - started, 1e-9)
+            say(
+                f"{read.chunk.devices[0].device_class}: {done:,}/{len(watched):,} devices, "
+                f"{readings:,} readings, {rows[0].total() / elapsed:,.0f} rows/s"
+            )
+    finally:
+        reader.close()
+    results = []
+    for index, rule_set in enumerate(rule_sets):
+        found = tuple(alert.interval() for alert in alerts[index])
+        results.append(
+            BacktestResult(
+                rule_set=rule_set,
+                start=start,
+                end=end,
+                device_count=len(selected),
+                alerts=found,
+                faults=tuple(faults),
+                score=score(
+                    found,
+                    faults,
+                    rule_set.detects,
+                    period_start=start,
+                    period_end=end,
+                    device_count=len(selected),
+                    grace=options.grace,
+                    flap_window=options.flap_window,
+                ),
+                readings=readings,
+                rows_evaluated=rows[index].total(),
+                seconds=0.0,
+                rows_evaluated_by_rule=dict(rows[index]),
+            )
+        )
+    seconds = time.monotonic() - started
+    return [replace(result, seconds=seconds) for result in results]

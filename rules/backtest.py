@@ -80,6 +80,7 @@ _DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
     "usable_energy_wh": ("battery_soc",),
     "night_energy_needed_wh": ("lamp_power",),
     "clear_sky_pv_power": (),
+    "scheduled_lamp_level": (),
     "night_hours_left": (),
     "sun_elevation": (),
     "local_hour": (),

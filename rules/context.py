@@ -17,6 +17,9 @@ Names, by device class (``docs/rules.md`` explains each):
   and while it is high); ``night_hours_left`` [h]; ``usable_energy_wh`` (charge above the
   low-voltage disconnect) and ``night_energy_needed_wh`` (the lamp's present draw until
   sunrise), whose comparison predicts a light going dark before dawn;
+  ``scheduled_lamp_level`` [%], what the agents' default program asks of the lamp now (0 by
+  day, the night's dimming profile after dark; a schedule sent to one device is not known
+  here);
 - signs: the ratings ``pixels`` and ``max_power_w``; ``fault_<bit>`` for each bit of
   ``fault_bits``;
 - building zones: ``peer_air_temperature``, the median of the other zones of the same
@@ -38,6 +41,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from edge_agents.control import DEFAULT_SCHEDULE
+from edge_agents.sun import SECONDS_PER_DAY
 from protocol.catalogue import (
     CATALOGUE,
     CHARGE_CONTROLLER_STATUS_BITS,
@@ -45,7 +50,6 @@ from protocol.catalogue import (
 )
 from protocol.topics import DeviceClass
 from rules.solar import (
-    SECONDS_PER_DAY,
     clear_sky_irradiance,
     hours_until_sunrise,
     solar_elevation,
@@ -75,6 +79,7 @@ HARVEST_DAYS: Final = 3
 LOW_VOLTAGE_DISCONNECT_SOC: Final = 10.0
 """State of charge [%] below which charge controllers cut the lamp to save the battery."""
 _STREETLIGHT_DERIVED: Final = (
+    "scheduled_lamp_level",
     "clear_sky_pv_power",
     *HARVEST_NAMES,
     "night_hours_left",
@@ -216,6 +221,7 @@ def _streetlight(
     count = len(unix_s)
     panel_wp = place.ratings.get("panel_wp", np.nan)
     battery_wh = place.ratings.get("battery_wh", np.nan)
+    env["scheduled_lamp_level"] = _scheduled_level(elevation, env["local_hour"])
     clear = panel_wp * clear_sky_irradiance(elevation) / 1_000.0
     env["clear_sky_pv_power"] = clear
     pv = env.get("pv_power", np.full(count, np.nan))
@@ -227,6 +233,18 @@ def _streetlight(
     soc = env.get("battery_soc", np.full(count, np.nan))
     env["usable_energy_wh"] = np.maximum(soc - LOW_VOLTAGE_DISCONNECT_SOC, 0.0) / 100 * battery_wh
     env["night_energy_needed_wh"] = env.get("lamp_power", np.full(count, np.nan)) * night_left
+
+
+def _scheduled_level(elevation: Floats, local_hour: Floats) -> Floats:
+    """The default program's lamp level (edge_agents.control.lamp_level, no override)."""
+    steps = sorted(DEFAULT_SCHEDULE.steps, key=lambda step: step.start)
+    starts = np.array([int(step.start[:2]) * 60 + int(step.start[3:]) for step in steps])
+    levels = np.array([step.level for step in steps], dtype=np.float64)
+    minute = np.floor(np.round(local_hour * 60.0, 6))
+    index = np.searchsorted(starts, minute, "right") - 1  # -1: the last step still runs
+    dark = elevation < DEFAULT_SCHEDULE.dark_below_elevation
+    level: Floats = np.where(dark, levels[index], 0.0)
+    return level
 
 
 def _best_recent_ratio(

@@ -46,18 +46,12 @@ def run_engine(
         smartcity rules run --notifications notifications.yaml
     """
     from smartcity import logs
-    from smartcity.cli import fail, load_settings, require_database_url
-    from storage.migrate import current_revision, head_revision
+    from smartcity.cli import fail, load_settings, require_current_schema, require_database_url
 
     logs.configure(log_level)
     settings = load_settings()
     url = require_database_url(settings)
-    try:
-        revision = current_revision(url)
-    except Exception as error:
-        raise fail(f"cannot reach the database: {error}") from error
-    if revision != head_revision():
-        raise fail(f"schema is at {revision}, not {head_revision()}: run smartcity db migrate")
+    require_current_schema(url)
     try:
         routes = load_notification_config(notifications) if notifications else None
         service = RulesService(

@@ -1,9 +1,9 @@
 """The sun for rules, over arrays: elevation, time to the next sunrise, clear-sky irradiance.
 
-The same NOAA "general solar position" equations as the edge agents (``edge_agents/sun.py``),
-written over numpy arrays of UNIX times so a backtest computes a month of a fleet at once.
-A single reading goes through the same code as a one-element array, so the streaming engine
-and the backtest agree to the last bit.
+The edge agents' NOAA "general solar position" equations (``edge_agents/sun.py``), over numpy
+arrays of UNIX times so a backtest computes a month of a fleet at once. A single reading goes
+through the same code as a one-element array, so the streaming engine and the backtest agree
+to the last bit.
 """
 
 from __future__ import annotations
@@ -13,55 +13,21 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from edge_agents.sun import (
+    declination_and_equation_of_time,
+    elevation_at,
+    gamma_and_hours,
+)
+
 Floats = npt.NDArray[np.float64]
 
-SECONDS_PER_DAY: Final = 86_400.0
 LAMP_SWITCH_ELEVATION_DEG: Final = -1.0
 """The agents light their lamps while the sun is below this elevation (edge_agents.control)."""
 
 
-def _gamma_and_hours(unix_s: Floats) -> tuple[Floats, Floats]:
-    days = np.floor(unix_s / SECONDS_PER_DAY)
-    hours = (unix_s - days * SECONDS_PER_DAY) / 3_600.0
-    # day of year (1-based) from days since 1970-01-01, via numpy's calendar arithmetic
-    dates = days.astype("datetime64[D]")
-    day_of_year = (dates - dates.astype("datetime64[Y]")).astype(np.float64) + 1.0
-    gamma = 2 * np.pi / 365 * (day_of_year - 1 + (hours - 12) / 24)
-    return gamma, hours
-
-
-def _declination_and_equation_of_time(gamma: Floats) -> tuple[Floats, Floats]:
-    equation_of_time = 229.18 * (
-        0.000075
-        + 0.001868 * np.cos(gamma)
-        - 0.032077 * np.sin(gamma)
-        - 0.014615 * np.cos(2 * gamma)
-        - 0.040849 * np.sin(2 * gamma)
-    )
-    declination = (
-        0.006918
-        - 0.399912 * np.cos(gamma)
-        + 0.070257 * np.sin(gamma)
-        - 0.006758 * np.cos(2 * gamma)
-        + 0.000907 * np.sin(2 * gamma)
-        - 0.002697 * np.cos(3 * gamma)
-        + 0.00148 * np.sin(3 * gamma)
-    )
-    return declination, equation_of_time
-
-
 def solar_elevation(unix_s: Floats, latitude: float, longitude: float) -> Floats:
     """Elevation of the sun's centre above the horizon [deg] at each UNIX time [s]."""
-    gamma, hours = _gamma_and_hours(np.asarray(unix_s, dtype=np.float64))
-    declination, equation_of_time = _declination_and_equation_of_time(gamma)
-    true_solar_minutes = hours * 60 + equation_of_time + 4 * longitude
-    hour_angle = np.radians(true_solar_minutes / 4 - 180)
-    phi = np.radians(latitude)
-    cos_zenith = np.sin(phi) * np.sin(declination) + np.cos(phi) * np.cos(declination) * np.cos(
-        hour_angle
-    )
-    elevation: Floats = 90.0 - np.degrees(np.arccos(np.clip(cos_zenith, -1.0, 1.0)))
-    return elevation
+    return elevation_at(unix_s, latitude, longitude)
 
 
 def hours_until_sunrise(
@@ -77,8 +43,8 @@ def hours_until_sunrise(
     exact for the hours of one night).
     """
     unix = np.asarray(unix_s, dtype=np.float64)
-    gamma, hours = _gamma_and_hours(unix)
-    declination, equation_of_time = _declination_and_equation_of_time(gamma)
+    gamma, hours = gamma_and_hours(unix)
+    declination, equation_of_time = declination_and_equation_of_time(gamma)
     phi = np.radians(latitude)
     cos_hour_angle = (np.sin(np.radians(elevation_deg)) - np.sin(phi) * np.sin(declination)) / (
         np.cos(phi) * np.cos(declination)

@@ -90,6 +90,16 @@ def require_database_url(settings: Settings) -> str:
     return settings.database_url
 
 
+def require_current_schema(url: str) -> None:
+    """Exit with a clear error unless the database answers with the schema this code needs."""
+    try:
+        revision = current_revision(url)
+    except Exception as error:
+        raise fail(f"cannot reach the database: {error}") from error
+    if revision != head_revision():
+        raise fail(f"schema is at {revision}, not {head_revision()}: run smartcity db migrate")
+
+
 def on_termination(stop: threading.Event) -> None:
     """Ctrl-C and SIGTERM set ``stop``; a second Ctrl-C exits at once."""
 
@@ -185,12 +195,7 @@ def ingest(
     logs.configure(log_level)
     settings = load_settings()
     url = require_database_url(settings)
-    try:
-        revision = current_revision(url)
-    except Exception as error:
-        raise fail(f"cannot reach the database: {error}") from error
-    if revision != head_revision():
-        raise fail(f"schema is at {revision}, not {head_revision()}: run smartcity db migrate")
+    require_current_schema(url)
     service = make_ingest_service(settings, url, share_group, worker)
     stop = threading.Event()
     on_termination(stop)

@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,7 +18,8 @@ import psycopg
 import pytest
 
 from protocol.payloads import DeviceStatus, StatePayload, encode
-from rules.lifecycle import Alert, Status
+from rules import lifecycle
+from rules.lifecycle import Alert, Policy, Status
 from rules.notify import parse_notification_config
 from rules.service import RulesConfig, RulesService
 from smartcity.local_services import LocalMosquitto
@@ -274,3 +276,68 @@ def test_a_bad_rule_file_never_replaces_the_running_rules(
         assert engine.evaluator.conditions["lamp-out", "sl-004"].phase.value == "firing", (
             "the states of the rules kept carry over"
         )
+
+
+def test_a_repair_is_verified_by_light_or_reopened(config: RulesConfig) -> None:
+    config = replace(config, policy=Policy(verify_for=timedelta(minutes=30)))
+    with running_engine(config), publisher(config.mqtt_port) as client:
+        for index in range(5):
+            dark(client, "sl-005", index)
+            dark(client, "sl-006", index)
+        wait_until(lambda: len(open_alerts(config.database_url, "lamp-out")) == 2, 20, "fired")
+        by_device = {a.subject: a for a in open_alerts(config.database_url, "lamp-out")}
+        with psycopg.connect(config.database_url) as connection, connection.transaction():
+            for alert in by_device.values():
+                store.change_alert(
+                    connection,
+                    alert.alert_id or 0,
+                    lambda a: lifecycle.mark_repaired(a, a.fired_at, "crew-north", "fixed"),
+                )
+        # sl-005 lights again; sl-006 stays dark for the whole verification window.
+        publish_reading(client, "sl-005", 5, NIGHT + 5 * FIVE_MINUTES, light_values(55.0))
+        for index in range(5, 13):
+            dark(client, "sl-006", index)
+
+        def status_of(device: str) -> Status:
+            return {a.subject: a for a in open_alerts(config.database_url, "lamp-out")}[
+                device
+            ].status
+
+        wait_until(lambda: status_of("sl-005") is Status.CLOSED, 20, "sl-005 verified")
+        wait_until(lambda: status_of("sl-006") is Status.FIRING, 20, "sl-006 reopened")
+    with psycopg.connect(config.database_url) as connection:
+        notes = {
+            device: [t.note for t in store.transitions_of(connection, alert.alert_id or 0)]
+            for device, alert in by_device.items()
+        }
+    assert notes["sl-005"][-1] == "repair verified"
+    assert notes["sl-006"][-1].startswith("reopened: not confirmed within")
+    assert len(open_alerts(config.database_url, "lamp-out")) == 2, "reopened, not raised anew"
+
+
+@pytest.mark.parametrize(("count", "cause_subject"), [(10, "street:menzel"), (12, "site:sefrou")])
+def test_a_street_gone_dark_is_one_alert_that_mutes_its_lights(
+    config: RulesConfig, count: int, cause_subject: str
+) -> None:
+    """Lights of the Menzel run (20 of the site's 22 devices) lose their link at once: one
+    alert for the cause, the street (half its lights) or, past half the site, the site link;
+    the lights' own offline alerts are recorded but muted."""
+    lights = [f"sl-{index:03d}" for index in range(1, count + 1)]
+    with running_engine(config), publisher(config.mqtt_port) as client:
+        for device in lights:
+            dark(client, device, 0)  # heard once, so they are known to be there
+        for device in lights:
+            will = StatePayload(
+                v=1, status=DeviceStatus.OFFLINE, ts=NIGHT, reason="connection_lost", boot_id="b"
+            )
+            client.publish_all([(f"sc/sefrou/streetlight/{device}/state", encode(will))])
+        wait_until(lambda: bool(open_alerts(config.database_url, "group-offline")), 20, "cause")
+        wait_until(
+            lambda: len(open_alerts(config.database_url, "light-offline")) == len(lights),
+            20,
+            "the lights' alerts",
+        )
+        [cause] = open_alerts(config.database_url, "group-offline")
+        assert cause.subject == cause_subject
+        muted = {a.muted_by for a in open_alerts(config.database_url, "light-offline")}
+        assert muted == {f"suppressed:{cause.alert_id}"}

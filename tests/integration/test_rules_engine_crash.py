@@ -1,5 +1,5 @@
-"""The rules engine killed with SIGKILL mid-incident: after a restart, nothing is lost and
-nothing doubled, and the pending timers carry on."""
+"""`smartcity rules run`: killed with SIGKILL mid-incident, it restarts losing and doubling
+nothing, its pending timers carrying on; a bad rule file or schema stops it before it starts."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from rules.lifecycle import Status
+from smartcity.cli import app
 from smartcity.local_services import LocalMosquitto
 from storage import alerts as store
 from tests.integration.helpers import provision_test_site, publisher, wait_until
@@ -116,3 +118,26 @@ def test_sigkill_mid_incident_loses_and_doubles_nothing(
     with psycopg.connect(database_url) as connection:
         (sl_002,) = [a for a, _ in store.alerts(connection) if a.subject == "sl-002"]
     assert sl_002.started_at == NIGHT, "the pending timer survived the kill"
+
+
+def test_run_refuses_a_bad_rule_file_before_starting(database_url: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("rules:\n  - {id: x, class: lamp, title: {en: X}, when: tilt > 1}\n")
+    result = CliRunner().invoke(
+        app,
+        ["rules", "run", "--rules", str(broken)],
+        env={"DATABASE_URL": database_url, "SMARTCITY_DATABASE_URL": None},
+    )
+    assert result.exit_code == 2
+    assert "broken.yaml: rules[0] (x).class" in result.output
+    assert "(line 2)" in result.output
+
+
+def test_run_refuses_an_unmigrated_database(empty_database_url: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["rules", "run"],
+        env={"DATABASE_URL": empty_database_url, "SMARTCITY_DATABASE_URL": None},
+    )
+    assert result.exit_code == 2
+    assert "run smartcity db migrate" in result.output

@@ -8,9 +8,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from edge_agents.control import LocalState, lamp_level
 from edge_agents.sun import solar_elevation as agent_elevation
 from protocol.topics import DeviceClass
 from rules.context import DeviceMemory, DevicePlace, derive, names_for
+from rules.core import Change, ConditionState, intervals, step
+from rules.model import parse_rules
 from rules.solar import clear_sky_irradiance, hours_until_sunrise, solar_elevation
 
 SEFROU = (33.83, -4.84)
@@ -111,3 +114,37 @@ def test_local_hour_and_weekday_follow_the_zone_all_year() -> None:
     np.testing.assert_allclose(env["local_hour"], [t.hour + t.minute / 60 for t in local])
     np.testing.assert_array_equal(env["weekday"], [t.weekday() for t in local])
     assert len({t.utcoffset() for t in local}) == 2, "the year has both offsets"
+
+
+def test_a_rate_of_change_rule_fires_alike_live_and_in_a_backtest() -> None:
+    """SOC falls 2 % every 5 minutes (24 %/h) from the 10th reading to the 20th."""
+    rule = parse_rules(
+        "rules:\n  - {id: drain, class: streetlight, title: {en: D},"
+        " when: rate_battery_soc < -10, for: 10m, clear: rate_battery_soc > -1}\n"
+    ).rules[0]
+    unix = (datetime(2026, 1, 12, tzinfo=UTC).timestamp() + np.arange(30) * 300.0).astype(
+        np.float64
+    )
+    soc = np.array([80.0 - 2.0 * min(max(i - 9, 0), 11) for i in range(30)])
+    found = intervals(rule, unix, derive(LIGHT, unix, {"battery_soc": soc}))
+    assert [(i.fired, i.resolved) for i in found] == [(12, 21)]
+    memory, state, live = DeviceMemory(LIGHT), ConditionState(), []
+    for index in range(30):
+        env = memory.derive(float(unix[index]), {"battery_soc": float(soc[index])})
+        state, change = step(rule, state, float(unix[index]), env)
+        if change is not None:
+            live.append((index, change))
+    assert live == [(12, Change.FIRED), (21, Change.RESOLVED)]
+
+
+def test_scheduled_lamp_level_follows_the_agents_program() -> None:
+    zone = ZoneInfo("Africa/Casablanca")
+    moments = [datetime(2026, 1, 12, tzinfo=UTC) + timedelta(minutes=17 * i) for i in range(300)]
+    unix = np.array([m.timestamp() for m in moments])
+    env = derive(LIGHT, unix, {})
+    expected = [
+        lamp_level(LocalState(), m, agent_elevation(m, *SEFROU), zone, autonomous=True)
+        for m in moments
+    ]
+    np.testing.assert_allclose(env["scheduled_lamp_level"], expected)
+    assert {0.0, 100.0, 60.0, 90.0} <= set(env["scheduled_lamp_level"])

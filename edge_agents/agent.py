@@ -41,7 +41,6 @@ from edge_agents import control
 from edge_agents.drivers import Driver, Outputs, Reading
 from edge_agents.errors import DriverError
 from edge_agents.spool import Spool
-from edge_agents.sun import solar_elevation
 from protocol.catalogue import CATALOGUE
 from protocol.commands import Refusal, check_command
 from protocol.payloads import (
@@ -57,6 +56,7 @@ from protocol.payloads import (
     TelemetryPayload,
     encode,
 )
+from protocol.sun import solar_elevation
 from protocol.topics import Channel, DeviceClass, DeviceTopic
 
 log = logging.getLogger("smartcity.agent")

@@ -15,7 +15,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from protocol.commands import (
-    DimmingStep,
+    DEFAULT_SCHEDULE,
     HvacMode,
     Params,
     SetBrightness,
@@ -24,15 +24,6 @@ from protocol.commands import (
     SetMessage,
     SetSchedule,
 )
-
-DEFAULT_SCHEDULE: Final = SetSchedule(
-    steps=[
-        DimmingStep(start="17:00", level=100.0),
-        DimmingStep(start="23:00", level=60.0),
-        DimmingStep(start="05:00", level=90.0),
-    ]
-)
-"""Full light in the evening, dimmed in the small hours, brighter for the morning."""
 
 STANDING_MESSAGE: Final = SetMessage(message_id=1, lit_fraction=0.3)
 """What a sign shows until told otherwise: its standing message 1 (place name, speed limit)."""
@@ -102,7 +93,7 @@ def lamp_level(
 ) -> float:
     """Streetlight output [%]: an override, else the schedule while it is dark, else off.
 
-    sun_elevation [deg]: see :func:`edge_agents.sun.solar_elevation`.
+    sun_elevation [deg]: see :func:`protocol.sun.solar_elevation`.
     """
     hold = current_hold(state, now, autonomous)
     if isinstance(hold, SetDimming):

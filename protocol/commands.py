@@ -54,6 +54,17 @@ class SetSchedule(_Params, frozen=True):
     """The lamp is on while the sun is below this elevation [deg]."""
 
 
+DEFAULT_SCHEDULE: Final = SetSchedule(
+    steps=[
+        DimmingStep(start="17:00", level=100.0),
+        DimmingStep(start="23:00", level=60.0),
+        DimmingStep(start="05:00", level=90.0),
+    ]
+)
+"""The program every streetlight runs until told otherwise: full light in the evening, dimmed
+in the small hours, brighter for the morning. Agents run it; rules compare lamps with it."""
+
+
 class SetMessage(_Params, frozen=True):
     """Signage: show message ``message_id`` (its text, when given, for the log)."""
 

@@ -41,13 +41,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from edge_agents.control import DEFAULT_SCHEDULE
-from edge_agents.sun import SECONDS_PER_DAY
 from protocol.catalogue import (
     CATALOGUE,
     CHARGE_CONTROLLER_STATUS_BITS,
     SIGN_FAULT_BITS,
 )
+from protocol.commands import DEFAULT_SCHEDULE
+from protocol.sun import SECONDS_PER_DAY
 from protocol.topics import DeviceClass
 from rules.solar import (
     clear_sky_irradiance,

@@ -164,9 +164,11 @@ class Evaluator:
         online: bool,
         reason: str | None,
         boot_id: str | None,
+        *,
         now: datetime,
+        sent_s: float | None = None,
     ) -> list[RuleEvent]:
-        """A birth, will or goodbye of a device."""
+        """A birth, will or goodbye of a device (``sent_s``: its own time stamp)."""
         device = self.fleet.get(device_id)
         if device is None:
             return []
@@ -175,7 +177,7 @@ class Evaluator:
             if rule.missing is None:
                 continue
             presence = self._presence(rule, device)
-            changed = presence.state(now.timestamp(), online, reason, boot_id)
+            changed = presence.state(now.timestamp(), online, reason, boot_id, sent_s)
             self.dirty.add((rule.id, device_id))
             events += self._gone_events(rule, device_id, changed)
         return events
@@ -248,6 +250,8 @@ class Evaluator:
                 continue
             if rule is None or device is None:
                 continue
+            if (rule.missing is None) != ("phase" in state):
+                continue  # the rule changed kind (condition <-> missing data): start afresh
             if rule.missing is None:
                 self.conditions[rule_id, device_id] = ConditionState.from_json(state)
             else:
@@ -279,6 +283,7 @@ def _presence_json(presence: Presence) -> dict[str, object]:
         "last_values": dict(presence.last_values or {}),
         "boot_id": presence.boot_id,
         "by_will": presence.by_will,
+        "last_state": list(presence.last_state) if presence.last_state else None,
         "gone": None if gone is None else {"since_s": gone.since_s, "cause": gone.cause.value},
     }
 
@@ -302,6 +307,19 @@ def _presence_from_json(
         if isinstance(gone, dict)
         else None,
         by_will=bool(state.get("by_will", False)),
+        last_state=_last_state(state.get("last_state")),
+    )
+
+
+def _last_state(value: object) -> tuple[bool, float | None, str | None, str | None] | None:
+    if not isinstance(value, list) or len(value) != 4:
+        return None
+    online, sent, reason, boot = value
+    return (
+        bool(online),
+        None if sent is None else float(str(sent)),
+        None if reason is None else str(reason),
+        None if boot is None else str(boot),
     )
 
 

@@ -193,13 +193,33 @@ def fire(
     *,
     muted_by: str | None = None,
     cause: str | None = None,
+    notified_at: datetime | None = None,
+    hold: bool = False,
 ) -> Outcome:
+    """A new alert, fired at ``at`` (the reading that completed the condition); notified at
+    ``notified_at`` (default ``at``; later when the reading arrives late, from a spool).
+
+    hold: notify only when :func:`release` says so (a missing device waits a moment, in
+    case its street or the site link turns out to be the cause)."""
     alert = Alert(rule_id, subject, severity, Status.FIRING, started_at, at, cause=cause)
     alert = replace(alert, muted_by=muted_by)
     transitions = [Transition(at, None, Status.FIRING, ENGINE, _muted_note(muted_by))]
-    if muted_by is not None:
+    if muted_by is not None or hold:
         return alert, transitions, []
-    return replace(alert, last_notified_at=at), transitions, [NoticeKind.FIRING]
+    told = notified_at or at
+    return replace(alert, last_notified_at=told), transitions, [NoticeKind.FIRING]
+
+
+def held(alert: Alert) -> bool:
+    """Fired, neither muted nor notified yet: waiting for :func:`release`."""
+    return alert.status is Status.FIRING and alert.muted_by is None and not alert.last_notified_at
+
+
+def release(alert: Alert, now: datetime) -> Outcome:
+    """Notify a held alert (its wait is over and no root cause muted it meanwhile)."""
+    if not held(alert):
+        return alert, [], []
+    return replace(alert, last_notified_at=now), [], [NoticeKind.FIRING]
 
 
 def _muted_note(muted_by: str | None) -> str:
@@ -215,6 +235,8 @@ def acknowledge(alert: Alert, at: datetime, actor: str, note: str = "") -> Outco
 
 def resolve(alert: Alert, at: datetime, note: str = "clear condition held") -> Outcome:
     """The engine saw the clear condition: resolved, or closed when a repair awaited it."""
+    if alert.status is Status.CLOSED:
+        return alert, [], []  # closed by a person meanwhile: it stays closed
     if alert.status not in OPEN_STATUSES and alert.repaired_at is None:
         return alert, [], []
     if alert.repaired_at is not None and alert.status is Status.RESOLVED:
@@ -260,6 +282,7 @@ def _reopen(alert: Alert, at: datetime, note: str) -> Outcome:
         acknowledged_at=None,
         acknowledged_by=None,
         escalated=False,
+        reminders=0,
         last_notified_at=at,
     )
     transition = Transition(at, alert.status, Status.FIRING, ENGINE, f"reopened: {note}")
@@ -289,7 +312,10 @@ def tick(alert: Alert, now: datetime, policy: Policy, *, still_failing: bool) ->
     if alert.status is not Status.FIRING or alert.muted_by is not None:
         return alert, [], []
     escalate = policy.escalate_after.get(alert.severity)
-    if escalate is not None and not alert.escalated and now - alert.fired_at >= escalate:
+    # Escalation counts from the first notice of this episode (firing, reopened or unmuted).
+    told = alert.last_notified_at if alert.reminders == 0 and alert.last_notified_at else None
+    since = told or alert.fired_at
+    if escalate is not None and not alert.escalated and now - since >= escalate:
         return replace(alert, escalated=True, last_notified_at=now), [], [NoticeKind.ESCALATION]
     repeat = policy.repeat_every.get(alert.severity)
     last = alert.last_notified_at or alert.fired_at
@@ -303,7 +329,7 @@ def unmute(alert: Alert, now: datetime) -> Outcome:
     """A mute ended (silence expired, root cause resolved) while the alert still fires."""
     if alert.muted_by is None or alert.status is not Status.FIRING:
         return alert, [], []
-    changed = replace(alert, muted_by=None, last_notified_at=now)
+    changed = replace(alert, muted_by=None, last_notified_at=now, reminders=0)
     note = f"no longer muted by {alert.muted_by}"
     return changed, [Transition(now, alert.status, alert.status, ENGINE, note)], [NoticeKind.FIRING]
 

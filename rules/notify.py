@@ -474,7 +474,10 @@ class Delivery:
     error: str = ""
     notification_id: int | None = None
     final: bool = False
-    """The last attempt this URL gets: it succeeded, or the retries are spent."""
+    """The notice is done with: every URL of every route it goes to has succeeded or spent
+    its retries (a notice dropped at shutdown is never final: it is sent after a restart)."""
+    notice_sent: bool = False
+    """Whether at least one URL has received the notice so far."""
 
 
 class DeliveryLog(Protocol):
@@ -547,6 +550,9 @@ def _utc_now() -> datetime:
 class _Submission:
     notice: AlertNotice
     handed_off: bool = False
+    jobs_left: int = 0
+    """(route, URL) pairs still to send it to."""
+    sent_somewhere: bool = False
 
 
 @dataclass(eq=False)
@@ -708,6 +714,7 @@ class Dispatcher:
             for route in routes:
                 for url in route.urls:
                     self._sequence += 1
+                    submission.jobs_left += 1
                     self._lanes.add(_Job(submission, route, url, self._sequence, now))
 
     def _attempt(self, job: _Job) -> None:
@@ -742,6 +749,10 @@ class Dispatcher:
 
     def _record(self, job: _Job, at: datetime, error: str) -> None:
         notice = job.submission.notice
+        submission = job.submission
+        if not error or job.attempts >= self._config.retry.attempts:
+            submission.jobs_left -= 1  # this URL is done with: sent, or its retries spent
+        submission.sent_somewhere = submission.sent_somewhere or not error
         delivery = Delivery(
             alert_id=notice.alert_id,
             kind=notice.kind,
@@ -753,7 +764,8 @@ class Dispatcher:
             ok=not error,
             error=error,
             notification_id=notice.notification_id,
-            final=not error or job.attempts >= self._config.retry.attempts,
+            final=submission.jobs_left == 0,
+            notice_sent=submission.sent_somewhere,
         )
         log.log(
             logging.INFO if delivery.ok else logging.WARNING,

@@ -89,6 +89,8 @@ class Presence:
 
     by_will: bool = False
     """The present interval began with a will or a goodbye (only a birth ends it)."""
+    last_state: tuple[bool, float | None, str | None, str | None] | None = None
+    """The last state message applied: (online, sent at, reason, boot id)."""
 
     def reading(self, now_s: float, values: Mapping[str, float]) -> Gone | None:
         """A reading arrived at ``now_s``; the interval it ends, if any."""
@@ -99,9 +101,22 @@ class Presence:
         return self._back(now_s, None)
 
     def state(
-        self, now_s: float, online: bool, reason: str | None, boot_id: str | None
+        self,
+        now_s: float,
+        online: bool,
+        reason: str | None,
+        boot_id: str | None,
+        sent_s: float | None = None,
     ) -> Gone | None:
-        """A state message; the interval it starts or ends, if any."""
+        """A state message (sent at ``sent_s`` by the device's clock, when known); the interval
+        it starts or ends, if any. The very same message again (a broker redelivering it) is
+        ignored."""
+        message = (online, sent_s, reason, boot_id)
+        if sent_s is not None and message == self.last_state:
+            return None
+        self.last_state = message
+        if not online and boot_id is not None:
+            self.boot_id = self.boot_id or boot_id  # the will names the boot it ends
         if online:
             rebooted = self.boot_id is not None and boot_id is not None and boot_id != self.boot_id
             self.boot_id = boot_id or self.boot_id

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -30,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from protocol.decoding import (
     DEFAULT_WINDOW,
@@ -41,8 +43,9 @@ from protocol.decoding import (
 )
 from protocol.payloads import DeviceStatus
 from protocol.topics import Channel, DeviceClass, subscription
-from rules import lifecycle
+from rules import lifecycle, store
 from rules.context import DevicePlace
+from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
 from rules.lifecycle import Alert, Outcome, Policy, Scope, Status
 from rules.model import Rule, RuleFileError, RuleSet, Severity, load_rules
@@ -52,7 +55,6 @@ from rules.notify import (
     Dispatcher,
     NotificationConfig,
 )
-from storage import alerts as store
 
 log = logging.getLogger("smartcity.rules")
 
@@ -66,6 +68,7 @@ ROOT_CAUSE_TITLES: Final = {
     "ar": "عدة أجهزة لا ترسل بياناتها",
 }
 BATCH_MAX: Final = 500
+BATCH_ATTEMPTS: Final = 3
 BATCH_WAIT_S: Final = 0.05
 
 
@@ -83,6 +86,9 @@ class RulesConfig:
     """Take the time from the devices' readings (simulations faster than real time)."""
     window: AcceptanceWindow = DEFAULT_WINDOW
     """Readings outside it are not evaluated (ingest refuses them too)."""
+    group_wait_s: float = 30.0
+    """How long a missing device's alert waits before it is notified, in case its street,
+    cabinet or the site link turns out to be the cause (then it is muted instead)."""
 
 
 def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
@@ -154,9 +160,18 @@ class RulesService:
         else:
             self._restart_silence_clocks(self._wall_clock())
         self._root_causes: dict[str, int] = {}
+        self._held: dict[int, float] = {}
+        """Held alerts (missing devices), by id: when they fired (monotonic clock). After a
+        restart none is known: each is released at the first tick."""
+        row = self._db.execute("SELECT now() - INTERVAL '1 day'").fetchone()
+        self._db.commit()
+        self._published_until: datetime = row[0] if row else datetime.now(UTC)
+        """Alerts changed after this (database time) are published at the next sweep; at
+        start, a day back: a crash may have left a retained message stale."""
         self._to_publish: set[int] = set()
         self.alerts_raised = 0
         self.messages_applied = 0
+        self.messages_set_aside = 0
         self._dispatcher: Dispatcher | None = None
         self._delivery_db: psycopg.Connection | None = None
         if config.notifications is not None:
@@ -216,10 +231,26 @@ class RulesService:
             return
         self._save_states()
         self.rules = rules
-        self.evaluator = self._restored_evaluator(rules)
-        if not self.config.event_time:
-            self._restart_silence_clocks(self._wall_clock())
+        self.evaluator = self._restored_evaluator(rules)  # from the states just saved
+        self._close_alerts_of_removed_rules()
         log.info("rules reloaded", extra={"rules": len(rules.rules)})
+
+    def _close_alerts_of_removed_rules(self) -> None:
+        kept = [rule.id for rule in self.rules.rules] + [ROOT_CAUSE_RULE]
+        now = self.now()
+        with self._db.transaction():
+            rows = self._db.execute(
+                "SELECT alert_id FROM alerts WHERE status <> 'closed' AND NOT rule_id = ANY(%s)",
+                (kept,),
+            ).fetchall()
+            for (alert_id,) in rows:
+                store.change_alert(
+                    self._db,
+                    alert_id,
+                    lambda a: lifecycle.close(a, now, lifecycle.ENGINE, "rule removed"),
+                )
+                self._publish_later(alert_id)
+        self._db.commit()
 
     # ------------------------------------------------------------------------- MQTT
 
@@ -248,7 +279,11 @@ class RulesService:
             log.error("broker refused the connection", extra={"reason": str(reason_code)})
             return
         self._connection_number += 1
-        client.subscribe([(subscription(Channel.TELEMETRY), 1), (subscription(Channel.STATE), 1)])
+        # Retained states only with a new subscription: a reconnected session has had them.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe(
+            [(subscription(Channel.TELEMETRY), options), (subscription(Channel.STATE), options)]
+        )
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self._inbox.append(
@@ -295,9 +330,9 @@ class RulesService:
                 self._swap_rules()
                 batch = self._take_batch()
                 if batch:
-                    self._apply(batch)
+                    self._apply_safely(batch)
                 if time.monotonic() >= next_tick:
-                    self._tick()
+                    self._safely(self._tick, "tick")
                     next_tick = time.monotonic() + self.config.tick_s
         finally:
             self._client.disconnect()
@@ -318,6 +353,54 @@ class RulesService:
         while self._inbox and len(batch) < BATCH_MAX:
             batch.append(self._inbox.popleft())
         return batch
+
+    def _apply_safely(self, batch: Sequence[_Inbound]) -> None:
+        """Apply a batch; after a failure, from the last committed state again; a batch that
+        keeps failing is applied message by message, and a message that fails alone is set
+        aside (logged and acknowledged) rather than stopping the engine."""
+        for _ in range(BATCH_ATTEMPTS):
+            if self._safely(lambda: self._apply(batch), "batch"):
+                return
+        for message in batch:
+            if not self._safely(partial(self._apply, [message]), "message"):
+                log.error(
+                    "message set aside: it fails every time",
+                    extra={"topic": message.topic, "bytes": len(message.payload)},
+                )
+                self.messages_set_aside += 1
+                self._to_acknowledge.append((message.mid, message.connection))
+                self._send_acknowledgements()
+
+    def _safely(self, work: Callable[[], None], what: str) -> bool:
+        """Run ``work``; on a database or lifecycle error, log it, go back to the last
+        committed state (reconnecting if need be) and say it failed."""
+        try:
+            work()
+        except (psycopg.Error, RuleError) as error:
+            log.warning("%s failed; back to the last committed state", what, exc_info=error)
+            self._back_to_committed_state()
+            return False
+        return True
+
+    def _back_to_committed_state(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                if self._db.closed or self._db.broken:
+                    self._db = psycopg.connect(self.config.database_url, autocommit=False)
+                self._db.rollback()
+                self.evaluator = self._restored_evaluator(self.rules)
+                if self.config.event_time:
+                    self._event_time = self._latest_reading()
+            except psycopg.Error as error:
+                log.warning("database unreachable; retrying in %.1f s", delay, exc_info=error)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                self._db.close()
+                continue
+            break
+        self._root_causes.clear()  # rebuilt from the open alerts at the next update
+        self._to_publish.clear()
 
     def _apply(self, batch: Sequence[_Inbound]) -> None:
         events: list[RuleEvent] = []
@@ -345,16 +428,22 @@ class RulesService:
         if isinstance(decoded, State):
             online = decoded.status is DeviceStatus.ONLINE
             return self.evaluator.state(
-                device_id, online, decoded.reason, decoded.boot_id, self.now()
+                device_id,
+                online,
+                decoded.reason,
+                decoded.boot_id,
+                now=self.now(),
+                sent_s=decoded.ts.timestamp(),
             )
         return []
 
     def _commit(self, events: Sequence[RuleEvent]) -> list[store.QueuedNotice]:
         notices: list[store.QueuedNotice] = []
         with self._db.transaction():
+            # Causes first: the alerts of devices behind a failing street are muted at birth.
+            notices += self._update_root_causes()
             for event in events:
                 notices += self._record(event)
-            notices += self._update_root_causes()
             store.save_rule_states(self._db, self.evaluator.take_dirty())
         self._db.commit()
         return notices
@@ -405,11 +494,10 @@ class RulesService:
     ) -> list[store.QueuedNotice]:
         device = self.fleet.get(subject)
         muted = None
+        told = max(event.at, self.now())  # a spool's reading arrives after it was taken
         if device is not None:
-            silences = store.silences_in_force(self._db, event.at)
-            muted = lifecycle.mute_reason(
-                rule_id, device.scope, event.at, silences, self._root_causes
-            )
+            silences = store.silences_in_force(self._db, told)
+            muted = lifecycle.mute_reason(rule_id, device.scope, told, silences, self._root_causes)
         outcome = lifecycle.fire(
             rule_id,
             subject,
@@ -418,43 +506,96 @@ class RulesService:
             event.at,
             muted_by=muted,
             cause=event.cause,
+            notified_at=told,
+            hold=event.rule.missing is not None,
         )
         alert, queued = store.insert_alert(self._db, outcome, title)
         self.alerts_raised += 1
         if alert.alert_id is not None:
             self._publish_later(alert.alert_id)
+            if lifecycle.held(alert):
+                self._held[alert.alert_id] = time.monotonic()
         return queued
 
     def _update_root_causes(self) -> list[store.QueuedNotice]:
+        """Raise one alert per failing cabinet, street or site, mute the alerts behind it;
+        resolve it when its devices are back (unmuting those still firing), or hand its
+        mutes to a wider failure that now covers it (nobody is told twice)."""
         scopes = {device_id: device.scope for device_id, device in self.fleet.items()}
-        sizes = lifecycle.group_sizes(list(scopes.values()))
-        failing = lifecycle.failing_groups(self.evaluator.missing_devices(), scopes, sizes)
+        failing = lifecycle.failing_groups(
+            self.evaluator.missing_devices(), scopes, lifecycle.group_sizes(list(scopes.values()))
+        )
         queued: list[store.QueuedNotice] = []
         now = self.now()
-        for key in failing:
-            if key in self._root_causes:
-                continue
-            current = self._current(ROOT_CAUSE_RULE, key)
-            if current is None:
-                event_title = ROOT_CAUSE_TITLES["en"]
-                outcome = lifecycle.fire(
-                    ROOT_CAUSE_RULE, key, Severity.CRITICAL, now, now, cause="communication"
-                )
-                alert, notices = store.insert_alert(self._db, outcome, event_title)
+        for key, members in failing.items():
+            if key not in self._root_causes:
+                alert_id, notices = self._root_cause_alert(key, now)
                 queued += notices
-                current = alert.alert_id
-                self.alerts_raised += 1
-            if current is not None:
-                self._root_causes[key] = current
-                self._mute_members(failing[key], current)
+                self._root_causes[key] = alert_id
+            self._mute_members(members, self._root_causes[key])
         for key in [key for key in self._root_causes if key not in failing]:
             alert_id = self._root_causes.pop(key)
+            wider = self._covering(key, failing)
+            if wider is not None:
+                self._hand_over(alert_id, self._root_causes[wider], wider, now)
+                continue
             _, _, notices = store.change_alert(
                 self._db, alert_id, lambda a: lifecycle.resolve(a, now, "devices back")
             )
+            self._publish_later(alert_id)
             queued += notices
             queued += self._unmute(f"suppressed:{alert_id}", now)
         return queued
+
+    def _root_cause_alert(self, key: str, now: datetime) -> tuple[int, list[store.QueuedNotice]]:
+        current = self._current(ROOT_CAUSE_RULE, key)
+        if current is not None:
+            return current, []  # open before a restart: carry on with it
+        kind, _, name = key.partition(":")
+        scope = Scope(
+            key,
+            street_group=name if kind == "street" else None,
+            cabinet=name if kind == "cabinet" else None,
+            site_id=name if kind == "site" else None,
+        )
+        silences = store.silences_in_force(self._db, now)
+        muted = lifecycle.mute_reason(ROOT_CAUSE_RULE, scope, now, silences, {})
+        outcome = lifecycle.fire(
+            ROOT_CAUSE_RULE, key, Severity.CRITICAL, now, now, muted_by=muted, cause="communication"
+        )
+        alert, notices = store.insert_alert(self._db, outcome, ROOT_CAUSE_TITLES["en"])
+        self.alerts_raised += 1
+        if alert.alert_id is None:
+            raise psycopg.DataError("a stored alert has no id")
+        self._publish_later(alert.alert_id)
+        return alert.alert_id, notices
+
+    def _covering(self, key: str, failing: Mapping[str, Sequence[str]]) -> str | None:
+        """A failing wider group holding every device of ``key`` still missing, if any."""
+        missing = self.evaluator.missing_devices()
+        members = {
+            device_id
+            for device_id, device in self.fleet.items()
+            if key in device.scope.root_keys() and device_id in missing
+        }
+        for wider, devices in failing.items():
+            if wider != key and members and members <= set(devices):
+                return wider
+        return None
+
+    def _hand_over(self, old: int, new: int, wider: str, now: datetime) -> None:
+        self._db.execute(
+            "UPDATE alerts SET muted_by = %s, updated_at = now() WHERE muted_by = %s",
+            (f"suppressed:{new}", f"suppressed:{old}"),
+        )
+
+        def supersede(alert: Alert) -> Outcome:
+            if alert.status is Status.CLOSED:
+                return alert, [], []
+            return lifecycle.close(alert, now, lifecycle.ENGINE, f"superseded by {wider}")
+
+        store.change_alert(self._db, old, supersede)
+        self._publish_later(old)
 
     def _mute_members(self, members: Sequence[str], root_alert: int) -> None:
         self._db.execute(
@@ -483,15 +624,28 @@ class RulesService:
         events = self.evaluator.tick(now)
         notices: list[store.QueuedNotice] = []
         with self._db.transaction():
+            notices += self._update_root_causes()
             for event in events:
                 notices += self._record(event)
-            notices += self._update_root_causes()
             silences = store.silences_in_force(self._db, now)
             for alert in store.live_alerts(self._db):
                 notices += self._tick_alert(alert, now, silences)
             store.save_rule_states(self._db, self.evaluator.take_dirty())
         self._db.commit()
         self._send(notices)
+        self._publish_changed()
+
+    def _publish_changed(self) -> None:
+        """Publish every alert changed since the last sweep, by anyone: the engine before a
+        crash, or a person through the command line or the API."""
+        rows = self._db.execute(
+            "SELECT alert_id, updated_at FROM alerts WHERE updated_at > %s ORDER BY updated_at",
+            (self._published_until,),
+        ).fetchall()
+        self._db.commit()
+        for alert_id, updated_at in rows:
+            self._publish(alert_id)
+            self._published_until = max(self._published_until, updated_at)
 
     def _tick_alert(
         self, alert: Alert, now: datetime, silences: Sequence[lifecycle.Silence]
@@ -507,7 +661,18 @@ class RulesService:
                     self._db, alert.alert_id, lambda a: lifecycle.unmute(a, now)
                 )
                 queued += notices
-        failing = self.evaluator.firing(alert.rule_id, alert.subject)
+        if lifecycle.held(alert):
+            since = self._held.get(alert.alert_id)
+            if since is not None and time.monotonic() - since < self.config.group_wait_s:
+                return queued  # still waiting for a root cause to show
+            self._held.pop(alert.alert_id, None)
+            _, _, notices = store.change_alert(
+                self._db, alert.alert_id, lambda a: lifecycle.release(a, now)
+            )
+            return queued + notices
+        failing = self.evaluator.firing(alert.rule_id, alert.subject) or (
+            alert.rule_id == ROOT_CAUSE_RULE and alert.subject in self._root_causes
+        )
         _, transitions, notices = store.change_alert(
             self._db,
             alert.alert_id,
@@ -533,8 +698,7 @@ class RulesService:
     def _publish(self, alert_id: int) -> None:
         alert = store.load_alert(self._db, alert_id)
         self._db.commit()
-        device = self.fleet.get(alert.subject)
-        site = device.scope.site_id if device is not None else alert.subject.split(":")[-1]
+        site = self._site_of(alert.subject)
         topic = f"{ALERT_TOPIC_ROOT}/{site}/{alert.rule_id}/{alert.subject.replace(':', '-')}"
         body = {
             "alert_id": alert_id,
@@ -548,6 +712,16 @@ class RulesService:
         }
         payload = b"" if alert.status is Status.CLOSED else json.dumps(body).encode()
         self._client.publish(topic, payload, qos=1, retain=True)
+
+    def _site_of(self, subject: str) -> str:
+        """The site of a device, or of the devices behind a root-cause subject."""
+        device = self.fleet.get(subject)
+        if device is not None:
+            return device.scope.site_id or "unknown"
+        for member in self.fleet.values():
+            if subject in member.scope.root_keys():
+                return member.scope.site_id or "unknown"
+        return "unknown"
 
     def _notify(self, queued: store.QueuedNotice) -> None:
         if self._dispatcher is None or self.config.notifications is None:
@@ -616,5 +790,8 @@ class _DeliveryRecorder:
             store.record_attempt(self._connection, delivery.notification_id, delivery)
             if delivery.notification_id is not None and delivery.final:
                 store.finish_notification(
-                    self._connection, delivery.notification_id, delivery.at, sent=delivery.ok
+                    self._connection,
+                    delivery.notification_id,
+                    delivery.at,
+                    sent=delivery.notice_sent,
                 )

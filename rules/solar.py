@@ -1,6 +1,6 @@
 """The sun for rules, over arrays: elevation, time to the next sunrise, clear-sky irradiance.
 
-The edge agents' NOAA "general solar position" equations (``edge_agents/sun.py``), over numpy
+The edge agents' NOAA "general solar position" equations (``protocol/sun.py``), over numpy
 arrays of UNIX times so a backtest computes a month of a fleet at once. A single reading goes
 through the same code as a one-element array, so the streaming engine and the backtest agree
 to the last bit.
@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from edge_agents.sun import (
+from protocol.sun import (
     declination_and_equation_of_time,
     elevation_at,
     gamma_and_hours,

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteFileError, SiteInventory, load_site
-from rules.alerts_cli import alerts_app
-from rules.cli import rules_app
 from smartcity import logs
+from smartcity.alerts_cli import alerts_app
+from smartcity.rules_cli import rules_app
 from smartcity.settings import Settings
 from storage.errors import MigrationError
 from storage.migrate import current_revision, head_revision, migrate

@@ -8,11 +8,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from rules import lifecycle
+from rules import lifecycle, store
 from rules.lifecycle import Scope, Status
 from rules.model import Severity
 from smartcity.cli import app
-from storage import alerts as store
 from tests.integration.helpers import provision_test_site
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,10 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from edge_agents.sun import solar_elevation
 from protocol.decoding import AcceptanceWindow
 from protocol.sites import SiteInventory, parse_site
+from protocol.sun import solar_elevation
+from rules import store
 from rules.lifecycle import Alert
 from rules.model import RuleSet, load_rules
 from rules.notify import parse_notification_config
@@ -35,7 +36,6 @@ from simulators.city import SimulatedCity
 from simulators.faults import FaultEvent, FaultType
 from simulators.runner import FleetRunner, RunnerSettings
 from smartcity.local_services import LocalMosquitto, free_port
-from storage import alerts as store
 from storage.registry import upsert_site
 from tests.conftest import PostgresServer
 from tests.integration.receivers import MailCollector
@@ -121,6 +121,7 @@ def _run_with_engine(
             mqtt_port=broker.port,
             notifications=parse_notification_config(ROUTING.format(smtp=smtp_port, hook=hook.port)),
             tick_s=0.2,
+            group_wait_s=1.0,
             event_time=True,
             window=AcceptanceWindow(max_age=timedelta(days=10 * 365)),  # a January run
         )

@@ -24,10 +24,10 @@ import msgspec
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agents.sun import solar_elevation
 from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS, SIGN_FAULT_BITS
 from protocol.payloads import DeviceStatus, StatePayload, TelemetryPayload
 from protocol.sites import SiteInventory, parse_site
+from protocol.sun import solar_elevation
 from protocol.topics import Channel, DeviceTopic
 from simulators.city import SENSOR_DRIFT_K_PER_HOUR, SimulatedCity
 from simulators.faults import FAR_FUTURE, FaultEvent, FaultType

@@ -18,12 +18,11 @@ import psycopg
 import pytest
 
 from protocol.payloads import DeviceStatus, StatePayload, encode
-from rules import lifecycle
+from rules import lifecycle, store
 from rules.lifecycle import Alert, Policy, Status
 from rules.notify import parse_notification_config
 from rules.service import RulesConfig, RulesService
 from smartcity.local_services import LocalMosquitto
-from storage import alerts as store
 from tests.integration.helpers import (
     Publisher,
     provision_test_site,
@@ -129,6 +128,7 @@ def config(
         mqtt_port=broker.port,
         notifications=parse_notification_config(routing(smtp_server[0], webhook.port)),
         tick_s=0.2,
+        group_wait_s=1.0,
         event_time=True,
     )
 
@@ -323,6 +323,8 @@ def test_a_street_gone_dark_is_one_alert_that_mutes_its_lights(
     alert for the cause, the street (half its lights) or, past half the site, the site link;
     the lights' own offline alerts are recorded but muted."""
     lights = [f"sl-{index:03d}" for index in range(1, count + 1)]
+    watcher = Recorder(config.mqtt_port, client_id="alert-watcher")
+    watcher._client.subscribe("alerts/#", qos=1)
     with running_engine(config), publisher(config.mqtt_port) as client:
         for device in lights:
             dark(client, device, 0)  # heard once, so they are known to be there
@@ -341,3 +343,46 @@ def test_a_street_gone_dark_is_one_alert_that_mutes_its_lights(
         assert cause.subject == cause_subject
         muted = {a.muted_by for a in open_alerts(config.database_url, "light-offline")}
         assert muted == {f"suppressed:{cause.alert_id}"}
+        topic = f"alerts/sefrou/group-offline/{cause_subject.replace(':', '-')}"
+        wait_until(lambda: any(t == topic for t, _, _ in watcher.messages), 10, topic)
+    watcher.close()
+    assert notified_rules(config.database_url) == {"group-offline"}, "only the cause is told"
+
+
+def notified_rules(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT DISTINCT a.rule_id FROM notifications n JOIN alerts a USING (alert_id)"
+        ).fetchall()
+    return {rule_id for (rule_id,) in rows}
+
+
+def test_a_street_failure_widening_to_the_site_hands_over_quietly(config: RulesConfig) -> None:
+    """Ten lights go (the street), then two more (the site link): the site's alert takes
+    over the street's mutes; nobody is told of the single lights in between."""
+    will = StatePayload(
+        v=1, status=DeviceStatus.OFFLINE, ts=NIGHT, reason="connection_lost", boot_id="b"
+    )
+    with running_engine(config), publisher(config.mqtt_port) as client:
+        for index in range(1, 13):
+            dark(client, f"sl-{index:03d}", 0)
+        for index in range(1, 11):
+            client.publish_all([(f"sc/sefrou/streetlight/sl-{index:03d}/state", encode(will))])
+        wait_until(lambda: bool(open_alerts(config.database_url, "group-offline")), 20, "street")
+        for index in (11, 12):
+            client.publish_all([(f"sc/sefrou/streetlight/sl-{index:03d}/state", encode(will))])
+
+        def causes() -> dict[str, Status]:
+            return {a.subject: a.status for a in open_alerts(config.database_url, "group-offline")}
+
+        wait_until(lambda: causes().get("site:sefrou") is Status.FIRING, 20, "the site")
+        wait_until(lambda: len(open_alerts(config.database_url, "light-offline")) == 12, 20)
+        assert causes() == {"street:menzel": Status.CLOSED, "site:sefrou": Status.FIRING}
+        [site] = [
+            a
+            for a in open_alerts(config.database_url, "group-offline")
+            if a.subject == "site:sefrou"
+        ]
+        muted = {a.muted_by for a in open_alerts(config.database_url, "light-offline")}
+        assert muted == {f"suppressed:{site.alert_id}"}
+    assert notified_rules(config.database_url) == {"group-offline"}

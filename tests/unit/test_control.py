@@ -13,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agents.control import (
-    DEFAULT_SCHEDULE,
     FROST_PROTECTION_C,
     LocalState,
     apply_command,
@@ -22,8 +21,8 @@ from edge_agents.control import (
     sign_brightness_for_ambient,
     zone_outputs,
 )
-from edge_agents.sun import solar_elevation
-from protocol.commands import HvacMode, SetDimming, SetHvac
+from protocol.commands import DEFAULT_SCHEDULE, HvacMode, SetDimming, SetHvac
+from protocol.sun import solar_elevation
 from simulators.sky import SEFROU
 
 CASABLANCA = ZoneInfo("Africa/Casablanca")

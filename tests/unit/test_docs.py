@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 from edge_agents.agent import FIRMWARE, REMEMBERED_COMMANDS, AgentSettings
 from edge_agents.config import AgentConfig
 from edge_agents.control import (
-    DEFAULT_SCHEDULE,
     FROST_PROTECTION_C,
     LOCAL_THERMOSTAT,
     THERMOSTAT_DEADBAND_K,
@@ -30,7 +29,7 @@ from edge_agents.control import (
     sign_brightness_for_ambient,
 )
 from protocol.catalogue import CATALOGUE, ValueKind
-from protocol.commands import ACTIONS, Refusal, SetSchedule, check_command
+from protocol.commands import ACTIONS, DEFAULT_SCHEDULE, Refusal, SetSchedule, check_command
 from protocol.decoding import DEFAULT_WINDOW, RejectReason
 from protocol.payloads import CommandPayload
 from protocol.sites import load_site

@@ -3,6 +3,7 @@ root-cause suppression, repairs verified or reopened."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,9 +20,11 @@ from rules.lifecycle import (
     failing_groups,
     fire,
     group_sizes,
+    held,
     mark_repaired,
     mute_reason,
     refire,
+    release,
     resolve,
     tick,
     unmute,
@@ -191,3 +194,38 @@ def test_root_cause_street_down_blames_the_street_not_each_light() -> None:
     assert failing_groups(["sl-1", "sl-2"], scopes, sizes) == {}, "two lights are not a street"
     everything = failing_groups(list(scopes), scopes, sizes)
     assert list(everything) == ["site:s"], "the site link explains both streets"
+
+
+def test_escalation_counts_from_the_first_notice_of_the_episode() -> None:
+    """A reopened or unmuted alert, or one notified late (a spool's reading), does not
+    escalate at once for having fired long ago."""
+    late, _, _ = fire("r", "sl-1", Severity.CRITICAL, T0, T0, notified_at=minutes(120))
+    assert tick(late, minutes(121), POLICY, still_failing=True)[2] == []
+    assert tick(late, minutes(150), POLICY, still_failing=True)[2] == [NoticeKind.ESCALATION]
+    muted, _, _ = fire("r", "sl-1", Severity.CRITICAL, T0, T0, muted_by="silence:1")
+    unmuted, _, _ = unmute(muted, minutes(200))
+    assert tick(unmuted, minutes(201), POLICY, still_failing=True)[2] == []
+    repaired, _, _ = mark_repaired(fire("r", "sl-1", Severity.CRITICAL, T0, T0)[0], T0, "crew")
+    reopened, _, _ = refire(repaired, minutes(300))
+    assert tick(reopened, minutes(301), POLICY, still_failing=True)[2] == []
+
+
+def test_a_closed_alert_stays_closed_when_the_fault_clears() -> None:
+    alert, _, _ = fire("r", "sl-1", Severity.WARNING, T0, T0)
+    alert, _, _ = mark_repaired(alert, minutes(1), "crew")
+    alert, _, _ = close(alert, minutes(2), "admin", "done")
+    assert resolve(alert, minutes(3)) == (alert, [], [])
+
+
+def test_a_held_alert_notifies_only_when_released_unless_muted_meanwhile() -> None:
+    alert, _, notices = fire("light-offline", "sl-1", Severity.WARNING, T0, T0, hold=True)
+    assert notices == []
+    assert held(alert)
+    released, _, notices = release(alert, minutes(1))
+    assert notices == [NoticeKind.FIRING]
+    assert not held(released)
+    assert release(released, minutes(2))[2] == [], "once"
+    muted = replace(alert, muted_by="suppressed:7")
+    assert release(muted, minutes(1))[2] == [], "a root cause came first"
+    _, _, notices = resolve(alert, minutes(1))
+    assert notices == [], "back before anyone was told: nothing to say"

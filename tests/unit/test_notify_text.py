@@ -416,6 +416,7 @@ def test_record_holds_no_password(fake_time: FakeTime, records: DeliveryList) ->
         ok=True,
         error="",
         final=True,
+        notice_sent=True,
     )
     assert delivery.url.startswith("mailto://crew:****@smtp.example.ma")
     assert "s3cret" not in delivery.url
@@ -559,3 +560,29 @@ def test_a_notice_nobody_gets_is_logged(
         assert worker.close(timeout_s=5)
     assert "no route for alert 42" in caplog.text
     assert records.deliveries == []
+
+
+def test_a_notice_is_done_only_when_every_url_is(fake_time: FakeTime) -> None:
+    """One URL takes it at once, the other fails twice and gives up: the notice is done (and
+    was sent somewhere) only with the last attempt of the last URL."""
+    routing = (
+        "link_base: https://x.test/console\nretry: {attempts: 2, first_delay_s: 1}\nroutes:\n"
+        "  - {name: a, language: fr, urls: ['json://a.test/hook']}\n"
+        "  - {name: b, language: fr, urls: ['json://b.test/hook']}\n"
+    )
+
+    class RefusesB(FakeSender):
+        def __call__(self, url: str, title: str, body: str, notify_type: apprise.NotifyType) -> str:
+            super().__call__(url, title, body, notify_type)
+            return "refused" if "b.test" in url else ""
+
+    records = DeliveryList()
+    worker = dispatcher(routing, records, fake_time, RefusesB())
+    worker.submit(notice())
+    assert worker.close(timeout_s=5)
+    outcome = [(d.route, d.attempt, d.ok, d.final, d.notice_sent) for d in records.deliveries]
+    assert outcome == [
+        ("a", 1, True, False, True),
+        ("b", 1, False, False, True),
+        ("b", 2, False, True, True),
+    ]

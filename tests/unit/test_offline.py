@@ -343,3 +343,25 @@ def test_the_backtests_numpy_path_is_missing_intervals_without_states(
     }
     expected = missing_intervals(LIGHT, sample_s, values, silence_s=SILENCE_S, until_s=until_s)
     assert silent_gaps(LIGHT, sample_s, values, silence_s=SILENCE_S, until_s=until_s) == expected
+
+
+def test_a_state_message_delivered_twice_counts_once() -> None:
+    """A broker redelivers what was not acknowledged: the same will, then the same birth."""
+    presence = Presence(DeviceClass.STREETLIGHT, 900.0)
+    presence.state(0.0, True, None, "boot-a", sent_s=0.0)
+    assert presence.state(100.0, False, "connection_lost", "boot-a", sent_s=0.0) is not None
+    assert presence.state(101.0, False, "connection_lost", "boot-a", sent_s=0.0) is None
+    back = presence.state(200.0, True, None, "boot-a", sent_s=190.0)
+    assert back is not None
+    assert back.cause is Cause.COMMUNICATION
+    assert presence.state(201.0, True, None, "boot-a", sent_s=190.0) is None
+    assert presence.gone is None
+
+
+def test_the_will_tells_the_boot_it_ends() -> None:
+    """Without a birth seen first, the will's boot id still tells a reboot."""
+    presence = Presence(DeviceClass.STREETLIGHT, 900.0)
+    presence.state(100.0, False, "connection_lost", "boot-a", sent_s=0.0)
+    back = presence.state(200.0, True, None, "boot-b", sent_s=190.0)
+    assert back is not None
+    assert back.cause is Cause.POWER

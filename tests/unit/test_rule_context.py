@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_agents.control import LocalState, lamp_level
-from edge_agents.sun import solar_elevation as agent_elevation
+from protocol.sun import solar_elevation as agent_elevation
 from protocol.topics import DeviceClass
 from rules.context import DeviceMemory, DevicePlace, derive, names_for
 from rules.core import Change, ConditionState, intervals, step

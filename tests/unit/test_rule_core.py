@@ -169,3 +169,20 @@ def test_streaming_and_vectorized_agree(
         elif change is Change.RESOLVED:
             streamed[-1][1] = index
     assert [[i.fired, i.resolved] for i in vectorized] == streamed
+
+
+def test_a_rule_that_changed_kind_starts_afresh_on_restore() -> None:
+    from protocol.topics import DeviceClass
+    from rules.context import DevicePlace
+    from rules.evaluator import Evaluator, FleetDevice
+    from rules.lifecycle import Scope
+
+    place = DevicePlace("z1", DeviceClass.BUILDING, 33.8, -4.8, "Africa/Casablanca")
+    fleet = {"z1": FleetDevice(place, Scope("z1"))}
+    as_condition = parse_rules("rules: [{id: r, class: building, title: {en: T}, when: co2 > 900}]")
+    as_missing = parse_rules("rules: [{id: r, class: building, title: {en: T}, missing: {}}]")
+    condition_state = ConditionState().to_json()
+    presence_state: dict[str, object] = {"last_heard_s": 1.0, "gone": None}
+    assert Evaluator(as_missing, fleet).restore([(("r", "z1"), condition_state)]) == 0
+    assert Evaluator(as_condition, fleet).restore([(("r", "z1"), presence_state)]) == 0
+    assert Evaluator(as_condition, fleet).restore([(("r", "z1"), condition_state)]) == 1

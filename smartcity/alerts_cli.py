@@ -16,9 +16,8 @@ import psycopg
 import typer
 
 from protocol.durations import parse_duration
-from rules import lifecycle
+from rules import lifecycle, store
 from rules.lifecycle import Alert, LifecycleError, Outcome, Silence, Status
-from storage import alerts as store
 
 alerts_app = typer.Typer(
     help="List alerts and act on them: acknowledge, repaired, close, silence.",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from rules.engine_cli import run_engine
+from smartcity.engine_cli import run_engine
 
 if TYPE_CHECKING:
     from rules.model import RuleSet

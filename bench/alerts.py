@@ -36,7 +36,7 @@ from protocol.catalogue import CATALOGUE
 from protocol.sites import Device, SiteInventory
 from protocol.topics import Channel, DeviceClass, DeviceTopic
 from rules.backtest import backtest
-from rules.model import load_rules
+from rules.model import load_rules, parse_rules
 from rules.notify import AlertNotice, NotificationConfig, parse_notification_config
 from rules.service import RulesConfig, RulesService
 from simulators.history import HistoryOptions, generate_history
@@ -47,6 +47,15 @@ Progress = Callable[[str], None]
 DEFAULT_RULES: Final = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 FAULT_LIGHTS: Final = 300
 """Lights kept out of the background load to report the faults (one fault each)."""
+
+TRIVIAL_RULES: Final = """
+rules:
+  - {id: t-light, class: streetlight, title: {en: T}, when: tilt > 1000}
+  - {id: t-sign, class: signage, title: {en: T}, when: power > 1000000}
+  - {id: t-zone, class: building, title: {en: T}, when: co2 > 1000000}
+"""
+"""The backtest's baseline: reading the same history and deriving its context, with one
+condition a class that never holds."""
 
 HEALTHY: Final[dict[DeviceClass, dict[str, float | bool]]] = {
     DeviceClass.STREETLIGHT: {
@@ -90,6 +99,13 @@ class LatencyFigures:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    broker_p50_ms: float
+    """Baseline: the same publish to a plain subscriber of the same broker."""
+    broker_p99_ms: float
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.p99_ms / self.broker_p99_ms if self.broker_p99_ms else float("nan")
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,9 @@ class BacktestFigures:
     seconds: float
     rows_per_second: float
     history_seconds: float
+    baseline_seconds: float
+    """Baseline: the same history read and evaluated against one trivial rule per class."""
+    baseline_rows_per_second: float
 
 
 def city_rate(inventory: SiteInventory) -> float:
@@ -229,9 +248,47 @@ def _device_client(mqtt_port: int) -> Iterator[mqtt.Client]:
         client.disconnect()
 
 
-def _knock_down(client: mqtt.Client, site: str, device: Device, handed: _Handed) -> float | None:
+class _Watcher:
+    """A plain subscriber to the lights' telemetry: when each message reached it (the
+    broker's own latency, the baseline of the engine's)."""
+
+    def __init__(self, mqtt_port: int) -> None:
+        self.arrivals: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-watcher")
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.connect("127.0.0.1", mqtt_port)
+        self.client.subscribe("sc/+/streetlight/+/telemetry", qos=1)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("the watcher could not subscribe")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.arrivals.setdefault(message.topic, []).append(time.monotonic())
+
+    def first_after(self, topic: str, moment: float, timeout_s: float = 10) -> float | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                later = [t for t in self.arrivals.get(topic, ()) if t >= moment]
+            if later:
+                return min(later)
+            time.sleep(0.001)
+        return None
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _knock_down(
+    client: mqtt.Client, site: str, device: Device, handed: _Handed, watcher: _Watcher
+) -> tuple[float, float] | None:
     """Report ``device``'s pole down for ten minutes; seconds from the last publish to the
-    notification handed over (None if none came within 10 s)."""
+    notification handed over, and to a plain subscriber (None if no alert within 10 s)."""
     now = datetime.now(UTC)
     tilted = {**HEALTHY[DeviceClass.STREETLIGHT], "tilt": 80.0}
     for step in (2, 1):
@@ -241,21 +298,29 @@ def _knock_down(client: mqtt.Client, site: str, device: Device, handed: _Handed)
     sent = time.monotonic()
     client.publish(_topic(site, device), _payload(now, 2, tilted), 1)
     at = handed.wait_for(device.id, timeout_s=10)
-    return None if at is None else at - sent
+    seen = watcher.first_after(_topic(site, device), sent)
+    if at is None or seen is None:
+        return None
+    return at - sent, seen - sent
 
 
-def _figures(load: float, rate: float, faults: int, latencies: Sequence[float]) -> LatencyFigures:
-    ms = np.array(latencies) * 1000
-    if not len(ms):
-        return LatencyFigures(load, round(rate, 1), faults, 0, *(3 * [float("nan")]))
+def _figures(
+    load: float, rate: float, faults: int, latencies: Sequence[tuple[float, float]]
+) -> LatencyFigures:
+    if not latencies:
+        return LatencyFigures(load, round(rate, 1), faults, 0, *(5 * [float("nan")]))
+    alert_ms = np.array([alert for alert, _ in latencies]) * 1000
+    broker_ms = np.array([broker for _, broker in latencies]) * 1000
     return LatencyFigures(
         load,
         round(rate, 1),
         faults,
-        len(ms),
-        round(float(np.percentile(ms, 50)), 1),
-        round(float(np.percentile(ms, 99)), 1),
-        round(float(ms.max()), 1),
+        len(latencies),
+        round(float(np.percentile(alert_ms, 50)), 1),
+        round(float(np.percentile(alert_ms, 99)), 1),
+        round(float(alert_ms.max()), 1),
+        round(float(np.percentile(broker_ms, 50)), 1),
+        round(float(np.percentile(broker_ms, 99)), 1),
     )
 
 
@@ -273,6 +338,7 @@ def measure_latency(
     handed = _Handed()
     rng = random.Random(7)
     figures = []
+    watcher = _Watcher(services.mqtt_port)
     with (
         _engine(services.database_url, services.mqtt_port, handed),
         _device_client(services.mqtt_port) as client,
@@ -285,12 +351,13 @@ def measure_latency(
             latencies = []
             for _ in range(faults_per_load):
                 time.sleep(rng.uniform(0.2, 0.6))
-                latency = _knock_down(client, inventory.site.id, next(faulty), handed)
+                latency = _knock_down(client, inventory.site.id, next(faulty), handed, watcher)
                 if latency is not None:
                     latencies.append(latency)
             background_load.stop.set()
             background_load.join(5)
             figures.append(_figures(load, rate, faults_per_load, latencies))
+    watcher.close()
     return figures
 
 
@@ -307,6 +374,8 @@ def measure_backtest(
     )
     progress(f"history: {history.total_rows:,} rows in {history.seconds:.0f} s; backtesting")
     result = backtest(database_url, load_rules(DEFAULT_RULES), start, end)
+    progress(f"default rules: {result.summary()}; now the baseline (one trivial rule a class)")
+    baseline = backtest(database_url, parse_rules(TRIVIAL_RULES, "<baseline>"), start, end)
     return BacktestFigures(
         days,
         result.device_count,
@@ -315,6 +384,8 @@ def measure_backtest(
         round(result.seconds, 1),
         round(result.rows_per_second),
         round(history.seconds, 1),
+        round(baseline.seconds, 1),
+        round(baseline.rows_per_second),
     )
 
 
@@ -355,6 +426,10 @@ def report(latency: Sequence[LatencyFigures], figures: BacktestFigures | None) -
             f"{row.alerted}/{row.faults} alerted, p50 {row.p50_ms:.0f} ms, "
             f"p99 {row.p99_ms:.0f} ms, max {row.max_ms:.0f} ms{verdict}"
         )
+        lines.append(
+            f"      baseline, the broker to a plain subscriber: p50 {row.broker_p50_ms:.1f} ms, "
+            f"p99 {row.broker_p99_ms:.1f} ms; engine p99 / broker p99 = {row.p99_ratio:.1f}"
+        )
     if figures is not None:
         speed = "met" if figures.rows_per_second >= 1e6 else "MISSED"
         lines.append(
@@ -363,13 +438,18 @@ def report(latency: Sequence[LatencyFigures], figures: BacktestFigures | None) -
             f"{figures.seconds:.1f} s = {figures.rows_per_second:,.0f} rows/s "
             f"(target >= 1,000,000: {speed}); history generated in {figures.history_seconds:.0f} s"
         )
+        lines.append(
+            f"      baseline, one trivial rule a class: {figures.baseline_seconds:.1f} s "
+            f"({figures.baseline_rows_per_second:,.0f} rows/s); the default rules take "
+            f"{figures.seconds / figures.baseline_seconds:.2f}x its time"
+        )
     return "\n".join(lines)
 
 
 def to_json(latency: Sequence[LatencyFigures], figures: BacktestFigures | None) -> str:
     return json.dumps(
         {
-            "latency": [asdict(row) for row in latency],
+            "latency": [{**asdict(row), "p99_ratio": round(row.p99_ratio, 2)} for row in latency],
             "backtest": asdict(figures) if figures is not None else None,
         }
     )

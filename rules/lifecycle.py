@@ -346,7 +346,8 @@ def failing_groups(
     missing: Iterable[str], scopes: Mapping[str, Scope], group_sizes: Mapping[str, int]
 ) -> dict[str, list[str]]:
     """Root-cause subjects (``cabinet:X``, ``street:Y``, ``site:Z``) that are down, with their
-    missing devices; a device is blamed on the smallest failing group above it only."""
+    missing devices; a failure wholly inside a wider failing group is left out (the site link
+    explains its streets' and cabinets' failures)."""
     members: dict[str, list[str]] = {}
     for device_id in missing:
         scope = scopes.get(device_id)

@@ -231,6 +231,8 @@ class RulesService:
             return
         self._save_states()
         self.rules = rules
+        self.fleet = load_fleet(self._db)  # devices provisioned since are evaluated too
+        self._db.commit()
         self.evaluator = self._restored_evaluator(rules)  # from the states just saved
         self._close_alerts_of_removed_rules()
         log.info("rules reloaded", extra={"rules": len(rules.rules)})
@@ -598,11 +600,14 @@ class RulesService:
         self._publish_later(old)
 
     def _mute_members(self, members: Sequence[str], root_alert: int) -> None:
+        """Mute the missing-device alerts behind a cause (its other alerts, such as a lamp
+        out, stay as they are: the cause does not explain them)."""
+        missing_rules = [rule.id for rule in self.rules.rules if rule.missing is not None]
         self._db.execute(
             "UPDATE alerts SET muted_by = %s, updated_at = now()"
-            " WHERE subject = ANY(%s) AND status IN ('firing', 'acknowledged')"
-            " AND muted_by IS NULL",
-            (f"suppressed:{root_alert}", list(members)),
+            " WHERE subject = ANY(%s) AND rule_id = ANY(%s)"
+            " AND status IN ('firing', 'acknowledged') AND muted_by IS NULL",
+            (f"suppressed:{root_alert}", list(members), missing_rules),
         )
 
     def _unmute(self, reason: str, now: datetime) -> list[store.QueuedNotice]:

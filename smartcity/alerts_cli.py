@@ -18,6 +18,7 @@ import typer
 from protocol.durations import parse_duration
 from rules import lifecycle, store
 from rules.lifecycle import Alert, LifecycleError, Outcome, Silence, Status
+from smartcity.cli_support import load_settings, require_database_url
 
 alerts_app = typer.Typer(
     help="List alerts and act on them: acknowledge, repaired, close, silence.",
@@ -30,7 +31,6 @@ NoteOption = Annotated[str, typer.Option(help="A note kept with the transition."
 
 
 def _database() -> str:
-    from smartcity.cli import load_settings, require_database_url
 
     return require_database_url(load_settings())
 

@@ -15,17 +15,23 @@ from typing import Annotated
 
 import psycopg
 import typer
-from pydantic import ValidationError
 
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteFileError, SiteInventory, load_site
 from smartcity import logs
 from smartcity.alerts_cli import alerts_app
+from smartcity.cli_support import (
+    fail,
+    load_settings,
+    parse_moment,
+    require_current_schema,
+    require_database_url,
+)
 from smartcity.rules_cli import rules_app
 from smartcity.settings import Settings
 from storage.errors import MigrationError
-from storage.migrate import current_revision, head_revision, migrate
+from storage.migrate import current_revision, migrate
 from storage.registry import upsert_site
 
 app = typer.Typer(
@@ -61,43 +67,6 @@ def site_path(site: Path) -> Path:
 
 def read_site(site: Path) -> SiteInventory:
     return load_site(site_path(site))
-
-
-def fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
-
-
-def load_settings() -> Settings:
-    """The settings from the environment, or a clear error naming the bad variable."""
-    try:
-        return Settings()
-    except ValidationError as error:
-        problems = "; ".join(
-            f"SMARTCITY_{'_'.join(str(part) for part in problem['loc']).upper()}: "
-            f"{problem['msg']} (got {problem.get('input')!r})"
-            for problem in error.errors()
-        )
-        raise fail(f"invalid setting: {problems}") from None
-
-
-def require_database_url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise fail(
-            "no database: set DATABASE_URL (for example "
-            "postgresql://postgres@127.0.0.1:5432/smartcity), or use `smartcity up`"
-        )
-    return settings.database_url
-
-
-def require_current_schema(url: str) -> None:
-    """Exit with a clear error unless the database answers with the schema this code needs."""
-    try:
-        revision = current_revision(url)
-    except Exception as error:
-        raise fail(f"cannot reach the database: {error}") from error
-    if revision != head_revision():
-        raise fail(f"schema is at {revision}, not {head_revision()}: run smartcity db migrate")
 
 
 def on_termination(stop: threading.Event) -> None:
@@ -310,7 +279,7 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
             random_faults_per_device_year=random_faults,
             database_url=settings.database_url,
             run_name=run_name,
-            start=None if start is None else _moment(start, "--start"),
+            start=None if start is None else parse_moment(start, "--start"),
         )
         stop = threading.Event()
         on_termination(stop)
@@ -319,14 +288,6 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
         raise fail(str(error)) from error
     delivered = sum(a.counters.messages_acknowledged for a in runner.agents.values())
     typer.echo(f"stopped: {delivered} messages delivered")
-
-
-def _moment(text: str, option: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"{option} {text!r} is not an ISO date or time (e.g. 2026-01-01)") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @app.command()
@@ -359,7 +320,7 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
 
     settings = load_settings()
     database_url = require_database_url(settings)
-    first, last = _moment(start, "--from"), _moment(end, "--to")
+    first, last = parse_moment(start, "--from"), parse_moment(end, "--to")
     if last <= first:
         raise fail("--to must be after --from")
     name = run_name or f"history-{first:%Y%m%d}-{last:%Y%m%d}-seed{seed}"

@@ -14,6 +14,7 @@ import typer
 from rules.model import RuleFileError
 from rules.notify import NotificationConfigError, load_notification_config
 from rules.service import RulesConfig, RulesService
+from smartcity.cli_support import fail, load_settings, require_current_schema, require_database_url
 
 PACKAGED_RULES = Path(__file__).resolve().parent / "default_rules.yaml"
 
@@ -46,7 +47,6 @@ def run_engine(
         smartcity rules run --notifications notifications.yaml
     """
     from smartcity import logs
-    from smartcity.cli import fail, load_settings, require_current_schema, require_database_url
 
     logs.configure(log_level)
     settings = load_settings()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
+from smartcity.cli_support import fail, load_settings, parse_moment, require_database_url
 from smartcity.engine_cli import run_engine
 
 if TYPE_CHECKING:
@@ -51,19 +51,6 @@ def read_rules(path: Path) -> RuleSet:
     except RuleFileError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from None
-
-
-def _moment(text: str, option: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        typer.secho(
-            f"error: {option} {text!r} is not an ISO date or time (e.g. 2026-01-05)",
-            err=True,
-            fg=typer.colors.RED,
-        )
-        raise typer.Exit(code=2) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @rules_app.command("check")
@@ -120,10 +107,9 @@ def backtest_command(  # noqa: PLR0917 - each option is a CLI flag
 
     from rules.backtest import BacktestError, backtest_many
     from rules.scoring import format_comparison, format_report
-    from smartcity.cli import fail, load_settings, require_database_url
 
     url = require_database_url(load_settings())
-    first, last = _moment(start, "--from"), _moment(end, "--to")
+    first, last = parse_moment(start, "--from"), parse_moment(end, "--to")
     if last <= first:
         raise fail("--to must be after --from")
     rule_sets = [read_rules(rules)]

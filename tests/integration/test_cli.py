@@ -141,3 +141,35 @@ def test_bad_simulation_flags_are_named_not_a_traceback(
     code, output = invoke(*arguments, env=env)
     assert code == 2, output
     assert message in output
+
+
+@pytest.mark.parametrize(
+    ("flag", "content", "message"),
+    [
+        (
+            "--rules",
+            "rules:\n  - {id: x, class: streetlight, title: {en: X}, when: tilt >}\n",
+            "rules[0] (x).when",
+        ),
+        ("--notifications", "link_base: ftp://x\nroutes: []\n", "link_base"),
+    ],
+)
+def test_up_refuses_a_bad_rule_or_routing_file_before_starting_anything(
+    flag: str, content: str, message: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content, encoding="utf-8")
+    state = tmp_path / "state"
+    code, output = invoke(
+        "up",
+        flag,
+        str(bad),
+        env={
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "SMARTCITY_STATE_DIR": str(state),
+        },
+    )
+    assert code == 2
+    assert message in output
+    assert "(line " in output
+    assert not state.exists(), "nothing started: no broker, no database"

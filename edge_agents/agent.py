@@ -429,11 +429,14 @@ class Agent:
         self.local, zone = control.zone_outputs(
             self.local, now, float(temperature), self.autonomous
         )
-        return {
+        outputs = {
             "heating": float(zone.heating),
             "cooling": float(zone.cooling),
             "valve_position": zone.valve_position,
         }
+        if zone.supply_temperature is not None:
+            outputs["supply_temperature"] = zone.supply_temperature
+        return outputs
 
     def _read(self, now: datetime) -> Reading | None:
         try:

@@ -14,8 +14,13 @@ from datetime import datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+
 from protocol.commands import (
     DEFAULT_SCHEDULE,
+    FROST_PROTECTION_C,
+    SIGN_LOWEST_LEVEL,
     HvacMode,
     Params,
     SetBrightness,
@@ -23,19 +28,23 @@ from protocol.commands import (
     SetHvac,
     SetMessage,
     SetSchedule,
+    photocell_brightness,
 )
 
 STANDING_MESSAGE: Final = SetMessage(message_id=1, lit_fraction=0.3)
 """What a sign shows until told otherwise: its standing message 1 (place name, speed limit)."""
 
-FROST_PROTECTION_C: Final = 7.0
-"""A zone is heated below this temperature whatever it was told [C]."""
 THERMOSTAT_DEADBAND_K: Final = 0.5
 """Half-width of the band around a setpoint in which the plant keeps its state [K]."""
 VALVE_PROPORTIONAL_BAND_K: Final = 2.0
 """The heating valve opens fully this far below the setpoint [K]."""
 
-LOCAL_THERMOSTAT: Final = SetHvac(mode=HvacMode.AUTO, heating_setpoint=18.0, cooling_setpoint=28.0)
+LOCAL_THERMOSTAT: Final = SetHvac(
+    mode=HvacMode.AUTO,
+    heating_setpoint=18.0,
+    cooling_setpoint=28.0,
+    deadband_k=THERMOSTAT_DEADBAND_K,
+)
 """The zone's own program when the platform holds no setting: moderate comfort, no waste."""
 
 
@@ -56,6 +65,10 @@ class LocalState:
     message: SetMessage = STANDING_MESSAGE
     heating_on: bool = False
     cooling_on: bool = False
+    heating_switched_at: datetime | None = None
+    cooling_switched_at: datetime | None = None
+    sign_levels: tuple[float, float] = (SIGN_LOWEST_LEVEL, 100.0)
+    """The photocell's lowest and highest brightness [%] (the last ``set_brightness``)."""
 
 
 def apply_command(state: LocalState, params: Params, now: datetime) -> LocalState:
@@ -65,7 +78,7 @@ def apply_command(state: LocalState, params: Params, now: datetime) -> LocalStat
     if isinstance(params, SetMessage):
         return replace(state, message=params)
     if isinstance(params, SetBrightness) and params.level is None:
-        return replace(state, hold=None)
+        return replace(state, hold=None, sign_levels=(params.lowest, params.highest))
     hold_s = params.hold_s if isinstance(params, SetDimming | SetBrightness | SetHvac) else 0
     return replace(state, hold=Hold(params, now + timedelta(seconds=hold_s)))
 
@@ -106,21 +119,113 @@ def lamp_level(
 def sign_brightness_for_ambient(ambient_lux: float) -> float:
     """Brightness a sign's photocell asks for [%]: legible at night, full in sunshine.
 
-    Logarithmic in illuminance: 15 % below 10 lx, 100 % from 40,000 lx.
+    Logarithmic in illuminance: 15 % below 10 lx, 100 % from 40,000 lx
+    (:func:`protocol.commands.photocell_brightness` with its default levels).
     """
-    lux = max(ambient_lux, 10.0)
-    share = math.log10(lux / 10.0) / math.log10(40_000 / 10.0)
-    return 15.0 + 85.0 * min(1.0, share)
+    return photocell_brightness(ambient_lux)
 
 
 def sign_brightness(
     state: LocalState, now: datetime, ambient_lux: float, autonomous: bool
 ) -> float:
-    """Sign brightness [%]: a held level, else following ambient light."""
+    """Sign brightness [%]: a held level, else following ambient light between the levels
+    last set."""
     hold = current_hold(state, now, autonomous)
     if isinstance(hold, SetBrightness) and hold.level is not None:
         return hold.level
-    return sign_brightness_for_ambient(ambient_lux)
+    return photocell_brightness(ambient_lux, *state.sign_levels)
+
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class ThermostatSettings:
+    """What each zone's thermostat aims at; one element per zone (scalars broadcast)."""
+
+    heats: BoolArray
+    """Heating allowed (mode heat or auto); frost protection heats regardless."""
+    cools: BoolArray
+    """Cooling allowed (mode cool or auto)."""
+    heating_setpoint: FloatArray
+    cooling_setpoint: FloatArray
+    deadband_k: FloatArray
+    min_on_s: FloatArray
+    min_off_s: FloatArray
+
+    @classmethod
+    def of(cls, setting: SetHvac) -> ThermostatSettings:
+        """One zone's settings from a held command (or the local program)."""
+        return cls(
+            heats=np.array([setting.mode.heats]),
+            cools=np.array([setting.mode.cools]),
+            heating_setpoint=np.array([setting.heating_setpoint]),
+            cooling_setpoint=np.array([setting.cooling_setpoint]),
+            deadband_k=np.array([setting.deadband_k]),
+            min_on_s=np.array([float(setting.min_on_s)]),
+            min_off_s=np.array([float(setting.min_off_s)]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ThermostatOutputs:
+    heating: BoolArray
+    cooling: BoolArray
+    valve_position: FloatArray
+    """Heating valve opening [%]."""
+
+
+def thermostat(
+    temperature: FloatArray,
+    settings: ThermostatSettings,
+    *,
+    heating_on: BoolArray,
+    cooling_on: BoolArray,
+    heating_for_s: FloatArray,
+    cooling_for_s: FloatArray,
+) -> ThermostatOutputs:
+    """Heating and cooling of many zones at once: deadband, minimum times, never both.
+
+    temperature: measured air [C]; heating_on / cooling_on: the plants' states now, held for
+    heating_for_s / cooling_for_s [s] (inf when unknown). Heating comes on ``deadband_k``
+    below its setpoint and goes off as far above it; cooling mirrors it. A plant that just
+    switched keeps its state for its minimum on or off time, but frost protection (below
+    :data:`FROST_PROTECTION_C`) heats at once in every mode, and cooling never runs while
+    heating does. The valve opens in proportion to the shortfall, at least 20 % when heating.
+    """
+    heating_setpoint = np.where(
+        settings.heats,
+        np.maximum(settings.heating_setpoint, FROST_PROTECTION_C),
+        FROST_PROTECTION_C,
+    )
+    deadband = settings.deadband_k
+    wants_heat = _hysteresis(heating_on, heating_setpoint - temperature, deadband)
+    frost = temperature < FROST_PROTECTION_C
+    heating = _held(heating_on, wants_heat, heating_for_s, settings) | frost
+    wants_cool = settings.cools & _hysteresis(
+        cooling_on, temperature - settings.cooling_setpoint, deadband
+    )
+    cooling = _held(cooling_on, wants_cool, cooling_for_s, settings) & ~heating
+    opening = (heating_setpoint + deadband - temperature) / VALVE_PROPORTIONAL_BAND_K
+    valve: FloatArray = np.where(heating, 100.0 * np.clip(opening, 0.2, 1.0), 0.0)
+    return ThermostatOutputs(heating, cooling, np.round(valve, 1).astype(np.float64))
+
+
+def _held(
+    was_on: BoolArray, wants: BoolArray, held_for_s: FloatArray, settings: ThermostatSettings
+) -> BoolArray:
+    """``wants``, except that a plant keeps its state until its minimum time has passed."""
+    keep_on = was_on & (held_for_s < settings.min_on_s)
+    stay_off = ~was_on & (held_for_s < settings.min_off_s)
+    held: BoolArray = (wants | keep_on) & ~stay_off
+    return held
+
+
+def _hysteresis(was_on: BoolArray, demand: FloatArray, deadband: FloatArray) -> BoolArray:
+    """On above +deadband of demand, off below -deadband, unchanged in between."""
+    on: BoolArray = np.where(demand > deadband, True, np.where(demand < -deadband, False, was_on))
+    return on
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,47 +234,36 @@ class ZoneOutputs:
     cooling: bool
     valve_position: float
     """Heating valve opening [%]."""
+    supply_temperature: float | None = None
+    """Heating water the boiler should aim at [C]; None: its own heating curve."""
 
 
 def zone_outputs(
     state: LocalState, now: datetime, temperature: float, autonomous: bool
 ) -> tuple[LocalState, ZoneOutputs]:
-    """Thermostat of one building zone: heating and cooling with a deadband, never both.
+    """Thermostat of one building zone (see :func:`thermostat`) under the setting in force.
 
     temperature: the zone's measured air temperature [C]. Frost protection overrides every
     mode, including ``off``.
     """
     hold = current_hold(state, now, autonomous)
     setting = hold if isinstance(hold, SetHvac) else LOCAL_THERMOSTAT
-    heats = setting.mode in (HvacMode.HEAT, HvacMode.AUTO)
-    cools = setting.mode in (HvacMode.COOL, HvacMode.AUTO)
-    heating_setpoint = setting.heating_setpoint if heats else FROST_PROTECTION_C
-    heating = (
-        _hysteresis(state.heating_on, heating_setpoint - temperature, THERMOSTAT_DEADBAND_K)
-        or temperature < FROST_PROTECTION_C
+    outputs = thermostat(
+        np.array([temperature]),
+        ThermostatSettings.of(setting),
+        heating_on=np.array([state.heating_on]),
+        cooling_on=np.array([state.cooling_on]),
+        heating_for_s=np.array([_held_for(state.heating_switched_at, now)]),
+        cooling_for_s=np.array([_held_for(state.cooling_switched_at, now)]),
     )
-    cooling = (
-        cools
-        and not heating
-        and _hysteresis(
-            state.cooling_on, temperature - setting.cooling_setpoint, THERMOSTAT_DEADBAND_K
-        )
-    )
-    valve = 0.0
-    if heating:
-        opening = (
-            heating_setpoint + THERMOSTAT_DEADBAND_K - temperature
-        ) / VALVE_PROPORTIONAL_BAND_K
-        valve = 100.0 * min(1.0, max(0.2, opening))
-    if (heating, cooling) != (state.heating_on, state.cooling_on):
-        state = replace(state, heating_on=heating, cooling_on=cooling)
-    return state, ZoneOutputs(heating, cooling, round(valve, 1))
+    heating, cooling = bool(outputs.heating[0]), bool(outputs.cooling[0])
+    if heating != state.heating_on:
+        state = replace(state, heating_on=heating, heating_switched_at=now)
+    if cooling != state.cooling_on:
+        state = replace(state, cooling_on=cooling, cooling_switched_at=now)
+    supply = setting.supply_temperature if heating else None
+    return state, ZoneOutputs(heating, cooling, float(outputs.valve_position[0]), supply)
 
 
-def _hysteresis(was_on: bool, demand: float, deadband: float) -> bool:
-    """On above +deadband of demand, off below -deadband, unchanged in between."""
-    if demand > deadband:
-        return True
-    if demand < -deadband:
-        return False
-    return was_on
+def _held_for(switched_at: datetime | None, now: datetime) -> float:
+    return math.inf if switched_at is None else (now - switched_at).total_seconds()

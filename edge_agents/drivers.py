@@ -20,7 +20,8 @@ Outputs = Mapping[str, float]
 - streetlight: ``lamp_level`` [%] (0 switches the lamp off);
 - signage: ``brightness_level`` [%], ``message_id`` [-], ``lit_fraction`` (share of the
   pixels the message lights) [-];
-- building zone: ``heating`` and ``cooling`` (1 on, 0 off), ``valve_position`` [%].
+- building zone: ``heating`` and ``cooling`` (1 on, 0 off), ``valve_position`` [%], and
+  ``supply_temperature`` [C] when the platform sets the heating water (else the boiler's curve).
 """
 
 

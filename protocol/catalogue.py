@@ -129,6 +129,7 @@ _BUILDING: Final = (
     Metric("supply_water_temperature", "C", 0, 100, description="heating supply water"),
     Metric("energy", "kWh", 0, 1e9, description="energy meter reading (cumulative)"),
     Metric("power", "kW", 0, 10_000, description="energy meter instantaneous power"),
+    Metric("outdoor_temperature", "C", -30, 60, description="outdoor air, the building's sensor"),
 )
 
 

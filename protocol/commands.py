@@ -11,6 +11,7 @@ own local behaviour: a platform that stops talking never leaves a lamp dark or a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -27,9 +28,15 @@ Celsius = Annotated[float, msgspec.Meta(ge=5, le=35)]
 ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 DEFAULT_HOLD_S: Final = 3_600
+FROST_PROTECTION_C: Final = 7.0
+"""A zone is heated below this temperature whatever it was told (agents, whatever their setting)
+[C]."""
 
 
-class _Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class _Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """Parameters left at their default are not sent: an agent that predates a parameter
+    still accepts commands that leave it alone (it refuses unknown fields)."""
+
     pass
 
 
@@ -75,10 +82,41 @@ class SetMessage(_Params, frozen=True):
 
 
 class SetBrightness(_Params, frozen=True):
-    """Signage: fix the brightness; ``level`` absent returns to following ambient light."""
+    """Signage: fix the brightness; ``level`` absent returns to following ambient light, from
+    ``lowest`` in the dark to ``highest`` in full sun (:func:`photocell_brightness`)."""
 
     level: Percent | None = None
     hold_s: HoldSeconds = DEFAULT_HOLD_S
+    lowest: Percent = 15.0
+    highest: Percent = 100.0
+
+    def __post_init__(self) -> None:
+        if self.lowest > self.highest:
+            raise ValueError(f"lowest {self.lowest} must not be above highest {self.highest}")
+
+
+SIGN_DARK_LUX: Final = 10.0
+"""At and below this illuminance a sign shows its lowest brightness [lx]..."""
+SIGN_FULL_SUN_LUX: Final = 40_000.0
+"""...and from this one its highest [lx]."""
+SIGN_LOWEST_LEVEL: Final = 15.0
+"""The photocell's level in the dark: legible, not dazzling [%]."""
+
+
+def photocell_brightness(
+    ambient_lux: float, lowest: float = SIGN_LOWEST_LEVEL, highest: float = 100.0
+) -> float:
+    """Brightness a sign's photocell asks for [%]: legible at night, full in sunshine.
+
+    Logarithmic in illuminance, from ``lowest`` [%] at or below :data:`SIGN_DARK_LUX` to
+    ``highest`` [%] from :data:`SIGN_FULL_SUN_LUX`. Agents follow it with the default levels
+    when no brightness is held; the platform's lighting policy may choose other levels.
+    """
+    lux = max(ambient_lux, SIGN_DARK_LUX)
+    share = min(
+        1.0, math.log10(lux / SIGN_DARK_LUX) / math.log10(SIGN_FULL_SUN_LUX / SIGN_DARK_LUX)
+    )
+    return lowest + (highest - lowest) * share
 
 
 class HvacMode(StrEnum):
@@ -87,20 +125,47 @@ class HvacMode(StrEnum):
     COOL = "cool"
     AUTO = "auto"
 
+    @property
+    def heats(self) -> bool:
+        """The mode lets the zone be heated (frost protection heats in every mode)."""
+        return self in (HvacMode.HEAT, HvacMode.AUTO)
+
+    @property
+    def cools(self) -> bool:
+        return self in (HvacMode.COOL, HvacMode.AUTO)
+
+
+DeadbandKelvin = Annotated[float, msgspec.Meta(ge=0.2, le=3)]
+CycleSeconds = Annotated[int, msgspec.Meta(ge=0, le=3_600)]
+SupplyCelsius = Annotated[float, msgspec.Meta(ge=25, le=85)]
+
 
 class SetHvac(_Params, frozen=True):
-    """Building zone: mode and setpoints, held for ``hold_s``; frost protection always holds."""
+    """Building zone: mode and setpoints, held for ``hold_s``; frost protection always holds.
+
+    The zone's thermostat switches heating on ``deadband_k`` below the heating setpoint and off
+    as far above it (cooling the other way round); once switched, a plant stays on at least
+    ``min_on_s`` and off at least ``min_off_s``, except that frost protection never waits.
+    ``supply_temperature``, when given, is the heating water the boiler should aim at (the
+    platform's weather compensation), instead of its own heating curve.
+    """
 
     mode: HvacMode
     heating_setpoint: Celsius = 20.0
     cooling_setpoint: Celsius = 26.0
     hold_s: HoldSeconds = DEFAULT_HOLD_S
+    deadband_k: DeadbandKelvin = 0.5
+    min_on_s: CycleSeconds = 0
+    min_off_s: CycleSeconds = 0
+    supply_temperature: SupplyCelsius | None = None
 
     def __post_init__(self) -> None:
-        if self.mode is HvacMode.AUTO and self.heating_setpoint >= self.cooling_setpoint:
+        gap = 2 * self.deadband_k
+        if self.mode is HvacMode.AUTO and self.cooling_setpoint - self.heating_setpoint < gap:
             raise ValueError(
-                f"heating_setpoint {self.heating_setpoint} must be below cooling_setpoint "
-                f"{self.cooling_setpoint}: a zone is never heated and cooled at once"
+                f"heating_setpoint {self.heating_setpoint} must be at least {gap:g} K (twice the "
+                f"deadband) below cooling_setpoint {self.cooling_setpoint}: a zone is never "
+                "heated and cooled at once"
             )
 
 

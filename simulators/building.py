@@ -423,14 +423,8 @@ def advance(
         flat[coupling.blocks] = values  # padding lands in the extra last element
         return flat[:zones]
 
-    # Padding: a lone, decoupled node (C = 1, UA = 1, no heat) that changes nothing.
-    capacitance = by_block(params.capacitance, 1.0)
-    stiffness = coupling.laplacians.copy()
-    diagonal = np.arange(stiffness.shape[-1])
-    stiffness[:, diagonal, diagonal] += by_block(to_outdoors, 1.0)
+    root, rates, modes = _modes(params, coupling, to_outdoors)
     forcing = by_block(power + to_outdoors * outdoor, 0.0)
-    root = np.sqrt(capacitance)
-    rates, modes = np.linalg.eigh(stiffness / root[:, :, None] / root[:, None, :])  # [1/s], > 0
     # In modal coordinates each one relaxes on its own towards its steady value.
     modal_steady = np.einsum("bji,bj->bi", modes, forcing / root) / rates
     modal_gap = np.einsum("bji,bj->bi", modes, root * by_block(start, 0.0)) - modal_steady
@@ -449,6 +443,35 @@ def advance(
         from_neighbours=from_neighbours,
         stored=params.capacitance * (end - start),
     )
+
+
+_MODES_KEPT: Final = 8
+_modes_seen: dict[bytes, tuple[ZoneParameters, Coupling, FloatArray, FloatArray, FloatArray]] = {}
+
+
+def _modes(
+    params: ZoneParameters, coupling: Coupling, to_outdoors: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """sqrt(C) by block, and the rates [1/s] and modes of the network (see :func:`advance`).
+
+    The eigen-decomposition depends only on the zones, their coupling and which windows are
+    open, which change seldom: the last few are kept, so a long run solves each once.
+    """
+    key = to_outdoors.tobytes()
+    seen = _modes_seen.get(key)
+    if seen is not None and seen[0] is params and seen[1] is coupling:
+        return seen[2], seen[3], seen[4]
+    # Padding: a lone, decoupled node (C = 1, UA = 1, no heat) that changes nothing.
+    capacitance = np.append(params.capacitance, 1.0)[coupling.blocks]
+    stiffness = coupling.laplacians.copy()
+    diagonal = np.arange(stiffness.shape[-1])
+    stiffness[:, diagonal, diagonal] += np.append(to_outdoors, 1.0)[coupling.blocks]
+    root = np.sqrt(capacitance)
+    rates, modes = np.linalg.eigh(stiffness / root[:, :, None] / root[:, None, :])  # [1/s], > 0
+    if len(_modes_seen) >= _MODES_KEPT:
+        _modes_seen.pop(next(iter(_modes_seen)))
+    _modes_seen[key] = (params, coupling, root, rates, modes)
+    return root, rates, modes
 
 
 def step(
@@ -527,15 +550,18 @@ def supply_water_step(
     idle_temperature: FloatArray | float = 20.0,
     time_constant: float = 900.0,
     curve: HeatingCurve = SEFROU_HEATING_CURVE,
+    setpoint: FloatArray | float = np.nan,
 ) -> FloatArray:
     """Supply water temperature ``seconds`` [s] later [C].
 
-    It approaches the heating curve while the boiler fires, ``idle_temperature`` [C] (the
-    boiler room) when it is off, with the loop's ``time_constant`` [s].
+    It approaches ``setpoint`` [C] while the boiler fires (where that is NaN, its own heating
+    curve), ``idle_temperature`` [C] (the boiler room) when it is off, with the loop's
+    ``time_constant`` [s].
     """
-    target = np.where(
-        boiler_on, boiler_supply_temperature(outdoor_temperature, curve), idle_temperature
+    aim = np.where(
+        np.isnan(setpoint), boiler_supply_temperature(outdoor_temperature, curve), setpoint
     )
+    target = np.where(boiler_on, aim, idle_temperature)
     supply: FloatArray = target + (supply_water_temperature - target) * np.exp(
         -seconds / time_constant
     )

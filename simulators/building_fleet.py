@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 
 from edge_agents.drivers import Outputs
+from protocol.calendar import MoroccanCalendar
 from protocol.sites import Device
 from simulators.building import (
     BoolArray,
+    Coupling,
     FloatArray,
+    ZoneParameters,
     advance,
     building_coupling,
     co2_step,
@@ -34,7 +37,7 @@ from simulators.building import (
 )
 from simulators.environment import Now
 from simulators.faults import FaultType
-from simulators.occupancy import occupancy
+from simulators.occupancy import SITE_TIMEZONE, occupancy, ramadan_flags
 
 Faults = Mapping[FaultType, BoolArray]
 
@@ -44,6 +47,36 @@ OUTDOOR_HUMIDITY: Final = 55.0
 """Outdoor relative humidity, a yearly mean for Sefrou [%RH]."""
 STUCK_VALVE_POSITION: Final = 100.0
 """A stuck valve in these simulations is jammed wide open [%]."""
+SHORT_CYCLE_S: Final = 240.0
+"""A short-cycling zone's heating runs the first half of every such period and drops out the
+second half, for as long as the zone calls for heat [s]."""
+HEATING_FAILURE_SHARE: Final = 0.03
+"""What an air-locked radiator still gives, as a share of a working one's heat [-]."""
+
+
+def zone_plant(devices: Sequence[Device]) -> tuple[ZoneParameters, Coupling]:
+    """The thermal parameters of a site's zones (one building device each) and their coupling.
+
+    A zone's ``area_m2``, ``heating`` and ``cooling`` come from its device's metadata; zones of
+    the same building exchange heat.
+    """
+    parts = [
+        zone_parameters(
+            np.array([float(device.metadata.get("area_m2", 100.0))]),
+            heated=bool(device.metadata.get("heating", True)),
+            cooled=bool(device.metadata.get("cooling", True)),
+        )
+        for device in devices
+    ]
+    buildings = {name: i for i, name in enumerate(dict.fromkeys(d.building for d in devices))}
+    params = concatenate_zones(parts) if parts else zone_parameters(np.zeros(0))
+    coupling = building_coupling(np.array([buildings[d.building] for d in devices], dtype=np.intp))
+    return params, coupling
+
+
+def zone_capacity(device: Device) -> int:
+    """The most people a zone holds: one per 10 m^2 of floor, at least one."""
+    return max(1, round(float(device.metadata.get("area_m2", 100.0)) * PEOPLE_PER_M2))
 
 
 class BuildingFleet:
@@ -55,27 +88,15 @@ class BuildingFleet:
         self._rng = rng
         self._kinds = [str(device.metadata.get("building_kind", "town_hall")) for device in devices]
         self._zones = [device.zone or "" for device in devices]
-        areas = [float(device.metadata.get("area_m2", 100.0)) for device in devices]
-        parts = [
-            zone_parameters(
-                np.array([area]),
-                heated=bool(device.metadata.get("heating", True)),
-                cooled=bool(device.metadata.get("cooling", True)),
-            )
-            for area, device in zip(areas, devices, strict=True)
-        ]
-        buildings = {name: i for i, name in enumerate(dict.fromkeys(d.building for d in devices))}
-        self.params = concatenate_zones(parts) if parts else zone_parameters(np.zeros(0))
-        self.coupling = building_coupling(
-            np.array([buildings[d.building] for d in devices], dtype=np.intp)
-        )
-        self._capacity = [max(1, round(area * PEOPLE_PER_M2)) for area in areas]
+        self.params, self.coupling = zone_plant(devices)
+        self._capacity = [zone_capacity(device) for device in devices]
         self.temperature = np.full(count, max(air_temperature + 4.0, 14.0))
         self.supply_water = np.full(count, 20.0)
         self.co2 = np.full(count, 450.0)
         self.moisture = vapour_density(self.temperature, 45.0)
         self.energy_kwh = rng.uniform(1_000.0, 20_000.0, count)
         self.valve_command = np.zeros(count)
+        self.supply_setpoint = np.full(count, np.nan)
         self.heating_command = np.zeros(count, dtype=bool)
         self.cooling_command = np.zeros(count, dtype=bool)
         self._day = -1
@@ -86,6 +107,7 @@ class BuildingFleet:
         self.heating_command[index] = outputs.get("heating", 0.0) >= 0.5
         self.cooling_command[index] = outputs.get("cooling", 0.0) >= 0.5
         self.valve_command[index] = outputs.get("valve_position", 0.0)
+        self.supply_setpoint[index] = outputs.get("supply_temperature", np.nan)
 
     def occupants(self, now: datetime, step_s: float) -> np.ndarray:
         """People in each zone now, drawn a whole day at a time so any run sees the same."""
@@ -96,9 +118,19 @@ class BuildingFleet:
             self._day = day_seconds
             day = pd.Timestamp(day_seconds, unit="s", tz="UTC")
             times = pd.date_range(day, periods=steps_per_day, freq=f"{int(step_s)}s")
+            calendar = MoroccanCalendar.spanning(times[0].date(), times[-1].date())
+            fasting = ramadan_flags(times, calendar.ramadan_days, SITE_TIMEZONE)
             self._occupancy = np.array(
                 [
-                    occupancy(times, kind, capacity, self._rng, zone=zone)
+                    occupancy(
+                        times,
+                        kind,
+                        capacity,
+                        self._rng,
+                        zone=zone,
+                        ramadan=fasting,
+                        holidays=calendar.holidays,
+                    )
                     for kind, capacity, zone in zip(
                         self._kinds, self._capacity, self._zones, strict=True
                     )
@@ -116,17 +148,25 @@ class BuildingFleet:
         window = faults[FaultType.WINDOW_OPEN]
         both = faults[FaultType.SIMULTANEOUS_HEATING_COOLING]
         valve = np.where(self.heating_command, self.valve_command, 0.0)
+        cycled_off = now.timestamp() % SHORT_CYCLE_S >= SHORT_CYCLE_S / 2
+        valve = np.where(faults[FaultType.SHORT_CYCLING] & cycled_off, 0.0, valve)
         valve = np.where(faults[FaultType.STUCK_VALVE], STUCK_VALVE_POSITION, valve)
         valve = np.where(both, 100.0, valve)
         cooling_command = np.where(self.cooling_command | both, 100.0, 0.0)
         boiler_on = (valve > 0) & self.params.rated_heating.astype(bool)
         self.supply_water = supply_water_step(
-            self.supply_water, boiler_on, weather.air_temperature, seconds
+            self.supply_water,
+            boiler_on,
+            weather.air_temperature,
+            seconds,
+            setpoint=self.supply_setpoint,
         )
         plant = hvac(
             self.temperature,
             weather.air_temperature,
-            valve_position=valve,
+            valve_position=np.where(
+                faults[FaultType.HEATING_FAILURE], HEATING_FAILURE_SHARE * valve, valve
+            ),
             supply_water_temperature=self.supply_water,
             cooling_command=cooling_command,
             params=self.params,
@@ -162,7 +202,7 @@ class BuildingFleet:
                 seconds=seconds,
             )
             self.energy_kwh = self.energy_kwh + plant.meter_power * seconds / 3_600
-        noise = self._rng.standard_normal((2, count))
+        noise = self._rng.standard_normal((3, count))
         self._values = {
             "air_temperature": self.temperature + 0.05 * noise[0],
             "humidity": relative_humidity(self.temperature, self.moisture),
@@ -175,6 +215,7 @@ class BuildingFleet:
             "supply_water_temperature": self.supply_water,
             "energy": self.energy_kwh.copy(),
             "power": plant.meter_power,
+            "outdoor_temperature": np.full(count, weather.air_temperature) + 0.1 * noise[2],
         }
 
     def values(self) -> dict[str, FloatArray]:

@@ -94,12 +94,14 @@ class SiteWeather:
         day_numbers = (times.normalize() - self.first_day).days.to_numpy()
         clear = clear_sky_ghi(times, self.place)
         ghi = clear * self.daily_clearness[day_numbers]
+        before = max(first - 1, 0)  # the day before blends into the first one
         temperature = air_temperature(
             times,
             self.place,
             self._climate,
-            self.daily_clearness[first:],
-            self.daily_anomaly[first:],
+            self.daily_clearness[before:],
+            self.daily_anomaly[before:],
+            first_day=self.first_day + pd.Timedelta(days=before),
         )
         elevation = pvlib_sun_elevation(times, self.place)
         return Conditions(ghi, temperature, elevation, clear)

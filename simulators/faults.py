@@ -68,6 +68,8 @@ class FaultType(StrEnum):
     SENSOR_DRIFT = "sensor_drift"
     WINDOW_OPEN = "window_open"
     SIMULTANEOUS_HEATING_COOLING = "simultaneous_heating_cooling"
+    SHORT_CYCLING = "short_cycling"
+    HEATING_FAILURE = "heating_failure"
 
 
 _ANY: Final = frozenset(DeviceClass)
@@ -104,6 +106,8 @@ FAULT_CLASSES: Final[dict[FaultType, frozenset[DeviceClass]]] = {
             FaultType.SENSOR_DRIFT,
             FaultType.WINDOW_OPEN,
             FaultType.SIMULTANEOUS_HEATING_COOLING,
+            FaultType.SHORT_CYCLING,
+            FaultType.HEATING_FAILURE,
         )
     },
 }

@@ -426,6 +426,20 @@ def _event_share(events: Events, calendar: _Calendar, rng: np.random.Generator) 
     return on
 
 
+def ramadan_flags(
+    times: pd.DatetimeIndex, ramadan_days: Container[dt.date], tz: str = SITE_TIMEZONE
+) -> BoolArray:
+    """Whether each of ``times`` (tz-aware) falls on a local day of ``ramadan_days``."""
+    days = times.tz_convert(tz).normalize()
+    unique, codes = np.unique(days.asi8, return_inverse=True)
+    fasting = np.array(
+        [pd.Timestamp(day, tz="UTC").tz_convert(tz).date() in ramadan_days for day in unique],
+        dtype=np.bool_,
+    )
+    flags: BoolArray = fasting[codes] if len(unique) else np.zeros(0, dtype=np.bool_)
+    return flags
+
+
 def _persistence(times: pd.DatetimeIndex) -> float:
     if len(times) < 2:
         return 0.0

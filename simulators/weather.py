@@ -54,33 +54,47 @@ def air_temperature(
     climate: TemperatureClimate,
     daily_clearness: FloatArray,
     daily_anomaly: FloatArray,
+    *,
+    first_day: pd.Timestamp | None = None,
 ) -> FloatArray:
     """Air temperature at ``times`` [C].
 
-    daily_clearness: one clearness index per calendar day (UTC) from the first of ``times``
-    [-], as :func:`simulators.sky.daily_clearness` gives; clouds narrow the day-night swing.
+    daily_clearness: one clearness index per calendar day (UTC) from ``first_day`` (default:
+    the day of the first of ``times``) [-], as :func:`simulators.sky.daily_clearness` gives;
+    clouds narrow the day-night swing.
     daily_anomaly: the same days' departures from the seasonal mean [K], as
-    :func:`temperature_anomaly` gives: warm and cold spells.
+    :func:`temperature_anomaly` gives: warm and cold spells. Each day's values hold at its
+    noon (UTC) and blend linearly into the next day's, so the air warms and cools without a
+    jump at midnight (given the day after the last of ``times``, it is used for the blend).
     """
     if times.tz is None:
         raise ValueError("times must carry a time zone (UTC recommended)")
-    day_numbers = (times.normalize() - times[0].normalize()).days.to_numpy()
+    origin = times[0].normalize() if first_day is None else first_day
+    day_numbers = (times.normalize() - origin).days.to_numpy()
     days = int(day_numbers.max()) + 1
     for name, daily in (("daily_clearness", daily_clearness), ("daily_anomaly", daily_anomaly)):
         if len(daily) < days:
             raise ValueError(f"{name} has {len(daily)} days; {days} needed")
-    day_of_year = times.day_of_year.to_numpy()
+    day_of_year = (
+        times.day_of_year.to_numpy()
+        + (times - times.normalize()).total_seconds().to_numpy() / 86_400
+    )
     seasonal = np.cos(2 * np.pi * (day_of_year - climate.warmest_day_of_year) / 365.25)
     mean = climate.annual_mean + climate.seasonal_amplitude * seasonal
     clear_swing = (
         climate.daily_swing_winter
         + (climate.daily_swing_summer - climate.daily_swing_winter) * (1 + seasonal) / 2
     )
-    swing = clear_swing * (0.4 + 0.6 * daily_clearness[day_numbers])
+    # Day values hold at noon (UTC) and blend linearly between: no jump at midnight.
+    position = (times - origin).total_seconds().to_numpy() / 86_400 - 0.5
+    day_index = np.arange(days + 1 if len(daily_clearness) > days else days)
+    clearness = np.interp(position, day_index, daily_clearness[: len(day_index)])
+    anomaly = np.interp(position, day_index, daily_anomaly[: len(day_index)])
+    swing = clear_swing * (0.4 + 0.6 * clearness)
     utc_hours = times.hour.to_numpy() + times.minute.to_numpy() / 60
     solar_hours = utc_hours + place.longitude / 15.0
     daily_cycle = np.cos(2 * np.pi * (solar_hours - climate.warmest_solar_hour) / 24)
-    temperature: FloatArray = mean + daily_anomaly[day_numbers] + swing * daily_cycle
+    temperature: FloatArray = mean + anomaly + swing * daily_cycle
     return temperature
 
 

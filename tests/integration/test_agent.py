@@ -15,10 +15,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agents.agent import Agent, AgentIdentity, AgentSettings
-from edge_agents.control import FROST_PROTECTION_C
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
-from protocol.commands import DEFAULT_SCHEDULE
+from protocol.commands import DEFAULT_SCHEDULE, FROST_PROTECTION_C
 from protocol.payloads import (
     PROTOCOL_VERSION,
     CommandAckPayload,

@@ -1,9 +1,10 @@
 """Every injected fault raises its alert, in time, and the crews hear of it.
 
 The fault scenario of ``test_fault_signatures`` (every fault type on a device of its own, a
-January afternoon to the next afternoon) runs through the real path: each device is an edge
-agent publishing to a private Mosquitto, the rules engine subscribes with its own session,
-writes alerts to PostgreSQL and notifies a real SMTP server and a real webhook. Each fault
+January afternoon to the next afternoon), with two more one-zone buildings for the HVAC faults
+it does not inject yet, runs through the real path: each device is an edge agent publishing to
+a private Mosquitto, the rules engine subscribes with its own session, writes alerts to
+PostgreSQL and notifies a real SMTP server and a real webhook. Each fault
 must raise an alert of a rule that detects its type, on its device, no later than the rule's
 documented bound (``fires_within``) after the fault could first show (a lamp fault shows at
 dusk, day burning in daylight); no healthy device may raise any. Dirty and shaded panels show
@@ -166,7 +167,7 @@ class Scenario:
 EVERY_FAULT: Final = Scenario(
     parse_site(FAULT_SITE, source="<fault site>"), tuple(FAULTS.values()), 28
 )
-"""Every fault type on a device of its own, over 28 hours (test_fault_signatures')."""
+"""Every fault type on a device of its own, over 28 hours (test_fault_signatures', and more)."""
 PANEL_FAULTS: Final = {
     FaultType.PANEL_SOILING: FaultEvent(START, "sl-main-004", FaultType.PANEL_SOILING),
     FaultType.PANEL_SHADING: FaultEvent(START, "sl-main-005", FaultType.PANEL_SHADING),

@@ -60,6 +60,11 @@ buildings:
   - {id: hall, name: Town hall, kind: town_hall, latitude: 33.83, longitude: -4.84,
      zones: [{id: z1, area_m2: 150}, {id: z2, area_m2: 150}, {id: z3, area_m2: 150},
              {id: z4, area_m2: 150}, {id: z5, area_m2: 150}, {id: z6, area_m2: 150}]}
+  # One zone each, so their faults do not warm or cool the hall's twins.
+  - {id: depot, name: Works depot, kind: district_annex, latitude: 33.832, longitude: -4.842,
+     zones: [{id: office, area_m2: 120}]}
+  - {id: kiosk, name: Bus kiosk, kind: road_station, latitude: 33.829, longitude: -4.838,
+     zones: [{id: waiting-room, area_m2: 60}]}
 """
 
 SEED: Final = 2026
@@ -105,6 +110,9 @@ FAULTS: Final = {
         _fault("hall-z2", FaultType.SENSOR_DRIFT),
         _fault("hall-z3", FaultType.WINDOW_OPEN, _at(0, 18), _at(1, 2)),
         _fault("hall-z4", FaultType.SIMULTANEOUS_HEATING_COOLING),
+        # Short cycling shows only while the zone calls for heat: from the night on.
+        _fault("depot-office", FaultType.SHORT_CYCLING, START + timedelta(hours=10)),
+        _fault("kiosk-waiting-room", FaultType.HEATING_FAILURE),
     )
 }
 """Every fault type on a device of its own, in a window where its signature can show; the
@@ -690,6 +698,32 @@ def test_simultaneous_heating_cooling_both_active(run: Run) -> None:
         assert not any(
             p.flag("heating_active") and p.flag("cooling_active") for p in run.samples(twin)
         )
+
+
+def _starts(samples: Sequence[Point], flag: str) -> int:
+    """How many times ``flag`` turns on between consecutive samples."""
+    return sum(not a.flag(flag) and b.flag(flag) for a, b in pairwise(samples))
+
+
+def test_short_cycling_heating_starts_every_few_minutes(run: Run) -> None:
+    device, start, _ = _window(FaultType.SHORT_CYCLING)
+    night = (start + timedelta(hours=2), start + timedelta(hours=8))
+    hours = (night[1] - night[0]) / timedelta(hours=1)
+    assert _starts(run.during(device, *night), "heating_active") / hours > 10
+    for twin in ZONE_TWINS:
+        assert _starts(run.during(twin, *night), "heating_active") / hours < 2, twin
+
+
+def test_heating_failure_valve_open_and_heating_on_yet_the_zone_cools(run: Run) -> None:
+    device, _, _ = _window(FaultType.HEATING_FAILURE)
+    night = (_at(1, 2), _at(1, 6))
+    cold = run.during(device, *night)
+    assert all(p.flag("heating_active") and p.number("valve_position") >= 99 for p in cold)
+    assert max(p.number("air_temperature") for p in cold) < 15.0
+    twins = _twin_values(run, ZONE_TWINS, "air_temperature")
+    assert all(min(twins[p.ts]) > 16.0 for p in cold)
+    heat = _zone_energy(run, device, START, END)
+    assert all(heat < 0.2 * _zone_energy(run, twin, START, END) for twin in ZONE_TWINS)
 
 
 def test_every_fault_type_has_its_device() -> None:

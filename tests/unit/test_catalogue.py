@@ -48,6 +48,7 @@ REQUIRED = {
         "supply_water_temperature",
         "energy",
         "power",
+        "outdoor_temperature",
     },
 }
 

@@ -13,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agents.control import (
-    FROST_PROTECTION_C,
     LocalState,
     apply_command,
     lamp_level,
@@ -21,7 +20,7 @@ from edge_agents.control import (
     sign_brightness_for_ambient,
     zone_outputs,
 )
-from protocol.commands import DEFAULT_SCHEDULE, HvacMode, SetDimming, SetHvac
+from protocol.commands import DEFAULT_SCHEDULE, FROST_PROTECTION_C, HvacMode, SetDimming, SetHvac
 from protocol.sun import solar_elevation
 from simulators.sky import SEFROU
 

@@ -22,14 +22,20 @@ from typer.testing import CliRunner
 from edge_agents.agent import FIRMWARE, REMEMBERED_COMMANDS, AgentSettings
 from edge_agents.config import AgentConfig
 from edge_agents.control import (
-    FROST_PROTECTION_C,
     LOCAL_THERMOSTAT,
     THERMOSTAT_DEADBAND_K,
     VALVE_PROPORTIONAL_BAND_K,
     sign_brightness_for_ambient,
 )
 from protocol.catalogue import CATALOGUE, ValueKind
-from protocol.commands import ACTIONS, DEFAULT_SCHEDULE, Refusal, SetSchedule, check_command
+from protocol.commands import (
+    ACTIONS,
+    DEFAULT_SCHEDULE,
+    FROST_PROTECTION_C,
+    Refusal,
+    SetSchedule,
+    check_command,
+)
 from protocol.decoding import DEFAULT_WINDOW, RejectReason
 from protocol.payloads import CommandPayload
 from protocol.sites import load_site

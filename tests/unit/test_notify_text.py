@@ -48,8 +48,8 @@ NOTICE = AlertNotice(
     zone="menzel-entrance",
     latitude=33.8268,
     longitude=-4.8236,
-    # outside Ramadan: Morocco is at UTC+1, so 17:42 UTC is 18:42 in Sefrou
-    since=datetime(2026, 11, 29, 17, 42, tzinfo=UTC),
+    # outside Ramadan, before September 2026: Morocco at UTC+1, 17:42 UTC is 18:42 in Sefrou
+    since=datetime(2026, 6, 29, 17, 42, tzinfo=UTC),
     timezone="Africa/Casablanca",
     cause="communication",
     link=LINK,
@@ -88,7 +88,7 @@ def test_french_text_names_place_failure_device_time_cause_map_and_link() -> Non
     assert title == "Alerte critique : Lampe éteinte la nuit - Menzel entrance"
     assert "Lieu : Menzel entrance" in body
     assert "Menzel #12 (sl-menzel-012)" in body
-    assert "Depuis le 29/11/2026 à 18:42" in body
+    assert "Depuis le 29/06/2026 à 18:42" in body
     assert "Cause probable : perte de communication" in body
     assert map_link(33.8268, -4.8236) in body
     assert body.endswith(f"Alerte n° 42 : {LINK}")
@@ -101,7 +101,7 @@ def test_arabic_text_is_arabic_with_western_digits() -> None:
     assert ARABIC_LETTER.search(body)
     assert not EASTERN_DIGIT.search(title + body)
     assert "المكان: Menzel entrance" in body
-    assert "منذ 29/11/2026 على الساعة 18:42" in body
+    assert "منذ 29/06/2026 على الساعة 18:42" in body
     assert "انقطاع الاتصال" in body
     assert LINK in body
     assert "openstreetmap.org/?mlat=33.826800&mlon=-4.823600#map=19/33.826800/-4.823600" in body
@@ -110,7 +110,7 @@ def test_arabic_text_is_arabic_with_western_digits() -> None:
 def test_english_text() -> None:
     title, body = render(NOTICE, "en")
     assert title == "Critical alert: Lamp out at night - Menzel entrance"
-    assert "Since 29/11/2026 at 18:42 (local time)" in body
+    assert "Since 29/06/2026 at 18:42 (local time)" in body
     assert "Likely cause: loss of communication" in body
     assert LINK in body
 
@@ -118,9 +118,11 @@ def test_english_text() -> None:
 @pytest.mark.parametrize(
     ("utc", "local"),
     [
-        (datetime(2026, 11, 29, 17, 42, tzinfo=UTC), "29/11/2026 à 18:42"),  # UTC+1
-        (datetime(2026, 11, 29, 23, 30, tzinfo=UTC), "30/11/2026 à 00:30"),  # next day
+        (datetime(2026, 6, 29, 17, 42, tzinfo=UTC), "29/06/2026 à 18:42"),  # UTC+1
+        (datetime(2026, 6, 29, 23, 30, tzinfo=UTC), "30/06/2026 à 00:30"),  # next day
         (datetime(2026, 3, 1, 17, 42, tzinfo=UTC), "01/03/2026 à 17:42"),  # Ramadan: UTC+0
+        # UTC+0 for good from 20 September 2026 (IANA tzdata 2026f)
+        (datetime(2026, 11, 29, 17, 42, tzinfo=UTC), "29/11/2026 à 17:42"),
     ],
 )
 def test_time_is_the_sites_local_time(utc: datetime, local: str) -> None:
@@ -128,8 +130,8 @@ def test_time_is_the_sites_local_time(utc: datetime, local: str) -> None:
 
 
 def test_since_given_in_another_zone_is_converted_too() -> None:
-    tashkent = datetime(2026, 11, 29, 22, 42, tzinfo=timezone(timedelta(hours=5)))
-    assert "Since 29/11/2026 at 18:42" in render(notice(since=tashkent), "en")[1]
+    tashkent = datetime(2026, 6, 29, 22, 42, tzinfo=timezone(timedelta(hours=5)))
+    assert "Since 29/06/2026 at 18:42" in render(notice(since=tashkent), "en")[1]
 
 
 @pytest.mark.parametrize("language", ["fr", "ar", "en"])
@@ -140,9 +142,9 @@ def test_wording_differs_by_kind(language: str) -> None:
 
 
 def test_resolved_says_since_when_things_are_back_to_normal() -> None:
-    assert "Revenu à la normale le 29/11/2026 à 18:42" in render(notice(kind="resolved"), "fr")[1]
-    assert "Back to normal on 29/11/2026 at 18:42" in render(notice(kind="resolved"), "en")[1]
-    assert "عاد إلى طبيعته يوم 29/11/2026" in render(notice(kind="resolved"), "ar")[1]
+    assert "Revenu à la normale le 29/06/2026 à 18:42" in render(notice(kind="resolved"), "fr")[1]
+    assert "Back to normal on 29/06/2026 at 18:42" in render(notice(kind="resolved"), "en")[1]
+    assert "عاد إلى طبيعته يوم 29/06/2026" in render(notice(kind="resolved"), "ar")[1]
 
 
 def test_missing_language_falls_back_to_english() -> None:
@@ -176,7 +178,7 @@ def test_title_is_one_short_line() -> None:
 @pytest.mark.parametrize(
     ("changes", "complaint"),
     [
-        ({"since": datetime(2026, 11, 29, 17, 42)}, "aware"),  # noqa: DTZ001 - the naive time is the point
+        ({"since": datetime(2026, 6, 29, 17, 42)}, "aware"),  # noqa: DTZ001 - the naive time is the point
         ({"severity": "urgent"}, "severity"),
         ({"timezone": "Africa/Sefrou"}, "IANA"),
         ({"latitude": None}, "both"),
@@ -320,7 +322,7 @@ class FakeTime:
         return self.now_s
 
     def clock(self) -> datetime:
-        return datetime(2026, 11, 29, 17, 42, tzinfo=UTC) + timedelta(seconds=self.now_s)
+        return datetime(2026, 6, 29, 17, 42, tzinfo=UTC) + timedelta(seconds=self.now_s)
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)

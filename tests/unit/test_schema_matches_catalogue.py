@@ -29,3 +29,19 @@ def test_every_catalogue_metric_has_a_column_and_no_column_is_unknown() -> None:
     assert migrated_metric_columns() == {
         device_class.value: set(spec.metrics) for device_class, spec in CATALOGUE.items()
     }
+
+
+def test_the_latest_full_list_of_columns_follows_the_catalogue_order() -> None:
+    """The migration that last rebuilt the rollups and views lists every class's columns in
+    the catalogue's order (the order COPY and the writer use)."""
+    latest: dict[str, tuple[str, ...]] = {}
+    for path in sorted(VERSIONS.glob("[0-9]*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        latest = getattr(module, "METRICS_NOW", getattr(module, "METRICS", latest))
+    assert latest == {
+        device_class.value: tuple(spec.metrics) for device_class, spec in CATALOGUE.items()
+    }

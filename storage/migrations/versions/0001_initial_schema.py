@@ -21,6 +21,13 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from storage.telemetry_sql import (
+    continuous_aggregates,
+    plain_refresh_function,
+    rollup_columns,
+    union_views,
+)
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -70,7 +77,6 @@ METRICS = {
     ),
 }
 DEVICE_CLASSES = tuple(METRICS)
-AGGREGATES = ("count", "sum", "min", "max", "last")
 # Raw telemetry kept per class; rollups are kept for ever. Buildings keep two years so the
 # energy manager can compare a winter with the last two.
 RAW_RETENTION = {"streetlight": "400 days", "signage": "400 days", "building": "800 days"}
@@ -239,56 +245,6 @@ def _device_tables(timescale: bool) -> None:
             )
 
 
-def _rollup_columns(device_class: str) -> list[str]:
-    return [f"{metric}_{aggregate}" for metric in METRICS[device_class] for aggregate in AGGREGATES]
-
-
-def _hourly_expressions(device_class: str, timescale: bool, row: str = "") -> list[str]:
-    """Aggregates of one hour of raw samples, metric by metric (NULLs are not samples)."""
-    expressions = []
-    for metric in METRICS[device_class]:
-        column = f"{row}{metric}"
-        last = (
-            f"last({column}, {row}ts) FILTER (WHERE {column} IS NOT NULL)"
-            if timescale
-            else f"(array_agg({column} ORDER BY {row}ts DESC) FILTER (WHERE {column} IS NOT NULL))[1]"
-        )
-        expressions += [
-            f"count({column})",
-            f"sum({column})",
-            f"min({column})",
-            f"max({column})",
-            last,
-        ]
-    return expressions
-
-
-def _daily_expressions(device_class: str, timescale: bool, row: str = "") -> list[str]:
-    """Aggregates of a day of hourly aggregates."""
-    expressions = []
-    for metric in METRICS[device_class]:
-        last_column = f"{row}{metric}_last"
-        last = (
-            f"last({last_column}, {row}bucket) FILTER (WHERE {last_column} IS NOT NULL)"
-            if timescale
-            else f"(array_agg({last_column} ORDER BY {row}bucket DESC) FILTER (WHERE {last_column} IS NOT NULL))[1]"
-        )
-        expressions += [
-            f"sum({row}{metric}_count)::bigint",
-            f"sum({row}{metric}_sum)",
-            f"min({row}{metric}_min)",
-            f"max({row}{metric}_max)",
-            last,
-        ]
-    return expressions
-
-
-def _select_list(expressions: list[str], columns: list[str]) -> str:
-    return ",\n                   ".join(
-        f"{e} AS {c}" for e, c in zip(expressions, columns, strict=True)
-    )
-
-
 def _telemetry_table(device_class: str, timescale: bool) -> None:
     table = f"telemetry_{device_class}"
     metric_columns = "".join(f"\n            {m} double precision," for m in METRICS[device_class])
@@ -301,7 +257,7 @@ def _telemetry_table(device_class: str, timescale: bool) -> None:
             PRIMARY KEY (device_id, ts)
         ){partitioning}"""
     )
-    columns = _rollup_columns(device_class)
+    columns = rollup_columns(METRICS[device_class])
     if timescale:
         op.execute(
             f"SELECT create_hypertable('{table}', 'ts', chunk_time_interval => INTERVAL '1 day')"
@@ -315,24 +271,8 @@ def _telemetry_table(device_class: str, timescale: bool) -> None:
         op.execute(
             f"SELECT add_retention_policy('{table}', INTERVAL '{RAW_RETENTION[device_class]}')"
         )
-        op.execute(
-            f"""
-            CREATE MATERIALIZED VIEW {table}_hourly
-            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-            SELECT time_bucket(INTERVAL '1 hour', ts) AS bucket, device_id,
-                   {_select_list(_hourly_expressions(device_class, True), columns)}
-            FROM {table} GROUP BY time_bucket(INTERVAL '1 hour', ts), device_id
-            WITH NO DATA"""
-        )
-        op.execute(
-            f"""
-            CREATE MATERIALIZED VIEW {table}_daily
-            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-            SELECT time_bucket(INTERVAL '1 day', bucket) AS bucket, device_id,
-                   {_select_list(_daily_expressions(device_class, True), columns)}
-            FROM {table}_hourly GROUP BY time_bucket(INTERVAL '1 day', bucket), device_id
-            WITH NO DATA"""
-        )
+        for statement in continuous_aggregates(table, METRICS[device_class]):
+            op.execute(statement)
         for view, schedule in ((f"{table}_hourly", "10 minutes"), (f"{table}_daily", "1 hour")):
             op.execute(
                 f"SELECT add_continuous_aggregate_policy('{view}',"
@@ -363,89 +303,12 @@ def _telemetry_table(device_class: str, timescale: bool) -> None:
             REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
             EXECUTE FUNCTION mark_rollup_dirty('{device_class}')"""
         )
-    _plain_refresh_function(device_class)
-
-
-def _plain_refresh_function(device_class: str) -> None:
-    """refresh_rollups_<class>(): recompute the hours marked dirty, then their days."""
-    table = f"telemetry_{device_class}"
-    columns = _rollup_columns(device_class)
-    column_list = ", ".join(columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
-    op.execute(
-        f"""
-        CREATE FUNCTION refresh_rollups_{device_class}() RETURNS integer LANGUAGE plpgsql AS $$
-        DECLARE
-            hours timestamptz[];
-            days timestamptz[];
-        BEGIN
-            WITH taken AS (
-                DELETE FROM rollup_dirty WHERE device_class = '{device_class}' RETURNING bucket
-            ) SELECT array_agg(bucket) INTO hours FROM taken;
-            IF hours IS NULL THEN
-                RETURN 0;
-            END IF;
-            INSERT INTO {table}_hourly (bucket, device_id, {column_list})
-            SELECT h.bucket, t.device_id,
-                   {", ".join(_hourly_expressions(device_class, False, "t."))}
-            FROM unnest(hours) AS h(bucket)
-            JOIN {table} t ON t.ts >= h.bucket AND t.ts < h.bucket + INTERVAL '1 hour'
-            GROUP BY h.bucket, t.device_id
-            ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
-            SELECT array_agg(DISTINCT date_trunc('day', h, 'UTC')) INTO days FROM unnest(hours) h;
-            INSERT INTO {table}_daily (bucket, device_id, {column_list})
-            SELECT d.bucket, r.device_id,
-                   {", ".join(_daily_expressions(device_class, False, "r."))}
-            FROM unnest(days) AS d(bucket)
-            JOIN {table}_hourly r ON r.bucket >= d.bucket AND r.bucket < d.bucket + INTERVAL '1 day'
-            GROUP BY d.bucket, r.device_id
-            ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
-            RETURN cardinality(hours);
-        END $$"""
-    )
+    op.execute(plain_refresh_function(device_class, METRICS[device_class]))
 
 
 def _union_views() -> None:
-    def unpivot(device_class: str, source: str, select: str, values: str, keep: str) -> str:
-        rows = ", ".join(values.format(m=m) for m in METRICS[device_class])
-        return (
-            f"SELECT '{device_class}'::text AS device_class, {select}"
-            f" FROM telemetry_{device_class}{source} t"
-            f" CROSS JOIN LATERAL (VALUES {rows}) AS v"
-            f" WHERE {keep}"
-        )
-
-    raw = [
-        unpivot(
-            c, "", "t.ts, t.device_id, v.metric, v.value", "('{m}', t.{m})", "v.value IS NOT NULL"
-        )
-        for c in DEVICE_CLASSES
-    ]
-    op.execute(
-        "CREATE VIEW telemetry (device_class, ts, device_id, metric, value) AS\n"
-        + "\nUNION ALL\n".join(raw).replace(" AS v ", " AS v(metric, value) ")
-    )
-    rollup_select = (
-        "t.bucket, t.device_id, v.metric, v.sample_count, v.value_sum / v.sample_count,"
-        " v.value_min, v.value_max, v.value_last, v.value_sum"
-    )
-    rollup_values = "('{m}', t.{m}_count, t.{m}_sum, t.{m}_min, t.{m}_max, t.{m}_last)"
-    columns = (
-        "device_class, bucket, device_id, metric, sample_count, value_avg, value_min,"
-        " value_max, value_last, value_sum"
-    )
-    for grain in ("hourly", "daily"):
-        parts = [
-            unpivot(c, f"_{grain}", rollup_select, rollup_values, "v.sample_count > 0")
-            for c in DEVICE_CLASSES
-        ]
-        op.execute(
-            f"CREATE VIEW telemetry_{grain} ({columns}) AS\n"
-            + "\nUNION ALL\n".join(parts).replace(
-                " AS v ",
-                " AS v(metric, sample_count, value_sum, value_min, value_max, value_last) ",
-            )
-        )
+    for statement in union_views(METRICS):
+        op.execute(statement)
 
 
 def _timescale_functions() -> None:

@@ -44,6 +44,7 @@ from protocol.decoding import (
 from protocol.payloads import DeviceStatus
 from protocol.topics import Channel, DeviceClass, subscription
 from rules import lifecycle, store
+from rules.commanding import CONTROL_ALERTS
 from rules.context import DevicePlace
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
@@ -238,7 +239,7 @@ class RulesService:
         log.info("rules reloaded", extra={"rules": len(rules.rules)})
 
     def _close_alerts_of_removed_rules(self) -> None:
-        kept = [rule.id for rule in self.rules.rules] + [ROOT_CAUSE_RULE]
+        kept = [rule.id for rule in self.rules.rules] + [ROOT_CAUSE_RULE, *CONTROL_ALERTS]
         now = self.now()
         with self._db.transaction():
             rows = self._db.execute(
@@ -735,7 +736,11 @@ class RulesService:
         self._db.commit()
         rule = _find_rule(self.rules, alert.rule_id)
         device = self.fleet.get(alert.subject)
-        titles = dict(rule.titles) if rule is not None else dict(ROOT_CAUSE_TITLES)
+        control = CONTROL_ALERTS.get(alert.rule_id)
+        if rule is not None:
+            titles = dict(rule.titles)
+        else:
+            titles = dict(control.titles) if control is not None else dict(ROOT_CAUSE_TITLES)
         notice = AlertNotice(
             alert_id=queued.alert_id,
             rule_id=alert.rule_id,

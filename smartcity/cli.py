@@ -18,16 +18,21 @@ import typer
 
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
-from protocol.sites import SiteFileError, SiteInventory, load_site
+from protocol.sites import SiteFileError, load_site
 from smartcity import logs
 from smartcity.alerts_cli import alerts_app
 from smartcity.cli_support import (
+    DEFAULT_SITE,
+    SiteOption,
     fail,
     load_settings,
     parse_moment,
+    read_site,
     require_current_schema,
     require_database_url,
+    site_path,
 )
+from smartcity.energy_cli import energy_app
 from smartcity.rules_cli import rules_app
 from smartcity.settings import Settings
 from storage.errors import MigrationError
@@ -46,27 +51,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(energy_app, name="energy")
 
 log = logging.getLogger("smartcity")
-DEFAULT_SITE = Path("sites/sefrou.yaml")
 UP_MQTT_PORT = 18830
 UP_POSTGRES_PORT = 54329
-
-SiteOption = Annotated[
-    Path, typer.Option("--site", help="Site file, or the name of one in sites/ (e.g. sefrou).")
-]
-SITES_DIR = Path(__file__).resolve().parents[1] / "sites"
-
-
-def site_path(site: Path) -> Path:
-    """A site file's path; a bare name such as ``sefrou`` means ``sites/sefrou.yaml``."""
-    if site.exists() or site.suffix or len(site.parts) > 1:
-        return site
-    return SITES_DIR / f"{site}.yaml"
-
-
-def read_site(site: Path) -> SiteInventory:
-    return load_site(site_path(site))
 
 
 def on_termination(stop: threading.Event) -> None:
@@ -593,6 +582,34 @@ def bench_alerts(
     typer.echo(report(latency, backtest))
     if as_json:
         typer.echo(to_json(latency, backtest))
+
+
+@bench_app.command("whatif")
+def bench_whatif(
+    start: Annotated[str, typer.Option("--from", help="Start (UTC unless zoned).")] = "2026-12-01",
+    end: Annotated[str, typer.Option("--to", help="End, exclusive.")] = "2027-03-01",
+    site: SiteOption = DEFAULT_SITE,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
+) -> None:
+    """A whole winter of every building through the what-if replay (target: under a minute).
+
+    Example: smartcity bench whatif --from 2026-12-01 --to 2027-03-01 --json
+    """
+    from bench.whatif import report, run
+
+    try:
+        inventory = read_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    result = run(
+        inventory,
+        parse_moment(start, "--from"),
+        parse_moment(end, "--to"),
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
 
 
 if __name__ == "__main__":

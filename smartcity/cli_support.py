@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from pydantic import ValidationError
 
+from protocol.sites import SiteInventory, load_site
 from smartcity.settings import Settings
+
+if TYPE_CHECKING:
+    from rules.strategy import Strategy
 from storage.migrate import current_revision, head_revision
+
+DEFAULT_SITE: Final = Path("sites/sefrou.yaml")
+SITES_DIR: Final = Path(__file__).resolve().parents[1] / "sites"
+SiteOption = Annotated[
+    Path, typer.Option("--site", help="Site file, or the name of one in sites/ (e.g. sefrou).")
+]
+
+
+def site_path(site: Path) -> Path:
+    """A site file's path; a bare name such as ``sefrou`` means ``sites/sefrou.yaml``."""
+    if site.exists() or site.suffix or len(site.parts) > 1:
+        return site
+    return SITES_DIR / f"{site}.yaml"
+
+
+def read_site(site: Path) -> SiteInventory:
+    """The site inventory of ``site``; :class:`protocol.sites.SiteFileError` when it is bad."""
+    return load_site(site_path(site))
 
 
 def fail(message: str) -> typer.Exit:
@@ -55,3 +79,16 @@ def parse_moment(text: str, option: str) -> datetime:
     except ValueError:
         raise fail(f"{option} {text!r} is not an ISO date or time (e.g. 2026-01-01)") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def strategy_from_database(database_url: str) -> tuple[Strategy, str]:
+    """The active strategy in the database, else the packaged one; exit 2 when unreadable."""
+    import psycopg
+
+    from rules.strategy_store import strategy_in_force
+
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as connection:
+            return strategy_in_force(connection)
+    except psycopg.Error as error:
+        raise fail(f"cannot read the active strategy from the database: {error}") from error

@@ -12,10 +12,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import psycopg
@@ -25,8 +27,13 @@ from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteInventory, load_site
 from protocol.topics import DeviceClass
+from rules.control import ControlConfig, HvacControlService
+from rules.lighting_control import LightingConfig, LightingControlService
 from rules.notify import NotificationConfig
 from rules.service import RulesConfig, RulesService
+from rules.sign_control import SignConfig, SignControlService
+from rules.strategy import Strategy
+from rules.strategy_store import strategy_in_force
 from simulators.simulate import CATCH_UP_SPAN, SimulationOptions, run_simulation
 from smartcity.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
@@ -93,8 +100,8 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
     broker = LocalMosquitto(state_dir / "broker", options.mqtt_port)
     postgres: LocalPostgres | None = None
     threads: list[threading.Thread] = []
-    service: IngestService | None = None
-    engine: RulesService | None = None
+    services: list[Service] = []
+    """Stopped in this order once the devices have said goodbye."""
     simulation_stop = threading.Event()
     metrics_server: WSGIServer | None = None
     try:
@@ -110,45 +117,24 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         migrate(database_url)
         count = prepare_database(database_url, inventory)
         say(f"[4/5] registry: {count} devices of site {inventory.site.id}")
-        service = IngestService(
-            IngestConfig(
-                database_url,
-                "127.0.0.1",
-                options.mqtt_port,
-                maintenance_interval_s=30,
-                log_level="WARNING",
-                log_json=False,
-            )
-        )
-        simulation = SimulationOptions(
-            inventory,
-            "127.0.0.1",
-            options.mqtt_port,
-            state_dir,
-            seed=options.seed,
-            speed=options.speed,
-            random_faults_per_device_year=options.random_faults_per_device_year,
-            database_url=database_url,
-        )
-        engine = _rules_engine(database_url, options)
-        _reload_on_sighup(engine)
-        threads = [
-            threading.Thread(target=service.run, name="ingest"),
-            threading.Thread(target=engine.run, name="rules"),
-            threading.Thread(
-                target=run_simulation,
-                args=(simulation, simulation_stop, lambda line: say(f"      {line}")),
-                kwargs={"progress_every_s": 60.0},
-                name="simulated-city",
+        running = _services(database_url, inventory, options, services)
+        city = _city(inventory, database_url, options, state_dir)
+        _reload_on_sighup(running.engine)
+        threads = _start(
+            ("ingest", running.ingest.run),
+            ("rules", running.engine.run),
+            (
+                "simulated-city",
+                lambda: run_simulation(city, simulation_stop, _indented, progress_every_s=60.0),
             ),
-        ]
-        for thread in threads:
-            thread.start()
-        metrics_server = serve_metrics(service.metrics, options.metrics_port)
+            *((type(control).__name__, control.run) for control in running.controls),
+        )
+        metrics_server = serve_metrics(running.ingest.metrics, options.metrics_port)
         say(
-            f"[5/5] ingest, the rules engine ({len(engine.rules.rules)} rules) and the simulated "
-            f"city running ({len(inventory.devices)} devices, each its own MQTT client, "
-            f"at {options.speed:g}x real time)"
+            f"[5/5] ingest, the rules engine ({len(running.engine.rules.rules)} rules), HVAC, sign "
+            f"and lighting control ({running.strategy}) and the simulated city running "
+            f"({len(inventory.devices)} devices, each its own MQTT client, at "
+            f"{options.speed:g}x real time)"
         )
         _explain(database_url, options)
         _report_progress(database_url, stop)
@@ -156,10 +142,8 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         simulation_stop.set()
         if len(threads) > 2:
             threads[2].join(timeout=60)  # the devices say goodbye before ingest stops
-        if service is not None:
+        for service in services:
             service.stop()
-        if engine is not None:
-            engine.stop()
         for thread in threads:
             thread.join(timeout=30)
         if metrics_server is not None:
@@ -169,6 +153,88 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         if postgres is not None:
             postgres.stop()
         say("stopped.")
+
+
+Control = HvacControlService | LightingControlService | SignControlService
+Service = IngestService | RulesService | Control
+
+
+@dataclass(frozen=True, slots=True)
+class _Services:
+    ingest: IngestService
+    engine: RulesService
+    controls: list[Control]
+    strategy: str
+    """Which strategy the controls run, in words."""
+
+
+def _services(
+    database_url: str, inventory: SiteInventory, options: UpOptions, made: list[Service]
+) -> _Services:
+    """Ingest, the rules engine, and the controls of the site's building zones, signs and
+    streetlights on the strategy in force, each added to ``made`` as soon as it
+    exists, so a failure further on still stops them. The controls take up a strategy
+    activated later by themselves."""
+    ingest = _ingest_service(database_url, options)
+    made.append(ingest)
+    engine = _rules_engine(database_url, options)
+    made.append(engine)
+    strategy, label = _strategy_in_force(database_url)
+
+    def settings(kind: type[ControlSettings]) -> ControlSettings:
+        return _control_config(kind, database_url, inventory, strategy, options)
+
+    makers: tuple[tuple[DeviceClass, Callable[[], Control]], ...] = (
+        (DeviceClass.BUILDING, lambda: HvacControlService(settings(ControlConfig))),
+        (DeviceClass.SIGNAGE, lambda: SignControlService(settings(SignConfig))),
+        (DeviceClass.STREETLIGHT, lambda: LightingControlService(settings(LightingConfig))),
+    )
+    controls: list[Control] = []
+    for device_class, make in makers:
+        if inventory.by_class(device_class):  # a site may have no devices of a class
+            controls.append(make())
+            made.append(controls[-1])
+    return _Services(ingest, engine, controls, label)
+
+
+def _ingest_service(database_url: str, options: UpOptions) -> IngestService:
+    return IngestService(
+        IngestConfig(
+            database_url,
+            "127.0.0.1",
+            options.mqtt_port,
+            maintenance_interval_s=30,
+            log_level="WARNING",
+            log_json=False,
+        )
+    )
+
+
+def _city(
+    inventory: SiteInventory, database_url: str, options: UpOptions, state_dir: Path
+) -> SimulationOptions:
+    return SimulationOptions(
+        inventory,
+        "127.0.0.1",
+        options.mqtt_port,
+        state_dir,
+        seed=options.seed,
+        speed=options.speed,
+        random_faults_per_device_year=options.random_faults_per_device_year,
+        database_url=database_url,
+    )
+
+
+def _indented(line: str) -> None:
+    typer.echo(f"      {line}")
+
+
+def _start(*services: tuple[str, Callable[[], object]]) -> list[threading.Thread]:
+    """A thread for each (name, run) in order, started."""
+    threads = [threading.Thread(target=run, name=name) for name, run in services]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def _start_postgres(postgres: LocalPostgres, port: int) -> str:
@@ -189,6 +255,33 @@ def _rules_engine(database_url: str, options: UpOptions) -> RulesService:
             event_time=options.speed != 1.0,
         )
     )
+
+
+ControlSettings = TypeVar("ControlSettings", ControlConfig, LightingConfig, SignConfig)
+
+
+def _control_config(
+    kind: type[ControlSettings],
+    database_url: str,
+    inventory: SiteInventory,
+    strategy: Strategy,
+    options: UpOptions,
+) -> ControlSettings:
+    """A control service's settings: the strategy in force, and those activated later; an
+    accelerated city runs on its devices' time."""
+    return kind(
+        database_url,
+        inventory,
+        strategy,
+        mqtt_port=options.mqtt_port,
+        event_time=options.speed != 1.0,
+        follow_active_strategy=True,
+    )
+
+
+def _strategy_in_force(database_url: str) -> tuple[Strategy, str]:
+    with psycopg.connect(database_url) as connection:
+        return strategy_in_force(connection)
 
 
 def _reload_on_sighup(engine: RulesService) -> None:
@@ -212,6 +305,8 @@ def _explain(database_url: str, options: UpOptions) -> None:
         "    SELECT device_class, count(*) FROM telemetry GROUP BY 1;",
         "    SELECT * FROM telemetry_hourly WHERE device_id = 'sl-menzel-n-001';",
         "    SELECT received_at, reason, detail FROM dead_letters ORDER BY id DESC LIMIT 10;",
+        "    SELECT issued_at, device_id, reason, outcome FROM commands ORDER BY issued_at DESC"
+        " LIMIT 10;",
         f"  mosquitto_sub -p {port} -t 'sc/#' -v",
         f"  mosquitto_sub -p {port} -t 'alerts/#' -v    (alerts, as the rules engine raises them)",
         f"  DATABASE_URL='{database_url}' smartcity alerts list",
@@ -239,7 +334,9 @@ _PROGRESS_QUERY = """
                 SELECT device_id FROM telemetry_signage WHERE ts > now() - INTERVAL '6 minutes'
                 UNION ALL
                 SELECT device_id FROM telemetry_building WHERE ts > now() - INTERVAL '6 minutes'
-           ) AS recent)
+           ) AS recent),
+           (SELECT count(*) FROM commands),
+           (SELECT count(*) FROM commands WHERE outcome = 'applied')
 """
 
 
@@ -250,7 +347,7 @@ def _report_progress(database_url: str, stop: threading.Event) -> None:
             row = connection.execute(_PROGRESS_QUERY).fetchone()
             if row is None:
                 continue
-            samples, dead, open_alerts, devices = row
+            samples, dead, open_alerts, devices, commands, applied = row
             now = time.monotonic()
             rate = (
                 ""
@@ -260,5 +357,6 @@ def _report_progress(database_url: str, stop: threading.Event) -> None:
             previous = (now, samples)
             typer.echo(
                 f"samples stored: {samples}{rate}; devices heard in the last 6 minutes: {devices};"
-                f" dead letters: {dead}; open alerts: {open_alerts}"
+                f" dead letters: {dead}; open alerts: {open_alerts};"
+                f" commands: {commands} ({applied} applied)"
             )

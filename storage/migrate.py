@@ -6,6 +6,7 @@ alembic gives it revision tracking, ordering and locking-safe upgrades for free.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import sqlalchemy
@@ -42,10 +43,14 @@ def head_revision() -> str | None:
 
 def current_revision(database_url: str) -> str | None:
     engine = sqlalchemy.create_engine(sqlalchemy_url(database_url), poolclass=sqlalchemy.NullPool)
+    context_log = logging.getLogger("alembic.runtime.migration")
+    level = context_log.level
+    context_log.setLevel(logging.WARNING)  # a look at the revision is not worth two log lines
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
+        context_log.setLevel(level)
         engine.dispose()
 
 

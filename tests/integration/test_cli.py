@@ -99,7 +99,7 @@ def test_a_bad_setting_is_named_not_a_traceback() -> None:
 
 
 def test_a_site_can_be_named_instead_of_given_as_a_path() -> None:
-    from smartcity.cli import site_path
+    from smartcity.cli_support import site_path
 
     assert site_path(Path("sefrou")).read_text().startswith("# Sefrou")
     assert site_path(Path("sites/sefrou.yaml")) == Path("sites/sefrou.yaml")

@@ -1,0 +1,620 @@
+"""What every service that sends commands to devices shares (docs/energy-control.md): the
+skeleton of :class:`rules.control.HvacControlService` (building zones, ``set_hvac``) and
+:class:`rules.lighting_control.LightingControlService` (streetlights, ``set_schedule``), and
+their I/O on the ``commands`` table and the control alerts.
+
+:class:`CommandingService` is the skeleton: the service's time (the wall clock, or with
+``event_time`` the devices' latest sample time and the pace of device time,
+:class:`rules.commanding.DevicePace`), the MQTT v5 client with a persistent session
+subscribed to one device class's telemetry and acknowledgements of the site, the loop
+(messages in, then retries, then what the service itself does, :meth:`CommandingService._act`;
+a database error waits for the database to come back), the acknowledgements and outcomes
+of its commands (:class:`rules.commanding.CommandBook`, the ``commands`` table, the alerts),
+a strategy handed over from another thread and the one activated in the database.
+A service adds what is its own: what a reading means to it (``_reading``), what it does
+at each turn (``_act``), and the scope of its alerts (``_scope``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+
+import msgspec
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from psycopg.types.json import Jsonb
+
+from protocol.decoding import (
+    DEFAULT_WINDOW,
+    AcceptanceWindow,
+    CommandAck,
+    Rejected,
+    Telemetry,
+    decode,
+)
+from protocol.payloads import PROTOCOL_VERSION, CommandPayload, encode
+from protocol.sites import SiteInventory
+from protocol.topics import ROOT, Channel, DeviceClass, DeviceTopic
+from rules import lifecycle, store
+from rules.commanding import (
+    CONTROL_ALERTS,
+    CommandBook,
+    CommandPolicy,
+    DevicePace,
+    Finding,
+    Outcome,
+    Retry,
+    Sent,
+    answered,
+    params_for,
+)
+from rules.lifecycle import Scope, Status
+from rules.strategy import Strategy
+from rules.strategy_store import ActiveStrategy, active_strategy
+
+SESSION_EXPIRY_S: Final = 3_600
+"""Acknowledgements sent while a service restarts wait this long in its session."""
+
+
+def utc_now() -> datetime:
+    """The wall clock (a service's default clock)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What every commanding service is configured with (the first three positionally)."""
+
+    database_url: str
+    inventory: SiteInventory
+    """The site whose devices of the service's class are commanded."""
+    strategy: Strategy
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    client_id: str = "smartcity-control"
+    """MQTT client id, hence its persistent session (each service has its own default)."""
+    commands: CommandPolicy = field(default_factory=CommandPolicy)
+    """Expiry and acknowledgement timeout are in real seconds: with ``event_time`` they are
+    stretched by the pace of device time."""
+    event_time: bool = False
+    """Take the time from the devices' readings (simulations faster than real time)."""
+    tick_s: float = 0.1
+    """Longest wait of the loop between two looks at retries and decisions [s]."""
+    window: AcceptanceWindow = DEFAULT_WINDOW
+    follow_active_strategy: bool = False
+    """Take up the strategy activated in the database since the last look (``smartcity
+    energy strategy activate``), at each decision or look; off when the strategy came from a
+    file."""
+
+
+@dataclass(slots=True)
+class Counters:
+    """What a service counts of its commands (each service adds its own)."""
+
+    commands_sent: int = 0
+    resends: int = 0
+    acknowledgements: int = 0
+    unanswered: int = 0
+    alerts_raised: int = 0
+    alerts_resolved: int = 0
+
+
+@dataclass
+class _Inbound:
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceKind:
+    """What a commanding service is."""
+
+    source: str
+    """The ``source`` of its commands (``commands`` table)."""
+    device_class: DeviceClass
+    """The class of the devices it listens to and commands."""
+    logger: logging.Logger
+    label: str
+    """The service in words, for the log ("hvac control")."""
+    units: str
+    """What its devices are called in the log ("zones")."""
+
+
+ConfigT = TypeVar("ConfigT", bound=ServiceConfig)
+CountersT = TypeVar("CountersT", bound=Counters)
+
+
+class CommandingService(ABC, Generic[ConfigT, CountersT]):
+    """The skeleton of a service that commands the devices of one class of a site.
+
+    A subclass says what it is (``kind``), calls ``super().__init__`` first, sets up its own
+    state, then calls :meth:`_open` with the ids of the devices it commands."""
+
+    kind: ClassVar[ServiceKind]
+
+    def __init__(
+        self,
+        config: ConfigT,
+        counters: CountersT,
+        *,
+        clock: Callable[[], datetime],
+        pace: DevicePace,
+    ) -> None:
+        self.config = config
+        self._wall_clock = clock
+        self.site = config.inventory.site
+        self.counters = counters
+        self.book = CommandBook(config.commands)
+        """Each device's latest command, the latest it applied, and those awaiting an
+        answer."""
+        self._event_time: datetime | None = None
+        self._pace = pace
+        self._controlled: frozenset[str] = frozenset()
+        self._active_version: tuple[str, int] | None = None
+        """The database's active strategy when last looked at."""
+        self._next_strategy: Strategy | None = None
+        """A strategy handed over by :meth:`use_strategy`, not yet taken up."""
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+        """Set once the service subscribed to its devices."""
+        self._inbox: deque[_Inbound] = deque()
+        self._arrived = threading.Event()
+
+    def _open(self, devices: Sequence[str]) -> None:
+        """Connect the database, restore the commands of a previous run to ``devices`` (the
+        devices whose messages the service takes), note the active strategy, and make the
+        MQTT client."""
+        self._controlled = frozenset(devices)
+        self._db = psycopg.connect(self.config.database_url, autocommit=True)
+        self._restore(devices)
+        if self.config.follow_active_strategy:
+            started = active_strategy(self._db)  # the one the caller read, or none yet
+            self._active_version = (started.name, started.version) if started else None
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------------- time
+
+    def now(self) -> datetime | None:
+        """The service's time: the latest reading's with ``event_time``, else the clock's."""
+        if self.config.event_time:
+            return self._event_time
+        return self._wall_clock()
+
+    def scale(self) -> float | None:
+        """Device seconds per second of ours (None while not yet measured)."""
+        if not self.config.event_time:
+            return 1.0
+        return self._pace.scale(time.monotonic())
+
+    def _observe_time(self, taken: datetime) -> None:
+        """With ``event_time``, a newer reading moves the service's time and pace on."""
+        if self.config.event_time and (self._event_time is None or taken > self._event_time):
+            self._event_time = taken
+            self._pace.observe(time.monotonic(), taken.timestamp())
+
+    # ------------------------------------------------------------------------- MQTT
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=mqtt.MQTTv5
+        )
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = lambda *_: self.ready.set()
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        return client
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self.kind.logger.error(
+                "broker refused the connection", extra={"reason": str(reason_code)}
+            )
+            return
+        prefix = f"{ROOT}/{self.site.id}/{self.kind.device_class}/+"
+        client.subscribe(
+            [(f"{prefix}/{Channel.TELEMETRY}", 1), (f"{prefix}/{Channel.COMMAND_ACK}", 1)]
+        )
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._inbox.append(_Inbound(message.topic, bytes(message.payload), self._wall_clock()))
+        self._arrived.set()
+
+    # ------------------------------------------------------------------------- running
+
+    def run(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(
+            self.config.mqtt_host,
+            self.config.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+        try:
+            while not self._stop.is_set():
+                self._arrived.wait(self.config.tick_s)
+                self._arrived.clear()
+                try:
+                    self._step()
+                except psycopg.Error as error:
+                    self.kind.logger.warning("database error; carrying on", exc_info=error)
+                    self._reconnect_database()
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self.close()
+            self.kind.logger.info("%s stopped", self.kind.label)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._arrived.set()
+
+    def use_strategy(self, strategy: Strategy) -> None:
+        """Work by ``strategy`` from the next turn of the loop on; any thread may call it,
+        the service's own takes it up."""
+        self._next_strategy = strategy
+        self._arrived.set()
+
+    def close(self) -> None:
+        """Release the database connection (:meth:`run` does it when it ends)."""
+        self._db.close()
+
+    def latest_commands(self) -> dict[str, Sent]:
+        """The latest command of each device, as far as the service knows."""
+        return dict(self.book.latest)
+
+    def awaiting(self) -> list[Sent]:
+        """Commands sent and not answered yet."""
+        return list(self.book.awaiting.values())
+
+    def _reconnect_database(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                if self._db.closed or self._db.broken:
+                    self._db = psycopg.connect(self.config.database_url, autocommit=True)
+                elif self._db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    self._db.rollback()
+            except psycopg.Error as error:
+                self.kind.logger.warning(
+                    "database unreachable; retrying in %.1f s", delay, exc_info=error
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            else:
+                return
+
+    def _step(self) -> None:
+        """One turn of the loop: the messages in, then (once the service's time and pace are
+        known) the retries, then what the service does (:meth:`_act`)."""
+        while self._inbox:
+            message = self._inbox.popleft()
+            try:
+                self._take(message)
+            except psycopg.Error:
+                raise
+            except Exception:  # one bad message must not stop the control
+                self.kind.logger.exception("message set aside", extra={"topic": message.topic})
+        now = self.now()
+        scale = self.scale()
+        if now is None or scale is None:
+            return  # no reading yet, or the pace of device time not yet known
+        self._retry(now, scale)
+        self._act(now, scale)
+
+    @abstractmethod
+    def _act(self, now: datetime, scale: float) -> None:
+        """What the service does at each turn of the loop, once its time is known."""
+
+    def _handed_over(self) -> Strategy | None:
+        """The strategy handed over by :meth:`use_strategy` since the last call, if any."""
+        strategy, self._next_strategy = self._next_strategy, None
+        return strategy
+
+    def _newly_activated(self) -> ActiveStrategy | None:
+        """The strategy activated in the database since the last look, if any."""
+        active = active_strategy(self._db)
+        if active is None:
+            return None
+        version = (active.name, active.version)
+        if version == self._active_version:
+            return None
+        self._active_version = version
+        return active
+
+    # ------------------------------------------------------------------------- in
+
+    def _take(self, message: _Inbound) -> None:
+        decoded = decode(message.topic, message.payload, message.received_at, self.config.window)
+        if isinstance(decoded, Rejected):
+            return  # ingest records the reason
+        device_id = decoded.topic.device_id
+        if device_id not in self._controlled:
+            return
+        if isinstance(decoded, Telemetry):
+            for taken, values in sorted(decoded.samples, key=lambda sample: sample[0]):
+                self._observe_time(taken)
+                self._reading(device_id, taken, values)
+        elif isinstance(decoded, CommandAck):
+            self._acknowledged(decoded)
+
+    @abstractmethod
+    def _reading(self, device_id: str, taken: datetime, values: dict[str, float]) -> None:
+        """One sample of a device, oldest first (the service's time already moved on)."""
+
+    def _acknowledged(self, ack: CommandAck) -> None:
+        sent = self.book.find(ack.command_id) or find_command(
+            self._db, ack.command_id, self.kind.source
+        )
+        if sent is None or sent.device_id != ack.topic.device_id:
+            return  # not one of ours (another service's, or a person's)
+        updated = answered(sent, Outcome(ack.outcome.value), ack.ts, ack.reason)
+        if updated == sent:
+            return  # a repeated answer, to a resend
+        self._settle(updated)
+        self.counters.acknowledgements += 1
+
+    def _settle(self, sent: Sent) -> None:
+        """Record an outcome: the table first (should it fail, a resend asks again), the
+        device's latest commands, the alerts."""
+        record_outcome(self._db, sent)
+        for finding in self.book.settle(sent):
+            self._alert(finding)
+        if sent.outcome is not Outcome.APPLIED:
+            self.kind.logger.warning(
+                "command not applied",
+                extra={"device": sent.device_id, "command": sent.id, "outcome": sent.outcome},
+            )
+
+    # ------------------------------------------------------------------------- out
+
+    def _retry(self, now: datetime, scale: float) -> None:
+        for updated, action in self.book.retries(now, scale):
+            if action is Retry.RESEND:
+                record_resend(self._db, updated)
+                self.book.resent(updated)
+                self._publish(updated)
+                self.counters.resends += 1
+            else:
+                self._settle(updated)
+                self.counters.unanswered += 1
+
+    def _record_and_publish(self, batch: Sequence[Sent]) -> None:
+        """New commands: recorded (one transaction), in the book, then published."""
+        insert_commands(self._db, batch, self.kind.source)
+        for sent in batch:
+            self.book.add(sent)  # an older command awaiting its answer is no longer resent
+            self._publish(sent)
+        self.counters.commands_sent += len(batch)
+
+    def _publish(self, sent: Sent) -> None:
+        topic = DeviceTopic(self.site.id, self.kind.device_class, sent.device_id, Channel.COMMAND)
+        self._client.publish(str(topic), command_payload(sent), qos=1)
+
+    # ------------------------------------------------------------------------- alerts
+
+    @abstractmethod
+    def _scope(self, device_id: str) -> Scope:
+        """Where a device's alerts belong (silences and maintenance windows by place)."""
+
+    def _alert(self, finding: Finding) -> None:
+        """Raise or resolve a control alert (:func:`record_finding`)."""
+        change = record_finding(self._db, finding, self._scope(finding.subject))
+        if change == "resolved":
+            self.counters.alerts_resolved += 1
+        elif change == "raised":
+            self.counters.alerts_raised += 1
+            self.kind.logger.warning(
+                "alert raised",
+                extra={"rule": finding.rule_id, "device": finding.subject, "cause": finding.cause},
+            )
+
+    # ------------------------------------------------------------------------- restart
+
+    def _restore(self, devices: Sequence[str]) -> None:
+        """The commands of a previous run: each device's latest, latest applied, and those
+        still awaiting an answer (answered late, resent or given up as usual)."""
+        self.book.restore(*restore_commands(self._db, self.kind.source, devices))
+        if self.book.latest:
+            self.kind.logger.info(
+                "commands restored",
+                extra={self.kind.units: len(self.book.latest), "awaiting": len(self.book.awaiting)},
+            )
+
+
+# ----------------------------------------------------------------------------- shared
+# The commands table and the control alerts, for every service that sends commands.
+
+_COLUMNS: Final = (
+    "id, device_id, action, params, reason, issued_at, expires_at, last_sent_at, attempts,"
+    " outcome, outcome_at, outcome_reason"
+)
+_SELECT: Final = f"SELECT {_COLUMNS} FROM commands"  # noqa: S608
+_SELECT_LATEST: Final = (
+    f"SELECT DISTINCT ON (device_id) {_COLUMNS} FROM commands"  # noqa: S608
+    " WHERE source = %s AND device_id = ANY(%s)"
+)
+AlertChange = Literal["raised", "resolved"]
+
+
+def command_payload(sent: Sent) -> bytes:
+    """The command as it goes out on ``.../cmd``."""
+    payload = CommandPayload(
+        v=PROTOCOL_VERSION,
+        id=sent.id,
+        issued_at=sent.issued_at,
+        expires_at=sent.expires_at,
+        action=sent.action,
+        params=msgspec.to_builtins(sent.params),
+    )
+    return encode(payload)
+
+
+def insert_commands(connection: psycopg.Connection, commands: Sequence[Sent], source: str) -> None:
+    """Record new commands (``why`` in ``reason``), in one transaction and one executemany."""
+    rows = [
+        (
+            sent.id,
+            sent.device_id,
+            sent.action,
+            Jsonb(msgspec.to_builtins(sent.params)),
+            source,
+            sent.why[:2_000],
+            sent.issued_at,
+            sent.expires_at,
+            sent.attempts,
+            sent.last_sent_at,
+        )
+        for sent in commands
+    ]
+    with connection.transaction(), connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO commands (id, device_id, action, params, source, reason, issued_at,"
+            " expires_at, attempts, last_sent_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+
+
+def record_resend(connection: psycopg.Connection, sent: Sent) -> None:
+    connection.execute(
+        "UPDATE commands SET attempts = %s, last_sent_at = %s, expires_at = %s WHERE id = %s",
+        (sent.attempts, sent.last_sent_at, sent.expires_at, sent.id),
+    )
+
+
+def record_outcome(connection: psycopg.Connection, sent: Sent) -> None:
+    connection.execute(
+        "UPDATE commands SET outcome = %s, outcome_at = %s, outcome_reason = %s WHERE id = %s",
+        (sent.outcome, sent.outcome_at, sent.reason[:2_000], sent.id),
+    )
+
+
+def find_command(connection: psycopg.Connection, command_id: str, source: str) -> Sent | None:
+    """A command of ``source`` by id (one settled before a restart)."""
+    rows = connection.execute(_SELECT + " WHERE id = %s AND source = %s", (command_id, source))
+    found = [command_from_row(row) for row in rows.fetchall()]
+    return found[0] if found else None
+
+
+def restore_commands(
+    connection: psycopg.Connection, source: str, devices: Sequence[str]
+) -> tuple[list[Sent], list[Sent], list[Sent]]:
+    """The commands of ``source`` to ``devices``: each device's latest, its latest applied,
+    and those awaiting an answer (for :meth:`rules.commanding.CommandBook.restore`)."""
+    ids = list(devices)
+    latest = connection.execute(
+        _SELECT_LATEST + " ORDER BY device_id, issued_at DESC", (source, ids)
+    ).fetchall()
+    applied = connection.execute(
+        _SELECT_LATEST + " AND outcome = 'applied' ORDER BY device_id, issued_at DESC",
+        (source, ids),
+    ).fetchall()
+    awaiting = connection.execute(
+        _SELECT + " WHERE source = %s AND device_id = ANY(%s) AND outcome IS NULL", (source, ids)
+    ).fetchall()
+    return (
+        [command_from_row(row) for row in latest],
+        [command_from_row(row) for row in applied],
+        [command_from_row(row) for row in awaiting],
+    )
+
+
+def command_from_row(row: Sequence[Any]) -> Sent:
+    """A row of ``commands`` (the columns of ``_COLUMNS``)."""
+    (
+        command_id,
+        device,
+        action,
+        params,
+        why,
+        issued,
+        expires,
+        last_sent,
+        attempts,
+        outcome,
+        at,
+        reason,
+    ) = row
+    return Sent(
+        command_id,
+        device,
+        action,
+        params_for(action, params),
+        issued,
+        expires,
+        last_sent,
+        attempts,
+        Outcome(outcome) if outcome else None,
+        at,
+        reason or "",
+        why=why or "",
+    )
+
+
+def record_finding(
+    connection: psycopg.Connection, finding: Finding, scope: Scope
+) -> AlertChange | None:
+    """Raise or resolve a control alert on ``scope``'s device; what changed, if anything.
+
+    The rules engine notifies it: it is stored held, and the engine releases it at its next
+    tick, as it does a missing device's. Silences and maintenance windows mute it."""
+    spec = CONTROL_ALERTS[finding.rule_id]
+    with connection.transaction():
+        current = _open_alert(connection, finding.rule_id, finding.subject)
+        if not finding.fire:
+            if current is None:
+                return None
+            store.change_alert(connection, current, lambda a: lifecycle.resolve(a, finding.at))
+            return "resolved"
+        if current is not None:
+            alert = store.load_alert(connection, current)
+            if alert.status is Status.RESOLVED:  # a repair the fault outlived
+                store.change_alert(connection, current, lambda a: lifecycle.refire(a, finding.at))
+            return None
+        silences = store.silences_in_force(connection, finding.at)
+        muted = lifecycle.mute_reason(finding.rule_id, scope, finding.at, silences, {})
+        outcome = lifecycle.fire(
+            finding.rule_id,
+            finding.subject,
+            spec.severity,
+            min(finding.started_at, finding.at),
+            finding.at,
+            muted_by=muted,
+            cause=finding.cause[:2_000],
+            hold=True,
+        )
+        store.insert_alert(connection, outcome, spec.titles["en"])
+    return "raised"
+
+
+def _open_alert(connection: psycopg.Connection, rule_id: str, subject: str) -> int | None:
+    """The alert of (rule, subject) still open or awaiting the verification of a repair."""
+    row = connection.execute(
+        "SELECT alert_id FROM alerts WHERE rule_id = %s AND subject = %s"
+        " AND (status IN ('firing', 'acknowledged')"
+        " OR (status = 'resolved' AND repaired_at IS NOT NULL))",
+        (rule_id, subject),
+    ).fetchone()
+    return None if row is None else int(row[0])

@@ -1,0 +1,532 @@
+"""HVAC control of building zones: what each zone should aim at, decided for all zones at once.
+
+Pure: every input, the time included, is an argument, and the decision is a function of the
+strategy (:mod:`rules.strategy`), what the zones report now, and the :class:`Memory` the
+previous decision left. The same core drives the live service and the what-if replays.
+
+Per zone, a decision picks one level and its setpoints:
+
+- ``comfort`` while the zone is open and people are in (or came in outside opening hours);
+- ``standby`` while open but empty for ``standby_after``;
+- ``setback`` while closed, and from the optimum stop: in the last ``max_early`` before
+  closing, once the zone left to drift would still be within the comfort band at closing;
+- ``preheat`` / ``precool`` (comfort setpoints) from the optimum start: just early enough,
+  by the warm-up and cool-down rates learnt from the zone's own history, to be comfortable at
+  opening;
+- ``window``: a window open for ``window_open_after`` switches the zone off (the agent's
+  frost protection still holds);
+- ``shed``: a building over its power cap sets back zones in turn, empty ones first.
+
+Heating is allowed only in the heating season and cooling only in the cooling season (by the
+running mean of the outdoor temperature), so with the packaged seasons a zone is not heated in
+the morning and cooled in the afternoon of the same mild day. Where a strategy lets the seasons
+overlap, or no outdoor temperature is known, zones run in ``auto``, whose setpoints lie at least
+twice the deadband apart; the agent's thermostat never runs both plants at once in any case.
+
+The zone model used for the optimum start and stop is first order:
+dT/dt = a - b (T - T_out) while heating at full power (``heat_rate`` a [K/h], ``loss_rate``
+b [1/h]), dT/dt = -c - b (T - T_out) while cooling (``cool_rate`` c [K/h]), and
+dT/dt = -b (T - T_out) drifting at night. a, b and c are learnt on line from the readings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from protocol.commands import HvacMode, SetHvac
+from protocol.sites import Device, SiteInventory
+from protocol.topics import DeviceClass
+from rules.opening import ZonePlace
+from rules.strategy import Hvac
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+LEARNING_RATE: Final = 0.1
+"""Weight of one observation in the learnt rates [-]."""
+INITIAL_HEAT_RATE: Final = 2.0
+INITIAL_COOL_RATE: Final = 1.5
+INITIAL_LOSS_RATE: Final = 0.05
+STOP_MARGIN_K: Final = 0.5
+"""The optimum stop keeps the predicted closing temperature this far inside the band [K]."""
+UNKNOWN_OUTDOOR_C: Final = 10.0
+"""What the optimum start assumes outdoors when no outdoor sensor was ever heard [C]."""
+OUTDOOR_MEAN_S: Final = 86_400.0
+"""Time constant of the outdoor running mean that sets the season [s]."""
+
+
+class Level(StrEnum):
+    COMFORT = "comfort"
+    PRESENCE = "presence"
+    STANDBY = "standby"
+    SETBACK = "setback"
+    PREHEAT = "preheat"
+    PRECOOL = "precool"
+    STOP_EARLY = "stop-early"
+    WINDOW = "window"
+    SHED = "shed"
+
+
+@dataclass(frozen=True, slots=True)
+class Zones:
+    """The zones under control, in a fixed order."""
+
+    ids: tuple[str, ...]
+    building: npt.NDArray[np.intp]
+    """Index of each zone's building in ``buildings``."""
+    buildings: tuple[str, ...]
+    can_heat: BoolArray
+    can_cool: BoolArray
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlledZones:
+    """A site's building zones (one building device each), in the order decisions use."""
+
+    devices: tuple[Device, ...]
+    places: tuple[ZonePlace, ...]
+    zones: Zones
+
+
+def controlled_zones(inventory: SiteInventory) -> ControlledZones:
+    """The site's building zones as the decision core and the schedules see them."""
+    devices = inventory.by_class(DeviceClass.BUILDING)
+    if not devices:
+        raise ValueError(f"site {inventory.site.id} has no building zones to control")
+    buildings = list(dict.fromkeys(str(device.building) for device in devices))
+    places = tuple(
+        ZonePlace(
+            kind=str(device.metadata.get("building_kind", "town_hall")),
+            building=str(device.building),
+            zone=device.zone or "",
+        )
+        for device in devices
+    )
+    zones = Zones(
+        ids=tuple(device.id for device in devices),
+        building=np.array([buildings.index(str(d.building)) for d in devices], dtype=np.intp),
+        buildings=tuple(buildings),
+        can_heat=np.array([bool(d.metadata.get("heating", True)) for d in devices]),
+        can_cool=np.array([bool(d.metadata.get("cooling", True)) for d in devices]),
+    )
+    return ControlledZones(devices, places, zones)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the zones report at ``now``, and what their schedules say; arrays by zone."""
+
+    now: datetime
+    temperature: FloatArray
+    occupancy: FloatArray
+    window_open: BoolArray
+    heating_active: BoolArray
+    cooling_active: BoolArray
+    power: FloatArray
+    """Meter power [kW]."""
+    scheduled: BoolArray
+    """Open now (opening hours or a booked event)."""
+    hours_to_start: FloatArray
+    """Until the next opening; 0 while open, inf when none is in sight [h]."""
+    hours_to_end: FloatArray
+    """Until closing while open; 0 while closed, inf when no closing is in sight [h]."""
+    outdoor_temperature: float
+    """[C]; NaN when unknown."""
+    sun_elevation: float
+    """[deg], for learning the loss rate at night only."""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """What a decision leaves for the next one; arrays by zone."""
+
+    heat_rate: FloatArray
+    cool_rate: FloatArray
+    loss_rate: FloatArray
+    demand_kw: FloatArray
+    """Learnt power of a zone while its plant runs [kW]; NaN until seen."""
+    last_temperature: FloatArray
+    last_heating: BoolArray
+    last_cooling: BoolArray
+    last_heating_setpoint: FloatArray
+    last_cooling_setpoint: FloatArray
+    empty_for_s: FloatArray
+    """How long each zone has been empty, as far as the observations tell [s]."""
+    window_for_s: FloatArray
+    """How long a window has been open [s]."""
+    was_scheduled: BoolArray
+    was_empty: BoolArray
+    window_was_open: BoolArray
+    last_time: float = math.nan
+    outdoor_mean: float = math.nan
+    rotation: int = 0
+
+    @classmethod
+    def initial(cls, zones: int) -> Memory:
+        def full(value: float) -> FloatArray:
+            return np.full(zones, value)
+
+        never = np.zeros(zones, dtype=np.bool_)
+        return cls(
+            heat_rate=full(INITIAL_HEAT_RATE),
+            cool_rate=full(INITIAL_COOL_RATE),
+            loss_rate=full(INITIAL_LOSS_RATE),
+            demand_kw=full(math.nan),
+            last_temperature=full(math.nan),
+            last_heating=never,
+            last_cooling=never,
+            last_heating_setpoint=full(math.nan),
+            last_cooling_setpoint=full(math.nan),
+            empty_for_s=full(math.inf),
+            window_for_s=full(0.0),
+            was_scheduled=never,
+            was_empty=np.ones(zones, dtype=np.bool_),
+            window_was_open=never,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What each zone should aim at until the next decision; arrays by zone."""
+
+    mode: tuple[HvacMode, ...]
+    heating_setpoint: FloatArray
+    cooling_setpoint: FloatArray
+    supply_temperature: FloatArray
+    """Heating water to aim at [C]; NaN: the boiler's own curve."""
+    level: tuple[Level, ...]
+
+    def setting(self, index: int, hvac: Hvac) -> SetHvac:
+        """The command that carries zone ``index``'s decision."""
+        supply = float(self.supply_temperature[index])
+        return SetHvac(
+            mode=self.mode[index],
+            heating_setpoint=float(self.heating_setpoint[index]),
+            cooling_setpoint=float(self.cooling_setpoint[index]),
+            hold_s=int(hvac.hold),
+            deadband_k=hvac.deadband_k,
+            min_on_s=int(hvac.min_on),
+            min_off_s=int(hvac.min_off),
+            supply_temperature=None if math.isnan(supply) else round(supply, 1),
+        )
+
+
+def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
+    hvac: Hvac, zones: Zones, seen: Observation, memory: Memory
+) -> tuple[Memory, Decision]:
+    """The zones' next settings, and the memory for the next call."""
+    now_s = seen.now.timestamp()
+    elapsed = now_s - memory.last_time if not math.isnan(memory.last_time) else 0.0
+    outdoor = seen.outdoor_temperature
+    memory = _learn(memory, seen, elapsed)
+    outdoor_mean = _running_mean(memory.outdoor_mean, outdoor, elapsed)
+    # A state counts from the observation that first saw it: the time since the one before
+    # is not known to have been spent in it.
+    empty = seen.occupancy <= 0
+    opening = seen.scheduled & ~memory.was_scheduled
+    empty_for = np.where(empty & memory.was_empty & ~opening, memory.empty_for_s + elapsed, 0.0)
+    empty_for = np.where(empty, empty_for, 0.0)
+    window_for = np.where(
+        seen.window_open & memory.window_was_open, memory.window_for_s + elapsed, 0.0
+    )
+
+    heat_season = True if math.isnan(outdoor_mean) else outdoor_mean < hvac.seasons.heating_below
+    cool_season = True if math.isnan(outdoor_mean) else outdoor_mean > hvac.seasons.cooling_above
+    heats = zones.can_heat & heat_season
+    cools = zones.can_cool & cool_season
+    temperature = seen.temperature
+    outdoor_or_mean = next(
+        (value for value in (outdoor, outdoor_mean) if not math.isnan(value)), UNKNOWN_OUTDOOR_C
+    )
+
+    present = seen.occupancy > 0
+    level = np.full(zones.size, Level.SETBACK.value, dtype=object)
+    level[seen.scheduled] = Level.STANDBY.value
+    level[seen.scheduled & (empty_for < hvac.standby_after)] = Level.COMFORT.value
+    level[~seen.scheduled & present] = Level.PRESENCE.value
+
+    if hvac.optimum_start.enabled:
+        warm_up = np.where(
+            heats & (temperature < hvac.comfort.heating),
+            hours_to_reach(
+                temperature,
+                hvac.comfort.heating,
+                outdoor_or_mean,
+                memory.heat_rate,
+                memory.loss_rate,
+            ),
+            0.0,
+        )
+        cool_down = np.where(
+            cools & (temperature > hvac.comfort.cooling),
+            hours_to_reach(
+                temperature,
+                hvac.comfort.cooling,
+                outdoor_or_mean,
+                -memory.cool_rate,
+                memory.loss_rate,
+            ),
+            0.0,
+        )
+        start = hvac.optimum_start
+        needed = np.maximum(warm_up, cool_down)
+        longest = np.where(warm_up >= cool_down, start.max_preheat, start.max_precool) / 3_600
+        lead = np.where(
+            needed > 0, np.minimum(needed * start.safety + start.margin / 3_600, longest), 0.0
+        )
+        starting = ~seen.scheduled & ~present & (seen.hours_to_start <= lead) & (lead > 0)
+        level[starting & (warm_up >= cool_down)] = Level.PREHEAT.value
+        level[starting & (cool_down > warm_up)] = Level.PRECOOL.value
+
+    if hvac.optimum_stop.enabled and not math.isnan(outdoor):
+        left = seen.hours_to_end
+        drifted = outdoor + (temperature - outdoor) * np.exp(
+            -memory.loss_rate * np.minimum(left, 1e3)
+        )
+        stays_warm = ~heats | (drifted >= hvac.comfort_band.low + STOP_MARGIN_K)
+        stays_cool = ~cools | (drifted <= hvac.comfort_band.high - STOP_MARGIN_K)
+        stopping = seen.scheduled & (left <= hvac.optimum_stop.max_early / 3_600)
+        level[stopping & stays_warm & stays_cool] = Level.STOP_EARLY.value
+
+    heating_setpoint, cooling_setpoint = _setpoints(hvac, level)
+    rotation = memory.rotation
+    if hvac.power_caps:
+        shed = _shed(
+            hvac,
+            zones,
+            seen,
+            memory,
+            heats=heats,
+            cools=cools,
+            heating_setpoint=heating_setpoint,
+            cooling_setpoint=cooling_setpoint,
+            present=present,
+        )
+        if shed.any():
+            level[shed] = Level.SHED.value
+            heating_setpoint = np.where(shed, hvac.setback.heating, heating_setpoint)
+            cooling_setpoint = np.where(shed, hvac.setback.cooling, cooling_setpoint)
+            rotation += 1
+
+    suspended = window_for >= hvac.window_open_after
+    level[suspended] = Level.WINDOW.value
+    modes = tuple(
+        HvacMode.OFF if off else _mode(heat, cool)
+        for off, heat, cool in zip(suspended, heats, cools, strict=True)
+    )
+    supply = _supply(hvac, outdoor, level, heats)
+    decision = Decision(
+        mode=modes,
+        heating_setpoint=heating_setpoint,
+        cooling_setpoint=cooling_setpoint,
+        supply_temperature=supply,
+        level=tuple(Level(value) for value in level),
+    )
+    memory = replace(
+        memory,
+        last_temperature=temperature.copy(),
+        last_heating=seen.heating_active.copy(),
+        last_cooling=seen.cooling_active.copy(),
+        last_heating_setpoint=heating_setpoint,
+        last_cooling_setpoint=cooling_setpoint,
+        empty_for_s=empty_for,
+        window_for_s=window_for,
+        was_scheduled=seen.scheduled.copy(),
+        was_empty=empty,
+        window_was_open=seen.window_open.copy(),
+        last_time=now_s,
+        outdoor_mean=outdoor_mean,
+        rotation=rotation,
+    )
+    return memory, decision
+
+
+def hours_to_reach(
+    start: FloatArray, target: float, outdoor: float, drive: FloatArray, loss_rate: FloatArray
+) -> FloatArray:
+    """Hours for dT/dt = drive - loss_rate (T - outdoor) to take T from ``start`` to ``target``.
+
+    drive [K/h]: the heating rate, or minus the cooling rate; inf when the zone would level off
+    before reaching the target.
+    """
+    settle = outdoor + drive / loss_rate
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (start - settle) / (target - settle)
+        hours = np.where(ratio > 1.0, np.log(ratio) / loss_rate, np.inf)
+    reached = np.where(drive > 0, start >= target, start <= target)
+    result: FloatArray = np.where(reached, 0.0, hours)
+    return result
+
+
+def learn_from_history(memory: Memory, history: Sequence[Observation], hvac: Hvac) -> Memory:
+    """``memory`` having learnt the zones' rates from past readings, oldest first.
+
+    The same learning as :func:`decide` does on line, without deciding: what a restarted
+    service knows from the zones' stored history. Heating counts as flat out more than 1.5 K
+    below the comfort setpoint (the setpoints then in force are not in the readings).
+    """
+    comfort = np.full(memory.loss_rate.shape, hvac.comfort.heating)
+    for seen in history:
+        elapsed = (
+            seen.now.timestamp() - memory.last_time if not math.isnan(memory.last_time) else 0.0
+        )
+        memory = _learn(replace(memory, last_heating_setpoint=comfort), seen, elapsed)
+        memory = replace(
+            memory,
+            last_temperature=seen.temperature.copy(),  # NaN across a gap: no rate over it
+            last_heating=seen.heating_active.copy(),
+            last_cooling=seen.cooling_active.copy(),
+            last_time=seen.now.timestamp(),
+            outdoor_mean=_running_mean(memory.outdoor_mean, seen.outdoor_temperature, elapsed),
+        )
+    return memory
+
+
+def _learn(memory: Memory, seen: Observation, elapsed: float) -> Memory:
+    """Update the zones' rates from the change since the last observation."""
+    outdoor = seen.outdoor_temperature
+    if not 0 < elapsed <= 1_800 or math.isnan(outdoor):
+        return memory
+    previous = memory.last_temperature
+    rate = (seen.temperature - previous) / (elapsed / 3_600)  # [K/h]
+    gap = (seen.temperature + previous) / 2 - outdoor
+    steady = ~seen.window_open & np.isfinite(rate)
+    heating = memory.last_heating & seen.heating_active & ~seen.cooling_active
+    cooling = memory.last_cooling & seen.cooling_active & ~seen.heating_active
+    idle = ~memory.last_heating & ~seen.heating_active & ~memory.last_cooling & ~seen.cooling_active
+
+    drifting = steady & idle & (seen.occupancy <= 0) & (gap > 3.0) & (seen.sun_elevation < 0)
+    loss = np.where(drifting, np.clip(-rate / np.where(gap > 0, gap, 1.0), 0.005, 1.0), np.nan)
+    loss_rate = _blend(memory.loss_rate, loss)
+    full_heat = steady & heating & (previous < memory.last_heating_setpoint - 1.5)
+    heat = np.where(full_heat, np.clip(rate + loss_rate * gap, 0.1, 20.0), np.nan)
+    full_cool = steady & cooling
+    cool = np.where(full_cool, np.clip(-rate - loss_rate * gap, 0.1, 20.0), np.nan)
+    running = (seen.heating_active | seen.cooling_active) & (seen.power > 0)
+    demand = np.where(running, seen.power, np.nan)
+    demand_kw = np.where(np.isnan(memory.demand_kw), demand, _blend(memory.demand_kw, demand))
+    return replace(
+        memory,
+        loss_rate=loss_rate,
+        heat_rate=_blend(memory.heat_rate, heat),
+        cool_rate=_blend(memory.cool_rate, cool),
+        demand_kw=np.where(np.isnan(demand_kw), memory.demand_kw, demand_kw),
+    )
+
+
+def _blend(current: FloatArray, observed: FloatArray) -> FloatArray:
+    """Move ``current`` towards ``observed`` where there is an observation (not NaN)."""
+    blended: FloatArray = np.where(
+        np.isnan(observed), current, current + LEARNING_RATE * (observed - current)
+    )
+    return blended
+
+
+def _running_mean(mean: float, value: float, elapsed: float) -> float:
+    if math.isnan(value):
+        return mean
+    if math.isnan(mean):
+        return value
+    weight = 1.0 - math.exp(-elapsed / OUTDOOR_MEAN_S)
+    return mean + weight * (value - mean)
+
+
+def _setpoints(hvac: Hvac, level: npt.NDArray[np.object_]) -> tuple[FloatArray, FloatArray]:
+    heating = np.full(level.shape, hvac.setback.heating)
+    cooling = np.full(level.shape, hvac.setback.cooling)
+    for levels, points in (
+        ((Level.COMFORT, Level.PRESENCE, Level.PREHEAT, Level.PRECOOL), hvac.comfort),
+        ((Level.STANDBY,), hvac.standby),
+    ):
+        chosen = np.isin(level, [item.value for item in levels])
+        heating[chosen] = points.heating
+        cooling[chosen] = points.cooling
+    return heating, cooling
+
+
+def _mode(heats: bool, cools: bool) -> HvacMode:
+    if heats and cools:
+        return HvacMode.AUTO
+    if heats:
+        return HvacMode.HEAT
+    return HvacMode.COOL if cools else HvacMode.OFF
+
+
+def _supply(
+    hvac: Hvac, outdoor: float, level: npt.NDArray[np.object_], heats: BoolArray
+) -> FloatArray:
+    """Weather-compensated heating water, warmer while pre-heating; NaN where not set."""
+    curve = hvac.weather_compensation
+    if not curve.enabled or math.isnan(outdoor):
+        return np.full(level.shape, math.nan)
+    base = float(
+        np.interp(
+            outdoor,
+            [curve.design_outdoor, curve.mild_outdoor],
+            [curve.design_supply, curve.mild_supply],
+        )
+    )
+    boost = np.where(level == Level.PREHEAT.value, curve.boost_k, 0.0)
+    supply: FloatArray = np.where(heats, np.clip(base + boost, 25.0, 85.0), math.nan)
+    return supply
+
+
+def _shed(
+    hvac: Hvac,
+    zones: Zones,
+    seen: Observation,
+    memory: Memory,
+    *,
+    heats: BoolArray,
+    cools: BoolArray,
+    heating_setpoint: FloatArray,
+    cooling_setpoint: FloatArray,
+    present: BoolArray,
+) -> BoolArray:
+    """Zones to set back so each capped building stays under its cap, taking turns.
+
+    A zone calls for its plant when below its heating setpoint or above its cooling one; its
+    demand is what it was seen to draw while running (the building's mean where never seen).
+    Only a zone that would stop calling once set back can be shed (one already colder than the
+    setback keeps its frost-safe heating). Empty zones are set back first; among equals the
+    turn rotates with every decision.
+    """
+    temperature = seen.temperature
+    calling = (heats & (temperature < heating_setpoint)) | (
+        cools & (temperature > cooling_setpoint)
+    )
+    still_calling = (heats & (temperature < hvac.setback.heating)) | (
+        cools & (temperature > hvac.setback.cooling)
+    )
+    shed = np.zeros(zones.size, dtype=np.bool_)
+    for number, building in enumerate(zones.buildings):
+        cap = hvac.power_caps.get(building)
+        members = np.flatnonzero((zones.building == number) & calling)
+        if cap is None or members.size == 0:
+            continue
+        known = memory.demand_kw[zones.building == number]
+        fallback = float(np.nanmean(known)) if np.isfinite(known).any() else cap / 2
+        demand = np.where(np.isnan(memory.demand_kw[members]), fallback, memory.demand_kw[members])
+        total = float(demand.sum())
+        turn = (np.arange(members.size) + memory.rotation) % members.size
+        order = np.lexsort((turn, present[members]))  # empty zones first, then by turn
+        for position in order:
+            if total <= cap:
+                break
+            if still_calling[members[position]]:
+                continue
+            shed[members[position]] = True
+            total -= demand[position]
+    return shed

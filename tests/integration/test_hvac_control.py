@@ -1,0 +1,335 @@
+"""The HVAC control service end to end: a simulated town hall whose zones are real edge agents
+on a real broker, accelerated, commanded by the service, with its commands and alerts in a
+real database.
+
+- commands go out, the agents apply and acknowledge them, the ``commands`` table says so, and
+  the zones follow: heated from before opening, set back after closing (the heating stops and
+  the rooms cool down);
+- a zone that loses its link leaves its commands unanswered: resent, then given up, and an
+  alert; a stuck valve that heats a set-back zone is an alert too;
+- a command that arrives after its expiry is refused by the agent and never applied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+
+from protocol.decoding import AcceptanceWindow
+from protocol.payloads import CommandPayload
+from protocol.sites import SiteInventory, parse_site
+from rules import store
+from rules.commanding import NOT_FOLLOWING_RULE, REFUSED_RULE, UNANSWERED_RULE, CommandPolicy
+from rules.control import ControlConfig, HvacControlService
+from rules.lifecycle import Alert, Status
+from rules.strategy import PACKAGED_STRATEGY, load_strategy
+from simulators.city import SimulatedCity
+from simulators.faults import FaultEvent, FaultType
+from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
+from smartcity.local_services import LocalMosquitto
+from storage.registry import upsert_site
+from tests.integration.helpers import wait_until
+from tests.simulation_helpers import Recorder
+
+pytestmark = pytest.mark.integration
+
+SITE = """
+site: {id: simtown, name: Simtown, timezone: Africa/Casablanca,
+       latitude: 33.83, longitude: -4.84, altitude: 850}
+buildings:
+  - {id: hall, name: Town hall, kind: town_hall, latitude: 33.83, longitude: -4.84,
+     zones: [{id: offices, area_m2: 200}, {id: archives, area_m2: 80}]}
+"""
+OFFICES, ARCHIVES = "hall-offices", "hall-archives"
+LOCAL = timedelta(hours=1)
+"""Morocco's offset from UTC in January (no Ramadan)."""
+DAY = datetime(2026, 1, 20, tzinfo=UTC)
+"""A Tuesday in January; the town hall opens 08:30-16:30 local time."""
+SPEED = 3_600.0
+"""Simulated seconds per wall-clock second: an hour a second."""
+SEED = 11
+
+
+def local(hour: float) -> datetime:
+    """``hour`` of the test day, local time, as UTC."""
+    return DAY + timedelta(hours=hour) - LOCAL
+
+
+@dataclass
+class Run:
+    runner: FleetRunner
+    service: HvacControlService
+    recorder: Recorder
+    database_url: str
+
+
+@contextmanager
+def controlled_city(
+    database_url: str,
+    broker: LocalMosquitto,
+    workdir: Path,
+    *,
+    start: datetime,
+    until: datetime,
+    faults: Sequence[FaultEvent] = (),
+    speed: float = SPEED,
+    event_time: bool = True,
+    lag: timedelta | None = None,
+    commands: CommandPolicy | None = None,
+    period_s: float = 300.0,
+) -> Iterator[Run]:
+    """The town hall simulated from ``start`` to ``until`` at ``speed``, its agents on the
+    broker (in their own thread: their spools are SQLite), the control service running;
+    yields once the simulation reached ``until``. lag: the service runs on a clock this far
+    behind the city's, instead of on the readings' time."""
+    inventory: SiteInventory = parse_site(SITE)
+    with psycopg.connect(database_url) as connection:
+        upsert_site(connection, inventory)
+    city = SimulatedCity(inventory, start=start, seed=SEED, faults=faults)
+    recorder = Recorder(broker.port, client_id="control-test-recorder")
+    config = ControlConfig(
+        database_url,
+        inventory,
+        load_strategy(PACKAGED_STRATEGY),
+        mqtt_port=broker.port,
+        event_time=event_time,
+        period_s=period_s,
+        commands=commands or CommandPolicy(),
+        # The test day is in the past; a clock behind the zones sees their readings ahead.
+        window=AcceptanceWindow(max_age=timedelta(days=3_650), max_ahead=timedelta(days=1)),
+    )
+    if lag is None:
+        service = HvacControlService(config)
+    else:
+        behind = lag
+        service = HvacControlService(config, clock=lambda: city.now - behind)
+    service_thread = threading.Thread(target=service.run, name="hvac-control")
+    service_thread.start()
+    runners: list[FleetRunner] = []
+    connected, reached, done = threading.Event(), threading.Event(), threading.Event()
+
+    def simulate() -> None:
+        runner = FleetRunner(city, RunnerSettings("127.0.0.1", broker.port, workdir / "spools"))
+        runners.append(runner)
+        try:
+            runner.pump(0.3)  # the agents connect and subscribe to their commands
+            connected.set()
+            runner.run(SimulationClock(start, speed), done.is_set, until=until)
+            reached.set()
+            while not done.is_set():  # the city stands still; answers still go out
+                runner.pump(0.05)
+        finally:
+            runner.stop(drain_s=0.5)
+
+    city_thread = threading.Thread(target=simulate, name="simulated-city")
+    try:
+        assert service.ready.wait(20), "the control service did not subscribe"
+        city_thread.start()
+        assert reached.wait((until - start).total_seconds() / speed * 3 + 30), "too slow"
+        time.sleep(0.5)  # the last readings and answers reach the service
+        yield Run(runners[0], service, recorder, database_url)
+    finally:
+        done.set()
+        if city_thread.is_alive():
+            city_thread.join(30)
+        service.stop()
+        service_thread.join(30)
+        recorder.close()
+    assert not service_thread.is_alive(), "the control service did not stop"
+
+
+def commands(database_url: str, device_id: str | None = None) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, device_id, action, params, source, reason, issued_at, expires_at,"
+            " attempts, last_sent_at, outcome, outcome_at, outcome_reason FROM commands"
+            " WHERE device_id = coalesce(%s, device_id) ORDER BY issued_at, id",
+            (device_id,),
+        )
+        names = [column.name for column in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def alerts(database_url: str) -> list[Alert]:
+    with psycopg.connect(database_url) as connection:
+        return [alert for alert, _ in store.alerts(connection, limit=1_000)]
+
+
+def series(recorder: Recorder, device_id: str, metric: str) -> list[tuple[datetime, float]]:
+    return sorted(
+        (sample.ts, float(sample.values[metric]))
+        for message in recorder.telemetry(device_id)
+        for sample in message.samples
+        if metric in sample.values
+    )
+
+
+def between(points: list[tuple[datetime, float]], first: datetime, last: datetime) -> list[float]:
+    return [value for ts, value in points if first <= ts <= last]
+
+
+def test_zones_are_commanded_acknowledge_and_follow_the_strategy(
+    database_url: str, broker: LocalMosquitto, tmp_path: Path
+) -> None:
+    """A working day of the town hall, 05:00 to 19:30, in about 15 s."""
+    with controlled_city(
+        database_url, broker, tmp_path, start=local(5.0), until=local(19.5)
+    ) as run:
+        sent = commands(database_url)
+        published = {
+            msgspec.json.decode(payload, type=CommandPayload).id
+            for device in (OFFICES, ARCHIVES)
+            for payload in run.recorder.of(device, "cmd")
+        }
+        temperature = series(run.recorder, OFFICES, "air_temperature")
+        heating = series(run.recorder, OFFICES, "heating_active")
+        agents = [run.runner.agents[device] for device in (OFFICES, ARCHIVES)]
+        counters = run.service.counters
+        restarted = HvacControlService(run.service.config)
+        try:
+            latest, awaiting = restarted.latest_commands(), restarted.awaiting()
+        finally:
+            restarted.close()
+    hvac = load_strategy(PACKAGED_STRATEGY).hvac
+
+    assert {row["device_id"] for row in sent} == {OFFICES, ARCHIVES}
+    assert {(row["source"], row["action"]) for row in sent} == {("hvac-control", "set_hvac")}
+    assert {row["id"] for row in sent} <= published, "every command went out on MQTT"
+    answered = [row for row in sent if row["outcome"] is not None]
+    assert {row["outcome"] for row in answered} == {"applied"}
+    assert len(answered) >= len(sent) - 2, "only the last commands may still await"
+    assert {row["attempts"] for row in sent} == {1}, "no resend was needed"
+    assert counters.acknowledgements == len(answered)
+    for row in answered:
+        assert row["issued_at"] < row["expires_at"]
+        assert row["issued_at"] - timedelta(minutes=5) <= row["outcome_at"] <= row["expires_at"]
+        assert row["params"]["hold_s"] == hvac.hold
+    assert sum(agent.counters.commands_applied for agent in agents) == len(answered)
+    newest = {row["device_id"]: row["id"] for row in sent}
+    assert {device: command.id for device, command in latest.items()} == newest, (
+        "a restart carries on from the commands table"
+    )
+    assert {command.id for command in awaiting} == {r["id"] for r in sent if not r["outcome"]}
+    assert all(agent.counters.commands_refused == 0 for agent in agents)
+
+    def levels(first: datetime, last: datetime) -> set[str]:
+        return {
+            row["reason"].split(":")[0]
+            for row in sent
+            if row["device_id"] == OFFICES and first <= row["issued_at"] < last
+        }
+
+    # A command before the hold runs out: the zone never falls back to its own program.
+    offices = [row["issued_at"] for row in sent if row["device_id"] == OFFICES]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(offices)]
+    assert max(gaps) < hvac.hold
+    assert "preheat" in levels(local(5.0), local(8.5)), "optimum start before opening"
+    early = local(16.5) - timedelta(seconds=hvac.optimum_stop.max_early)
+    assert levels(local(8.6), early) <= {"comfort", "standby", "presence"}
+    assert levels(early, local(16.5)) <= {"comfort", "standby", "presence", "stop-early"}
+    assert levels(local(16.6), local(19.5)) == {"setback"}
+    for row in sent:
+        level = row["reason"].split(":")[0]
+        expected = {
+            "setback": hvac.setback,
+            "stop-early": hvac.setback,
+            "standby": hvac.standby,
+        }.get(level, hvac.comfort)
+        assert row["params"]["heating_setpoint"] == expected.heating, row["reason"]
+
+    # The zone follows: warm while open, heating off and cooling down after closing.
+    assert median(between(temperature, local(12.0), local(16.5))) >= hvac.comfort_band.low
+    assert any(between(heating, local(7.0), local(8.5))), "heating before opening"
+    assert not any(between(heating, local(16.75), local(19.5))), "set back: no heating"
+    at_closing = median(between(temperature, local(16.4), local(16.6)))
+    evening = median(between(temperature, local(19.2), local(19.5)))
+    assert evening < at_closing - 0.5
+    assert alerts(database_url) == [], "a healthy building raises nothing"
+
+
+def test_unanswered_and_not_followed_commands_raise_alerts(
+    database_url: str, broker: LocalMosquitto, tmp_path: Path
+) -> None:
+    """The archives lose their link from 16:45 to 18:30; the offices' valve sticks open at
+    17:00, after the town hall closed."""
+    faults = [
+        FaultEvent(local(16.75), ARCHIVES, FaultType.COMMUNICATION_LOSS, local(18.5)),
+        FaultEvent(local(17.0), OFFICES, FaultType.STUCK_VALVE),
+    ]
+    # 0.3 s of the wall clock to answer: 18 simulated minutes at an hour a second.
+    policy = CommandPolicy(ack_timeout_s=0.3)
+    with controlled_city(
+        database_url,
+        broker,
+        tmp_path,
+        start=local(15.0),
+        until=local(20.0),
+        faults=faults,
+        commands=policy,
+    ):
+        archives = commands(database_url, ARCHIVES)
+        found = alerts(database_url)
+    unanswered = [row for row in archives if row["outcome"] == "unanswered"]
+    assert unanswered, "the archives' commands went unanswered"
+    for row in unanswered:
+        assert row["attempts"] == policy.max_attempts, "resent, then given up"
+        assert row["outcome_reason"] == f"no answer to {policy.max_attempts} sends"
+        assert local(16.75) <= row["issued_at"] < local(18.5)
+    assert any(
+        row["outcome"] == "applied" and row["outcome_at"] >= local(18.5) for row in archives
+    ), "commanded again once back"
+    by_rule = {(alert.rule_id, alert.subject): alert for alert in found}
+    silent = by_rule[UNANSWERED_RULE, ARCHIVES]
+    assert silent.severity.value == "warning"
+    assert unanswered[0]["id"] in (silent.cause or "")
+    assert silent.status is Status.RESOLVED, "the zone answers again: resolved"
+    stuck = by_rule[NOT_FOLLOWING_RULE, OFFICES]
+    assert stuck.status is Status.FIRING
+    assert "heating on" in (stuck.cause or "")
+    assert local(17.0) <= stuck.started_at
+    assert stuck.fired_at - stuck.started_at >= timedelta(minutes=15)
+    assert stuck.fired_at <= local(17.75)
+    assert stuck.last_notified_at is None, "held: the rules engine notifies it"
+    assert set(by_rule) == {(UNANSWERED_RULE, ARCHIVES), (NOT_FOLLOWING_RULE, OFFICES)}
+
+
+def test_a_command_past_its_expiry_is_refused_and_never_applied(
+    database_url: str, broker: LocalMosquitto, tmp_path: Path
+) -> None:
+    """The service's clock runs an hour behind the zones': every command arrives expired."""
+    with controlled_city(
+        database_url,
+        broker,
+        tmp_path,
+        start=local(9.0),
+        until=local(9.1),
+        speed=120.0,
+        event_time=False,
+        lag=timedelta(hours=1),
+        period_s=60.0,
+    ) as run:
+        wait_until(lambda: run.service.counters.alerts_raised > 0, 10, "the alert")
+        sent = commands(database_url)
+        agents = [run.runner.agents[device] for device in (OFFICES, ARCHIVES)]
+        found = alerts(database_url)
+    answered = [row for row in sent if row["outcome"] is not None]
+    assert len(answered) >= 2 * CommandPolicy().expired_alert_after
+    assert {row["outcome"] for row in answered} == {"expired"}
+    assert all(row["outcome_reason"].startswith("command expired at") for row in answered)
+    assert all(agent.counters.commands_applied == 0 for agent in agents)
+    assert all(agent.local.hold is None for agent in agents), "the zones run their own program"
+    refused = {alert.subject: alert for alert in found if alert.rule_id == REFUSED_RULE}
+    assert set(refused) == {OFFICES, ARCHIVES}
+    assert "commands in a row expired" in (refused[OFFICES].cause or "")

@@ -1,0 +1,292 @@
+"""The lighting control service end to end: a street of simulated solar streetlights whose
+agents are real edge agents on a real broker, accelerated, an evening in December planned
+by the service, its commands and alerts in a real database.
+
+- when the setting sun reaches the planning elevation every light it heard from gets its
+  night's ``set_schedule``; the agents apply and acknowledge it, hold it, and light by it
+  after dusk; the ``commands`` table says why each got what it got;
+- a light with a low battery gets a dimmer night than a full one, and the days of harvest
+  stored before the service started count;
+- a new lighting policy replans the night at once;
+- a light that lost its link leaves its command unanswered: resent, given up, an alert;
+- a light never heard from gets nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+import psycopg
+import pytest
+
+from protocol.commands import SetSchedule
+from protocol.decoding import AcceptanceWindow
+from protocol.payloads import CommandPayload
+from protocol.sites import SiteInventory, parse_site
+from protocol.topics import DeviceClass
+from rules import store
+from rules.commanding import UNANSWERED_RULE, CommandPolicy
+from rules.lifecycle import Alert, Status
+from rules.lighting import DEFAULT_LIGHTING
+from rules.lighting_control import (
+    PLAN_ABOVE_GATE_DEG,
+    LightingConfig,
+    LightingControlService,
+    planning_window,
+)
+from rules.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
+from simulators.city import SimulatedCity
+from simulators.faults import FaultEvent, FaultType
+from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
+from smartcity.local_services import LocalMosquitto
+from storage.registry import upsert_site
+from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
+from tests.integration.helpers import wait_until
+from tests.simulation_helpers import Recorder
+
+pytestmark = pytest.mark.integration
+
+SITE = """
+site: {id: lighttown, name: Lighttown, timezone: Africa/Casablanca,
+       latitude: 33.83, longitude: -4.84, altitude: 850}
+models:
+  sl-60w: {class: streetlight, panel_wp: 200, battery_ah: 101.5625, lamp_w: 60}
+streetlight_runs:
+  - {id_prefix: sl-main, street_group: main, name: Main road, count: 5, model: sl-60w,
+     start: [33.8268, -4.8236], end: [33.8391, -4.8049]}
+"""
+FULL, LOW, PLAIN, SILENT, NEVER = (f"sl-main-{k:03d}" for k in range(1, 6))
+CHARGE = {FULL: 95.0, LOW: 25.0}
+"""Starting state of charge [%] of two lights (the others draw theirs)."""
+ZONE = ZoneInfo("Africa/Casablanca")
+START = datetime(2025, 12, 15, 16, 0, tzinfo=ZONE).astimezone(UTC)
+UNTIL = datetime(2025, 12, 15, 20, 0, tzinfo=ZONE).astimezone(UTC)
+LINK_LOST = datetime(2025, 12, 15, 17, 0, tzinfo=ZONE).astimezone(UTC)
+SPEED = 3_600.0
+"""Simulated seconds per wall-clock second: an hour a second."""
+SEED = 7
+"""December 2025: the simulated clock never runs ahead of the present."""
+POLICY = CommandPolicy(ack_timeout_s=0.3)
+"""0.3 s of the wall clock to answer: about 18 simulated minutes at an hour a second."""
+STORED_WATTS = 25.0
+"""The full light's stored panel power, every hour of the three days before [W]: 600 Wh/day."""
+
+
+def store_history(database_url: str, device_id: str, watts: float) -> None:
+    """Hourly ``pv_power`` readings of the three days before the test evening, as ingest would
+    have stored them, and their hourly rollup."""
+    first = START - timedelta(hours=16 + 72)  # local midnight, three days before
+    samples: SampleRows = {
+        (device_id, first + timedelta(hours=hour, minutes=30)): {"pv_power": watts}
+        for hour in range(72)
+    }
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        rows = telemetry_rows(DeviceClass.STREETLIGHT, samples)
+        BatchWriter(connection).write(StorageBatch(telemetry={DeviceClass.STREETLIGHT: rows}))
+        [(timescale,)] = connection.execute("SELECT timescaledb FROM storage_backend").fetchall()
+        if not timescale:  # TimescaleDB's real-time aggregate sees them at once
+            connection.execute("SELECT refresh_rollups('streetlight')")
+
+
+@dataclass
+class Run:
+    runner: FleetRunner
+    service: LightingControlService
+    recorder: Recorder
+
+
+@contextmanager
+def lit_street(
+    database_url: str, broker: LocalMosquitto, workdir: Path, faults: Sequence[FaultEvent]
+) -> Iterator[Run]:
+    """The street simulated from 16:00 to 20:00 local time at an hour a second, its agents
+    on the broker, the lighting service running; yields once the simulation reached 20:00."""
+    inventory: SiteInventory = parse_site(SITE)
+    with psycopg.connect(database_url) as connection:
+        upsert_site(connection, inventory)
+    store_history(database_url, FULL, STORED_WATTS)
+    # The fifth light is in the site file but not on the street (not installed yet).
+    street = inventory.only(FULL, LOW, PLAIN, SILENT)
+    city = SimulatedCity(street, start=START, seed=SEED, faults=faults)
+    for device_id, soc in CHARGE.items():
+        city.lights.soc[city.lights.ids.index(device_id)] = soc
+    recorder = Recorder(broker.port, client_id="lighting-test-recorder")
+    config = LightingConfig(
+        database_url,
+        inventory,
+        load_strategy(PACKAGED_STRATEGY),
+        mqtt_port=broker.port,
+        event_time=True,
+        commands=POLICY,
+        window=AcceptanceWindow(max_age=timedelta(days=3_650), max_ahead=timedelta(days=1)),
+    )
+    service = LightingControlService(config)
+    service_thread = threading.Thread(target=service.run, name="lighting-control")
+    service_thread.start()
+    runners: list[FleetRunner] = []
+    reached, done = threading.Event(), threading.Event()
+
+    def simulate() -> None:
+        runner = FleetRunner(city, RunnerSettings("127.0.0.1", broker.port, workdir / "spools"))
+        runners.append(runner)
+        try:
+            runner.pump(0.3)  # the agents connect and subscribe to their commands
+            runner.run(SimulationClock(START, SPEED), done.is_set, until=UNTIL)
+            reached.set()
+            while not done.is_set():  # the street stands still; answers still go out
+                runner.pump(0.05)
+        finally:
+            runner.stop(drain_s=0.5)
+
+    city_thread = threading.Thread(target=simulate, name="simulated-street")
+    try:
+        assert service.ready.wait(20), "the lighting service did not subscribe"
+        city_thread.start()
+        assert reached.wait((UNTIL - START).total_seconds() / SPEED * 3 + 30), "too slow"
+        time.sleep(0.5)  # the last readings and answers reach the service
+        yield Run(runners[0], service, recorder)
+    finally:
+        done.set()
+        if city_thread.is_alive():
+            city_thread.join(30)
+        service.stop()
+        service_thread.join(30)
+        recorder.close()
+    assert not service_thread.is_alive(), "the lighting service did not stop"
+
+
+def commands(database_url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, device_id, action, params, source, reason, issued_at, expires_at,"
+            " attempts, outcome, outcome_at, outcome_reason FROM commands ORDER BY issued_at, id"
+        )
+        names = [column.name for column in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def alerts(database_url: str) -> list[Alert]:
+    with psycopg.connect(database_url) as connection:
+        return [alert for alert, _ in store.alerts(connection, limit=1_000)]
+
+
+def dimming(recorder: Recorder, device_id: str, after: datetime) -> list[float]:
+    return [
+        float(sample.values["dimming_level"])
+        for message in recorder.telemetry(device_id)
+        for sample in message.samples
+        if sample.ts >= after and "dimming_level" in sample.values
+    ]
+
+
+def test_each_light_gets_its_night_dimmed_to_its_battery_and_a_silent_one_an_alert(
+    database_url: str, broker: LocalMosquitto, tmp_path: Path
+) -> None:
+    """An evening of December, 16:00 to 20:00 local time, in about 10 s. The fourth light
+    loses its link at 17:00; the fifth never reports."""
+    faults = [FaultEvent(LINK_LOST, SILENT, FaultType.COMMUNICATION_LOSS)]
+    with lit_street(database_url, broker, tmp_path, faults) as run:
+        sent = commands(database_url)
+        published = {
+            msgspec.json.decode(payload, type=CommandPayload).id
+            for device in (FULL, LOW, PLAIN, SILENT)
+            for payload in run.recorder.of(device, "cmd")
+        }
+        held = {device: run.runner.agents[device].local.schedule for device in (FULL, LOW, PLAIN)}
+        counters = run.service.counters
+        after_dusk = datetime(2025, 12, 15, 18, 45, tzinfo=ZONE)
+        lamps = {device: dimming(run.recorder, device, after_dusk) for device in (FULL, LOW)}
+        # A brighter policy activated at 20:00 replans the night at once.
+        packaged = PACKAGED_STRATEGY.read_text(encoding="utf-8")
+        brighter = packaged.replace("lighting: {}", "lighting: {minimum_level: 40}")
+        before = commands(database_url)
+        run.service.use_strategy(parse_strategy(brighter))
+        wait_until(
+            lambda: any(
+                row["reason"].endswith("; replanned") and row["outcome"] == "applied"
+                for row in commands(database_url)
+                if row["device_id"] == LOW
+            ),
+            15,
+            "the replanned schedule applied",
+        )
+        everything = commands(database_url)
+        replanned = [row for row in everything if row not in before]
+        restarted = LightingControlService(run.service.config)
+        try:
+            latest = restarted.latest_commands()
+        finally:
+            restarted.close()
+        found = alerts(database_url)
+    site = parse_site(SITE).site
+    window = planning_window(DEFAULT_LIGHTING, START.date(), site, PLAN_ABOVE_GATE_DEG)
+    by_device: dict[str, list[dict[str, Any]]] = {}
+    for row in sent:
+        by_device.setdefault(row["device_id"], []).append(row)
+
+    # Who got what, when: one command each at the planning time; nothing for the unheard.
+    assert set(by_device) == {FULL, LOW, PLAIN, SILENT}, "never heard from: no command"
+    assert {(row["source"], row["action"]) for row in sent} == {
+        ("lighting-control", "set_schedule")
+    }
+    assert {row["id"] for row in sent} <= published, "every command went out on MQTT"
+    for device in (FULL, LOW, PLAIN):
+        [row] = by_device[device]
+        assert window.opens <= row["issued_at"] < window.opens + timedelta(minutes=15)
+        assert row["outcome"] == "applied", row
+        assert row["reason"].endswith("; tonight's plan")
+        schedule = msgspec.convert(row["params"], SetSchedule)
+        assert held[device] == schedule, "the agent holds the schedule it acknowledged"
+    assert counters.acknowledgements >= 3
+    newest = {row["device_id"]: row["id"] for row in everything}
+    assert {device: command.id for device, command in latest.items()} == newest, (
+        "a restart carries on from the commands table"
+    )
+
+    # A low battery gets a dimmer night than a full one, and the lamps follow.
+    def levels(device: str) -> list[float]:
+        [row] = by_device[device]
+        return [step["level"] for step in row["params"]["steps"]]
+
+    assert max(levels(LOW)) < max(levels(FULL))
+    assert max(levels(LOW)) <= DEFAULT_LIGHTING.minimum_level
+    [low] = by_device[LOW]
+    assert low["reason"].startswith(("minimum 20 %", "short: ")), low["reason"]
+    [full] = by_device[FULL]
+    assert full["reason"].startswith(("dimmed to ", "full profile")), full["reason"]
+    assert "battery 9" in full["reason"]
+    assert "harvest 600 Wh/day" in full["reason"], "the stored days' harvest"
+    assert lamps[LOW], "lit after dusk"
+    assert lamps[FULL], "lit after dusk"
+    assert median(lamps[LOW]) < median(lamps[FULL])
+
+    # A new policy: replanned from the latest charge, the lights whose night it changes told.
+    new_low = [row for row in replanned if row["device_id"] == LOW]
+    assert new_low, replanned
+    assert min(step["level"] for step in new_low[-1]["params"]["steps"]) > max(levels(LOW))
+    assert run.runner.agents[LOW].local.schedule == msgspec.convert(
+        new_low[-1]["params"], SetSchedule
+    )
+    assert all(row["reason"].endswith("; replanned") for row in replanned)
+
+    # The silent light: resent, given up, an alert on it.
+    unanswered = [row for row in by_device[SILENT] if row["outcome"] == "unanswered"]
+    assert unanswered, by_device[SILENT]
+    assert unanswered[0]["attempts"] == POLICY.max_attempts
+    assert unanswered[0]["outcome_reason"] == f"no answer to {POLICY.max_attempts} sends"
+    assert counters.resends >= POLICY.max_attempts - 1
+    [alert] = [a for a in found if a.rule_id == UNANSWERED_RULE]
+    assert alert.subject == SILENT
+    assert alert.status is Status.FIRING
+    assert unanswered[0]["id"] in (alert.cause or "")
+    assert {a.subject for a in found} == {SILENT}, "healthy lights raise nothing"

@@ -1,0 +1,114 @@
+"""The what-if replay: the energy manager's comparison, and the acceptance figures of issue 5."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from protocol.sites import load_site
+from rules.strategy import PACKAGED_STRATEGY, load_strategy
+from smartcity.cli import app
+from smartcity.whatif import BASELINE, Contender, run_whatif
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = load_site(ROOT / "sites" / "sefrou.yaml")
+
+
+def test_whatif_prints_every_building_for_each_strategy_with_a_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SMARTCITY_DATABASE_URL", raising=False)
+    plot = tmp_path / "week.png"
+    result = CliRunner().invoke(
+        app,
+        [
+            "energy", "whatif", "--strategy", str(PACKAGED_STRATEGY),
+            "--from", "2027-01-04", "--to", "2027-01-12", "--plot", str(plot), "--json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])["figures"]
+    assert set(figures) == {"candidate", "current", BASELINE}
+    buildings = {device.building for device in SITE.devices if device.building}
+    assert set(figures["candidate"]) == buildings | {"total"}
+    # Same strategy as candidate and current: side by side, they see the same city.
+    assert figures["candidate"] == figures["current"]
+    total, baseline = figures["candidate"]["total"], figures[BASELINE]["total"]
+    assert total["energy_kwh"] < baseline["energy_kwh"]
+    assert total["peak_kw"] > 0
+    assert "less energy than the baseline" in result.output
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_same_seed_replays_the_same_figures() -> None:
+    strategy = load_strategy(PACKAGED_STRATEGY)
+    contenders = [Contender("control", strategy), Contender(BASELINE, None)]
+    start, end = datetime(2027, 2, 1, tzinfo=UTC), datetime(2027, 2, 3, tzinfo=UTC)
+    first = run_whatif(SITE, contenders, start, end, seed=7).as_json()["figures"]
+    again = run_whatif(SITE, contenders, start, end, seed=7).as_json()["figures"]
+    other = run_whatif(SITE, contenders, start, end, seed=8).as_json()["figures"]
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--from", "2027-01-10", "--to", "2027-01-01"], "must be after --from"),
+        (["--from", "yesterday", "--to", "2027-01-01"], "not an ISO date"),
+        (["--from", "2027-01-01", "--to", "2027-01-02", "--step", "70"], "must divide"),
+        (["--from", "2026-01-01", "--to", "2027-06-01"], "longer than"),
+    ],
+)
+def test_whatif_refuses_bad_periods(arguments: list[str], message: str) -> None:
+    result = CliRunner().invoke(
+        app, ["energy", "whatif", "--strategy", str(PACKAGED_STRATEGY), *arguments]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_whatif_refuses_a_bad_strategy_file_naming_its_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(PACKAGED_STRATEGY.read_text().replace("hold: 30m", "hold: forever"))
+    result = CliRunner().invoke(
+        app,
+        [
+            "energy",
+            "whatif",
+            "--strategy",
+            str(broken),
+            "--from",
+            "2027-01-01",
+            "--to",
+            "2027-01-02",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "broken.yaml: hvac.hold" in result.output
+    assert "(line " in result.output
+
+
+def test_control_saves_a_quarter_of_a_winter_and_a_summer_month_with_no_less_comfort() -> None:
+    """Issue 5's acceptance: at least 25 % less heating and cooling energy than a 24/7
+    fixed-setpoint thermostat over a winter and a summer month of Sefrou weather, with
+    occupied discomfort no worse than the baseline's."""
+    strategy = load_strategy(PACKAGED_STRATEGY)
+    contenders = [Contender("control", strategy), Contender(BASELINE, None)]
+    energy = {"control": 0.0, BASELINE: 0.0}
+    for start, end in (
+        (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC)),
+        (datetime(2027, 7, 1, tzinfo=UTC), datetime(2027, 8, 1, tzinfo=UTC)),
+    ):
+        report = run_whatif(SITE, contenders, start, end)
+        control, baseline = report.figures["control"]["total"], report.figures[BASELINE]["total"]
+        assert control.discomfort_kh <= baseline.discomfort_kh, start
+        assert report.saving("control") > 0.1, start
+        energy["control"] += control.energy_kwh
+        energy[BASELINE] += baseline.energy_kwh
+    assert 1 - energy["control"] / energy[BASELINE] >= 0.25

@@ -123,11 +123,14 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         threads = _start(
             ("ingest", running.ingest.run),
             ("rules", running.engine.run),
+            *((type(control).__name__, control.run) for control in running.controls),
+        )
+        _wait_until_subscribed(services, stop)
+        threads += _start(
             (
                 "simulated-city",
                 lambda: run_simulation(city, simulation_stop, _indented, progress_every_s=60.0),
-            ),
-            *((type(control).__name__, control.run) for control in running.controls),
+            )
         )
         metrics_server = serve_metrics(running.ingest.metrics, options.metrics_port)
         say(
@@ -140,8 +143,9 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         _report_progress(database_url, stop)
     finally:
         simulation_stop.set()
-        if len(threads) > 2:
-            threads[2].join(timeout=60)  # the devices say goodbye before ingest stops
+        for thread in threads:
+            if thread.name == "simulated-city":
+                thread.join(timeout=60)  # the devices say goodbye before ingest stops
         for service in services:
             service.stop()
         for thread in threads:
@@ -223,6 +227,25 @@ def _city(
         random_faults_per_device_year=options.random_faults_per_device_year,
         database_url=database_url,
     )
+
+
+SUBSCRIBE_TIMEOUT_S = 120.0
+
+
+def _wait_until_subscribed(services: list[Service], stop: threading.Event) -> None:
+    """Every service connected and subscribed before the city's 2,162 clients connect: paho's
+    network loop uses select(), which cannot watch a socket numbered above 1023, and the
+    devices' connections take those numbers first."""
+    deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+    for service in services:
+        while not service.ready.wait(0.2):
+            if stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{type(service).__name__} did not connect to the broker and subscribe "
+                    f"within {SUBSCRIBE_TIMEOUT_S:g} s; is the broker running?"
+                )
 
 
 def _indented(line: str) -> None:

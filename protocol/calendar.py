@@ -49,16 +49,15 @@ def ramadan_days(years: Iterable[int]) -> frozenset[dt.date]:
     for year in sorted(set(years)):
         for candidate in (year, year + 1):
             for day, name in _morocco(candidate).items():
-                if name.startswith(EID_AL_FITR) and _is_first_day(day, candidate):
+                if name.startswith(EID_AL_FITR) and _is_first_day(day):
                     days.update(day - dt.timedelta(days=n) for n in range(1, RAMADAN_DAYS + 1))
     return frozenset(day for day in days if day.year in set(years))
 
 
-def _is_first_day(day: dt.date, year: int) -> bool:
+def _is_first_day(day: dt.date) -> bool:
+    """Eid al-Fitr lasts two days here: the first is the one whose eve is not Eid."""
     before = day - dt.timedelta(days=1)
-    return not _morocco(year).get(before, "").startswith(EID_AL_FITR) and not _morocco(
-        before.year
-    ).get(before, "").startswith(EID_AL_FITR)
+    return not _morocco(before.year).get(before, "").startswith(EID_AL_FITR)
 
 
 @dataclass(frozen=True, slots=True)

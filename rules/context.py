@@ -231,7 +231,7 @@ def _streetlight(
     night_left = hours_until_sunrise(unix_s, place.latitude, place.longitude)
     env["night_hours_left"] = night_left
     soc = env.get("battery_soc", np.full(count, np.nan))
-    env["usable_energy_wh"] = np.maximum(soc - LOW_VOLTAGE_DISCONNECT_SOC, 0.0) / 100 * battery_wh
+    env["usable_energy_wh"] = usable_energy_wh(soc, battery_wh)
     env["night_energy_needed_wh"] = env.get("lamp_power", np.full(count, np.nan)) * night_left
 
 
@@ -327,3 +327,14 @@ class DeviceMemory:
 def stack(readings: Sequence[Mapping[str, float]], names: Sequence[str]) -> dict[str, Floats]:
     """Readings (name -> value) as columns (name -> array), NaN where a reading lacks one."""
     return {name: np.array([r.get(name, np.nan) for r in readings], np.float64) for name in names}
+
+
+def usable_energy_wh(battery_soc: npt.ArrayLike, battery_wh: npt.ArrayLike) -> Floats:
+    """Charge above the low-voltage disconnect [Wh]; battery_soc [%], battery_wh: capacity [Wh]."""
+    soc = np.asarray(battery_soc, dtype=np.float64)
+    usable: Floats = (
+        np.maximum(soc - LOW_VOLTAGE_DISCONNECT_SOC, 0.0)
+        / 100.0
+        * np.asarray(battery_wh, dtype=np.float64)
+    )
+    return usable

@@ -25,7 +25,6 @@ import numpy.typing as npt
 from protocol.commands import DEFAULT_SCHEDULE, DimmingStep, SetSchedule, photocell_brightness
 from protocol.sites import PlaceKind
 from protocol.sun import elevation_at
-from rules.context import LOW_VOLTAGE_DISCONNECT_SOC
 
 Floats = npt.NDArray[np.float64]
 ArrayLike = Floats | float | Sequence[float]
@@ -357,7 +356,8 @@ def plan_night(
 ) -> NightPlan:
     """Tonight's schedule for lights of ``place_kind``, dimmed to keep the battery's reserve.
 
-    usable_energy_wh: charge above the low-voltage disconnect (:func:`usable_energy_wh`) [Wh];
+    usable_energy_wh: charge above the low-voltage disconnect
+    (:func:`rules.context.usable_energy_wh`) [Wh];
     lamp_w: lamp power at 100 % [W]; expected_harvest_wh_per_day: the recent daily harvest
     (for example the mean of the last three days' panel energy) [Wh]. Scalars or one element
     per light. With E(s) tonight's use at scale s (levels min(l, max(m, s l)) of the
@@ -424,20 +424,6 @@ def plan_night(
         planned_energy_wh=planned,
         reasons=reasons,
     )
-
-
-def usable_energy_wh(battery_soc: ArrayLike, battery_wh: ArrayLike) -> Floats:
-    """Charge above the low-voltage disconnect [Wh], as ``rules.context`` estimates it.
-
-    battery_soc [%]; battery_wh: capacity [Wh].
-    """
-    soc = np.asarray(battery_soc, dtype=np.float64)
-    usable: Floats = (
-        np.maximum(soc - LOW_VOLTAGE_DISCONNECT_SOC, 0.0)
-        / 100.0
-        * np.asarray(battery_wh, dtype=np.float64)
-    )
-    return usable
 
 
 # ----------------------------------------------------------------------------- signs

@@ -41,6 +41,7 @@ from protocol.sites import SiteHeader, SiteInventory, StreetlightModel
 from protocol.sun import elevation_at
 from protocol.topics import DeviceClass
 from rules.commanding import CommandPolicy, DevicePace, Reason, Sent, due, issue
+from rules.context import usable_energy_wh
 from rules.device_service import CommandingService, Counters, ServiceConfig, ServiceKind, utc_now
 from rules.lifecycle import Scope
 from rules.lighting import (
@@ -49,7 +50,6 @@ from rules.lighting import (
     PlanReason,
     night_window,
     plan_night,
-    usable_energy_wh,
 )
 from rules.strategy import Strategy
 

@@ -36,6 +36,7 @@ from protocol.commands import DEFAULT_SCHEDULE, DimmingStep, SetSchedule
 from protocol.sites import Device, SiteFileError, SiteInventory
 from protocol.sun import elevation_at
 from protocol.topics import DeviceClass
+from rules.context import usable_energy_wh
 from rules.lighting import (
     DEFAULT_LIGHTING,
     LightingPolicy,
@@ -43,7 +44,6 @@ from rules.lighting import (
     levels_by_minute,
     night_window,
     plan_night,
-    usable_energy_wh,
 )
 from rules.solar import LAMP_SWITCH_ELEVATION_DEG
 from simulators.environment import Now, SiteWeather

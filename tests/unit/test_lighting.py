@@ -15,6 +15,7 @@ from numpy.testing import assert_allclose
 from edge_agents import control
 from protocol.commands import DEFAULT_SCHEDULE, SetSchedule
 from protocol.sun import solar_elevation
+from rules.context import usable_energy_wh
 from rules.lighting import (
     DEFAULT_LIGHTING,
     DEFAULT_PROFILES,
@@ -25,7 +26,6 @@ from rules.lighting import (
     night_window,
     plan_night,
     sign_brightness,
-    usable_energy_wh,
 )
 
 SEFROU = ZoneInfo("Africa/Casablanca")

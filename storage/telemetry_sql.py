@@ -89,8 +89,9 @@ def continuous_aggregates(table: str, metrics: Metrics) -> list[str]:
 
 
 def plain_refresh_function(device_class: str, metrics: Metrics, replace: bool = False) -> str:
-    """Plain PostgreSQL: refresh_rollups_<class>(), recomputing the hours marked dirty, then
-    their days."""
+    """Plain PostgreSQL: refresh_rollups_<class>() as migrations 0001 and 0006 made it (0007
+    replaces it with :func:`day_by_day_refresh_function`), recomputing the hours marked dirty,
+    then their days."""
     table = f"telemetry_{device_class}"
     columns = rollup_columns(metrics)
     column_list = ", ".join(columns)
@@ -123,6 +124,56 @@ def plain_refresh_function(device_class: str, metrics: Metrics, replace: bool = 
             JOIN {table}_hourly r ON r.bucket >= d.bucket AND r.bucket < d.bucket + INTERVAL '1 day'
             GROUP BY d.bucket, r.device_id
             ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
+            RETURN cardinality(hours);
+        END $$"""
+
+
+def day_by_day_refresh_function(device_class: str, metrics: Metrics) -> str:
+    """Plain PostgreSQL: refresh_rollups_<class>() as migration 0007 makes it, recomputing the
+    hours marked dirty and their days, one day at a time.
+
+    :func:`plain_refresh_function` joins the dirty hours to the raw table, which the planner
+    can only do by reading every day partition once per dirty hour: a minute's two dirty hours
+    read the whole retained history, and a 90-day backfill's 2,160 hours never finish. Here
+    each day with dirty hours reads its own partition once (its bounds are known when the
+    statement runs, so the others are pruned), and its hourly rollups once for the day.
+    """
+    table = f"telemetry_{device_class}"
+    columns = rollup_columns(metrics)
+    column_list = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    return f"""
+        CREATE OR REPLACE FUNCTION refresh_rollups_{device_class}() RETURNS integer
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            hours timestamptz[];
+            day timestamptz;
+        BEGIN
+            WITH taken AS (
+                DELETE FROM rollup_dirty WHERE device_class = '{device_class}' RETURNING bucket
+            ) SELECT array_agg(bucket) INTO hours FROM taken;
+            IF hours IS NULL THEN
+                RETURN 0;
+            END IF;
+            FOR day IN
+                SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(hours) h ORDER BY 1
+            LOOP
+                INSERT INTO {table}_hourly (bucket, device_id, {column_list})
+                SELECT date_trunc('hour', t.ts, 'UTC'), t.device_id,
+                       {", ".join(hourly_expressions(metrics, False, "t."))}
+                FROM {table} t
+                WHERE t.ts >= day AND t.ts < day + INTERVAL '1 day'
+                  AND date_trunc('hour', t.ts, 'UTC') = ANY(hours)
+                GROUP BY 1, 2
+                ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
+                INSERT INTO {table}_daily (bucket, device_id, {column_list})
+                SELECT day, r.device_id,
+                       {", ".join(daily_expressions(metrics, False, "r."))}
+                FROM {table}_hourly r
+                WHERE r.bucket >= day AND r.bucket < day + INTERVAL '1 day'
+                GROUP BY r.device_id
+                ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
+            END LOOP;
             RETURN cardinality(hours);
         END $$"""
 

@@ -8,7 +8,10 @@ saved state and the broker redelivers what was not acknowledged; readings it alr
 are recognised by their time and skipped, so nothing is lost and nothing counted twice.
 
 A rule file is reloaded on :meth:`RulesService.reload` (SIGHUP from the CLI); a file that does
-not check keeps the running rule set in place.
+not check keeps the running rule set in place. The engine also follows the rule set activated in
+the database (``active_rule_set``, :mod:`rules.rule_set_store`): it looks every
+``rule_set_check_s`` and takes up a newly activated version through the same check and swap.
+With no rule set active, the file given to it stays in force.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ from rules.notify import (
     Dispatcher,
     NotificationConfig,
 )
+from rules.rule_set_store import RULE_SETS, read_rule_set, source_of
+from rules.strategy_store import active_version, stored_version
 
 log = logging.getLogger("smartcity.rules")
 
@@ -68,6 +73,8 @@ ROOT_CAUSE_TITLES: Final = {
     "fr": "Plusieurs équipements muets",
     "ar": "عدة أجهزة لا ترسل بياناتها",
 }
+_NOTHING: Final = ("", 0)
+"""No rule set queued (a name no rule set has)."""
 BATCH_MAX: Final = 500
 BATCH_ATTEMPTS: Final = 3
 BATCH_WAIT_S: Final = 0.05
@@ -90,6 +97,12 @@ class RulesConfig:
     group_wait_s: float = 30.0
     """How long a missing device's alert waits before it is notified, in case its street,
     cabinet or the site link turns out to be the cause (then it is muted instead)."""
+    rule_set_check_s: float = 30.0
+    """How often the rule set activated in the database is looked up."""
+
+
+RuleSetRef = tuple[str, int]
+"""A stored rule set: (name, version)."""
 
 
 def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
@@ -149,12 +162,22 @@ class RulesService:
         self._arrived = threading.Event()
         self._to_acknowledge: deque[tuple[int, int]] = deque()
         self._connection_number = 0
-        self._pending_reload: RuleSet | None = None
+        self._pending_reload: tuple[RuleSet, RuleSetRef | None] | None = None
         self._lock = threading.Lock()
         self.rules = load_rules(config.rules_path)
+        self.rule_set_in_force: RuleSetRef | None = None
+        """The stored rule set the running rules came from; None: the rule file."""
+        self._rule_set_refused: RuleSetRef | None = None
+        """The last active rule set that did not check: not read again until another is."""
+        self._recheck_rule_set = threading.Event()
         self._db = psycopg.connect(config.database_url, autocommit=False)
         self.fleet = load_fleet(self._db)
         self._db.commit()
+        self.follow_active_rule_set()  # an active rule set is in force from the start
+        with self._lock:
+            pending, self._pending_reload = self._pending_reload, None
+        if pending is not None:
+            self.rules, self.rule_set_in_force = pending
         self.evaluator = self._restored_evaluator(self.rules)
         if config.event_time:
             self._event_time = self._latest_reading()
@@ -207,15 +230,63 @@ class RulesService:
     # ------------------------------------------------------------------------- rules
 
     def reload(self, path: Path | None = None) -> str:
-        """Check a rule file and swap it in at the next batch; the running set stays on error."""
+        """Check a rule file and swap it in at the next batch; the running set stays on error.
+
+        Without ``path`` while a stored rule set is in force, that rule set is read and
+        checked again instead (with the device registry) at the next batch: the database,
+        not the file, says which rules run then."""
+        if path is None and self.rule_set_in_force is not None:
+            self._recheck_rule_set.set()
+            self._arrived.set()
+            name, version = self.rule_set_in_force
+            log.warning(
+                "reload: a rule set activated in the database is in force, so it is read again"
+                " and the rule file is not (roll the activation back to run the file)",
+                extra={"rule_set": source_of(name, version)},
+            )
+            return f"accepted: {source_of(name, version)} is read again at the next batch"
+        source = path or self.config.rules_path
+        return self._check_and_queue(partial(load_rules, source), None)
+
+    def _check_and_queue(self, load: Callable[[], RuleSet], origin: RuleSetRef | None) -> str:
+        """Check rules (``load`` them) and queue them for the next batch; say what happened."""
         try:
-            rules = load_rules(path or self.config.rules_path)
+            rules = load()
         except RuleFileError as error:
             log.warning("rule file refused; the running rules stay", extra={"error": str(error)})
             return f"refused: {error}"
         with self._lock:
-            self._pending_reload = rules
+            self._pending_reload = rules, origin
         return f"accepted: {len(rules.rules)} rules"
+
+    def follow_active_rule_set(self) -> str | None:
+        """Look up the rule set activated in the database; unless it is the one in force (or
+        queued, or already refused), check it and queue it as :meth:`reload` does (refused: the
+        running rules stay). When the activation is gone, the rule file is back in force.
+        None when nothing is to change.
+
+        Compared with what runs rather than with the last look, so an activation is never lost:
+        a failed read is tried again at the next look, and a rule file queued by SIGHUP over a
+        queued rule set is followed by the rule set again."""
+        forced = self._recheck_rule_set.is_set()
+        self._recheck_rule_set.clear()
+        active = active_version(self._db, RULE_SETS)
+        current = None if active is None else (active.name, active.version)
+        with self._lock:
+            queued = self._pending_reload[1] if self._pending_reload is not None else _NOTHING
+        if not forced and current in (self.rule_set_in_force, self._rule_set_refused, queued):
+            self._db.commit()
+            return None
+        if current is None:
+            self._db.commit()
+            log.info("no rule set active: back to the rule file")
+            return self._check_and_queue(partial(load_rules, self.config.rules_path), None)
+        body, _ = stored_version(self._db, RULE_SETS, *current)
+        self._db.commit()
+        outcome = self._check_and_queue(partial(read_rule_set, body, source_of(*current)), current)
+        self._rule_set_refused = current if outcome.startswith("refused") else None
+        log.info("active rule set looked up", extra={"rule_set": source_of(*current)})
+        return outcome
 
     def _restored_evaluator(self, rules: RuleSet) -> Evaluator:
         evaluator = Evaluator(rules, self.fleet)
@@ -227,16 +298,17 @@ class RulesService:
 
     def _swap_rules(self) -> None:
         with self._lock:
-            rules, self._pending_reload = self._pending_reload, None
-        if rules is None:
+            pending, self._pending_reload = self._pending_reload, None
+        if pending is None:
             return
+        rules, origin = pending
         self._save_states()
-        self.rules = rules
+        self.rules, self.rule_set_in_force = rules, origin
         self.fleet = load_fleet(self._db)  # devices provisioned since are evaluated too
         self._db.commit()
         self.evaluator = self._restored_evaluator(rules)  # from the states just saved
         self._close_alerts_of_removed_rules()
-        log.info("rules reloaded", extra={"rules": len(rules.rules)})
+        log.info("rules reloaded", extra={"rules": len(rules.rules), "source": rules.source})
 
     def _close_alerts_of_removed_rules(self) -> None:
         kept = [rule.id for rule in self.rules.rules] + [ROOT_CAUSE_RULE, *CONTROL_ALERTS]
@@ -326,10 +398,14 @@ class RulesService:
         )
         self._client.loop_start()
         next_tick = time.monotonic()
+        next_rule_set_check = next_tick + self.config.rule_set_check_s
         try:
             while not self._stop.is_set():
                 self._arrived.wait(min(BATCH_WAIT_S * 4, max(0.0, next_tick - time.monotonic())))
                 self._arrived.clear()
+                if time.monotonic() >= next_rule_set_check or self._recheck_rule_set.is_set():
+                    self._safely(self._follow_rule_set_quietly, "rule set check")
+                    next_rule_set_check = time.monotonic() + self.config.rule_set_check_s
                 self._swap_rules()
                 batch = self._take_batch()
                 if batch:
@@ -350,6 +426,9 @@ class RulesService:
     def stop(self) -> None:
         self._stop.set()
         self._arrived.set()
+
+    def _follow_rule_set_quietly(self) -> None:
+        self.follow_active_rule_set()
 
     def _take_batch(self) -> list[_Inbound]:
         batch: list[_Inbound] = []

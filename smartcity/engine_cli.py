@@ -16,12 +16,15 @@ from rules.notify import NotificationConfigError, load_notification_config
 from rules.service import RulesConfig, RulesService
 from smartcity.cli_support import fail, load_settings, require_current_schema, require_database_url
 
-PACKAGED_RULES = Path(__file__).resolve().parent / "default_rules.yaml"
+PACKAGED_RULES = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
 
 def run_engine(
     rules: Annotated[
-        Path, typer.Option(help="Rule file (docs/rules.md); reloaded on SIGHUP.")
+        Path,
+        typer.Option(
+            help="Rule file (docs/rules.md), unless a rule set is active in the database."
+        ),
     ] = PACKAGED_RULES,
     notifications: Annotated[
         Path | None,
@@ -38,7 +41,8 @@ def run_engine(
     """Run the rules engine: readings in, alerts and notifications out (docs/alerts.md).
 
     The broker is SMARTCITY_MQTT_HOST:SMARTCITY_MQTT_PORT, the database DATABASE_URL.
-    SIGHUP reloads the rule file (a file with errors is refused, the running rules stay);
+    SIGHUP reloads the rule file (a file with errors is refused, the running rules stay), or,
+    while a rule set activated in the database is in force, that rule set (docs/api-rules.md);
     Ctrl-C or SIGTERM stops it after the batch under way.
 
     \b

@@ -23,7 +23,7 @@ rules_app = typer.Typer(
 
 DEFAULT_RULES: Final = Path("rules/default_rules.yaml")
 """The default rule file; outside the project's directory, the installed package's copy."""
-PACKAGED_RULES: Final = Path(__file__).resolve().parent / "default_rules.yaml"
+PACKAGED_RULES: Final = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
 RulesOption = Annotated[Path, typer.Option("--rules", help="Rule file (format: docs/rules.md).")]
 

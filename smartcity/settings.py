@@ -44,3 +44,11 @@ class Settings(BaseSettings):
     """Prometheus /metrics port; 0 turns the endpoint off."""
     ingest_registry_refresh_s: PositiveFloat = 30.0
     maintenance_interval_s: PositiveFloat = 60.0
+
+    api_host: str = "127.0.0.1"
+    """Where `smartcity api` listens; 0.0.0.0 to serve the crews' phones on the city network."""
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_session_hours: PositiveFloat = 12.0
+    """How long a console log-in lasts: one working shift."""
+    api_pool_size: PositiveInt = 8
+    """Database connections the API keeps open."""

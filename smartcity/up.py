@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import Final, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import psycopg
 import typer
 
+from api.accounts import create_user, list_users
+from api.roles import Role
+from api.secrets import new_password
+from api.server import ApiServerError, BackgroundApiServer
+from api.state import ApiConfig
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteInventory, load_site
@@ -57,6 +62,8 @@ class UpOptions:
     random_faults_per_device_year: float = 4.0
     rules_file: Path = DEFAULT_RULES
     notifications: NotificationConfig | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
 
 
 def local_postgres_dir(state_dir: Path) -> Path:
@@ -104,6 +111,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
     """Stopped in this order once the devices have said goodbye."""
     simulation_stop = threading.Event()
     metrics_server: WSGIServer | None = None
+    api_server: BackgroundApiServer | None = None
     try:
         say(f"[1/5] broker: mosquitto on 127.0.0.1:{options.mqtt_port} ({broker.data_dir})")
         broker.start()
@@ -133,13 +141,14 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             )
         )
         metrics_server = serve_metrics(running.ingest.metrics, options.metrics_port)
+        api_server = _start_api(database_url, options)
         say(
             f"[5/5] ingest, the rules engine ({len(running.engine.rules.rules)} rules), HVAC, sign "
             f"and lighting control ({running.strategy}) and the simulated city running "
             f"({len(inventory.devices)} devices, each its own MQTT client, at "
             f"{options.speed:g}x real time)"
         )
-        _explain(database_url, options)
+        _explain(database_url, options, api_server.url, state_dir)
         _report_progress(database_url, stop)
     finally:
         simulation_stop.set()
@@ -150,9 +159,7 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             service.stop()
         for thread in threads:
             thread.join(timeout=30)
-        if metrics_server is not None:
-            metrics_server.shutdown()
-            metrics_server.server_close()
+        _stop_servers(api_server, metrics_server)
         broker.stop()
         if postgres is not None:
             postgres.stop()
@@ -308,7 +315,8 @@ def _strategy_in_force(database_url: str) -> tuple[Strategy, str]:
 
 
 def _reload_on_sighup(engine: RulesService) -> None:
-    """SIGHUP reloads the rule file (a file with errors is refused; the rules stay)."""
+    """SIGHUP reloads the rule file (a file with errors is refused; the rules stay), or the rule
+    set activated in the database while one is in force."""
     if threading.current_thread() is not threading.main_thread():
         return  # signals reach the main thread only (tests run `up` in a thread)
 
@@ -318,7 +326,74 @@ def _reload_on_sighup(engine: RulesService) -> None:
     signal.signal(signal.SIGHUP, reload)
 
 
-def _explain(database_url: str, options: UpOptions) -> None:
+def _stop_servers(api: BackgroundApiServer | None, metrics: WSGIServer | None) -> None:
+    if api is not None:
+        api.stop()
+    if metrics is not None:
+        metrics.shutdown()
+        metrics.server_close()
+
+
+def _start_api(database_url: str, options: UpOptions) -> BackgroundApiServer:
+    config = ApiConfig(
+        database_url=database_url,
+        mqtt_port=options.mqtt_port,
+        rules_file=options.rules_file,
+    )
+    server = BackgroundApiServer(config, options.api_host, options.api_port)
+    try:
+        server.start()
+    except ApiServerError:
+        server.stop()  # a server that did start late must not outlive `up`
+        raise
+    return server
+
+
+# The demo's people: one of each role; the crew works on every street and building of the site.
+_DEMO_PEOPLE: Final = (
+    ("admin", Role.ADMIN),
+    ("technician", Role.TECHNICIAN),
+    ("energy", Role.ENERGY_MANAGER),
+    ("crew", Role.CREW),
+)
+
+
+def _welcome(database_url: str, api_url: str, state_dir: Path) -> None:
+    """Give the demo its people on first start (random passwords, kept in a file only root
+    reads) and say where to log in."""
+    logins = state_dir / "demo-logins.txt"
+    with psycopg.connect(database_url) as connection:
+        if not list_users(connection):
+            groups, buildings = _all_places(connection)
+            lines = []
+            for username, role in _DEMO_PEOPLE:
+                password = new_password()
+                mine = role is Role.CREW
+                create_user(
+                    connection, username, role, password=password, language="fr",
+                    street_groups=groups if mine else (), buildings=buildings if mine else (),
+                )  # fmt: skip
+                lines.append(f"{username:<12} {role.value:<15} {password}")
+            descriptor = os.open(logins, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                file.write("\n".join(lines) + "\n")
+    typer.echo(
+        f"Crew console: {api_url}/console/   API: {api_url}/api/v1/docs\n"
+        f"  demo logins (user, role, password) in {logins}"
+    )
+
+
+def _all_places(connection: psycopg.Connection) -> tuple[list[str], list[str]]:
+    groups = connection.execute(
+        "SELECT DISTINCT street_group FROM devices WHERE street_group IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    buildings = connection.execute(
+        "SELECT DISTINCT building FROM devices WHERE building IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    return [row[0] for row in groups], [row[0] for row in buildings]
+
+
+def _explain(database_url: str, options: UpOptions, api_url: str, state_dir: Path) -> None:
     port = options.mqtt_port
     lines = [
         "",
@@ -341,8 +416,9 @@ def _explain(database_url: str, options: UpOptions) -> None:
         lines.append(
             f"  curl -s http://127.0.0.1:{options.metrics_port}/metrics | grep smartcity_ingest"
         )
-    lines.append("Press Ctrl-C to stop everything.\n")
     typer.echo("\n".join(lines))
+    _welcome(database_url, api_url, state_dir)
+    typer.echo("Press Ctrl-C to stop everything.\n")
 
 
 _PROGRESS_QUERY = """

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx2
 import psycopg
 import pytest
 
@@ -27,6 +28,7 @@ def test_up_runs_the_platform_until_asked_to_stop(empty_database_url: str, tmp_p
         postgres_port=free_port(),
         database_url=empty_database_url,
         metrics_port=0,
+        api_port=free_port(),
         speed=600.0,  # every device reports within seconds
     )
     errors: list[BaseException] = []
@@ -44,10 +46,21 @@ def test_up_runs_the_platform_until_asked_to_stop(empty_database_url: str, tmp_p
         except psycopg.errors.UndefinedTable:
             return False  # not migrated yet
 
+    logins = tmp_path / "state" / "demo-logins.txt"
     platform = threading.Thread(target=run)
     platform.start()
     try:
         wait_until(every_device_heard, timeout_s=60, what="every device of the site to be heard")
+        wait_until(logins.exists, timeout_s=30, what="the demo logins to be written")
+        crew_password = next(
+            line.split()[2] for line in logins.read_text().splitlines() if line.startswith("crew ")
+        )
+        login = httpx2.post(
+            f"http://127.0.0.1:{options.api_port}/api/v1/auth/login",
+            json={"username": "crew", "password": crew_password},
+        )
+        assert login.status_code == 201, login.text
+        assert set(login.json()["user"]["street_groups"]) == {"menzel"}
     finally:
         stop.set()
         stopping = time.monotonic()

@@ -21,8 +21,12 @@ MAY_IMPORT: Final = {
     "ingest": {"protocol", "storage"},
     "storage": {"protocol"},
     "rules": {"protocol", "storage"},
+    "api": {"protocol", "storage", "rules", "simulators", "smartcity"},
+    "dashboards": {"storage"},
 }
-"""``simulators`` writes its history and ground truth through ``storage`` (bulk COPY)."""
+"""``simulators`` writes its history and ground truth through ``storage`` (bulk COPY).
+``api`` runs what-ifs (``smartcity.whatif``, which drives the building simulator) and checks
+rule files against the simulator's fault types, as ``smartcity rules check`` does."""
 SHARED: Final = frozenset({"smartcity.logs"})
 """Modules any package may use: structured logging, a leaf importing nothing of ours."""
 

@@ -1,0 +1,215 @@
+"""Errors as problem details (RFC 9457): one JSON shape for every error the API returns.
+
+Routes raise :class:`ApiError` (or a subclass); the handlers installed by
+:func:`install_problem_handlers` turn it, FastAPI's validation errors and Starlette's HTTP
+errors into ``application/problem+json`` bodies. The ``type`` of a problem is a relative URI
+naming its kind (``/problems/forbidden``); ``about:blank`` when the status says it all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any, Final
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+_log: Final = logging.getLogger("smartcity.api")
+
+
+class InvalidParameter(BaseModel):
+    """One field of a request that was refused, and why."""
+
+    location: str = Field(description="Where the field is: body, query, path or header.")
+    field: str = Field(description="The field's path, dotted (``params.heating_setpoint``).")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str = Field("about:blank", description="A URI naming the kind of problem.")
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(ge=400, le=599)
+    detail: str = Field("", description="What went wrong this time, and what to do.")
+    instance: str = Field("", description="The request path the problem arose on.")
+    errors: list[InvalidParameter] = Field(
+        default_factory=list, description="The refused fields of a request that did not validate."
+    )
+
+
+class ApiError(Exception):
+    """An error a route reports to its caller."""
+
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST
+    kind: str = "bad-request"
+
+    def __init__(self, detail: str, *, status: HTTPStatus | None = None, kind: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if kind:
+            self.kind = kind
+
+
+class NotFoundError(ApiError):
+    status = HTTPStatus.NOT_FOUND
+    kind = "not-found"
+
+
+class ConflictError(ApiError):
+    """The request is valid but the resource's state does not allow it (acknowledging a
+    closed alert, reusing a name)."""
+
+    status = HTTPStatus.CONFLICT
+    kind = "conflict"
+
+
+class UnauthorizedError(ApiError):
+    status = HTTPStatus.UNAUTHORIZED
+    kind = "unauthorized"
+
+
+class ForbiddenError(ApiError):
+    status = HTTPStatus.FORBIDDEN
+    kind = "forbidden"
+
+
+class UnprocessableError(ApiError):
+    """Well-formed but meaningless: a rule file that does not check, a range ending before
+    it starts."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    kind = "unprocessable"
+
+
+class UnavailableError(ApiError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    kind = "unavailable"
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    instance: str,
+    *,
+    kind: str = "",
+    errors: Sequence[InvalidParameter] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The ``application/problem+json`` response for one problem."""
+    problem = Problem(
+        type=f"/problems/{kind}" if kind else "about:blank",
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        errors=list(errors),
+    )
+    return JSONResponse(
+        problem.model_dump(),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _invalid_parameters(error: RequestValidationError) -> list[InvalidParameter]:
+    found = []
+    for entry in error.errors():
+        location, *path = [str(part) for part in entry.get("loc", ("body",))] or ["body"]
+        found.append(
+            InvalidParameter(location=location, field=".".join(path), message=str(entry["msg"]))
+        )
+    return found
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error the application raises leaves as problem details."""
+
+    async def on_problem(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)  # noqa: S101 - registered for ApiError only
+        headers = (
+            {"WWW-Authenticate": "Bearer"} if error.status == HTTPStatus.UNAUTHORIZED else None
+        )
+        return problem_response(
+            error.status, error.detail, request.url.path, kind=error.kind, headers=headers
+        )
+
+    async def on_invalid(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for it only
+        found = _invalid_parameters(error)
+        summary = "; ".join(f"{p.location} {p.field}: {p.message}" for p in found[:5])
+        return problem_response(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            f"the request did not validate: {summary}",
+            request.url.path,
+            kind="invalid-request",
+            errors=found,
+        )
+
+    async def on_http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for it only
+        return problem_response(
+            error.status_code,
+            str(error.detail) if error.detail else HTTPStatus(error.status_code).phrase,
+            request.url.path,
+            headers=dict(error.headers) if error.headers else None,
+        )
+
+    async def on_refused_value(request: Request, error: Exception) -> JSONResponse:
+        # A value the database cannot hold (SQLSTATE class 22, or psycopg's own check), such
+        # as a NUL character in a text or a date out of range: the caller's input, not a bug.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "a value"
+        return problem_response(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            f"the database refused a value of the request: {reason}",
+            request.url.path,
+            kind="invalid-value",
+        )
+
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        _log.error(
+            "request failed",
+            exc_info=error,
+            extra={"path": request.url.path, "method": request.method},
+        )
+        return problem_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            "the request failed on the server; it is logged. Try again, or report the time.",
+            request.url.path,
+        )
+
+    app.add_exception_handler(ApiError, on_problem)
+    app.add_exception_handler(psycopg.DataError, on_refused_value)
+    app.add_exception_handler(Exception, on_unexpected)
+    app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problems a route may return (their media type is
+    made ``application/problem+json`` by :func:`problems_as_problem_json`)."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
+    }
+
+
+def problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``schema`` with every error response documented as problem+json, which is
+    what the handlers send (FastAPI would say application/json)."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[:1] in {"4", "5"} and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    return schema

@@ -1,0 +1,137 @@
+"""The API's log-in, tokens, users and roles, against the real database."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.integration.api_fixtures import PASSWORD, ApiSession
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_request_without_a_token_is_refused_as_a_problem(api: ApiSession) -> None:
+    response = api.client.get("/api/v1/auth/me")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
+    problem = response.json()
+    assert problem["status"] == 401
+    assert problem["type"] == "/problems/unauthorized"
+    assert "bearer token" in problem["detail"]
+    assert problem["instance"] == "/api/v1/auth/me"
+
+
+def test_a_wrong_token_is_refused(api: ApiSession) -> None:
+    response = api.client.get("/api/v1/auth/me", headers={"Authorization": "Bearer sc_nope"})
+    assert response.status_code == 401
+    assert "unknown, revoked or expired" in response.json()["detail"]
+
+
+def test_log_in_gives_a_session_token_that_logs_out(api: ApiSession) -> None:
+    wrong = api.client.post(
+        "/api/v1/auth/login", json={"username": "crew-north", "password": "nope"}
+    )
+    assert wrong.status_code == 401
+    unknown = api.client.post("/api/v1/auth/login", json={"username": "ghost", "password": "x"})
+    assert unknown.status_code == 401
+    assert unknown.json()["detail"] == wrong.json()["detail"]  # no telling who exists
+
+    response = api.client.post(
+        "/api/v1/auth/login", json={"username": "crew-north", "password": PASSWORD}
+    )
+    assert response.status_code == 201
+    session = response.json()
+    assert session["user"]["role"] == "crew"
+    assert session["user"]["street_groups"] == ["route-el-menzel-north"]
+    assert "acknowledge" in session["user"]["permissions"]
+    headers = {"Authorization": f"Bearer {session['token']}"}
+    assert api.client.get("/api/v1/auth/me", headers=headers).json()["username"] == "crew-north"
+    assert api.client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    assert api.client.get("/api/v1/auth/me", headers=headers).status_code == 401
+
+
+def test_tokens_are_stored_only_as_digests(api: ApiSession) -> None:
+    with psycopg.connect(api.database_url) as connection:
+        digests = [row[0] for row in connection.execute("SELECT digest FROM api_tokens")]
+    assert len(digests) == len(api.tokens)
+    assert not set(api.tokens.values()) & set(digests)
+
+
+def test_only_an_admin_manages_users(api: ApiSession) -> None:
+    for who in ("technician", "energy", "crew-north"):
+        response = api.client.get("/api/v1/users", headers=api.headers(who))
+        assert response.status_code == 403, who
+        assert "needs the role admin" in response.json()["detail"]
+    assert api.client.get("/api/v1/users", headers=api.headers("admin")).status_code == 200
+
+
+def test_an_admin_adds_a_crew_gives_it_a_token_then_disables_it(api: ApiSession) -> None:
+    admin = api.headers("admin")
+    created = api.client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={"username": "crew-east", "role": "crew", "street_groups": ["route-de-fes"]},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["has_password"] is False
+    again = api.client.post(
+        "/api/v1/users", headers=admin, json={"username": "crew-east", "role": "crew"}
+    )
+    assert again.status_code == 409
+    issued = api.client.post("/api/v1/users/crew-east/tokens", headers=admin, json={"days": 30})
+    assert issued.status_code == 201
+    token = issued.json()["token"]
+    crew = {"Authorization": f"Bearer {token}"}
+    assert api.client.get("/api/v1/auth/me", headers=crew).status_code == 200
+
+    disabled = api.client.patch("/api/v1/users/crew-east", headers=admin, json={"disabled": True})
+    assert disabled.json()["disabled"] is True
+    assert api.client.get("/api/v1/auth/me", headers=crew).status_code == 401
+    with psycopg.connect(api.database_url) as connection:
+        actions = [
+            row[0]
+            for row in connection.execute(
+                "SELECT action FROM audit_log WHERE target = 'crew-east' ORDER BY id"
+            )
+        ]
+    assert actions == ["user.create", "token.create", "user.change"]
+
+
+def test_a_bad_request_lists_the_refused_fields(api: ApiSession) -> None:
+    response = api.client.post(
+        "/api/v1/users",
+        headers=api.headers("admin"),
+        json={"username": "Bad Name", "role": "mayor"},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    fields = {error["field"] for error in response.json()["errors"]}
+    assert fields == {"username", "role"}
+
+
+def test_the_openapi_schema_documents_errors_as_problem_details(api: ApiSession) -> None:
+    schema = api.client.get("/api/v1/openapi.json").json()
+    login = schema["paths"]["/api/v1/auth/login"]["post"]["responses"]
+    assert "application/problem+json" in login["401"]["content"]
+    assert "application/json" not in login["401"]["content"]
+    assert "Problem" in schema["components"]["schemas"]
+
+
+def test_a_new_password_ends_the_sessions_but_not_the_script_tokens(api: ApiSession) -> None:
+    login = api.client.post(
+        "/api/v1/auth/login", json={"username": "crew-north", "password": PASSWORD}
+    )
+    session = {"Authorization": f"Bearer {login.json()['token']}"}
+    changed = api.client.patch(
+        "/api/v1/users/crew-north",
+        headers=api.headers("admin"),
+        json={"password": "a brand new password"},
+    )
+    assert changed.status_code == 200
+    assert api.client.get("/api/v1/auth/me", headers=session).status_code == 401
+    assert api.client.get("/api/v1/auth/me", headers=api.headers("crew-north")).status_code == 200
+    relogin = api.client.post(
+        "/api/v1/auth/login", json={"username": "crew-north", "password": "a brand new password"}
+    )
+    assert relogin.status_code == 201

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import ConnectionPool
 
@@ -87,6 +88,13 @@ def create_app(config: ApiConfig) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     install_problem_handlers(app)
+    if config.cors_origins:  # closed by default: browsers refuse other sites' pages
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     for module in (auth, users, devices, telemetry, alerts, rules, strategies, commands, jobs):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)

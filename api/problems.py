@@ -91,6 +91,15 @@ class UnprocessableError(ApiError):
     kind = "unprocessable"
 
 
+class TooManyRequestsError(ApiError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    kind = "too-many-requests"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class UnavailableError(ApiError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     kind = "unavailable"
@@ -137,11 +146,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_problem(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)  # noqa: S101 - registered for ApiError only
-        headers = (
-            {"WWW-Authenticate": "Bearer"} if error.status == HTTPStatus.UNAUTHORIZED else None
-        )
+        headers = {}
+        if error.status == HTTPStatus.UNAUTHORIZED:
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(error, TooManyRequestsError):
+            headers["Retry-After"] = str(error.retry_after_s)
         return problem_response(
-            error.status, error.detail, request.url.path, kind=error.kind, headers=headers
+            error.status, error.detail, request.url.path, kind=error.kind, headers=headers or None
         )
 
     async def on_invalid(request: Request, error: Exception) -> JSONResponse:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import ConnectionPool
+
+from api.throttle import LoginThrottle
 
 if TYPE_CHECKING:
     from api.jobs import JobRunner
@@ -29,6 +31,9 @@ class ApiConfig:
     clock: Callable[[], datetime] | None = None
     """The time for tests; None: the wall clock."""
     mqtt_client_id: str = "smartcity-api"
+    cors_origins: tuple[str, ...] = ()
+    """Web origins allowed to call the API from a browser; none (the default): only pages the
+    API serves itself, such as the console."""
 
 
 @dataclass(slots=True)
@@ -40,3 +45,5 @@ class ApiState:
     """Sends commands to devices over MQTT (started in the lifespan)."""
     jobs: JobRunner | None = None
     """Runs backtests and what-ifs in the background (started in the lifespan)."""
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
+    """Failed log-ins by user name and address (:mod:`api.throttle`)."""

@@ -53,6 +53,7 @@ def api(
         mqtt_port=settings.mqtt_port,
         pool_size=settings.api_pool_size,
         session_lifetime=timedelta(hours=settings.api_session_hours),
+        cors_origins=settings.api_cors_origins,
     )
     listen_host = host or settings.api_host
     listen_port = port or settings.api_port

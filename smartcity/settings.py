@@ -52,3 +52,6 @@ class Settings(BaseSettings):
     """How long a console log-in lasts: one working shift."""
     api_pool_size: PositiveInt = 8
     """Database connections the API keeps open."""
+    api_cors_origins: tuple[str, ...] = ()
+    """Web origins whose pages may call the API, as JSON (``'["https://grafana.sefrou.ma"]'``);
+    none by default: the console, served by the API itself, needs none."""

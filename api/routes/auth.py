@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
 from api.accounts import check_password, find_user, issue_token, revoke_token
 from api.deps import Caller, Db, Now, State
-from api.problems import UnauthorizedError, problem_responses
+from api.problems import TooManyRequestsError, UnauthorizedError, problem_responses
 from api.roles import PERMISSIONS, Permission, Role
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -55,15 +56,27 @@ def _me(connection: Db, username: str) -> Me:
 @router.post(
     "/login",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
     summary="Log in with a password; get a session token",
 )
-def login(credentials: Credentials, connection: Db, state: State, at: Now) -> Session:
+def login(
+    credentials: Credentials, request: Request, connection: Db, state: State, at: Now
+) -> Session:
     """A session token for the console, valid for one shift (``SMARTCITY_API_SESSION_HOURS``).
 
-    Scripts use long-lived tokens made by an admin instead."""
+    Scripts use long-lived tokens made by an admin instead. After 5 failed log-ins for a user
+    name, or 20 from an address, in 15 minutes, log-ins wait (429 with ``Retry-After``)."""
+    address = request.client.host if request.client is not None else "unknown"
+    wait = state.logins.retry_after(credentials.username, address, at)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait.total_seconds()))
+        raise TooManyRequestsError(
+            f"too many failed log-ins: try again in {seconds} s, or ask an admin", seconds
+        )
     if not check_password(connection, credentials.username, credentials.password):
+        state.logins.failed(credentials.username, address, at)
         raise UnauthorizedError("wrong user name or password")
+    state.logins.succeeded(credentials.username)
     token, info = issue_token(
         connection,
         credentials.username,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from api.state import ApiConfig
+from smartcity.local_services import LocalMosquitto
 from tests.integration.api_fixtures import PASSWORD, ApiSession
 
 pytestmark = pytest.mark.integration
@@ -135,3 +139,52 @@ def test_a_new_password_ends_the_sessions_but_not_the_script_tokens(api: ApiSess
         "/api/v1/auth/login", json={"username": "crew-north", "password": "a brand new password"}
     )
     assert relogin.status_code == 201
+
+
+def test_log_ins_wait_after_five_failures_even_with_the_right_password(api: ApiSession) -> None:
+    for _ in range(5):
+        wrong = api.client.post(
+            "/api/v1/auth/login", json={"username": "crew-north", "password": "guess"}
+        )
+        assert wrong.status_code == 401
+    refused = api.client.post(
+        "/api/v1/auth/login", json={"username": "crew-north", "password": PASSWORD}
+    )
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 15 * 60
+    assert "too many failed log-ins" in refused.json()["detail"]
+    other = api.client.post(
+        "/api/v1/auth/login", json={"username": "crew-south", "password": PASSWORD}
+    )
+    assert other.status_code == 201  # another user name from the same place still may
+
+
+def test_other_sites_pages_get_no_cors_permission_unless_configured(
+    api: ApiSession, broker: LocalMosquitto
+) -> None:
+    preflight = {
+        "Origin": "https://evil.example",
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    closed = api.client.options("/api/v1/alerts", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    read = api.client.get(
+        "/api/v1/auth/me", headers={**api.headers("technician"), "Origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in read.headers
+
+    config = ApiConfig(
+        database_url=api.database_url,
+        mqtt_port=broker.port,
+        pool_size=2,
+        cors_origins=("https://grafana.sefrou.example",),
+    )
+    with TestClient(create_app(config)) as client:
+        allowed = client.options(
+            "/api/v1/alerts", headers={**preflight, "Origin": "https://grafana.sefrou.example"}
+        )
+        assert allowed.headers["access-control-allow-origin"] == "https://grafana.sefrou.example"
+        other = client.options("/api/v1/alerts", headers=preflight)
+        assert "access-control-allow-origin" not in other.headers

@@ -1,0 +1,56 @@
+"""Log-in throttling (pure): after too many failed log-ins, a user name or an address waits.
+
+Failures are counted per user name (guessing one person's password) and per client address
+(trying many names from one place) over a sliding window; once a count reaches its limit,
+log-ins for that key are refused until the oldest failure in the window expires, even with
+the right password. A success clears its user name's count. Counts live in the API process:
+several API processes each allow their own limit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+USER_LIMIT: Final = 5
+ADDRESS_LIMIT: Final = 20
+WINDOW: Final = timedelta(minutes=15)
+
+
+@dataclass(slots=True)
+class LoginThrottle:
+    user_limit: int = USER_LIMIT
+    address_limit: int = ADDRESS_LIMIT
+    window: timedelta = WINDOW
+    _failures: dict[str, deque[datetime]] = field(default_factory=dict)
+
+    def _recent(self, key: str, now: datetime) -> deque[datetime]:
+        failures = self._failures.setdefault(key, deque())
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]  # bounded memory: only keys with recent failures stay
+            return deque()
+        return failures
+
+    def _keys(self, username: str, address: str) -> tuple[tuple[str, int], tuple[str, int]]:
+        return (f"user:{username.lower()}", self.user_limit), (f"ip:{address}", self.address_limit)
+
+    def retry_after(self, username: str, address: str, now: datetime) -> timedelta | None:
+        """How long this log-in must wait, or None when it may be tried now."""
+        waits = []
+        for key, limit in self._keys(username, address):
+            failures = self._recent(key, now)
+            if len(failures) >= limit:
+                waits.append(failures[0] + self.window - now)
+        return max(waits) if waits else None
+
+    def failed(self, username: str, address: str, now: datetime) -> None:
+        for key, _ in self._keys(username, address):
+            self._recent(key, now)
+            self._failures.setdefault(key, deque()).append(now)
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(f"user:{username.lower()}", None)

@@ -173,3 +173,29 @@ def test_up_refuses_a_bad_rule_or_routing_file_before_starting_anything(
     assert message in output
     assert "(line " in output
     assert not state.exists(), "nothing started: no broker, no database"
+
+
+def test_users_bad_input_is_a_clear_error_with_code_2(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url}
+    code, output = invoke("users", "add", "Bad Name", "--role", "crew", env=env)
+    assert code == 2
+    assert "use a-z, 0-9" in output
+    code, output = invoke(
+        "users", "add", "crew-east", "--role", "crew", "--language", "de", env=env
+    )
+    assert code == 2
+    assert "give en, fr or ar" in output
+    code, output = invoke("users", "add", "crew-east", "--role", "mayor", env=env)
+    assert code == 2
+    code, output = invoke("users", "token", "ghost", env=env)
+    assert code == 2
+    assert "no user 'ghost'" in output
+    assert scalar(database_url, "SELECT count(*) FROM api_users") == 0, "nothing half-made"
+    code, output = invoke("users", "add", "crew-east", "--role", "crew", env=env)
+    assert code == 0
+    code, output = invoke("users", "add", "crew-east", "--role", "crew", env=env)
+    assert code == 2
+    assert "already exists" in output
+    code, output = invoke("users", "token", "crew-east", "--days", "0", env=env)
+    assert code == 2
+    assert scalar(database_url, "SELECT count(*) FROM api_tokens") == 0

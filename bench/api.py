@@ -343,9 +343,7 @@ def measure_panels(
 
 
 def _time_query(connection: psycopg.Connection, sql: str) -> float:
-    started = time.perf_counter()
-    connection.execute(sql).fetchall()
-    return time.perf_counter() - started
+    return _timed(lambda: connection.execute(sql).fetchall())
 
 
 def _panel_line(timing: PanelTiming) -> str:

@@ -505,26 +505,6 @@ def decommission_device(connection: psycopg.Connection[Any], device_id: str, at:
     connection.execute("DELETE FROM device_credentials WHERE device_id = %s", (device_id,))
 
 
-def store_credentials(
-    connection: psycopg.Connection[Any],
-    device_id: str,
-    password_hash: str,
-    created_by: str,
-    at: datetime,
-) -> None:
-    """Set a device's MQTT credentials (user name: its id), replacing any it had."""
-    connection.execute(
-        """
-        INSERT INTO device_credentials (device_id, username, password_hash, created_at, created_by)
-        VALUES (%s, %s, %s, %s, %s)
-        ON CONFLICT (device_id) DO UPDATE SET username = EXCLUDED.username,
-            password_hash = EXCLUDED.password_hash, created_at = EXCLUDED.created_at,
-            created_by = EXCLUDED.created_by
-        """,
-        (device_id, device_id, password_hash, at, created_by),
-    )
-
-
 def topic_prefix(site_id: str, device_class: DeviceClass, device_id: str) -> str:
     """What a device's topics start with (protocol/topics.py): ``.../telemetry``, ``.../cmd``..."""
     topic = DeviceTopic(site_id, device_class, device_id, Channel.TELEMETRY)

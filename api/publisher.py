@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from api.state import ApiConfig
+from protocol.mqtt_account import apply_account
 
 SESSION_EXPIRY_S: Final = 3_600
 """How long the broker keeps the API's session (and its messages in flight) while away."""
@@ -53,6 +54,7 @@ class CommandPublisher:
             client_id=f"{self.config.mqtt_client_id}-{socket.gethostname()}-{os.getpid()}",
             protocol=mqtt.MQTTv5,
         )
+        apply_account(client, self.config.mqtt_account)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.reconnect_delay_set(min_delay=1, max_delay=10)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg_pool import ConnectionPool
 
 from api.throttle import LoginThrottle
+from protocol.mqtt_account import MqttAccount
 
 if TYPE_CHECKING:
     from api.jobs import JobRunner
@@ -24,6 +25,8 @@ class ApiConfig:
     database_url: str
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_account: MqttAccount | None = None
+    """The service's broker account (``svc.<name>``); anonymous if None."""
     pool_size: int = 8
     session_lifetime: timedelta = timedelta(hours=12)
     rules_file: Path | None = None

@@ -43,6 +43,7 @@ from edge_agents.errors import DriverError
 from edge_agents.spool import Spool
 from protocol.catalogue import CATALOGUE
 from protocol.commands import Refusal, check_command
+from protocol.mqtt_account import MqttAccount, apply_account
 from protocol.payloads import (
     PROTOCOL_VERSION,
     CommandAckPayload,
@@ -85,8 +86,8 @@ class AgentIdentity:
 class AgentSettings:
     broker_host: str = "127.0.0.1"
     broker_port: int = 1883
-    username: str | None = None
-    password: str | None = None
+    account: MqttAccount | None = None
+    """The device's broker account (user name: its id) and TLS files; anonymous if None."""
     keepalive_s: int = 60
     sample_interval_s: int | None = None
     """Seconds between samples; the class's expected interval from the catalogue when None."""
@@ -171,8 +172,7 @@ class Agent:
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
         )
-        if self.settings.username is not None:
-            client.username_pw_set(self.settings.username, self.settings.password)
+        apply_account(client, self.settings.account)
         client.max_inflight_messages_set(self.settings.max_inflight)
         client.max_queued_messages_set(0)
         client.will_set(
@@ -478,7 +478,7 @@ class Agent:
         now = self._clock()
         try:
             command = _command_decoder.decode(raw)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, RecursionError) as error:  # nested past msgspec's depth
             self.counters.commands_refused += 1
             self._event("command_refused", Severity.WARNING, f"undecodable command: {error}", {})
             return

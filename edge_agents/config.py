@@ -19,6 +19,7 @@ Example (``agent.yaml``)::
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,8 +40,10 @@ from edge_agents.drivers import Driver
 from edge_agents.errors import AgentConfigError
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
+from protocol.mqtt_account import MqttAccount, TlsFiles
 from protocol.sites import TimeZoneName
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
+from protocol.yamlfile import read_yaml
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN.pattern)]
 
@@ -56,7 +58,23 @@ class BrokerSection(_Strict):
     username: str | None = None
     password_file: Path | None = None
     """A file holding the password, so the configuration itself holds no secret."""
+    ca_file: Path | None = None
+    """Set: connect over TLS, trusting the broker's certificate only if this CA signed it."""
+    certificate_file: Path | None = None
+    """The device's own certificate (the devices' listener requires one) ..."""
+    key_file: Path | None = None
+    """... and its private key."""
     keepalive_s: int = Field(default=60, ge=5, le=3_600)
+
+    @model_validator(mode="after")
+    def _complete(self) -> BrokerSection:
+        if (self.password_file is None) != (self.username is None):
+            raise ValueError("give both username and password_file, or neither")
+        if (self.certificate_file is None) != (self.key_file is None):
+            raise ValueError("give both certificate_file and key_file, or neither")
+        if self.certificate_file is not None and self.ca_file is None:
+            raise ValueError("a client certificate needs ca_file (TLS) as well")
+        return self
 
 
 class SpoolSection(_Strict):
@@ -102,6 +120,11 @@ class AgentConfig(_Strict):
             self.device_class is not DeviceClass.STREETLIGHT
         ):
             raise ValueError("the modbus driver reads a solar charge controller: streetlights only")
+        if self.broker.username is not None and self.broker.username != self.device_id:
+            raise ValueError(
+                f"broker.username {self.broker.username!r} must be the device id "
+                f"{self.device_id!r}: the broker lets an account publish only as its own device"
+            )
         return self
 
     @property
@@ -119,11 +142,14 @@ class AgentConfig(_Strict):
 def load_agent_config(path: Path) -> AgentConfig:
     """Read an agent configuration; raise :class:`AgentConfigError` naming the problem."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise AgentConfigError(f"{path}: cannot read: {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise AgentConfigError(f"{path}: not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise AgentConfigError(f"{path}: cannot read: not UTF-8 text ({error.reason})") from error
+    # read_yaml, not yaml.safe_load: PyYAML's Python parser recurses (a RecursionError on a
+    # deeply nested file) and its constructor raises ValueError (!!int "", a bad date).
+    _, document = read_yaml(text, str(path), AgentConfigError)
     try:
         return AgentConfig.model_validate(document)
     except ValidationError as error:
@@ -134,21 +160,46 @@ def load_agent_config(path: Path) -> AgentConfig:
         raise AgentConfigError(f"{path}: {problems}") from None
 
 
+def _account(broker: BrokerSection, device_id: str) -> MqttAccount | None:
+    """The device's broker account: its password (password listeners) and its TLS files
+    (the devices' TLS listener takes the certificate's name as the account). Every file is
+    read here, so a bad one is a configuration error, not a failure at the first connection."""
+    password = _password(broker.password_file) if broker.password_file is not None else None
+    if broker.ca_file is None:
+        return None if password is None else MqttAccount(device_id, password)
+    tls = TlsFiles(broker.ca_file, broker.certificate_file, broker.key_file)
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=str(broker.ca_file))
+        if broker.certificate_file is not None and broker.key_file is not None:
+            context.load_cert_chain(str(broker.certificate_file), str(broker.key_file))
+    except (OSError, ValueError, ssl.SSLError) as error:
+        files = ", ".join(
+            str(path) for path in (tls.ca_file, tls.certificate_file, tls.key_file) if path
+        )
+        raise AgentConfigError(f"broker TLS files ({files}) cannot be used: {error}") from error
+    return MqttAccount(device_id, password, tls)
+
+
+def _password(path: Path) -> str:
+    try:
+        password = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise AgentConfigError(
+            f"cannot read the broker password file {path}: {error.strerror}"
+        ) from error
+    except ValueError as error:  # a NUL in the path, or a file that is not UTF-8 text
+        raise AgentConfigError(f"cannot read the broker password file {path}: {error}") from error
+    if not password:
+        raise AgentConfigError(f"the broker password file {path} is empty")
+    return password
+
+
 def build_agent(config: AgentConfig, driver: Driver) -> Agent:
-    password = None
-    if config.broker.password_file is not None:
-        try:
-            password = config.broker.password_file.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise AgentConfigError(
-                f"cannot read the broker password file {config.broker.password_file}: "
-                f"{error.strerror}"
-            ) from error
     settings = AgentSettings(
         broker_host=config.broker.host,
         broker_port=config.broker.port,
-        username=config.broker.username,
-        password=password,
+        account=_account(config.broker, config.device_id),
         keepalive_s=config.broker.keepalive_s,
         sample_interval_s=config.sampling.interval_s,
         samples_per_message=config.sampling.samples_per_message,

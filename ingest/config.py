@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.decoding import DEFAULT_WINDOW, AcceptanceWindow
+from protocol.mqtt_account import MqttAccount
 from protocol.payloads import MAX_PAYLOAD_BYTES
 
 
@@ -13,6 +14,8 @@ class IngestConfig:
     database_url: str
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_account: MqttAccount | None = None
+    """The service's broker account (``svc.<name>``); anonymous if None."""
     client_id: str = "smartcity-ingest"
     share_group: str | None = None
     """Subscribe through ``$share/<group>/`` so several ingest processes split the stream."""

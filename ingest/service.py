@@ -40,6 +40,7 @@ from ingest.config import IngestConfig
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Inbound
 from ingest.store_process import BatchStored, DatabaseState
+from protocol.mqtt_account import apply_account
 from protocol.topics import DEVICE_TO_PLATFORM, subscription
 
 __all__ = ["IngestConfig", "IngestService"]
@@ -108,6 +109,7 @@ class IngestService:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        apply_account(client, self.config.mqtt_account)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

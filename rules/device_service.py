@@ -44,6 +44,7 @@ from protocol.decoding import (
     Telemetry,
     decode,
 )
+from protocol.mqtt_account import MqttAccount, apply_account
 from protocol.payloads import PROTOCOL_VERSION, CommandPayload, encode
 from protocol.sites import SiteInventory
 from protocol.topics import ROOT, Channel, DeviceClass, DeviceTopic
@@ -83,6 +84,8 @@ class ServiceConfig:
     strategy: Strategy
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_account: MqttAccount | None = None
+    """The service's broker account (``svc.<name>``); anonymous if None."""
     client_id: str = "smartcity-control"
     """MQTT client id, hence its persistent session (each service has its own default)."""
     commands: CommandPolicy = field(default_factory=CommandPolicy)
@@ -211,6 +214,7 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=mqtt.MQTTv5
         )
+        apply_account(client, self.config.mqtt_account)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = lambda *_: self.ready.set()

@@ -44,6 +44,7 @@ from protocol.decoding import (
     Telemetry,
     decode,
 )
+from protocol.mqtt_account import MqttAccount, apply_account
 from protocol.payloads import DeviceStatus
 from protocol.topics import Channel, DeviceClass, subscription
 from rules import lifecycle, store
@@ -86,6 +87,8 @@ class RulesConfig:
     rules_path: Path
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_account: MqttAccount | None = None
+    """The service's broker account (``svc.<name>``); anonymous if None."""
     client_id: str = "smartcity-rules"
     notifications: NotificationConfig | None = None
     tick_s: float = 5.0
@@ -336,6 +339,7 @@ class RulesService:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        apply_account(client, self.config.mqtt_account)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = lambda *_: self.ready.set()

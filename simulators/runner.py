@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Final
 from edge_agents.agent import Agent, AgentIdentity, AgentSettings
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
+from protocol.mqtt_account import MqttAccount
 from simulators.city import SimulatedCity
 from simulators.faults import FaultType
 
@@ -68,6 +69,9 @@ class RunnerSettings:
     spool_max_bytes: int = SPOOL_MAX_BYTES
     spool_max_age: timedelta = SPOOL_MAX_AGE
     autonomy_after_s: int = 900
+    accounts: Mapping[str, MqttAccount] = field(default_factory=dict)
+    """Each device's broker account by device id; a device without one connects anonymously
+    (only an open test broker lets it in)."""
 
 
 @dataclass(slots=True)
@@ -121,6 +125,7 @@ class FleetRunner:
             AgentSettings(
                 broker_host=settings.broker_host,
                 broker_port=settings.broker_port,
+                account=settings.accounts.get(device_id),
                 keepalive_s=settings.keepalive_s,
                 samples_per_message=settings.samples_per_message,
                 autonomy_after_s=settings.autonomy_after_s,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -20,6 +20,7 @@ from typing import Final
 import numpy as np
 
 from edge_agents.network import raise_open_file_limit
+from protocol.mqtt_account import MqttAccount
 from protocol.sites import SiteInventory
 from simulators.city import SimulatedCity, grid_time
 from simulators.errors import SimulatorError
@@ -57,6 +58,8 @@ class SimulationOptions:
     database_url: str | None = None
     run_name: str | None = None
     samples_per_message: int = 1
+    device_accounts: Mapping[str, MqttAccount] = field(default_factory=dict)
+    """Each device's broker account (a secured broker); none: anonymous."""
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -138,6 +141,7 @@ def run_simulation(
             options.broker_port,
             options.state_dir / "simulate" / run / "spools",
             samples_per_message=options.samples_per_message,
+            accounts=options.device_accounts,
         ),
     )
     clock = SimulationClock(requested, options.speed)

@@ -14,12 +14,14 @@ from api.accounts import AccountError, create_user, issue_token, list_users, upd
 from api.roles import Role
 from api.server import ApiServerError, serve_forever
 from api.state import ApiConfig
+from broker_config.accounts import Service
 from smartcity import logs
 from smartcity.cli_support import (
     fail,
     load_settings,
     require_current_schema,
     require_database_url,
+    service_account,
 )
 
 users_app = typer.Typer(
@@ -51,6 +53,7 @@ def api(
         database_url=url,
         mqtt_host=settings.mqtt_host,
         mqtt_port=settings.mqtt_port,
+        mqtt_account=service_account(settings, Service.API),
         pool_size=settings.api_pool_size,
         session_lifetime=timedelta(hours=settings.api_session_hours),
         cors_origins=settings.api_cors_origins,

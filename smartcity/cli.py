@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,13 +18,23 @@ from typing import Annotated
 import psycopg
 import typer
 
+from broker_config.accounts import AccountError, Service, new_device_password
+from broker_config.pki import PkiError
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
-from protocol.sites import SiteFileError, load_site
+from protocol.mqtt_account import MqttAccount
+from protocol.sites import SiteFileError, SiteInventory, load_site
 from smartcity import logs
 from smartcity.alerts_cli import alerts_app
 from smartcity.api_cli import api as api_command
 from smartcity.api_cli import users_app
+from smartcity.broker_security import (
+    BundleTarget,
+    SecurityFolder,
+    devices_without_credentials,
+    store_device_passwords,
+    write_device_bundle,
+)
 from smartcity.cli_support import (
     DEFAULT_SITE,
     SiteOption,
@@ -32,15 +44,17 @@ from smartcity.cli_support import (
     read_site,
     require_current_schema,
     require_database_url,
+    service_account,
     site_path,
 )
 from smartcity.dashboards_cli import dashboards_app
 from smartcity.energy_cli import energy_app
+from smartcity.local_services import LocalMosquitto
 from smartcity.rules_cli import rules_app
 from smartcity.settings import Settings
 from storage.errors import MigrationError
 from storage.migrate import current_revision, migrate
-from storage.registry import upsert_site
+from storage.registry import load_registry, upsert_site
 
 app = typer.Typer(
     help="Telemetry and control platform for a city's connected infrastructure.",
@@ -61,6 +75,8 @@ app.command("api")(api_command)
 
 log = logging.getLogger("smartcity")
 UP_MQTT_PORT = 18830
+UP_MQTT_DEVICE_PORT = 18831
+UP_MQTT_TLS_PORT = 18883
 UP_POSTGRES_PORT = 54329
 
 
@@ -120,21 +136,111 @@ def db_maintain() -> None:
 
 
 @app.command()
-def provision(site_file: Annotated[Path, typer.Argument(help="Site inventory file.")]) -> None:
-    """Load a site's devices into the registry (creates or updates; idempotent).
+def provision(  # noqa: PLR0917 - each option is a CLI flag
+    site_file: Annotated[Path, typer.Argument(help="Site inventory file.")],
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also give devices broker credentials, one bundle per device in this folder "
+            "(password, certificate and key from the platform's CA, broker.yaml)."
+        ),
+    ] = None,
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            help="With --credentials: new credentials for every device, not only new ones."
+        ),
+    ] = False,
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --credentials: new credentials for this device only, even if it has some "
+            "(repeatable; any device in the registry)."
+        ),
+    ] = None,
+    broker_host: Annotated[
+        str | None,
+        typer.Option(help="Broker name devices connect to (default: SMARTCITY_MQTT_HOST)."),
+    ] = None,
+    broker_port: Annotated[
+        int, typer.Option(help="The broker's TLS port for devices.")
+    ] = UP_MQTT_TLS_PORT,
+) -> None:
+    """Load a site's devices into the registry (creates or updates; idempotent), and with
+    --credentials give each device its broker account and certificate (docs/security.md).
 
-    Example: smartcity provision sites/sefrou.yaml
+    \b
+    Example:
+      smartcity provision sites/sefrou.yaml
+      smartcity provision sites/sefrou.yaml --credentials ./bundles --broker-host broker.sefrou.ma
+      smartcity provision sites/sefrou.yaml --credentials ./bundles --device sl-menzel-n-001
     """
-    url = require_database_url(load_settings())
+    if (rotate or device) and credentials is None:
+        raise typer.BadParameter("--rotate and --device go with --credentials")
+    settings = load_settings()
+    url = require_database_url(settings)
     try:
         inventory = read_site(site_file)
         with psycopg.connect(url) as connection:
             count = upsert_site(connection, inventory)
+            registered = set(load_registry(connection))
     except SiteFileError as error:
         raise fail(str(error)) from error
     except psycopg.Error as error:
         raise fail(f"{error}".strip() + " (has `smartcity db migrate` run?)") from error
     typer.echo(f"site {inventory.site.id}: {count} devices provisioned")
+    if credentials is None:
+        return
+    unknown = sorted(set(device or ()) - registered)
+    if unknown:
+        raise fail(f"not in the registry (or decommissioned): {', '.join(unknown)}")
+    site_devices = [d.id for d in inventory.devices]
+    if device:
+        chosen = list(dict.fromkeys(device))
+    elif rotate:
+        chosen = site_devices
+    else:
+        chosen = devices_without_credentials(url, site_devices)
+    target = BundleTarget(broker_host or settings.mqtt_host, broker_port)
+    _issue_credentials(settings, url, chosen, credentials, target)
+    kept = len(site_devices) - len(set(chosen) & set(site_devices))
+    typer.echo(
+        f"credentials: {len(chosen)} devices in {credentials} (the passwords are nowhere else);"
+        f" {kept} of the site kept theirs"
+        + ("" if rotate or device else " (--rotate or --device replace them)")
+    )
+    typer.echo("a running `smartcity broker` with DATABASE_URL lets them in within 10 s")
+
+
+def _issue_credentials(
+    settings: Settings, url: str, device_ids: list[str], out_dir: Path, target: BundleTarget
+) -> None:
+    """Write each device's bundle, then store the passwords' hashes: a failure on the way
+    leaves the credentials in force untouched and removes the bundles written."""
+    written: list[Path] = []
+    serials: list[tuple[int, str]] = []
+    passwords = {device_id: new_device_password() for device_id in device_ids}
+    try:
+        authority = SecurityFolder(
+            settings.state_dir.resolve() / "security"
+        ).certificate_authority()
+        for done, (device_id, password) in enumerate(passwords.items(), start=1):
+            bundle, serial = write_device_bundle(authority, out_dir, device_id, password, target)
+            written.append(bundle)
+            serials.append((serial, device_id))
+            if done % 200 == 0:
+                typer.echo(f"  {done}/{len(passwords)} bundles written")
+        store_device_passwords(url, passwords, "provision", datetime.now(UTC))
+    except (PkiError, OSError, psycopg.Error) as error:
+        for bundle in written:
+            shutil.rmtree(bundle, ignore_errors=True)
+        raise fail(f"{error} (no credentials changed)") from error
+    try:
+        authority.record_issued(serials)  # the certificates before are revoked at the next sync
+    except OSError as error:
+        raise fail(
+            f"the certificates were not recorded in {authority.index_file}: {error}"
+        ) from error
 
 
 @app.command()
@@ -184,6 +290,7 @@ def make_ingest_service(
             database_url=url,
             mqtt_host=settings.mqtt_host,
             mqtt_port=settings.mqtt_port,
+            mqtt_account=service_account(settings, Service.INGEST),
             client_id=client_id,
             share_group=share_group,
             batch_max_messages=settings.ingest_batch_max_messages,
@@ -199,27 +306,97 @@ def make_ingest_service(
 
 @app.command()
 def broker(
-    port: Annotated[int, typer.Option(help="Port to listen on (loopback).")] = UP_MQTT_PORT,
+    port: Annotated[
+        int, typer.Option(help="Port of the services' listener (loopback).")
+    ] = UP_MQTT_PORT,
+    device_port: Annotated[
+        int,
+        typer.Option(
+            help="Port of a loopback listener for simulated devices (passwords); 0: none."
+        ),
+    ] = UP_MQTT_DEVICE_PORT,
+    tls_port: Annotated[
+        int, typer.Option(help="Port of the devices' TLS listener; 0: none.")
+    ] = UP_MQTT_TLS_PORT,
+    tls_bind: Annotated[
+        str, typer.Option(help="Address of the devices' TLS listener.")
+    ] = "0.0.0.0",  # noqa: S104 - devices reach it over the city network
+    host: Annotated[
+        list[str] | None,
+        typer.Option(help="Name or address devices use to reach the broker (repeatable)."),
+    ] = None,
 ) -> None:
-    """Run the platform's own Mosquitto with broker_config/ until Ctrl-C.
+    """Run the platform's own Mosquitto, secured, until Ctrl-C (docs/security.md).
 
-    Example: smartcity broker --port 18830
+    Anonymous access is off. Services log in on the loopback listener with their accounts
+    (made once under SMARTCITY_STATE_DIR/security/accounts; point SMARTCITY_MQTT_ACCOUNTS_DIR
+    there). Devices connect over TLS with the certificate `smartcity provision --credentials`
+    gave them; simulated devices (`simulate --device-passwords`) on the loopback device
+    listener with their passwords. With DATABASE_URL set, devices provisioned, rotated or
+    decommissioned later are let in or put out within 10 s.
+
+    \b
+    Example:
+      DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity \\
+        smartcity broker --host broker.sefrou.ma --tls-port 8883
     """
-    from smartcity.local_services import LocalMosquitto, LocalServiceError
+    from broker_config import BrokerSecurity
+    from smartcity.broker_security import AccessSync, BrokerAccess, SecurityFolder, sync_access
+    from smartcity.local_services import LocalServiceError
 
     settings = load_settings()
-    mosquitto = LocalMosquitto(settings.state_dir.resolve() / "broker", port)
+    state_dir = settings.state_dir.resolve()
+    security = SecurityFolder(state_dir / "security")
+    stop = threading.Event()
+    on_termination(stop)  # from here on, SIGTERM and Ctrl-C stop the broker cleanly
+    try:
+        listener = security.device_listener(tls_port, host or [], tls_bind) if tls_port else None
+        mosquitto = LocalMosquitto(
+            state_dir / "broker", port, security=BrokerSecurity(listener, device_port or None)
+        )
+        authority = security.certificate_authority() if listener is not None else None
+        access = BrokerAccess(
+            mosquitto.layout, security.service_logins(), settings.database_url, authority
+        )
+        report = sync_access(access)
+    except (AccountError, PkiError, OSError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    sync = AccessSync(access, mosquitto.reload)
     try:
         mosquitto.start()
+        sync.start()
+        _describe_broker(mosquitto, security, report.devices)
+        if listener is not None and not host and tls_bind not in {"127.0.0.1", "localhost"}:
+            typer.echo(
+                "warning: the server certificate names only localhost and 127.0.0.1; give "
+                "--host with the name devices use, or they will refuse the broker",
+                err=True,
+            )
+        while not stop.wait(1):
+            if not mosquitto.running:
+                raise fail(f"mosquitto exited; see {mosquitto.layout.log_file}")
     except LocalServiceError as error:
         raise fail(str(error)) from error
-    typer.echo(f"mosquitto on 127.0.0.1:{port}, config {mosquitto.layout.config_file}")
-    stop = threading.Event()
-    on_termination(stop)
-    while not stop.wait(1):
-        if not mosquitto.running:
-            raise fail(f"mosquitto exited; see {mosquitto.layout.log_file}")
-    mosquitto.stop()
+    finally:
+        mosquitto.stop()  # first: a second Ctrl-C must not leave the broker behind
+        sync.stop()
+
+
+def _describe_broker(broker: LocalMosquitto, security: SecurityFolder, devices: int) -> None:
+    layout = broker.layout
+    typer.echo(f"mosquitto: services on 127.0.0.1:{layout.port}, config {layout.config_file}")
+    options = layout.security
+    if options is not None and options.local_device_port is not None:
+        typer.echo(f"simulated devices (passwords) on 127.0.0.1:{options.local_device_port}")
+    if options is not None and options.device_listener is not None:
+        listener = options.device_listener
+        typer.echo(
+            f"devices: TLS on {listener.bind_address}:{listener.port}, CA {listener.ca_file}"
+        )
+    typer.echo(
+        f"accounts: {len(Service)} services (passwords in {security.accounts_dir}), "
+        f"{devices} devices with a password"
+    )
 
 
 @app.command()
@@ -248,13 +425,24 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
         str | None,
         typer.Option(help="Simulated start (ISO; default now, or a day ago when accelerated)."),
     ] = None,
+    device_passwords: Annotated[
+        bool,
+        typer.Option(
+            help="Give every simulated device a fresh broker password, stored hashed in "
+            "DATABASE_URL, for a secured broker (`smartcity broker`) that reads it."
+        ),
+    ] = False,
 ) -> None:
     """Run every device of a site as its own edge agent and MQTT client, until Ctrl-C.
 
     The ground truth of the injected faults goes to .smartcity/simulate/<run>/ground_truth.csv
-    and, when DATABASE_URL is set, to the fault_ground_truth table.
+    and, when DATABASE_URL is set, to the fault_ground_truth table. Against the platform's
+    secured broker, --device-passwords gives the devices their accounts.
 
-    Example: SMARTCITY_MQTT_PORT=18830 smartcity simulate --speed 60 --faults faults.yaml --seed 7
+    \b
+    Example:
+      DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity SMARTCITY_MQTT_PORT=18830 \\
+        smartcity simulate --speed 60 --faults faults.yaml --seed 7 --device-passwords
     """
     from simulators.errors import SimulatorError
     from simulators.simulate import SimulationOptions, run_simulation
@@ -275,6 +463,7 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
             database_url=settings.database_url,
             run_name=run_name,
             start=None if start is None else parse_moment(start, "--start"),
+            device_accounts=_simulated_accounts(settings, inventory) if device_passwords else {},
         )
         stop = threading.Event()
         on_termination(stop)
@@ -283,6 +472,23 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
         raise fail(str(error)) from error
     delivered = sum(a.counters.messages_acknowledged for a in runner.agents.values())
     typer.echo(f"stopped: {delivered} messages delivered")
+
+
+def _simulated_accounts(settings: Settings, inventory: SiteInventory) -> dict[str, MqttAccount]:
+    """Fresh passwords for the site's devices, their hashes in the database; then a wait for
+    the broker's next look at them."""
+    from smartcity.broker_security import SYNC_INTERVAL_S, issue_device_passwords
+
+    url = require_database_url(settings)
+    passwords = issue_device_passwords(
+        url, [device.id for device in inventory.devices], "simulate", datetime.now(UTC)
+    )
+    typer.echo(
+        f"{len(passwords)} device passwords stored; waiting {SYNC_INTERVAL_S:g} s for the broker"
+        " to take them up"
+    )
+    time.sleep(SYNC_INTERVAL_S + 1)
+    return {device_id: MqttAccount(device_id, secret) for device_id, secret in passwords.items()}
 
 
 @app.command()
@@ -402,7 +608,15 @@ def agent(
 @app.command()
 def up(  # noqa: PLR0917 - each option is a CLI flag
     site: SiteOption = DEFAULT_SITE,
-    mqtt_port: Annotated[int, typer.Option(help="Port of the platform's broker.")] = UP_MQTT_PORT,
+    mqtt_port: Annotated[
+        int, typer.Option(help="Port of the broker's listener for the services.")
+    ] = UP_MQTT_PORT,
+    mqtt_device_port: Annotated[
+        int, typer.Option(help="Port of the broker's listener for the simulated devices.")
+    ] = UP_MQTT_DEVICE_PORT,
+    mqtt_tls_port: Annotated[
+        int, typer.Option(help="Port of the broker's TLS listener for devices (loopback); 0: none.")
+    ] = UP_MQTT_TLS_PORT,
     postgres_port: Annotated[
         int, typer.Option(help="Port of the local PostgreSQL (unused with DATABASE_URL).")
     ] = UP_POSTGRES_PORT,
@@ -447,6 +661,8 @@ def up(  # noqa: PLR0917 - each option is a CLI flag
         rules_file=rules or DEFAULT_RULES,
         api_host=settings.api_host,
         api_port=settings.api_port,
+        mqtt_device_port=mqtt_device_port,
+        mqtt_tls_port=mqtt_tls_port or None,
     )
     try:
         load_rules(options.rules_file)  # a bad file stops here, before anything starts
@@ -459,6 +675,8 @@ def up(  # noqa: PLR0917 - each option is a CLI flag
         MigrationError,
         RuleFileError,
         NotificationConfigError,
+        AccountError,
+        PkiError,
         psycopg.Error,
     ) as error:
         raise fail(str(error)) from error

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Final
 import typer
 from pydantic import ValidationError
 
+from broker_config.accounts import AccountError, Service
+from protocol.mqtt_account import MqttAccount
 from protocol.sites import SiteInventory, load_site
 from smartcity.settings import Settings
 
@@ -51,6 +53,16 @@ def load_settings() -> Settings:
             for problem in error.errors()
         )
         raise fail(f"invalid setting: {problems}") from None
+
+
+def service_account(settings: Settings, service: Service) -> MqttAccount | None:
+    """``service``'s broker account from SMARTCITY_MQTT_ACCOUNTS_DIR, or a clear exit."""
+    try:
+        return settings.mqtt_account(service)
+    except AccountError as error:
+        raise fail(
+            f"{error} (SMARTCITY_MQTT_ACCOUNTS_DIR: `smartcity broker` writes it)"
+        ) from error
 
 
 def require_database_url(settings: Settings) -> str:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import psycopg
 import typer
 
+from broker_config.accounts import Service
 from protocol.sites import SiteFileError, SiteInventory
 from rules.commanding import CommandPolicy
 from rules.control import ControlConfig, HvacControlService
@@ -28,6 +29,7 @@ from smartcity.cli_support import (
     read_site,
     require_current_schema,
     require_database_url,
+    service_account,
     strategy_from_database,
 )
 from smartcity.settings import Settings
@@ -108,6 +110,7 @@ class ControlStart:
             self.strategy,
             mqtt_host=self.settings.mqtt_host,
             mqtt_port=self.settings.mqtt_port,
+            mqtt_account=service_account(self.settings, Service.CONTROL),
             client_id=client_id,
             commands=self.commands,
             event_time=event_time,

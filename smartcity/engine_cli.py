@@ -11,10 +11,17 @@ from typing import Annotated
 import psycopg
 import typer
 
+from broker_config.accounts import Service
 from rules.model import RuleFileError
 from rules.notify import NotificationConfigError, load_notification_config
 from rules.service import RulesConfig, RulesService
-from smartcity.cli_support import fail, load_settings, require_current_schema, require_database_url
+from smartcity.cli_support import (
+    fail,
+    load_settings,
+    require_current_schema,
+    require_database_url,
+    service_account,
+)
 
 PACKAGED_RULES = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
@@ -64,6 +71,7 @@ def run_engine(
                 rules,
                 mqtt_host=settings.mqtt_host,
                 mqtt_port=settings.mqtt_port,
+                mqtt_account=service_account(settings, Service.RULES),
                 client_id=client_id,
                 notifications=routes,
                 event_time=event_time,

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker_config import BrokerLayout, write_config
+from broker_config import BrokerLayout, BrokerSecurity, write_config
 from edge_agents.network import raise_open_file_limit
 
 
@@ -29,6 +29,14 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> None:
@@ -47,11 +55,13 @@ class LocalMosquitto:
     data_dir: Path
     port: int
     bind_address: str = "127.0.0.1"
+    security: BrokerSecurity | None = None
+    """None: an open broker (anonymous, loopback only), for tests not about the broker."""
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def layout(self) -> BrokerLayout:
-        return BrokerLayout(self.port, self.data_dir, self.bind_address)
+        return BrokerLayout(self.port, self.data_dir, self.bind_address, self.security)
 
     def start(self, timeout_s: float = 10.0) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -59,6 +69,11 @@ class LocalMosquitto:
             raise LocalServiceError(
                 "mosquitto is not installed: run scripts/bootstrap (or apt-get install mosquitto)"
             )
+        for port in self.layout.ports:
+            if _listening(self.bind_address, port):
+                raise LocalServiceError(
+                    f"port {port} is already in use (another broker, or one left running?)"
+                )
         config = write_config(self.layout)
         self._process = subprocess.Popen(
             [binary, "-c", str(config)],
@@ -68,11 +83,15 @@ class LocalMosquitto:
             preexec_fn=raise_open_file_limit,  # noqa: PLW1509 - only sets a resource limit
         )
         try:
-            wait_for_port(self.port, timeout_s)
+            for port in self.layout.ports:
+                wait_for_port(port, timeout_s)
         except LocalServiceError:
             self.kill()
             log_tail = self._log_tail()
             raise LocalServiceError(f"mosquitto did not start; its log ends:\n{log_tail}") from None
+        if not self.running:  # something else answered on our port
+            self._process = None
+            raise LocalServiceError(f"mosquitto exited at start; its log ends:\n{self._log_tail()}")
 
     def _log_tail(self) -> str:
         try:
@@ -83,6 +102,12 @@ class LocalMosquitto:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def reload(self) -> None:
+        """Make the broker read its password files, ACL and revocation list again (SIGHUP)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGHUP)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop cleanly: mosquitto saves its persistence file on SIGTERM."""

@@ -11,6 +11,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker_config.accounts import Service, read_password, service_password_file
+from protocol.mqtt_account import MqttAccount
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -30,6 +33,10 @@ class Settings(BaseSettings):
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: PositiveInt = 1883
+    mqtt_accounts_dir: Path | None = None
+    """The folder of the services' broker passwords, one file per service (``ingest``,
+    ``rules``, ``control``, ``api``), as ``smartcity broker`` and ``up`` write them; unset:
+    services connect anonymously (only an open test broker lets them)."""
     state_dir: Path = Path(".smartcity")
     """Where `up` and `broker` keep the broker's and the local database's files."""
 
@@ -55,3 +62,12 @@ class Settings(BaseSettings):
     api_cors_origins: tuple[str, ...] = ()
     """Web origins whose pages may call the API, as JSON (``'["https://grafana.sefrou.ma"]'``);
     none by default: the console, served by the API itself, needs none."""
+
+    def mqtt_account(self, service: Service) -> MqttAccount | None:
+        """``service``'s broker account, read from its password file; None if no folder is set.
+
+        Raises :class:`broker_config.accounts.AccountError` when the file cannot be read."""
+        if self.mqtt_accounts_dir is None:
+            return None
+        password = read_password(service_password_file(self.mqtt_accounts_dir, service))
+        return MqttAccount(service.user_name, password)

@@ -1,8 +1,10 @@
 """``smartcity up``: the whole platform on one machine, on the simulated city.
 
-Starts a broker, a database (a private local PostgreSQL, or DATABASE_URL), migrates,
-provisions the site, runs ingest and the simulated city (every device its own edge agent),
-reports progress, and stops all of it cleanly when asked.
+Starts a database (a private local PostgreSQL, or DATABASE_URL), migrates, provisions the
+site and gives every device its broker account, starts the secured broker (passwords and ACL
+for everyone; a TLS listener for devices), runs ingest, the rules engine, the controls, the
+API and the simulated city (every device its own edge agent with its own account), reports
+progress, and stops all of it cleanly when asked.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ from api.roles import Role
 from api.secrets import new_password
 from api.server import ApiServerError, BackgroundApiServer
 from api.state import ApiConfig
+from broker_config import BrokerSecurity
+from broker_config.accounts import Service
+from broker_config.files import write_private
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
+from protocol.mqtt_account import MqttAccount
 from protocol.sites import SiteInventory, load_site
 from protocol.topics import DeviceClass
 from rules.control import ControlConfig, HvacControlService
@@ -40,6 +46,13 @@ from rules.sign_control import SignConfig, SignControlService
 from rules.strategy import Strategy
 from rules.strategy_store import strategy_in_force
 from simulators.simulate import CATCH_UP_SPAN, SimulationOptions, run_simulation
+from smartcity.broker_security import (
+    AccessSync,
+    BrokerAccess,
+    SecurityFolder,
+    issue_device_passwords,
+    sync_access,
+)
 from smartcity.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
 from storage.registry import upsert_site
@@ -64,6 +77,10 @@ class UpOptions:
     notifications: NotificationConfig | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    mqtt_device_port: int = 18831
+    """The simulated devices' listener (loopback, their passwords)."""
+    mqtt_tls_port: int | None = None
+    """The devices' TLS listener (on loopback here); None: none."""
 
 
 def local_postgres_dir(state_dir: Path) -> Path:
@@ -104,29 +121,28 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
     say = typer.echo
     inventory = load_site(options.site_file)
     state_dir = options.state_dir.resolve()
-    broker = LocalMosquitto(state_dir / "broker", options.mqtt_port)
+    security = SecurityFolder(state_dir / "security")
+    broker = _secured_broker(security, state_dir, options)
+    sync: AccessSync | None = None
     postgres: LocalPostgres | None = None
     threads: list[threading.Thread] = []
-    services: list[Service] = []
+    services: list[Running] = []
     """Stopped in this order once the devices have said goodbye."""
     simulation_stop = threading.Event()
     metrics_server: WSGIServer | None = None
     api_server: BackgroundApiServer | None = None
     try:
-        say(f"[1/5] broker: mosquitto on 127.0.0.1:{options.mqtt_port} ({broker.data_dir})")
-        broker.start()
         database_url = options.database_url
         if database_url is None:
             postgres = LocalPostgres(local_postgres_dir(state_dir), options.postgres_port)
             database_url = _start_postgres(postgres, options.postgres_port)
         else:
-            say("[2/5] database: DATABASE_URL")
-        say("[3/5] schema: migrating")
-        migrate(database_url)
-        count = prepare_database(database_url, inventory)
-        say(f"[4/5] registry: {count} devices of site {inventory.site.id}")
-        running = _services(database_url, inventory, options, services)
-        city = _city(inventory, database_url, options, state_dir)
+            say("[1/5] database: DATABASE_URL")
+        device_accounts = _schema_registry_and_accounts(database_url, inventory, security)
+        say(f"[4/5] broker: {_broker_line(broker, options)}")
+        sync = _start_broker(broker, security, database_url)
+        running = _services(database_url, inventory, options, services, security)
+        city = _city(inventory, database_url, options, state_dir, device_accounts)
         _reload_on_sighup(running.engine)
         threads = _start(
             ("ingest", running.ingest.run),
@@ -141,14 +157,14 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
             )
         )
         metrics_server = serve_metrics(running.ingest.metrics, options.metrics_port)
-        api_server = _start_api(database_url, options)
+        api_server = _start_api(database_url, options, security.service_account(Service.API))
         say(
             f"[5/5] ingest, the rules engine ({len(running.engine.rules.rules)} rules), HVAC, sign "
             f"and lighting control ({running.strategy}) and the simulated city running "
             f"({len(inventory.devices)} devices, each its own MQTT client, at "
             f"{options.speed:g}x real time)"
         )
-        _explain(database_url, options, api_server.url, state_dir)
+        _explain(database_url, options, api_server.url, state_dir, security)
         _report_progress(database_url, stop)
     finally:
         simulation_stop.set()
@@ -160,6 +176,8 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
         for thread in threads:
             thread.join(timeout=30)
         _stop_servers(api_server, metrics_server)
+        if sync is not None:
+            sync.stop()
         broker.stop()
         if postgres is not None:
             postgres.stop()
@@ -167,7 +185,76 @@ def run_platform(options: UpOptions, stop: threading.Event) -> None:
 
 
 Control = HvacControlService | LightingControlService | SignControlService
-Service = IngestService | RulesService | Control
+Running = IngestService | RulesService | Control
+
+
+def _secured_broker(
+    security: SecurityFolder, state_dir: Path, options: UpOptions
+) -> LocalMosquitto:
+    listener = (
+        security.device_listener(options.mqtt_tls_port, ["localhost"], "127.0.0.1")
+        if options.mqtt_tls_port
+        else None
+    )
+    return LocalMosquitto(
+        state_dir / "broker",
+        options.mqtt_port,
+        security=BrokerSecurity(listener, options.mqtt_device_port),
+    )
+
+
+def _start_broker(
+    broker: LocalMosquitto, security: SecurityFolder, database_url: str
+) -> AccessSync:
+    """Start the broker with every account of the moment, then keep its password files and
+    revocation list in step with the database (devices provisioned or decommissioned through
+    the API)."""
+    with_tls = broker.security is not None and broker.security.device_listener is not None
+    authority = security.certificate_authority() if with_tls else None
+    access = BrokerAccess(broker.layout, security.service_logins(), database_url, authority)
+    sync_access(access)
+    broker.start()
+    sync = AccessSync(access, broker.reload)
+    sync.start()
+    return sync
+
+
+def _broker_line(broker: LocalMosquitto, options: UpOptions) -> str:
+    line = (
+        f"mosquitto, accounts and ACL on: services on 127.0.0.1:{options.mqtt_port}, the"
+        f" simulated devices on 127.0.0.1:{options.mqtt_device_port}"
+    )
+    if options.mqtt_tls_port:
+        line += f", devices' TLS listener on 127.0.0.1:{options.mqtt_tls_port}"
+    return f"{line} ({broker.data_dir})"
+
+
+def _schema_registry_and_accounts(
+    database_url: str, inventory: SiteInventory, security: SecurityFolder
+) -> dict[str, MqttAccount]:
+    typer.echo("[2/5] schema: migrating")
+    migrate(database_url)
+    count = prepare_database(database_url, inventory)
+    accounts = _fleet_accounts(database_url, inventory, security)
+    typer.echo(
+        f"[3/5] registry: {count} devices of site {inventory.site.id}, each with its own"
+        " broker account"
+    )
+    return accounts
+
+
+def _fleet_accounts(
+    database_url: str, inventory: SiteInventory, security: SecurityFolder
+) -> dict[str, MqttAccount]:
+    """Fresh passwords for the simulated devices; their hashes replace any stored before. They
+    are also written to ``security/simulated-fleet-passwords`` (mode 600), so a technician can
+    publish as a simulated device (docs/protocol.md); real devices' passwords are kept nowhere."""
+    passwords = issue_device_passwords(
+        database_url, [device.id for device in inventory.devices], "up", datetime.now(UTC)
+    )
+    lines = "".join(f"{device_id}:{secret}\n" for device_id, secret in passwords.items())
+    write_private(security.simulated_fleet_passwords, lines.encode())
+    return {device_id: MqttAccount(device_id, secret) for device_id, secret in passwords.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,20 +267,27 @@ class _Services:
 
 
 def _services(
-    database_url: str, inventory: SiteInventory, options: UpOptions, made: list[Service]
+    database_url: str,
+    inventory: SiteInventory,
+    options: UpOptions,
+    made: list[Running],
+    security: SecurityFolder,
 ) -> _Services:
     """Ingest, the rules engine, and the controls of the site's building zones, signs and
     streetlights on the strategy in force, each added to ``made`` as soon as it
     exists, so a failure further on still stops them. The controls take up a strategy
     activated later by themselves."""
-    ingest = _ingest_service(database_url, options)
+    ingest = _ingest_service(database_url, options, security.service_account(Service.INGEST))
     made.append(ingest)
-    engine = _rules_engine(database_url, options)
+    engine = _rules_engine(database_url, options, security.service_account(Service.RULES))
     made.append(engine)
     strategy, label = _strategy_in_force(database_url)
+    control_account = security.service_account(Service.CONTROL)
 
     def settings(kind: type[ControlSettings]) -> ControlSettings:
-        return _control_config(kind, database_url, inventory, strategy, options)
+        return _control_config(
+            kind, database_url, inventory, strategy, options, account=control_account
+        )
 
     makers: tuple[tuple[DeviceClass, Callable[[], Control]], ...] = (
         (DeviceClass.BUILDING, lambda: HvacControlService(settings(ControlConfig))),
@@ -208,12 +302,13 @@ def _services(
     return _Services(ingest, engine, controls, label)
 
 
-def _ingest_service(database_url: str, options: UpOptions) -> IngestService:
+def _ingest_service(database_url: str, options: UpOptions, account: MqttAccount) -> IngestService:
     return IngestService(
         IngestConfig(
             database_url,
             "127.0.0.1",
             options.mqtt_port,
+            mqtt_account=account,
             maintenance_interval_s=30,
             log_level="WARNING",
             log_json=False,
@@ -222,24 +317,29 @@ def _ingest_service(database_url: str, options: UpOptions) -> IngestService:
 
 
 def _city(
-    inventory: SiteInventory, database_url: str, options: UpOptions, state_dir: Path
+    inventory: SiteInventory,
+    database_url: str,
+    options: UpOptions,
+    state_dir: Path,
+    accounts: dict[str, MqttAccount],
 ) -> SimulationOptions:
     return SimulationOptions(
         inventory,
         "127.0.0.1",
-        options.mqtt_port,
+        options.mqtt_device_port,
         state_dir,
         seed=options.seed,
         speed=options.speed,
         random_faults_per_device_year=options.random_faults_per_device_year,
         database_url=database_url,
+        device_accounts=accounts,
     )
 
 
 SUBSCRIBE_TIMEOUT_S = 120.0
 
 
-def _wait_until_subscribed(services: list[Service], stop: threading.Event) -> None:
+def _wait_until_subscribed(services: list[Running], stop: threading.Event) -> None:
     """Every service connected and subscribed before the city's 2,162 clients connect: paho's
     network loop uses select(), which cannot watch a socket numbered above 1023, and the
     devices' connections take those numbers first."""
@@ -268,19 +368,20 @@ def _start(*services: tuple[str, Callable[[], object]]) -> list[threading.Thread
 
 
 def _start_postgres(postgres: LocalPostgres, port: int) -> str:
-    typer.echo(f"[2/5] database: local PostgreSQL on 127.0.0.1:{port} ({postgres.data_dir})")
+    typer.echo(f"[1/5] database: local PostgreSQL on 127.0.0.1:{port} ({postgres.data_dir})")
     postgres.start()
     ensure_database(postgres.url(), DATABASE_NAME)
     return postgres.url(DATABASE_NAME)
 
 
-def _rules_engine(database_url: str, options: UpOptions) -> RulesService:
+def _rules_engine(database_url: str, options: UpOptions, account: MqttAccount) -> RulesService:
     """The rules engine on the default rules; an accelerated city runs on its devices' time."""
     return RulesService(
         RulesConfig(
             database_url,
             options.rules_file,
             mqtt_port=options.mqtt_port,
+            mqtt_account=account,
             notifications=options.notifications,
             event_time=options.speed != 1.0,
         )
@@ -296,6 +397,8 @@ def _control_config(
     inventory: SiteInventory,
     strategy: Strategy,
     options: UpOptions,
+    *,
+    account: MqttAccount,
 ) -> ControlSettings:
     """A control service's settings: the strategy in force, and those activated later; an
     accelerated city runs on its devices' time."""
@@ -304,6 +407,7 @@ def _control_config(
         inventory,
         strategy,
         mqtt_port=options.mqtt_port,
+        mqtt_account=account,
         event_time=options.speed != 1.0,
         follow_active_strategy=True,
     )
@@ -334,10 +438,11 @@ def _stop_servers(api: BackgroundApiServer | None, metrics: WSGIServer | None) -
         metrics.server_close()
 
 
-def _start_api(database_url: str, options: UpOptions) -> BackgroundApiServer:
+def _start_api(database_url: str, options: UpOptions, account: MqttAccount) -> BackgroundApiServer:
     config = ApiConfig(
         database_url=database_url,
         mqtt_port=options.mqtt_port,
+        mqtt_account=account,
         rules_file=options.rules_file,
     )
     server = BackgroundApiServer(config, options.api_host, options.api_port)
@@ -393,8 +498,11 @@ def _all_places(connection: psycopg.Connection) -> tuple[list[str], list[str]]:
     return [row[0] for row in groups], [row[0] for row in buildings]
 
 
-def _explain(database_url: str, options: UpOptions, api_url: str, state_dir: Path) -> None:
+def _explain(
+    database_url: str, options: UpOptions, api_url: str, state_dir: Path, security: SecurityFolder
+) -> None:
     port = options.mqtt_port
+    observer = f'-u svc.observer -P "$(cat {security.accounts_dir / "observer"})"'
     lines = [
         "",
         "Where to look:",
@@ -405,12 +513,9 @@ def _explain(database_url: str, options: UpOptions, api_url: str, state_dir: Pat
         "    SELECT received_at, reason, detail FROM dead_letters ORDER BY id DESC LIMIT 10;",
         "    SELECT issued_at, device_id, reason, outcome FROM commands ORDER BY issued_at DESC"
         " LIMIT 10;",
-        f"  mosquitto_sub -p {port} -t 'sc/#' -v",
-        f"  mosquitto_sub -p {port} -t 'alerts/#' -v    (alerts, as the rules engine raises them)",
+        f"  mosquitto_sub -p {port} {observer} -t 'sc/#' -t 'alerts/#' -v",
         f"  DATABASE_URL='{database_url}' smartcity alerts list",
-        f"  mosquitto_pub -p {port} -q 1 -t sc/sefrou/streetlight/sl-menzel-n-001/telemetry"
-        ' -m \'{"v":1,"seq":1,"samples":[{"ts":"\'$(date -u +%FT%TZ)\'",'
-        '"values":{"battery_soc":55}}]}\'',
+        "  anonymous clients are refused: the broker has accounts and an ACL (docs/security.md)",
     ]
     if options.metrics_port:
         lines.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -94,3 +95,61 @@ def device_counts(connection: psycopg.Connection) -> Mapping[str, int]:
         "SELECT device_class, count(*) FROM devices WHERE decommissioned_at IS NULL GROUP BY 1"
     ).fetchall()
     return dict(rows)
+
+
+def store_credentials(
+    connection: psycopg.Connection,
+    device_id: str,
+    password_hash: str,
+    created_by: str,
+    at: datetime,
+) -> None:
+    """Set a device's MQTT credentials (user name: its id), replacing any it had."""
+    connection.execute(
+        """
+        INSERT INTO device_credentials (device_id, username, password_hash, created_at, created_by)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (device_id) DO UPDATE SET username = EXCLUDED.username,
+            password_hash = EXCLUDED.password_hash, created_at = EXCLUDED.created_at,
+            created_by = EXCLUDED.created_by
+        """,
+        (device_id, device_id, password_hash, at, created_by),
+    )
+
+
+def store_many_credentials(
+    connection: psycopg.Connection,
+    hashes_by_device: Mapping[str, str],
+    created_by: str,
+    at: datetime,
+) -> None:
+    """:func:`store_credentials` for many devices in one statement."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            """
+            INSERT INTO device_credentials
+                (device_id, username, password_hash, created_at, created_by)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (device_id) DO UPDATE SET username = EXCLUDED.username,
+                password_hash = EXCLUDED.password_hash, created_at = EXCLUDED.created_at,
+                created_by = EXCLUDED.created_by
+            """,
+            [
+                (device_id, device_id, password_hash, at, created_by)
+                for device_id, password_hash in hashes_by_device.items()
+            ],
+        )
+
+
+def device_password_hashes(connection: psycopg.Connection) -> list[tuple[str, str]]:
+    """(user name, password hash) of every device in service that has credentials: what the
+    broker's password file holds for devices."""
+    rows = connection.execute(
+        """
+        SELECT c.username, c.password_hash
+        FROM device_credentials c JOIN devices d USING (device_id)
+        WHERE d.decommissioned_at IS NULL
+        ORDER BY c.username
+        """
+    ).fetchall()
+    return [(username, password_hash) for username, password_hash in rows]

@@ -17,8 +17,9 @@ from api import device_queries as queries
 from api.audit import record_action
 from api.deps import Admin, Db, Now, Reader, State
 from api.problems import ConflictError, NotFoundError, UnprocessableError, problem_responses
-from api.secrets import mosquitto_hash, new_device_password
+from broker_config.accounts import mosquitto_hash, new_device_password
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
+from storage.registry import store_credentials
 
 router = APIRouter(tags=["devices"], responses=problem_responses(401, 403, 422))
 
@@ -236,9 +237,7 @@ def _new_credentials(
     connection: Db, state: State, record: queries.DeviceRecord, created_by: str, at: datetime
 ) -> MqttCredentials:
     password = new_device_password()
-    queries.store_credentials(
-        connection, record.device_id, mosquitto_hash(password), created_by, at
-    )
+    store_credentials(connection, record.device_id, mosquitto_hash(password), created_by, at)
     return MqttCredentials(
         username=record.device_id,
         password=password,

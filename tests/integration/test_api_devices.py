@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from api.secrets import mosquitto_hash_matches
+from broker_config.accounts import mosquitto_hash_matches
 from protocol.topics import DeviceClass
 from smartcity.local_services import LocalMosquitto
 from storage.registry import load_registry

@@ -10,9 +10,12 @@ import httpx2
 import psycopg
 import pytest
 
+from broker_config.pki import CertificateAuthority
+from protocol.mqtt_account import MqttAccount, TlsFiles
 from smartcity.local_services import free_port
 from smartcity.up import UpOptions, run_platform
 from tests.integration.helpers import TEST_SITE, scalar, wait_until
+from tests.integration.secured_broker import connect
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +33,8 @@ def test_up_runs_the_platform_until_asked_to_stop(empty_database_url: str, tmp_p
         metrics_port=0,
         api_port=free_port(),
         speed=600.0,  # every device reports within seconds
+        mqtt_device_port=free_port(),
+        mqtt_tls_port=free_port(),
     )
     errors: list[BaseException] = []
 
@@ -61,6 +66,24 @@ def test_up_runs_the_platform_until_asked_to_stop(empty_database_url: str, tmp_p
         )
         assert login.status_code == 201, login.text
         assert set(login.json()["user"]["street_groups"]) == {"menzel"}
+        # Every device got in with its own account; strangers do not.
+        for port in (options.mqtt_port, options.mqtt_device_port):
+            anonymous = connect(port, None, "stranger")
+            assert anonymous.refused
+            assert anonymous.connect_reason == "Not authorized"
+        # The devices' TLS listener takes a certificate of the platform's CA.
+        assert options.mqtt_tls_port is not None
+        assert connect(options.mqtt_tls_port, None, "stranger-over-tls").refused
+        authority = CertificateAuthority.load_or_create(tmp_path / "state" / "security" / "ca")
+        issued = authority.issue_device("sl-099")
+        (tmp_path / "d.crt").write_bytes(issued.certificate_pem)
+        (tmp_path / "d.key").write_bytes(issued.key_pem)
+        tls = TlsFiles(authority.certificate_file, tmp_path / "d.crt", tmp_path / "d.key")
+        device = connect(options.mqtt_tls_port, MqttAccount("sl-099", None, tls), "sl-099")
+        assert not device.refused, device.connect_reason
+        # (its own topics would reach ingest as an unknown device's: a dead letter)
+        assert device.publish("sc/sefrou/streetlight/sl-001/event") == "Not authorized"
+        device.close()
     finally:
         stop.set()
         stopping = time.monotonic()

@@ -1,21 +1,11 @@
-"""Roles, tokens, passwords and device credentials of the API (pure)."""
+"""Roles, tokens and passwords of the API (pure)."""
 
 from __future__ import annotations
-
-import base64
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
 
 from api.problems import problems_as_problem_json
 from api.roles import PERMISSIONS, Permission, Places, Principal, Role, roles_with
 from api.secrets import (
     hash_password,
-    mosquitto_hash,
-    mosquitto_hash_matches,
-    new_device_password,
     new_token,
     password_matches,
     token_digest,
@@ -82,28 +72,6 @@ def test_passwords_are_hashed_with_argon2() -> None:
     assert password_matches("correct horse battery", stored)
     assert not password_matches("wrong horse battery", stored)
     assert not password_matches("anything", "not a hash")
-
-
-def test_a_device_password_hash_is_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
-    if shutil.which("mosquitto_passwd") is None:
-        pytest.skip("mosquitto_passwd (Debian package mosquitto) is not installed")
-    password = new_device_password()
-    password_file = tmp_path / "passwords"
-    subprocess.run(
-        ["mosquitto_passwd", "-c", "-b", str(password_file), "sl-menzel-n-001", password],
-        check=True,
-    )
-    user, stored = password_file.read_text().strip().split(":", 1)
-    assert user == "sl-menzel-n-001"
-    assert mosquitto_hash_matches(password, stored)
-    assert not mosquitto_hash_matches(password + "x", stored)
-    salt = base64.b64decode(stored.split("$")[3])
-    assert mosquitto_hash(password, salt) == stored
-
-
-def test_a_malformed_mosquitto_hash_matches_nothing() -> None:
-    assert not mosquitto_hash_matches("x", "plain-text")
-    assert not mosquitto_hash_matches("x", "$6$abc$def")
 
 
 def test_error_responses_are_documented_as_problem_json() -> None:

@@ -21,12 +21,13 @@ MAY_IMPORT: Final = {
     "ingest": {"protocol", "storage"},
     "storage": {"protocol"},
     "rules": {"protocol", "storage"},
-    "api": {"protocol", "storage", "rules", "simulators", "smartcity"},
+    "api": {"protocol", "storage", "rules", "simulators", "smartcity", "broker_config"},
     "dashboards": {"storage"},
 }
 """``simulators`` writes its history and ground truth through ``storage`` (bulk COPY).
 ``api`` runs what-ifs (``smartcity.whatif``, which drives the building simulator) and checks
-rule files against the simulator's fault types, as ``smartcity rules check`` does."""
+rule files against the simulator's fault types, as ``smartcity rules check`` does; it makes
+device passwords in the broker's hash format (``broker_config.accounts``)."""
 SHARED: Final = frozenset({"smartcity.logs"})
 """Modules any package may use: structured logging, a leaf importing nothing of ours."""
 
@@ -42,7 +43,7 @@ def imported_packages(package: str) -> dict[str, set[str]]:
                 names.update(_package(alias.name) for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 modules = [f"{node.module}.{alias.name}" for alias in node.names]
-                names.update(_package(node.module, modules))
+                names.add(_package(node.module, modules))
         found[str(path.relative_to(ROOT))] = names & OURS - {package}
     return found
 

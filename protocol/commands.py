@@ -196,6 +196,11 @@ def check_command(
     device_class: DeviceClass, command: CommandPayload, now: datetime
 ) -> ValidCommand | Refusal:
     """Validate a decoded command for a device of ``device_class`` at ``now`` (pure)."""
+    if command.issued_at.tzinfo is None or command.expires_at.tzinfo is None:
+        return Refusal(
+            "rejected",
+            "issued_at and expires_at need a UTC offset, like 2026-11-28T18:00:00Z",
+        )
     if command.expires_at <= now:
         return Refusal("expired", f"command expired at {command.expires_at.isoformat()}")
     if command.expires_at <= command.issued_at:

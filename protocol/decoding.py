@@ -313,7 +313,12 @@ def check_value(
         )
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return Rejected(RejectReason.WRONG_TYPE, f"{name}: expected a number, got {_describe(raw)}")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer of hundreds of digits: JSON sets no limit
+        return Rejected(
+            RejectReason.OUT_OF_RANGE, f"{name}: {_describe(raw)} is not a finite number"
+        )
     if not math.isfinite(value):
         return Rejected(RejectReason.OUT_OF_RANGE, f"{name}: {raw!r} is not a finite number")
     if metric.kind in (ValueKind.COUNT, ValueKind.BITS) and not value.is_integer():
@@ -334,5 +339,8 @@ def _describe(raw: object) -> str:
     kind = {bool: "boolean", str: "string", list: "array", dict: "object"}.get(
         type(raw), type(raw).__name__
     )
-    text = repr(raw)
+    try:
+        text = repr(raw)
+    except ValueError:  # an integer of more than 4,300 digits: repr refuses (sys.int_info)
+        text = "too long to show"
     return f"{kind} {text[:40]}{'...' if len(text) > 40 else ''}"

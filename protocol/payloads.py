@@ -102,7 +102,7 @@ def peek_version(payload: bytes) -> object:
     """The ``v`` field of a JSON object, or None; never raises."""
     try:
         return _version_decoder.decode(payload).v
-    except (msgspec.DecodeError, TypeError):
+    except (msgspec.DecodeError, TypeError, RecursionError):  # nested thousands deep
         return None
 
 

@@ -15,6 +15,10 @@ from pydantic_core import ErrorDetails
 
 MAX_REPORTED_PROBLEMS = 5
 """A file with many problems reports the first few and how many more there are."""
+MAX_DEPTH = 50
+"""Levels of nesting a file may have. Files people write use a handful; a document nested far
+deeper, or an alias that contains itself, is refused before recursive code (pydantic, repr in
+error messages, JSON encoders) meets it and exhausts the recursion limit."""
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -32,7 +36,10 @@ def read_yaml(text: str, source: str, error: ErrorFactory) -> tuple[yaml.Node | 
         raise error(f"{source}: not valid YAML: {problem}") from problem
     try:
         root = loader.get_single_node()
-        return root, (loader.construct_document(root) if root is not None else None)
+        too_deep = _too_deep(root)
+        data: object = None
+        if root is not None and too_deep is None:
+            data = loader.construct_document(root)
     except yaml.YAMLError as problem:
         mark = getattr(problem, "problem_mark", None)
         at = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -43,6 +50,34 @@ def read_yaml(text: str, source: str, error: ErrorFactory) -> tuple[yaml.Node | 
         raise error(f"{source}: not valid YAML: {problem}") from problem
     finally:
         loader.dispose()
+    if too_deep is not None:
+        raise error(
+            f"{source}:{too_deep.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep "
+            "(or an alias that contains itself): flatten the document"
+        )
+    return root, data
+
+
+def _too_deep(root: yaml.Node | None) -> yaml.Node | None:
+    """The first node found below :data:`MAX_DEPTH` levels, or None (iterative: no recursion).
+
+    A node shared through aliases is walked again only when reached deeper than before, so an
+    alias bomb costs at most MAX_DEPTH walks of each node; a cycle ends up too deep.
+    """
+    deepest: dict[int, int] = {}
+    pending = [(root, 1)] if root is not None else []
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return node
+        if deepest.get(id(node), 0) >= depth:
+            continue
+        deepest[id(node)] = depth
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            pending.extend((part, depth + 1) for pair in node.value for part in pair)
+    return None
 
 
 class YamlLocator:

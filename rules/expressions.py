@@ -36,11 +36,19 @@ MAX_LENGTH: Final = 500
 MAX_NODES: Final = 200
 """Syntax tree nodes of one expression, at most: a rule is read by people."""
 
+
+def _divide(numerator: Value, denominator: Value) -> Value:
+    """Division as on a history, for a reading too: x / 0 is an infinity and 0 / 0 NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quotient: Value = np.true_divide(numerator, denominator)
+    return quotient
+
+
 _ARITHMETIC: Final[dict[type[ast.operator], Callable[[Value, Value], Value]]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
+    ast.Div: _divide,
     ast.Mod: np.fmod,
 }
 _COMPARISONS: Final[dict[type[ast.cmpop], Callable[[Value, Value], Value]]] = {
@@ -55,7 +63,12 @@ _COMPARISONS: Final[dict[type[ast.cmpop], Callable[[Value, Value], Value]]] = {
 
 def _bit(word: Value, position: Value) -> Value:
     words = np.nan_to_num(np.asarray(word, dtype=np.float64), nan=0.0).astype(np.int64)
-    return (np.right_shift(words, np.asarray(position, dtype=np.int64)) & 1).astype(bool)
+    # A position that is missing (NaN) or outside the word has no bit set; converting NaN to
+    # an integer raised on a single reading.
+    positions = np.asarray(position, dtype=np.float64)
+    inside = (positions >= 0) & (positions < 64)
+    shifts = np.where(inside, positions, 0.0).astype(np.int64)
+    return ((np.right_shift(words, shifts) & 1).astype(bool)) & inside
 
 
 _FUNCTIONS: Final[dict[str, tuple[int, Callable[..., Value]]]] = {
@@ -87,6 +100,8 @@ class Expression:
             raise ExpressionError(
                 f"not a valid expression: {error.msg}", error.offset, "write e.g. battery_soc < 20"
             ) from None
+        except UnicodeError as error:  # a lone surrogate: the parser reads UTF-8
+            raise ExpressionError(f"not valid text: {error}") from None
         if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
             raise ExpressionError(f"the expression has more than {MAX_NODES} parts; split the rule")
         names: set[str] = set()
@@ -146,7 +161,14 @@ class _Compiler:
                 node.col_offset + 1,
                 "write true or false for flags",
             )
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ExpressionError(
+                f"the constant {str(value)[:20]}... is too large",
+                node.col_offset + 1,
+                "write numbers within the range of the metrics",
+            ) from None
         return lambda _env: number
 
     def _name(self, node: ast.Name) -> _Compiled:

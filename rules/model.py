@@ -59,6 +59,8 @@ def _duration(value: object) -> object:
     if isinstance(value, str):
         return durations.parse_duration(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value <= timedelta.max.total_seconds():  # NaN fails too
+            raise ValueError(f"{short_repr(value)} seconds is not a duration: write e.g. 30m or 2h")
         return timedelta(seconds=value)
     return value
 

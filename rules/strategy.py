@@ -34,7 +34,9 @@ Celsius = Annotated[float, Field(ge=5, le=35)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN would pass every comparison unnoticed (a season that never heats); infinity is no
+    # duration or temperature either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _seconds(value: object) -> float:

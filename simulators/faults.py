@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol import durations
 from protocol.sites import Device
 from protocol.topics import DeviceClass
+from protocol.yamlfile import read_yaml
 from simulators.errors import SimulatorError
 
 FAR_FUTURE: Final = datetime.max.replace(tzinfo=UTC)
@@ -189,12 +189,15 @@ def _moment(text: str, simulation_start: datetime) -> datetime:
 def load_fault_plan(path: Path, devices: Sequence[Device], simulation_start: datetime) -> FaultPlan:
     """Read a fault file; raise :class:`FaultError` naming the entry and the problem."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        parsed = _FaultFile.model_validate(document)
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise FaultError(f"{path}: cannot read the fault file: {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise FaultError(f"{path}: not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise FaultError(f"{path}: not UTF-8 text: {error}") from error
+    # read_yaml: deep nesting and self-referencing aliases are refused, not a crash.
+    _, document = read_yaml(text, str(path), FaultError)
+    try:
+        parsed = _FaultFile.model_validate(document or {})
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"

@@ -60,6 +60,7 @@ from rules.notify import (
     Dispatcher,
     NotificationConfig,
 )
+from rules.partition import Partition
 from rules.rule_set_store import RULE_SETS, read_rule_set, source_of
 from rules.strategy_store import active_version, stored_version
 
@@ -79,6 +80,9 @@ _NOTHING: Final = ("", 0)
 BATCH_MAX: Final = 500
 BATCH_ATTEMPTS: Final = 3
 BATCH_WAIT_S: Final = 0.05
+ELSEWHERE_REFRESH_S: Final = 1.0
+"""A partitioned worker reads the devices other workers found missing (for root causes) at
+most this often."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class RulesConfig:
     cabinet or the site link turns out to be the cause (then it is muted instead)."""
     rule_set_check_s: float = 30.0
     """How often the rule set activated in the database is looked up."""
+    partition: Partition = field(default_factory=Partition)
+    """The devices this worker looks after (:mod:`rules.partition`); the default, all."""
 
 
 RuleSetRef = tuple[str, int]
@@ -157,6 +163,9 @@ class RulesService:
         on_handed_off: Callable[[AlertNotice, datetime], object] | None = None,
     ) -> None:
         self.config = config
+        self._elsewhere: tuple[float, set[str]] = (float("-inf"), set())
+        """Devices of other partitions found missing by their workers, and when they were
+        read (monotonic clock; partitioned only)."""
         self._wall_clock = clock
         self._event_time: datetime | None = None
         self._stop = threading.Event()
@@ -292,12 +301,70 @@ class RulesService:
         return outcome
 
     def _restored_evaluator(self, rules: RuleSet) -> Evaluator:
-        evaluator = Evaluator(rules, self.fleet)
+        evaluator = Evaluator(rules, self._owned_fleet())
         saved = store.load_rule_states(self._db)
         self._db.commit()
         restored = evaluator.restore(saved.items())
-        log.info("rule states restored", extra={"states": restored, "rules": len(rules.rules)})
+        extra: dict[str, object] = {"states": restored, "rules": len(rules.rules)}
+        if not self.partition.whole:
+            extra |= {"partition": str(self.partition), "devices": len(evaluator.fleet)}
+        log.info("rule states restored", extra=extra)
         return evaluator
+
+    # ------------------------------------------------------------------------- partitions
+
+    @property
+    def partition(self) -> Partition:
+        return self.config.partition
+
+    def _owned_fleet(self) -> Mapping[str, FleetDevice]:
+        """The devices this worker keeps state for: the whole fleet unless partitioned."""
+        if self.partition.whole:
+            return self.fleet
+        return {
+            device_id: device
+            for device_id, device in self.fleet.items()
+            if self.partition.owns_device(device_id, device.scope.building)
+        }
+
+    def owns(self, subject: str) -> bool:
+        """Whether this worker looks after the alerts of ``subject``: a device of its
+        partition, or a root-cause subject (``street:...``) hashing to it."""
+        if self.partition.whole:
+            return True
+        if subject in self.fleet:
+            return subject in self.evaluator.fleet
+        return self.partition.owns(subject)
+
+    def _missing_devices(self) -> set[str]:
+        """Devices found missing: by this worker, and (partitioned) by the others, from the
+        rule states they save with every change, read again at most every second."""
+        missing = self.evaluator.missing_devices()
+        if self.partition.whole:
+            return missing
+        read_at, elsewhere = self._elsewhere
+        if time.monotonic() - read_at >= ELSEWHERE_REFRESH_S:
+            missing_rules = [rule.id for rule in self.rules.rules if rule.missing is not None]
+            rows = self._db.execute(
+                "SELECT DISTINCT device_id FROM rule_states WHERE rule_id = ANY(%s)"
+                " AND jsonb_typeof(state -> 'gone') = 'object'",
+                (missing_rules,),
+            ).fetchall()
+            elsewhere = {device for (device,) in rows if device not in self.evaluator.fleet}
+            self._elsewhere = time.monotonic(), elsewhere
+        return missing | elsewhere
+
+    def _root_causes_in_force(self) -> Mapping[str, int]:
+        """Open root-cause alerts, subject -> id: this worker's, and (partitioned) the other
+        workers' too, so that an alert is muted at birth whoever raised its cause."""
+        if self.partition.whole:
+            return self._root_causes
+        rows = self._db.execute(
+            "SELECT subject, alert_id FROM alerts WHERE rule_id = %s"
+            " AND status IN ('firing', 'acknowledged')",
+            (ROOT_CAUSE_RULE,),
+        ).fetchall()
+        return {**{str(subject): int(alert_id) for subject, alert_id in rows}, **self._root_causes}
 
     def _swap_rules(self) -> None:
         with self._lock:
@@ -318,10 +385,13 @@ class RulesService:
         now = self.now()
         with self._db.transaction():
             rows = self._db.execute(
-                "SELECT alert_id FROM alerts WHERE status <> 'closed' AND NOT rule_id = ANY(%s)",
+                "SELECT alert_id, subject FROM alerts"
+                " WHERE status <> 'closed' AND NOT rule_id = ANY(%s)",
                 (kept,),
             ).fetchall()
-            for (alert_id,) in rows:
+            for alert_id, subject in rows:
+                if not self.owns(subject):
+                    continue  # another partition's worker closes it
                 store.change_alert(
                     self._db,
                     alert_id,
@@ -500,6 +570,8 @@ class RulesService:
         self._send(notices)
 
     def _evaluate(self, message: _Inbound) -> list[RuleEvent]:
+        if not self.partition.whole and _device_of(message.topic) not in self.evaluator.fleet:
+            return []  # another partition's device (or an unknown one): not even decoded
         decoded = decode(message.topic, message.payload, message.received_at, self.config.window)
         if isinstance(decoded, Rejected):
             return []  # ingest records the reason; there is nothing to evaluate
@@ -583,7 +655,9 @@ class RulesService:
         told = max(event.at, self.now())  # a spool's reading arrives after it was taken
         if device is not None:
             silences = store.silences_in_force(self._db, told)
-            muted = lifecycle.mute_reason(rule_id, device.scope, told, silences, self._root_causes)
+            muted = lifecycle.mute_reason(
+                rule_id, device.scope, told, silences, self._root_causes_in_force()
+            )
         outcome = lifecycle.fire(
             rule_id,
             subject,
@@ -597,6 +671,7 @@ class RulesService:
         )
         alert, queued = store.insert_alert(self._db, outcome, title)
         self.alerts_raised += 1
+        self._log_raised(alert)
         if alert.alert_id is not None:
             self._publish_later(alert.alert_id)
             if lifecycle.held(alert):
@@ -609,22 +684,31 @@ class RulesService:
         mutes to a wider failure that now covers it (nobody is told twice)."""
         scopes = {device_id: device.scope for device_id, device in self.fleet.items()}
         failing = lifecycle.failing_groups(
-            self.evaluator.missing_devices(), scopes, lifecycle.group_sizes(list(scopes.values()))
+            self._missing_devices(), scopes, lifecycle.group_sizes(list(scopes.values()))
         )
         queued: list[store.QueuedNotice] = []
         now = self.now()
+        # Partitioned, a worker judges every group from every worker's missing devices but
+        # raises and resolves only the causes whose subject hashes to it.
         for key, members in failing.items():
+            if not self.owns(key):
+                continue
             if key not in self._root_causes:
                 alert_id, notices = self._root_cause_alert(key, now)
                 queued += notices
                 self._root_causes[key] = alert_id
             self._mute_members(members, self._root_causes[key])
         for key in [key for key in self._root_causes if key not in failing]:
-            alert_id = self._root_causes.pop(key)
             wider = self._covering(key, failing)
             if wider is not None:
-                self._hand_over(alert_id, self._root_causes[wider], wider, now)
+                wider_alert = self._root_causes.get(wider)
+                if wider_alert is None:  # raised by another partition's worker, or not yet
+                    wider_alert = self._current(ROOT_CAUSE_RULE, wider)
+                if wider_alert is None:
+                    continue  # hand over once it is raised; stay muted meanwhile
+                self._hand_over(self._root_causes.pop(key), wider_alert, wider, now)
                 continue
+            alert_id = self._root_causes.pop(key)
             _, _, notices = store.change_alert(
                 self._db, alert_id, lambda a: lifecycle.resolve(a, now, "devices back")
             )
@@ -651,14 +735,27 @@ class RulesService:
         )
         alert, notices = store.insert_alert(self._db, outcome, ROOT_CAUSE_TITLES["en"])
         self.alerts_raised += 1
+        self._log_raised(alert)
         if alert.alert_id is None:
             raise psycopg.DataError("a stored alert has no id")
         self._publish_later(alert.alert_id)
         return alert.alert_id, notices
 
+    def _log_raised(self, alert: Alert) -> None:
+        """One line per alert raised, naming the worker (partition) that raised it."""
+        log.info(
+            "alert raised",
+            extra={
+                "alert_id": alert.alert_id,
+                "rule_id": alert.rule_id,
+                "subject": alert.subject,
+                "partition": str(self.partition),
+            },
+        )
+
     def _covering(self, key: str, failing: Mapping[str, Sequence[str]]) -> str | None:
         """A failing wider group holding every device of ``key`` still missing, if any."""
-        missing = self.evaluator.missing_devices()
+        missing = self._missing_devices()
         members = {
             device_id
             for device_id, device in self.fleet.items()
@@ -718,7 +815,8 @@ class RulesService:
                 notices += self._record(event)
             silences = store.silences_in_force(self._db, now)
             for alert in store.live_alerts(self._db):
-                notices += self._tick_alert(alert, now, silences)
+                if self.owns(alert.subject):
+                    notices += self._tick_alert(alert, now, silences)
             store.save_rule_states(self._db, self.evaluator.take_dirty())
         self._db.commit()
         self._send(notices)
@@ -728,12 +826,14 @@ class RulesService:
         """Publish every alert changed since the last sweep, by anyone: the engine before a
         crash, or a person through the command line or the API."""
         rows = self._db.execute(
-            "SELECT alert_id, updated_at FROM alerts WHERE updated_at > %s ORDER BY updated_at",
+            "SELECT alert_id, updated_at, subject FROM alerts WHERE updated_at > %s"
+            " ORDER BY updated_at",
             (self._published_until,),
         ).fetchall()
         self._db.commit()
-        for alert_id, updated_at in rows:
-            self._publish(alert_id)
+        for alert_id, updated_at, subject in rows:
+            if self.owns(subject):  # each alert is published by the worker that owns it
+                self._publish(alert_id)
             self._published_until = max(self._published_until, updated_at)
 
     def _tick_alert(
@@ -853,9 +953,19 @@ class RulesService:
     def _resend_unsent(self) -> None:
         """Notifications queued before a crash and never sent go out now (at least once)."""
         unsent = store.unsent_notifications(self._db)
+        if not self.partition.whole:  # each worker sends again those of its own alerts
+            unsent = [
+                n for n in unsent if self.owns(store.load_alert(self._db, n.alert_id).subject)
+            ]
         self._db.commit()
         for queued in unsent:
             self._notify(queued)
+
+
+def _device_of(topic: str) -> str:
+    """The device id of ``sc/{site}/{class}/{device}/{channel}`` (empty when malformed)."""
+    parts = topic.split("/")
+    return parts[3] if len(parts) == 5 else ""
 
 
 def _find_rule(rules: RuleSet, rule_id: str) -> Rule | None:

@@ -739,6 +739,69 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
         typer.echo(json.dumps(result.as_dict()))
 
 
+@bench_app.command("overload")
+def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
+    minutes: Annotated[
+        float, typer.Option(min=0.1, help="Duration of the overload, in minutes.")
+    ] = 10.0,
+    ratio: Annotated[
+        float, typer.Option(min=1.0, help="Offered load as a multiple of ingest's rate.")
+    ] = 3.0,
+    devices: Annotated[int, typer.Option(min=1, help="Distinct streetlights publishing.")] = 2_000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Ingest processes (a share group when more than 1).")
+    ] = 1,
+    calibration_messages: Annotated[
+        int, typer.Option(min=1_000, help="Messages ingest drains alone to measure its rate.")
+    ] = 60_000,
+    window: Annotated[
+        int, typer.Option(min=1, max=65_535, help="Publisher's unacknowledged messages at most.")
+    ] = 1_000,
+    drain_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the backlog to drain, at most.")
+    ] = 3_600,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+) -> None:
+    """Ingest offered 3 times what it can store: memory, backlog, drain, nothing lost.
+
+    Calibrates ingest's sustainable rate R (a backlog drained alone), then publishes at
+    RATIO x R with QoS 1 for MINUTES while sampling ingest's memory and the broker's backlog,
+    then waits for the backlog to drain and counts the rows: sent, stored, lost, doubled.
+    Uses a private Mosquitto (broker_config/) and a scratch database on DATABASE_URL's server
+    (or a private PostgreSQL, fsync on). Exits 1 if anything was lost or doubled.
+
+    Example: smartcity bench overload --minutes 2 --json
+    """
+    from bench import overload
+
+    logs.configure("WARNING")
+    database_url = load_settings().database_url
+
+    def progress(text: str) -> None:
+        typer.echo(f"... {text}", err=True)
+
+    try:
+        result = overload.run(
+            minutes=minutes,
+            ratio=ratio,
+            devices=devices,
+            workers=workers,
+            calibration_messages=calibration_messages,
+            window=window,
+            stall_s=30.0,
+            drain_timeout_s=drain_timeout,
+            database_url=database_url,
+            progress=progress,
+        )
+    except (RuntimeError, OSError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(overload.report(result))
+    if as_json:
+        typer.echo(overload.to_json(result))
+    if result.lost or result.doubled:
+        raise typer.Exit(code=1)
+
+
 @bench_app.command("simulate")
 def bench_simulate(
     seconds: Annotated[float, typer.Option(help="Wall seconds of the real-time run.")] = 360,

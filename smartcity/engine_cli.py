@@ -14,6 +14,7 @@ import typer
 from broker_config.accounts import Service
 from rules.model import RuleFileError
 from rules.notify import NotificationConfigError, load_notification_config
+from rules.partition import Partition
 from rules.service import RulesConfig, RulesService
 from smartcity.cli_support import (
     fail,
@@ -26,7 +27,7 @@ from smartcity.cli_support import (
 PACKAGED_RULES = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
 
-def run_engine(
+def run_engine(  # noqa: PLR0917 - each option is a CLI flag
     rules: Annotated[
         Path,
         typer.Option(
@@ -44,6 +45,14 @@ def run_engine(
         "smartcity-rules"
     ),
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
+    partition: Annotated[
+        str,
+        typer.Option(
+            help="I/N: this worker keeps only the devices whose stable hash modulo N is I "
+            "(run one worker for each I of 0..N-1; docs/scaling.md). Its MQTT client id "
+            "gets -I-of-N appended."
+        ),
+    ] = "0/1",
 ) -> None:
     """Run the rules engine: readings in, alerts and notifications out (docs/alerts.md).
 
@@ -56,9 +65,16 @@ def run_engine(
     Example:
       DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity SMARTCITY_MQTT_PORT=1883 \\
         smartcity rules run --notifications notifications.yaml
+    Two workers sharing the fleet, each in its own terminal:
+      smartcity rules run --partition 0/2
+      smartcity rules run --partition 1/2
     """
     from smartcity import logs
 
+    try:
+        worker = Partition.parse(partition)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--partition") from None
     logs.configure(log_level)
     settings = load_settings()
     url = require_database_url(settings)
@@ -72,9 +88,10 @@ def run_engine(
                 mqtt_host=settings.mqtt_host,
                 mqtt_port=settings.mqtt_port,
                 mqtt_account=service_account(settings, Service.RULES),
-                client_id=client_id,
+                client_id=worker.client_id(client_id),
                 notifications=routes,
                 event_time=event_time,
+                partition=worker,
             )
         )
     except (RuleFileError, NotificationConfigError, psycopg.Error) as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import threading
@@ -49,7 +50,7 @@ from smartcity.cli_support import (
 )
 from smartcity.dashboards_cli import dashboards_app
 from smartcity.energy_cli import energy_app
-from smartcity.local_services import LocalMosquitto
+from smartcity.local_services import LocalMosquitto, stop_everything_started
 from smartcity.rules_cli import rules_app
 from smartcity.settings import Settings
 from storage.errors import MigrationError
@@ -81,11 +82,15 @@ UP_POSTGRES_PORT = 54329
 
 
 def on_termination(stop: threading.Event) -> None:
-    """Ctrl-C and SIGTERM set ``stop``; a second Ctrl-C exits at once."""
+    """Ctrl-C and SIGTERM set ``stop``; a second one exits at once, with code 130, after
+    killing the broker and crashing the database this process started (an exception would
+    leave the service threads, and the process, running)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
-            raise SystemExit(130)
+            typer.echo("\nforced: stopping the broker and database at once", err=True)
+            stop_everything_started()
+            os._exit(130)
         typer.echo("\nstopping (Ctrl-C again to force)...", err=True)
         stop.set()
 

@@ -24,6 +24,24 @@ class LocalServiceError(RuntimeError):
     """A local broker or database could not be started or stopped."""
 
 
+_started: dict[int, LocalMosquitto | LocalPostgres] = {}
+"""The brokers and databases this process started and has not stopped yet."""
+
+
+def stop_everything_started() -> None:
+    """Kill every broker and crash every database this process started: for a forced exit,
+    which must not leave them running (they run in sessions of their own, so a Ctrl-C
+    does not reach them)."""
+    for service in list(_started.values()):
+        try:
+            if isinstance(service, LocalMosquitto):
+                service.kill()
+            else:
+                service.stop("immediate")
+        except (LocalServiceError, OSError, subprocess.SubprocessError):
+            continue
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -82,6 +100,7 @@ class LocalMosquitto:
             start_new_session=True,
             preexec_fn=raise_open_file_limit,  # noqa: PLW1509 - only sets a resource limit
         )
+        _started[id(self)] = self
         try:
             for port in self.layout.ports:
                 wait_for_port(port, timeout_s)
@@ -121,12 +140,15 @@ class LocalMosquitto:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+        _started.pop(id(self), None)
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
         self._process = None
+        _started.pop(id(self), None)
 
 
 def postgres_bindir() -> Path:
@@ -230,14 +252,17 @@ class LocalPostgres:
             ],
             timeout_s=timeout_s + 10,
         )
+        _started[id(self)] = self
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; ``mode`` is pg_ctl's: smart, fast or immediate (a crash)."""
         if not (self.data_dir / "postmaster.pid").exists():
+            _started.pop(id(self), None)
             return
         self._run(
             [str(postgres_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
         )
+        _started.pop(id(self), None)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

@@ -114,3 +114,31 @@ def test_the_broker_command_refuses_a_port_already_taken(tmp_path: Path) -> None
         )
     assert result.exit_code == 2
     assert f"port {port} is already in use" in result.output
+
+
+def test_a_second_interrupt_exits_at_once_and_leaves_no_broker_behind(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "SMARTCITY_STATE_DIR": str(tmp_path / "state"), "DATABASE_URL": ""}
+    smartcity = shutil.which("smartcity", path=str(Path(sys.executable).parent))
+    assert smartcity, "the smartcity command is installed beside this Python"
+    command = [smartcity, "broker", "--port", str(port), "--tls-port", "0", "--device-port", "0"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, 20)
+        config = str(tmp_path / "state" / "broker" / "mosquitto.conf")
+        assert _running_with(config), "the broker runs"
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode in {0, 130}, output  # the first may have finished the stop already
+    assert not _running_with(config), "no broker left running"
+
+
+def _running_with(config: str) -> bool:
+    found = subprocess.run(
+        ["pgrep", "-f", f"mosquitto -c {config}"], capture_output=True, check=False
+    )
+    return found.returncode == 0

@@ -169,6 +169,7 @@ def connect(
     except OSError as error:  # TLS handshake refused (no certificate, unknown CA)
         probe.connect_reason = f"{type(error).__name__}: {error}"
         probe.refused = True
+        _close_socket(client)
         return probe
     client.loop_start()
     if not answered.wait(timeout_s):
@@ -177,4 +178,13 @@ def connect(
     if probe.refused or probe.connect_reason is None:
         probe.refused = True
         client.loop_stop()
+        _close_socket(client)
     return probe
+
+
+def _close_socket(client: mqtt.Client) -> None:
+    """Close a refused client's socket now, not when the garbage collector finds it (pytest
+    would report that ResourceWarning in whichever test runs then)."""
+    sock = client.socket()
+    if sock is not None:
+        sock.close()

@@ -42,6 +42,7 @@ from smartcity.cli_support import (
     fail,
     load_settings,
     parse_moment,
+    progress_to_stderr,
     read_site,
     require_current_schema,
     require_database_url,
@@ -724,9 +725,6 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     logs.configure("WARNING")
     database_url = load_settings().database_url
 
-    def progress(text: str) -> None:
-        typer.echo(f"... {text}", err=True)
-
     try:
         result = ingest_bench.run(
             messages,
@@ -735,7 +733,7 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
             receive_maximum=receive_maximum,
             repeats=repeats,
             database_url=database_url,
-            progress=progress,
+            progress=progress_to_stderr,
         )
     except (RuntimeError, psycopg.Error) as error:
         raise fail(str(error)) from error
@@ -782,9 +780,6 @@ def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
     logs.configure("WARNING")
     database_url = load_settings().database_url
 
-    def progress(text: str) -> None:
-        typer.echo(f"... {text}", err=True)
-
     try:
         result = overload.run(
             minutes=minutes,
@@ -796,7 +791,7 @@ def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
             stall_s=30.0,
             drain_timeout_s=drain_timeout,
             database_url=database_url,
-            progress=progress,
+            progress=progress_to_stderr,
         )
     except (RuntimeError, OSError, psycopg.Error) as error:
         raise fail(str(error)) from error
@@ -1014,7 +1009,7 @@ def bench_chaos(  # noqa: PLR0917 - each option is a CLI flag
     except (SiteFileError, ValueError) as error:
         raise fail(str(error)) from error
     try:
-        result = run(config, progress=lambda line: typer.echo(f"... {line}", err=True))
+        result = run(config, progress=progress_to_stderr)
     except (RuntimeError, OSError, psycopg.Error) as error:
         raise fail(str(error)) from error
     typer.echo(report(result))

@@ -37,6 +37,11 @@ def read_site(site: Path) -> SiteInventory:
     return load_site(site_path(site))
 
 
+def progress_to_stderr(line: str) -> None:
+    """A long run's progress: on stderr, so that stdout keeps only the result (or its JSON)."""
+    typer.echo(f"... {line}", err=True)
+
+
 def fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)

@@ -51,7 +51,7 @@ from simulators.faults import FaultType
 from simulators.sky import Place
 from simulators.streetlight import StreetlightRating, panel_power
 from simulators.streetlight_fleet import StreetlightFleet, rating_of
-from smartcity.cli_support import fail, read_site
+from smartcity.cli_support import fail, progress_to_stderr, read_site
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -677,7 +677,7 @@ def lights(  # noqa: PLR0917 - each option is a CLI flag
         step_s=step_s,
         policy_file=policy_file,
     )
-    report = replay(options, progress=lambda line: typer.echo(f"... {line}", err=True))
+    report = replay(options, progress=progress_to_stderr)
     if as_json:
         typer.echo(json.dumps(asdict(report)))
     else:

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from smartcity.cli_support import fail, load_settings, parse_moment, require_database_url
+from smartcity.cli_support import (
+    fail,
+    load_settings,
+    parse_moment,
+    progress_to_stderr,
+    require_database_url,
+)
 from smartcity.engine_cli import run_engine
 
 if TYPE_CHECKING:
@@ -117,11 +123,8 @@ def backtest_command(  # noqa: PLR0917 - each option is a CLI flag
         rule_sets.append(read_rules(compare))
     ids = [part.strip() for part in devices.split(",") if part.strip()] if devices else None
 
-    def progress(text: str) -> None:
-        typer.echo(f"... {text}", err=True)
-
     try:
-        results = backtest_many(url, rule_sets, first, last, ids, run, progress)
+        results = backtest_many(url, rule_sets, first, last, ids, run, progress_to_stderr)
     except (BacktestError, psycopg.Error) as error:
         raise fail(str(error).strip()) from error
     current = results[0]

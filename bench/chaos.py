@@ -10,6 +10,8 @@ injected one after the other, each preceded by steady traffic:
 - ``broker-kill``: Mosquitto SIGKILLed, restarted on its persistence file;
 - ``database-restart``: ``pg_ctl stop -m immediate`` (a crash), then start;
 - ``ingest-kill``: the ingest process SIGKILLed, restarted;
+- ``broker-kill-ingest-away``: ingest SIGKILLed, and while the broker queues for its session
+  (in memory, saved to disk every 2 s) the broker is SIGKILLed too; both restarted;
 - ``rules-kill``: a pole is knocked down, and while its alert's timer runs the rules engine is
   SIGKILLed, then restarted;
 - ``agent-offline``: one streetlight's link is cut for an hour of device time (it keeps
@@ -19,9 +21,6 @@ injected one after the other, each preceded by steady traffic:
   ingest notices by itself);
 - ``database-link-blackhole``: from ingest's next ``COMMIT`` on, the database's replies
   vanish (the commit itself lands); then the link is reset (or left until ingest notices).
-
-Not in the default list, ``broker-kill-ingest-away`` combines two: ingest SIGKILLed, and while
-the broker queues for its session the broker is SIGKILLed too.
 
 Commands are sent during every fault, the way the control services send them (recorded in
 ``commands``, published QoS 1, resent with the same id until answered), each one published
@@ -92,13 +91,12 @@ FAULTS: Final = (
     "broker-kill",
     "database-restart",
     "ingest-kill",
+    "broker-kill-ingest-away",
     "rules-kill",
     "agent-offline",
     "broker-link-blackhole",
     "database-link-blackhole",
 )
-COMBINED_FAULTS: Final = ("broker-kill-ingest-away",)
-"""Not run by default: two faults at once (see docs/chaos.md, findings)."""
 WARM_UP: Final = "warm-up"
 COOL_DOWN: Final = "cool-down"
 COMMAND_SOURCE: Final = "chaos"
@@ -148,10 +146,9 @@ class ChaosConfig:
     keep_workdir: bool = False
 
     def __post_init__(self) -> None:
-        known = (*FAULTS, *COMBINED_FAULTS)
-        unknown = [name for name in self.faults if name not in known]
+        unknown = [name for name in self.faults if name not in FAULTS]
         if unknown:
-            raise ValueError(f"unknown fault {', '.join(unknown)}; known: {', '.join(known)}")
+            raise ValueError(f"unknown fault {', '.join(unknown)}; known: {', '.join(FAULTS)}")
         if self.speed < 1:
             raise ValueError("speed must be at least 1")
         needed = 2 if {"rules-kill", "agent-offline"} <= set(self.faults) else 1

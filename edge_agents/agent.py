@@ -8,7 +8,9 @@ runs on that one thread, so the agent needs no locks.
 What the agent guarantees:
 
 - every sample is written to the spool before it is sent and leaves the spool only when the
-  broker acknowledged it, so a broker outage or a crash replays it, in order;
+  broker acknowledged it, so a broker outage or a crash replays it, in order; what the broker
+  acknowledged in the last seconds before a disconnection is sent again after it, because a
+  broker that crashed may have lost it (:mod:`edge_agents.spool`, the replay window);
 - telemetry and events carry sequence numbers per channel, kept across restarts, so the
   platform sees any gap;
 - a retained birth message says online; the last will (retained) says offline;
@@ -26,7 +28,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -107,6 +109,8 @@ class AgentCounters:
     samples: int = 0
     messages_spooled: int = 0
     messages_acknowledged: int = 0
+    messages_replayed: int = 0
+    """Sent again after a reconnection although the broker had acknowledged them."""
     read_failures: int = 0
     commands_applied: int = 0
     commands_refused: int = 0
@@ -249,6 +253,9 @@ class Agent:
         # paho re-sends the messages it had in flight only after this callback returns; the
         # spool waits for the next tick so that nothing newer overtakes them.
         session.replaying = True
+        self.counters.messages_replayed += self.spool.requeue_acknowledged(
+            self._now or datetime.now(UTC)
+        )
         self._report_spool_losses()
 
     def _on_disconnect(
@@ -282,7 +289,9 @@ class Agent:
         self._session.spooled_in_flight.discard(spool_id)
         if reason.is_failure:
             log.warning("%s: broker refused message: %s", self.identity.device_id, reason)
-        self.spool.remove([spool_id])
+            self.spool.remove([spool_id])
+        else:
+            self.spool.acknowledge([spool_id], datetime.now(UTC))
         self.counters.messages_acknowledged += 1
         self._drain()
 

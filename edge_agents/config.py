@@ -39,7 +39,7 @@ from edge_agents.agent import Agent, AgentIdentity, AgentSettings
 from edge_agents.drivers import Driver
 from edge_agents.errors import AgentConfigError
 from edge_agents.network import NetworkLoop
-from edge_agents.spool import Spool
+from edge_agents.spool import DEFAULT_REPLAY_WINDOW, Spool
 from protocol.mqtt_account import MqttAccount, TlsFiles
 from protocol.sites import TimeZoneName
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
@@ -81,6 +81,9 @@ class SpoolSection(_Strict):
     path: Path
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=4_096)
     max_age_days: float = Field(default=7, gt=0, le=90)
+    replay_window_s: float = Field(default=DEFAULT_REPLAY_WINDOW.total_seconds(), ge=0, le=3_600)
+    """What the broker acknowledged this long before a disconnection is sent again after it;
+    at least the broker's autosave interval (edge_agents/spool.py)."""
 
 
 class SamplingSection(_Strict):
@@ -205,7 +208,10 @@ def build_agent(config: AgentConfig, driver: Driver) -> Agent:
         samples_per_message=config.sampling.samples_per_message,
     )
     spool = Spool(
-        config.spool.path, config.spool.max_bytes, timedelta(days=config.spool.max_age_days)
+        config.spool.path,
+        config.spool.max_bytes,
+        timedelta(days=config.spool.max_age_days),
+        timedelta(seconds=config.spool.replay_window_s),
     )
     return Agent(config.identity, settings, driver, spool)
 

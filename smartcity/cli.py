@@ -978,13 +978,13 @@ def bench_chaos(  # noqa: PLR0917 - each option is a CLI flag
     processes of their own, and part of the site as real edge agents at --speed. Then, each
     after --lead seconds of steady traffic: the broker SIGKILLed and restarted, the database
     crashed (pg_ctl stop -m immediate) and started, ingest and the rules engine SIGKILLed and
-    restarted, a streetlight cut off for an hour of device time, and ingest's links to the
-    broker and to the database blackholed; commands are sent during every fault. Prints, per
-    fault, the samples sent, stored, duplicated and lost, then the alert and command checks
-    (docs/chaos.md). Exit code 1 when anything was lost or doubled, an alert raised twice or a
-    command applied twice. Names for --fault: broker-kill, database-restart, ingest-kill,
-    rules-kill, agent-offline, broker-link-blackhole, database-link-blackhole; and, not run by
-    default, broker-kill-ingest-away (the broker crashing while ingest is down).
+    restarted, the broker crashing while ingest is down, a streetlight cut off for an hour of
+    device time, and ingest's links to the broker and to the database blackholed; commands are
+    sent during every fault. Prints, per fault, the samples sent, stored, duplicated and lost,
+    then the alert and command checks (docs/chaos.md). Exit code 1 when anything was lost or
+    doubled, an alert raised twice or a command applied twice. Names for --fault: broker-kill,
+    database-restart, ingest-kill, broker-kill-ingest-away, rules-kill, agent-offline,
+    broker-link-blackhole, database-link-blackhole.
 
     Example: smartcity bench chaos --streetlights 60 --speed 600 --json
     """

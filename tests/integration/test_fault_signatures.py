@@ -221,13 +221,15 @@ class Run:
     """The retained state a late subscriber found, by device, mid-fault."""
 
     def samples(self, device_id: str) -> list[Point]:
-        """Every sample of a device, by timestamp."""
-        points = [
-            Point(sample.ts, sample.values)
-            for arrival in self.telemetry[device_id]
+        """Every sample of a device, by timestamp, once: at each reconnection the agent sends
+        again what the broker acknowledged in its last 10 s of wall time (its replay window,
+        docs/agent.md), which in this accelerated city can be hours of samples."""
+        points = {
+            sample.ts: Point(sample.ts, sample.values)
+            for arrival in reversed(self.telemetry[device_id])
             for sample in arrival.message.samples
-        ]
-        return sorted(points, key=lambda point: point.ts)
+        }
+        return sorted(points.values(), key=lambda point: point.ts)
 
     def during(self, device_id: str, start: datetime, end: datetime) -> list[Point]:
         return [point for point in self.samples(device_id) if start <= point.ts < end]
@@ -537,14 +539,17 @@ def test_communication_loss_offline_then_every_sample_replayed(run: Run) -> None
         if any(start <= sample.ts < end for sample in arrival.message.samples)
     ]
     assert min(replayed) >= end
-    sequence = sorted(arrival.message.seq for arrival in run.telemetry[device])
-    assert sequence == list(range(len(sequence))), "each once, no gap in the numbering"
+    # At the reconnection the agent's replay window (docs/agent.md) sends again what the
+    # broker acknowledged in its last seconds: some messages arrive twice, none is missing.
+    sequence = sorted({arrival.message.seq for arrival in run.telemetry[device]})
+    assert sequence == list(range(len(sequence))), "no gap in the numbering"
 
 
 def test_communication_loss_replay_arrives_in_order(run: Run) -> None:
     device, _, _ = _window(FaultType.COMMUNICATION_LOSS)
     arrived = [arrival.message.seq for arrival in run.telemetry[device]]
-    assert arrived == sorted(arrived)
+    first_arrivals = list(dict.fromkeys(arrived))  # the replay window repeats some
+    assert first_arrivals == sorted(first_arrivals)
 
 
 def test_power_loss_offline_no_samples_then_a_new_boot(run: Run) -> None:
@@ -562,8 +567,8 @@ def test_power_loss_offline_no_samples_then_a_new_boot(run: Run) -> None:
     before = [p.ts for p in run.samples(device) if p.ts < start]
     assert start - before[-1] < timedelta(minutes=10)
     # The numbering carries on over the reboot: nothing was lost, nothing was taken.
-    sequence = [arrival.message.seq for arrival in run.telemetry[device]]
-    assert sorted(sequence) == list(range(len(sequence)))
+    sequence = sorted({arrival.message.seq for arrival in run.telemetry[device]})
+    assert sequence == list(range(len(sequence)))
 
 
 # ----------------------------------------------------------------------------- signs

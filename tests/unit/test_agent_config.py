@@ -118,3 +118,9 @@ def test_a_certificate_without_its_key_is_refused(
     assert code == 2
     assert "give both certificate_file and key_file, or neither" in output
 
+
+def test_a_negative_replay_window_is_refused(tmp_path: Path) -> None:
+    code, output = run_agent_with(tmp_path, {}, replay_window_s=-1)
+    assert code == 2
+    assert "spool.replay_window_s" in output
+    assert "greater than or equal to 0" in output

@@ -5,10 +5,15 @@ Failures are counted per user name (guessing one person's password) and per clie
 log-ins for that key are refused until the oldest failure in the window expires, even with
 the right password. A success clears its user name's count. Counts live in the API process:
 several API processes each allow their own limit.
+
+Log-ins run on a thread pool, so an attempt is counted as a failure when it starts
+(:meth:`LoginThrottle.attempt`, under a lock) and taken back if it succeeds: forty concurrent
+guesses cannot all pass a check made before any of them failed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +30,7 @@ class LoginThrottle:
     address_limit: int = ADDRESS_LIMIT
     window: timedelta = WINDOW
     _failures: dict[str, deque[datetime]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _recent(self, key: str, now: datetime) -> deque[datetime]:
         failures = self._failures.setdefault(key, deque())
@@ -40,6 +46,37 @@ class LoginThrottle:
 
     def retry_after(self, username: str, address: str, now: datetime) -> timedelta | None:
         """How long this log-in must wait, or None when it may be tried now."""
+        with self._lock:
+            return self._wait(username, address, now)
+
+    def attempt(self, username: str, address: str, now: datetime) -> timedelta | None:
+        """How long this log-in must wait; or None, and the attempt is counted as a failure
+        until :meth:`succeeded` takes it back."""
+        with self._lock:
+            wait = self._wait(username, address, now)
+            if wait is None:
+                self._count(username, address, now)
+            return wait
+
+    def failed(self, username: str, address: str, now: datetime) -> None:
+        """A failure not counted by :meth:`attempt`."""
+        with self._lock:
+            self._count(username, address, now)
+
+    def succeeded(
+        self, username: str, address: str | None = None, at: datetime | None = None
+    ) -> None:
+        """Clear the user name's failures; with the attempt's address and time, take back
+        the failure :meth:`attempt` counted for that address."""
+        with self._lock:
+            self._failures.pop(f"user:{username.lower()}", None)
+            failures = self._failures.get(f"ip:{address}") if address is not None else None
+            if failures is not None and at is not None and at in failures:
+                failures.remove(at)
+                if not failures:
+                    del self._failures[f"ip:{address}"]
+
+    def _wait(self, username: str, address: str, now: datetime) -> timedelta | None:
         waits = []
         for key, limit in self._keys(username, address):
             failures = self._recent(key, now)
@@ -47,10 +84,7 @@ class LoginThrottle:
                 waits.append(failures[0] + self.window - now)
         return max(waits) if waits else None
 
-    def failed(self, username: str, address: str, now: datetime) -> None:
+    def _count(self, username: str, address: str, now: datetime) -> None:
         for key, _ in self._keys(username, address):
             self._recent(key, now)
             self._failures.setdefault(key, deque()).append(now)
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(f"user:{username.lower()}", None)

@@ -67,16 +67,15 @@ def login(
     Scripts use long-lived tokens made by an admin instead. After 5 failed log-ins for a user
     name, or 20 from an address, in 15 minutes, log-ins wait (429 with ``Retry-After``)."""
     address = request.client.host if request.client is not None else "unknown"
-    wait = state.logins.retry_after(credentials.username, address, at)
+    wait = state.logins.attempt(credentials.username, address, at)  # a failure until it passes
     if wait is not None:
         seconds = max(1, math.ceil(wait.total_seconds()))
         raise TooManyRequestsError(
             f"too many failed log-ins: try again in {seconds} s, or ask an admin", seconds
         )
     if not check_password(connection, credentials.username, credentials.password):
-        state.logins.failed(credentials.username, address, at)
         raise UnauthorizedError("wrong user name or password")
-    state.logins.succeeded(credentials.username)
+    state.logins.succeeded(credentials.username, address, at)
     token, info = issue_token(
         connection,
         credentials.username,

@@ -39,3 +39,20 @@ def test_a_success_clears_the_user_names_failures_and_old_keys_are_forgotten() -
     later = T0 + timedelta(hours=1)
     assert throttle.retry_after("tech", "10.0.0.1", later) is None
     assert throttle._failures == {}  # memory stays bounded
+
+
+def test_concurrent_attempts_are_counted_as_they_start_not_as_they_fail() -> None:
+    throttle = LoginThrottle()
+    started = [throttle.attempt("tech", "10.0.0.1", T0) for _ in range(8)]
+    assert started == [None] * 5 + [timedelta(minutes=15)] * 3, "the sixth waits at once"
+
+
+def test_a_successful_attempt_is_taken_back_from_its_address_too() -> None:
+    throttle = LoginThrottle()
+    for index in range(19):
+        throttle.failed(f"guess-{index}", "10.0.0.1", T0)
+    assert throttle.attempt("tech", "10.0.0.1", T0) is None
+    throttle.succeeded("tech", "10.0.0.1", T0)
+    assert throttle.retry_after("someone", "10.0.0.1", T0) is None, "19 failures, not 20"
+    assert throttle.attempt("tech", "10.0.0.1", T0) is None
+    assert throttle.retry_after("someone", "10.0.0.1", T0) == timedelta(minutes=15)

@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root; as root, its commands run as the ``postgres``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -35,7 +36,7 @@ def stop_everything_started() -> None:
     for service in list(_started.values()):
         try:
             if isinstance(service, LocalMosquitto):
-                service.kill()
+                service.kill_now()
             else:
                 service.stop("immediate")
         except (LocalServiceError, OSError, subprocess.SubprocessError):
@@ -148,6 +149,16 @@ class LocalMosquitto:
             process.send_signal(signal.SIGKILL)
             process.wait()
         self._process = None
+        _started.pop(id(self), None)
+
+    def kill_now(self) -> None:
+        """SIGKILL, without waiting: from a signal handler, which may have interrupted a
+        ``wait()`` on this very process (Popen's wait lock is not reentrant); the caller
+        exits right after, and init reaps the broker."""
+        process = self._process
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
         _started.pop(id(self), None)
 
 

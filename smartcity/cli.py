@@ -245,7 +245,9 @@ def _issue_credentials(
         authority.record_issued(serials)  # the certificates before are revoked at the next sync
     except OSError as error:
         raise fail(
-            f"the certificates were not recorded in {authority.index_file}: {error}"
+            f"the certificates were not recorded in {authority.index_file}: {error}; no"
+            " revocation list can name them, so delete the bundles just written in"
+            f" {out_dir} before they leave this machine"
         ) from error
 
 

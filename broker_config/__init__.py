@@ -7,8 +7,9 @@ Two shapes:
 
   - the services' (loopback): the services' accounts only (``services.passwords``);
   - the local devices' (loopback, optional): device accounts by password
-    (``devices.passwords``), for the simulated fleet; each session is named after its
-    account (``use_username_as_clientid``);
+    (``devices.passwords``), for the simulated fleet, and the observer's account (handed to
+    people, so it must not be able to take over a service's session); each session is named
+    after its account (``use_username_as_clientid``);
   - the devices' TLS listener (optional): a client certificate signed by the platform's CA
     (:mod:`broker_config.pki`) and not revoked (``revoked.crl``) is required, and its common
     name, the device id, is the account; sessions are named after it too.

@@ -47,6 +47,14 @@ class Service(StrEnum):
     def user_name(self) -> str:
         return f"svc.{self.value}"
 
+    @property
+    def logs_in_with_devices(self) -> bool:
+        """Whether the account logs in on the devices' password listener, where a session is
+        always named after its account, rather than on the services' listener, where any
+        account may use any client id (and so take over another client's session). The
+        observer's password is handed to people; the services' stay with the platform."""
+        return self is Service.OBSERVER
+
 
 @dataclass(frozen=True, slots=True)
 class MqttLogin:

@@ -114,7 +114,8 @@ class BrokerAccess:
 
 def sync_access(access: BrokerAccess, now: datetime | None = None) -> SyncReport:
     """Write the services' and the devices' password files and the revocation list from the
-    logins and the database, each only if its content changed."""
+    logins and the database, each only if its content changed. The observer's account goes
+    into the devices' file (:attr:`Service.logs_in_with_devices`)."""
     layout = access.layout
     devices: list[tuple[str, str]] = []
     in_service: set[str] | None = None
@@ -122,11 +123,14 @@ def sync_access(access: BrokerAccess, now: datetime | None = None) -> SyncReport
         with psycopg.connect(access.database_url, connect_timeout=10) as connection:
             devices = device_password_hashes(connection)
             in_service = set(load_registry(connection))
+    on_services = {s: login for s, login in access.logins.items() if not s.logs_in_with_devices}
+    on_devices = {s: login for s, login in access.logins.items() if s.logs_in_with_devices}
     changed = replace_if_changed(
-        layout.service_password_file, password_file_text(service_hashes(access.logins)).encode()
+        layout.service_password_file, password_file_text(service_hashes(on_services)).encode()
     )
     changed |= replace_if_changed(
-        layout.device_password_file, password_file_text(dict(devices)).encode()
+        layout.device_password_file,
+        password_file_text(dict(devices) | service_hashes(on_devices)).encode(),
     )
     revoked = 0
     if access.authority is not None:

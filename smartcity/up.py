@@ -501,7 +501,7 @@ def _all_places(connection: psycopg.Connection) -> tuple[list[str], list[str]]:
 def _explain(
     database_url: str, options: UpOptions, api_url: str, state_dir: Path, security: SecurityFolder
 ) -> None:
-    port = options.mqtt_port
+    port = options.mqtt_device_port  # the observer logs in beside the devices (docs/security.md)
     observer = f'-u svc.observer -P "$(cat {security.accounts_dir / "observer"})"'
     lines = [
         "",

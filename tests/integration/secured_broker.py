@@ -81,6 +81,8 @@ def secured_broker(tmp_path: Path) -> Iterator[SecuredBroker]:
     write_config(broker.layout)
     sync_access(secured.access())
     hashes = {device_id: mosquitto_hash(password) for device_id, password in DEVICES.items()}
+    observer = secured.logins[Service.OBSERVER]  # as the sync writes it, with the devices
+    hashes[observer.username] = mosquitto_hash(observer.password)
     replace_if_changed(broker.layout.device_password_file, password_file_text(hashes).encode())
     broker.start()
     yield secured

@@ -38,7 +38,8 @@ def lets_in(port: int, account: MqttAccount) -> bool:
 
 
 def listening(secured: SecuredBroker, service: Service, *filters: str) -> Probe:
-    probe = connect(secured.broker.port, secured.service(service), f"test-{service.value}")
+    port = secured.device_port if service.logs_in_with_devices else secured.broker.port
+    probe = connect(port, secured.service(service), f"test-{service.value}")
     assert not probe.refused, probe.connect_reason
     probe.subscribe(*filters)
     return probe
@@ -227,6 +228,32 @@ def test_each_service_has_exactly_the_rights_its_job_needs(
         assert probe.publish(topic("sl-a", "telemetry")) == NOT_AUTHORIZED, service
     assert ingest.publish(topic("sl-a", "cmd")) == NOT_AUTHORIZED
     assert watchers[Service.OBSERVER].publish(topic("sl-a", "cmd")) == NOT_AUTHORIZED
+
+
+def test_the_observer_can_take_over_no_session_and_is_refused_beside_the_services(
+    secured_broker: SecuredBroker,
+) -> None:
+    """The observer's password is handed to people. On the devices' listener its session is
+    named after its account whatever client id it asks for; the services' refuses it."""
+    observer = secured_broker.service(Service.OBSERVER)
+    assert connect(secured_broker.broker.port, observer, "watcher").refused
+    ingest = listening(secured_broker, Service.INGEST, "sc/+/+/+/telemetry")
+    a = device(secured_broker, "sl-a")
+    for client_id in (f"test-{Service.INGEST.value}", "sl-a"):
+        observe_as(secured_broker, client_id, a)
+    wait_until(lambda: len(ingest.received) == 2, 5, "ingest still receives")
+    assert not ingest.disconnected.is_set(), "ingest's session was not taken over"
+    assert not a.disconnected.is_set(), "nor the device's"
+
+
+def observe_as(secured: SecuredBroker, client_id: str, sender: Probe) -> None:
+    """The observer, asking for ``client_id``, reads one telemetry message of ``sender``."""
+    intruder = connect(secured.device_port, secured.service(Service.OBSERVER), client_id)
+    assert not intruder.refused, intruder.connect_reason
+    intruder.subscribe("sc/#")
+    assert sender.publish(topic("sl-a", "telemetry"), client_id.encode()) == "Success"
+    wait_until(lambda: len(intruder.received) == 1, 5, "the observer reads")
+    intruder.close()
 
 
 def test_ingest_may_share_the_stream_through_a_shared_subscription(

@@ -6,15 +6,19 @@ is the device id, which the broker takes as the device's account (the ACL binds 
 topics). Keys are ECDSA P-256; files are PEM. The CA's key never leaves the folder it was
 created in (mode 600); a device's key is written only into that device's credential bundle.
 
-``issued.tsv`` in the CA's folder lists every device certificate issued (serial, device id);
-the revocation list names each one superseded by a newer one of its device, or whose device
-is out of service, so a rotated or decommissioned device's certificate stops working.
+``issued.tsv`` in the CA's folder lists every device certificate put in force (serial,
+device id); the revocation list names each one superseded by a newer one of its device, or
+whose device is out of service, so a rotated or decommissioned device's certificate stops
+working. ``pending.tsv`` journals every device certificate from the moment it is signed
+until it is put in force: one whose handing-out was interrupted (a crash, Ctrl-C, a full
+disk between the bundle and the index) stays there, and the revocation list names it too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -65,6 +69,32 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _tsv(entries: Iterable[tuple[int, str]]) -> str:
+    return "".join(f"{serial}\t{device_id}\n" for serial, device_id in entries)
+
+
+def _append(path: Path, entries: Sequence[tuple[int, str]]) -> None:
+    """Append entries and make them durable before the caller goes on."""
+    with path.open("a", encoding="utf-8") as file:
+        file.write(_tsv(entries))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _read_tsv(path: Path) -> list[tuple[int, str]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        serial, _, device_id = line.partition("\t")
+        if not serial.isdigit() or not device_id:
+            raise PkiError(f"{path}:{number}: not 'serial<TAB>device id'")
+        entries.append((int(serial), device_id))
+    return entries
 
 
 def _name(common_name: str) -> x509.Name:
@@ -187,33 +217,38 @@ class CertificateAuthority:
         """A client certificate whose common name is the device id. Once it is handed out,
         :meth:`record_issued` makes it the device's certificate in force (and revokes the
         one before)."""
-        return self._issue(
+        issued = self._issue(
             device_id, ExtendedKeyUsageOID.CLIENT_AUTH, dt.timedelta(days=365 * DEVICE_YEARS), now
         )
+        _append(self.pending_file, [(issued.serial, device_id)])  # revoked until recorded
+        return issued
 
     def record_issued(self, issued: Iterable[tuple[int, str]]) -> None:
-        """Add (serial, device id) pairs to the index: each is now its device's newest."""
-        lines = "".join(f"{serial}\t{device_id}\n" for serial, device_id in issued)
-        with self.index_file.open("a", encoding="utf-8") as index:
-            index.write(lines)
+        """Add (serial, device id) pairs to the index: each is now its device's newest, and
+        no longer pending."""
+        recorded = list(issued)
+        _append(self.index_file, recorded)
+        serials = {serial for serial, _ in recorded}
+        still_pending = [entry for entry in self.pending_devices() if entry[0] not in serials]
+        staging = self.pending_file.with_name("pending.tsv.new")
+        write_private(staging, _tsv(still_pending).encode())
+        staging.replace(self.pending_file)
 
     @property
     def index_file(self) -> Path:
         return self.folder / "issued.tsv"
 
+    @property
+    def pending_file(self) -> Path:
+        return self.folder / "pending.tsv"
+
     def issued_devices(self) -> list[tuple[int, str]]:
-        """(serial, device id) of every device certificate issued, oldest first."""
-        try:
-            lines = self.index_file.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        issued = []
-        for number, line in enumerate(lines, start=1):
-            serial, _, device_id = line.partition("\t")
-            if not serial.isdigit() or not device_id:
-                raise PkiError(f"{self.index_file}:{number}: not 'serial<TAB>device id'")
-            issued.append((int(serial), device_id))
-        return issued
+        """(serial, device id) of every device certificate put in force, oldest first."""
+        return _read_tsv(self.index_file)
+
+    def pending_devices(self) -> list[tuple[int, str]]:
+        """(serial, device id) of the device certificates signed and not (yet) in force."""
+        return _read_tsv(self.pending_file)
 
     def revocation_list(
         self, in_service: set[str] | None, now: dt.datetime | None = None
@@ -231,6 +266,8 @@ class CertificateAuthority:
             if newest[device_id] != serial
             or (in_service is not None and device_id not in in_service)
         ]
+        in_force = {serial for serial, _ in self.issued_devices()}
+        revoked += [serial for serial, _ in self.pending_devices() if serial not in in_force]
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificate.subject)

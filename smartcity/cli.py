@@ -245,9 +245,9 @@ def _issue_credentials(
         authority.record_issued(serials)  # the certificates before are revoked at the next sync
     except OSError as error:
         raise fail(
-            f"the certificates were not recorded in {authority.index_file}: {error}; no"
-            " revocation list can name them, so delete the bundles just written in"
-            f" {out_dir} before they leave this machine"
+            f"the certificates were not recorded in {authority.index_file}: {error}; they"
+            f" stay pending ({authority.pending_file}), revoked at the broker's next sync:"
+            " run provision again for these devices"
         ) from error
 
 

@@ -212,18 +212,20 @@ def test_the_revocation_list_names_superseded_and_decommissioned_certificates(
     ca = CertificateAuthority.load_or_create(tmp_path / "ca")
     first_a, first_b = ca.issue_device("sl-a"), ca.issue_device("sl-b")
     ca.record_issued([(first_a.serial, "sl-a"), (first_b.serial, "sl-b")])
-    never_recorded = ca.issue_device("sl-a")  # a provisioning that failed half-way
+    never_recorded = ca.issue_device("sl-a")  # a provisioning interrupted half-way
     second_a = ca.issue_device("sl-a")
     ca.record_issued([(second_a.serial, "sl-a")])
     pem, count = ca.revocation_list(in_service={"sl-a"})
     crl = x509.load_pem_x509_crl(pem)
     assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
     revoked = {entry.serial_number for entry in crl}
-    assert revoked == {first_a.serial, first_b.serial}  # b is no longer in service
-    assert count == 2
-    assert never_recorded.serial not in revoked
+    # b is no longer in service; the certificate never put in force may sit in a bundle
+    assert revoked == {first_a.serial, first_b.serial, never_recorded.serial}
+    assert count == 3
+    assert second_a.serial not in revoked
     _, without_registry = ca.revocation_list(in_service=None)
-    assert without_registry == 1  # only the superseded one
+    assert without_registry == 2  # the superseded one and the one never put in force
+    assert ca.pending_devices() == [(never_recorded.serial, "sl-a")]
 
 
 def test_a_server_certificate_refuses_names_no_client_could_check(tmp_path: Path) -> None:

@@ -532,12 +532,19 @@ _PROGRESS_QUERY = """
          + (SELECT count(*) FROM telemetry_building),
            (SELECT count(*) FROM dead_letters),
            (SELECT count(*) FROM alerts WHERE status IN ('firing', 'acknowledged')),
-           (SELECT count(DISTINCT device_id) FROM (
-                SELECT device_id FROM telemetry_streetlight WHERE ts > now() - INTERVAL '6 minutes'
+           (WITH latest AS (
+                SELECT greatest(
+                    (SELECT max(ts) FROM telemetry_streetlight),
+                    (SELECT max(ts) FROM telemetry_signage),
+                    (SELECT max(ts) FROM telemetry_building)
+                ) - INTERVAL '6 minutes' AS since
+            )
+            SELECT count(DISTINCT device_id) FROM (
+                SELECT device_id FROM telemetry_streetlight, latest WHERE ts > since
                 UNION ALL
-                SELECT device_id FROM telemetry_signage WHERE ts > now() - INTERVAL '6 minutes'
+                SELECT device_id FROM telemetry_signage, latest WHERE ts > since
                 UNION ALL
-                SELECT device_id FROM telemetry_building WHERE ts > now() - INTERVAL '6 minutes'
+                SELECT device_id FROM telemetry_building, latest WHERE ts > since
            ) AS recent),
            (SELECT count(*) FROM commands),
            (SELECT count(*) FROM commands WHERE outcome = 'applied')
@@ -560,7 +567,8 @@ def _report_progress(database_url: str, stop: threading.Event) -> None:
             )
             previous = (now, samples)
             typer.echo(
-                f"samples stored: {samples}{rate}; devices heard in the last 6 minutes: {devices};"
+                f"samples stored: {samples}{rate}; devices heard in the city's last 6 minutes:"
+                f" {devices};"
                 f" dead letters: {dead}; open alerts: {open_alerts};"
                 f" commands: {commands} ({applied} applied)"
             )

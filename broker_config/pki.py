@@ -251,7 +251,10 @@ class CertificateAuthority:
         return _read_tsv(self.pending_file)
 
     def revocation_list(
-        self, in_service: set[str] | None, now: dt.datetime | None = None
+        self,
+        in_service: set[str] | None,
+        now: dt.datetime | None = None,
+        still_revoked: Iterable[int] = (),
     ) -> tuple[bytes, int]:
         """A signed CRL of the device certificates no longer in use (PEM), and how many:
         every one but the newest of each device, and all of a device not ``in_service`` (when
@@ -268,6 +271,7 @@ class CertificateAuthority:
         ]
         in_force = {serial for serial, _ in self.issued_devices()}
         revoked += [serial for serial, _ in self.pending_devices() if serial not in in_force]
+        revoked += still_revoked  # revoked before, for a reason this call cannot see now
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificate.subject)

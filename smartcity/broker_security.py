@@ -99,6 +99,9 @@ class SyncReport:
     """Devices with a password, in service."""
     revoked: int
     """Device certificates revoked."""
+    database_error: str | None = None
+    """The database could not be read: the password files were left as they were, and the
+    revocation list was kept alive with every certificate it already named."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +123,12 @@ def sync_access(access: BrokerAccess, now: datetime | None = None) -> SyncReport
     devices: list[tuple[str, str]] = []
     in_service: set[str] | None = None
     if access.database_url is not None:
-        with psycopg.connect(access.database_url, connect_timeout=10) as connection:
-            devices = device_password_hashes(connection)
-            in_service = set(load_registry(connection))
+        try:
+            with psycopg.connect(access.database_url, connect_timeout=10) as connection:
+                devices = device_password_hashes(connection)
+                in_service = set(load_registry(connection))
+        except psycopg.OperationalError as error:
+            return _without_database(access, str(error).strip(), now)
     on_services = {s: login for s, login in access.logins.items() if not s.logs_in_with_devices}
     on_devices = {s: login for s, login in access.logins.items() if s.logs_in_with_devices}
     changed = replace_if_changed(
@@ -141,16 +147,37 @@ def sync_access(access: BrokerAccess, now: datetime | None = None) -> SyncReport
     return SyncReport(changed, len(devices), revoked)
 
 
+def _without_database(access: BrokerAccess, error: str, now: datetime | None) -> SyncReport:
+    """The database is away: keep the password files, and keep the revocation list from
+    expiring (an expired list makes the broker refuse every certificate), naming what it
+    named (the decommissioned devices' certificates) and what the CA's index says."""
+    changed, revoked = False, 0
+    if access.authority is not None:
+        crl_file = access.layout.crl_file
+        changed, revoked = _refresh_revocations(
+            crl_file, access.authority, None, now, still_revoked=_named_in(crl_file)
+        )
+    return SyncReport(changed, 0, revoked, database_error=error)
+
+
+def _named_in(crl_file: Path) -> set[int]:
+    try:
+        return {entry.serial_number for entry in x509.load_pem_x509_crl(crl_file.read_bytes())}
+    except (FileNotFoundError, ValueError):
+        return set()
+
+
 def _refresh_revocations(
     crl_file: Path,
     authority: CertificateAuthority,
     in_service: set[str] | None,
     now: datetime | None,
+    still_revoked: set[int] | None = None,
 ) -> tuple[bool, int]:
     """A new revocation list when the revoked certificates changed or the list is a day old
     (it is valid for a week)."""
     now = now or datetime.now(UTC)
-    crl_pem, revoked = authority.revocation_list(in_service, now)
+    crl_pem, revoked = authority.revocation_list(in_service, now, still_revoked or ())
     try:
         current = x509.load_pem_x509_crl(crl_file.read_bytes())
         fresh = current.last_update_utc > now - CRL_REFRESH
@@ -183,6 +210,12 @@ class AccessSync:
 
     def sync_once(self) -> bool:
         report = sync_access(self.access)
+        if report.database_error is not None:
+            log.warning(
+                "broker accounts not updated: the database cannot be read; the revocation"
+                " list is kept alive",
+                extra={"error": report.database_error},
+            )
         if report.changed:
             self.reload()
             log.info(

@@ -374,6 +374,12 @@ def broker(
         mosquitto.start()
         sync.start()
         _describe_broker(mosquitto, security, report.devices)
+        if report.database_error is not None:
+            typer.echo(
+                f"warning: the database cannot be read ({report.database_error}); devices'"
+                " passwords are those last synced, and the next syncs will try again",
+                err=True,
+            )
         if listener is not None and not host and tls_bind not in {"127.0.0.1", "localhost"}:
             typer.echo(
                 "warning: the server certificate names only localhost and 127.0.0.1; give "

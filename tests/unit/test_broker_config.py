@@ -35,6 +35,10 @@ from broker_config.accounts import (
 )
 from broker_config.files import write_private
 from broker_config.pki import CertificateAuthority, PkiError
+from smartcity.broker_security import BrokerAccess, SecurityFolder, sync_access
+from smartcity.local_services import free_port
+
+T0 = dt.datetime(2026, 12, 6, 8, tzinfo=dt.UTC)
 
 
 def settings_of(text: str) -> list[tuple[str, str]]:
@@ -237,3 +241,34 @@ def test_a_server_certificate_refuses_names_no_client_could_check(tmp_path: Path
     certificate = x509.load_pem_x509_certificate(ca.issue_server([long_but_valid]).certificate_pem)
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == [long_but_valid]
+
+
+def test_without_its_database_the_sync_keeps_the_revocation_list_alive_and_complete(
+    tmp_path: Path,
+) -> None:
+    """An expired list makes the broker refuse every certificate: with the database away,
+    the sync makes it again, still naming a decommissioned device's certificate (which only
+    the database knew) and the superseded ones (which the CA's index knows)."""
+    folder = SecurityFolder(tmp_path / "security")
+    ca = folder.certificate_authority()
+    old_a, b = ca.issue_device("sl-a"), ca.issue_device("sl-b")
+    ca.record_issued([(old_a.serial, "sl-a"), (b.serial, "sl-b")])
+    new_a = ca.issue_device("sl-a")
+    ca.record_issued([(new_a.serial, "sl-a")])
+    layout = BrokerLayout(free_port(), tmp_path / "broker", security=BrokerSecurity())
+    write_config(layout)
+    crl_pem, revoked = ca.revocation_list(in_service={"sl-a"}, now=T0)  # b decommissioned
+    layout.crl_file.write_bytes(crl_pem)
+    assert revoked == 2
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/smartcity"
+    access = BrokerAccess(layout, folder.service_logins(), unreachable, ca)
+    services_before = layout.service_password_file.read_bytes()
+
+    report = sync_access(access, now=T0 + dt.timedelta(days=2))
+
+    assert report.database_error is not None
+    assert report.changed, "a new list: the old one was two days old"
+    crl = x509.load_pem_x509_crl(layout.crl_file.read_bytes())
+    assert crl.last_update_utc > T0 + dt.timedelta(days=1)
+    assert {entry.serial_number for entry in crl} == {old_a.serial, b.serial}
+    assert layout.service_password_file.read_bytes() == services_before

@@ -181,16 +181,13 @@ class Spool:
             self._forget_window(
                 "acknowledged_at <= ? AND resend = 0", ((at - self.replay_window).timestamp(),)
             )
-            while self._window_bytes > self.max_window_bytes:
-                oldest = self._db.execute(
-                    "SELECT id FROM acknowledged ORDER BY acknowledged_at, id LIMIT 64"
-                ).fetchall()
-                if not oldest:
-                    self._window_bytes = 0
-                for (message_id,) in oldest:
-                    self._forget_window("id = ?", (message_id,))
-                    if self._window_bytes <= self.max_window_bytes:
-                        break
+            if self._window_bytes > self.max_window_bytes:  # keep the newest that fit
+                self._forget_window(
+                    "id IN (SELECT id FROM (SELECT id, sum(length(payload)) OVER"
+                    " (ORDER BY acknowledged_at DESC, id DESC) AS newer FROM acknowledged)"
+                    " WHERE newer > ?)",
+                    (self.max_window_bytes,),
+                )
 
     def requeue_acknowledged(self, now: datetime) -> int:
         """Mark the replay window to be sent again (see the module's docstring); return how

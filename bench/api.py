@@ -42,6 +42,7 @@ from rules.model import Severity
 from smartcity.local_services import free_port
 from storage.migrate import migrate
 from storage.registry import upsert_site
+from storage.rollups import refresh_period
 
 Progress = Callable[[str], None]
 PANEL_TARGET_S: Final = 0.200
@@ -156,7 +157,7 @@ def history_database(  # noqa: PLR0917 - the bench's options, passed down
         generate_history(options, services.database_url, progress=progress)
         progress("refreshing the rollups")
         with psycopg.connect(services.database_url, autocommit=True) as connection:
-            connection.execute("SELECT smartcity_maintain(%s)", (end,))
+            refresh_period(connection, end - timedelta(days=days), end)
         yield services.database_url, time.monotonic() - started
 
 

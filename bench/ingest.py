@@ -37,6 +37,7 @@ from protocol.sites import Device, SiteInventory, parse_site
 from protocol.topics import Channel, DeviceClass, DeviceTopic
 from storage.migrate import migrate
 from storage.registry import Registration, upsert_site
+from storage.rollups import uses_timescaledb
 from storage.writer import BatchWriter
 
 Progress = Callable[[str], None]
@@ -44,6 +45,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class IngestBenchResult:
+    backend: str
+    """Where the rows went: "timescaledb" or "postgresql"."""
     messages: int
     rows: int
     values: int
@@ -344,6 +347,7 @@ def run(
     repeats: int,
     database_url: str | None,
     progress: Progress,
+    timescaledb: bool = False,
 ) -> IngestBenchResult:
     inventory = bench_site(devices)
     messages = build_messages(inventory, count)
@@ -352,12 +356,13 @@ def run(
     ingest_runs: list[Measurement] = []
     copy_runs: list[Measurement] = []
     writer_runs: list[Measurement] = []
-    with bench_services(database_url, progress, "ingest") as services:
+    with bench_services(database_url, progress, "ingest", timescaledb) as services:
         port, url = services.mqtt_port, services.database_url
         progress("migrating and provisioning")
         migrate(url)
         with psycopg.connect(url) as connection:
             upsert_site(connection, inventory)
+            backend = "timescaledb" if uses_timescaledb(connection) else "postgresql"
         config = IngestConfig(
             url,
             "127.0.0.1",
@@ -392,6 +397,7 @@ def run(
     writer = median_of(writer_runs)
     in_service = sorted(m.writer_rows_per_s for m in ingest_runs)[len(ingest_runs) // 2]
     return IngestBenchResult(
+        backend=backend,
         messages=count,
         rows=count,
         values=values,
@@ -431,7 +437,8 @@ def report(result: IngestBenchResult) -> str:
 
     return "\n".join(
         [
-            f"messages: {result.messages:,}   rows (samples): {result.rows:,}"
+            f"backend: {result.backend}   messages: {result.messages:,}"
+            f"   rows (samples): {result.rows:,}"
             f"   values: {result.values:,}   median of {result.repeats} rounds [min .. max]",
             "ratios: the median of the rounds' ratios (each round measures both in a row)",
             f"(a) broker, no-op subscriber : {result.broker_msgs_per_s:>9,.0f} msg/s"

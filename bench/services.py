@@ -28,10 +28,11 @@ class BenchServices:
 
 @contextmanager
 def bench_services(
-    server_url: str | None, progress: Progress, prefix: str = "bench"
+    server_url: str | None, progress: Progress, prefix: str = "bench", timescaledb: bool = False
 ) -> Iterator[BenchServices]:
     """A private Mosquitto and a scratch database on ``server_url`` (or on a private
-    PostgreSQL, fsync on, when None); both gone afterwards."""
+    PostgreSQL, fsync on, when None, with TimescaleDB preloaded if ``timescaledb``); both gone
+    afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix=f"smartcity-{prefix}-", dir="/tmp"))
     workdir.chmod(0o755)
     broker = LocalMosquitto(workdir / "broker", free_port())
@@ -41,8 +42,14 @@ def bench_services(
     try:
         broker.start()
         if server_url is None:
-            postgres = LocalPostgres(workdir / "postgres", free_port(), durable=True)
-            progress(f"starting a private PostgreSQL (fsync on) in {postgres.data_dir}")
+            preload = {"shared_preload_libraries": "timescaledb"} if timescaledb else {}
+            postgres = LocalPostgres(
+                workdir / "postgres", free_port(), durable=True, settings=preload
+            )
+            progress(
+                f"starting a private PostgreSQL{' with TimescaleDB' if timescaledb else ''}"
+                f" (fsync on) in {postgres.data_dir}"
+            )
             postgres.start()
             server_url = postgres.url()
         with psycopg.connect(server_url, autocommit=True) as connection:

@@ -115,7 +115,7 @@ def db_migrate() -> None:
     """
     url = require_database_url(load_settings())
     try:
-        migrate(url)
+        migrate(url, progress=progress_to_stderr)
         revision = current_revision(url)
         with psycopg.connect(url) as connection:
             row = connection.execute("SELECT timescaledb FROM storage_backend").fetchone()
@@ -127,18 +127,57 @@ def db_migrate() -> None:
 
 @db_app.command("maintain")
 def db_maintain() -> None:
-    """Create partitions ahead, refresh rollups and drop expired data (plain PostgreSQL;
-    TimescaleDB does this by itself). Ingest runs it every minute.
+    """Refresh the rollups of recent samples (the last 91 days), and on plain PostgreSQL also
+    create partitions ahead and drop expired ones (TimescaleDB's own jobs do that there).
+    Ingest runs it every minute.
 
     Example: smartcity db maintain
     """
+    from storage.rollups import maintain
+
     url = require_database_url(load_settings())
     try:
         with psycopg.connect(url, autocommit=True) as connection:
-            row = connection.execute("SELECT smartcity_maintain()").fetchone()
+            report = maintain(connection)
     except psycopg.Error as error:
         raise fail(f"{error}".strip() + " (has `smartcity db migrate` run?)") from error
-    typer.echo(json.dumps(row[0] if row else None))
+    typer.echo(json.dumps(report))
+
+
+@db_app.command("check-rollups")
+def db_check_rollups(
+    start: Annotated[
+        str | None, typer.Option("--from", help="First instant (ISO; UTC if no zone).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="End, excluded (ISO; UTC if no zone).")
+    ] = None,
+) -> None:
+    """Compare every hourly and daily rollup with the same aggregates computed from the raw
+    samples; exit 1 when any (device, bucket) differs. Run `smartcity db maintain` first:
+    rollups of late samples trail by up to a maintenance interval.
+
+    Example: smartcity db check-rollups --from 2026-11-01 --to 2026-11-08
+    """
+    from protocol.topics import DeviceClass
+    from storage.rollups import GRAINS, rollup_differences
+
+    url = require_database_url(load_settings())
+    first = parse_moment(start, "--from") if start else None
+    last = parse_moment(end, "--to") if end else None
+    total = 0
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            for device_class in DeviceClass:
+                for grain, _ in GRAINS:
+                    found = rollup_differences(connection, device_class, grain, first, last)
+                    typer.echo(f"{device_class.value:<12} {grain:<7} {found} rows differ")
+                    total += found
+    except psycopg.Error as error:
+        raise fail(f"{error}".strip() + " (has `smartcity db migrate` run?)") from error
+    typer.echo(f"{total} differences in all")
+    if total:
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -532,6 +571,7 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
     from simulators.errors import SimulatorError
     from simulators.history import HistoryOptions, generate_history
     from simulators.simulate import SimulationOptions, plan_faults
+    from storage.rollups import refresh_period
 
     settings = load_settings()
     database_url = require_database_url(settings)
@@ -551,7 +591,7 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
             random_faults_per_device_year=random_faults,
         )
         events = plan_faults(options, first, horizon=last - first)
-        migrate(database_url)
+        migrate(database_url, progress=progress_to_stderr)
         with psycopg.connect(database_url) as connection:
             upsert_site(connection, inventory)
         typer.echo(f"{name}: {len(inventory.devices)} devices, {len(events)} faults")
@@ -568,12 +608,15 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
             database_url,
             progress=typer.echo,
         )
+        rolled_up = time.monotonic()
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            refresh_period(connection, first, last, progress=progress_to_stderr)
     except (SiteFileError, SimulatorError, MigrationError, psycopg.Error) as error:
         raise fail(str(error)) from error
     typer.echo(
         f"{report.total_rows:,} rows in {report.seconds:.1f} s "
         f"({report.total_rows / max(report.seconds, 1e-9):,.0f} rows/s); "
-        "rollups follow at the next `smartcity db maintain`"
+        f"rollups refreshed in {time.monotonic() - rolled_up:.1f} s"
     )
 
 
@@ -722,10 +765,18 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     receive_maximum: Annotated[int, typer.Option(help="MQTT 5 Receive Maximum.")] = 4_000,
     repeats: Annotated[int, typer.Option(help="Rounds; the medians are reported.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+    timescaledb: Annotated[
+        bool,
+        typer.Option(
+            "--timescaledb",
+            help="The private PostgreSQL preloads TimescaleDB (it must be installed there).",
+        ),
+    ] = False,
 ) -> None:
     """Broker-only vs full ingest vs raw COPY, measured in one run on this machine.
 
-    Uses DATABASE_URL if set (its telemetry tables are emptied!), else a private PostgreSQL.
+    Uses a scratch database on the server of DATABASE_URL if set, else a private PostgreSQL
+    (with TimescaleDB if --timescaledb).
     Example: smartcity bench ingest --messages 50000 --json
     """
     from bench import ingest as ingest_bench
@@ -742,6 +793,7 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
             repeats=repeats,
             database_url=database_url,
             progress=progress_to_stderr,
+            timescaledb=timescaledb,
         )
     except (RuntimeError, psycopg.Error) as error:
         raise fail(str(error)) from error

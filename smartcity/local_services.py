@@ -162,8 +162,16 @@ class LocalMosquitto:
         _started.pop(id(self), None)
 
 
-def postgres_bindir() -> Path:
-    """The newest installed PostgreSQL >= 15 server binaries."""
+def postgres_bindir(chosen: Path | None = None) -> Path:
+    """``chosen`` if given (checked), else the newest installed PostgreSQL >= 15 server
+    binaries."""
+    if chosen is not None:
+        if not (chosen / "pg_ctl").is_file():
+            raise LocalServiceError(
+                f"{chosen} holds no PostgreSQL server binaries (no pg_ctl there); name a folder"
+                " such as /usr/lib/postgresql/15/bin"
+            )
+        return chosen
     candidates = []
     for pg_ctl in Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"):
         try:
@@ -193,6 +201,8 @@ class LocalPostgres:
     """False turns fsync off: for throwaway test clusters only."""
     settings: dict[str, str] = field(default_factory=dict)
     """Extra server settings, e.g. shared_preload_libraries."""
+    bindir: Path | None = None
+    """The server binaries to use; None: the newest installed (:func:`postgres_bindir`)."""
 
     def _as_owner(self, command: list[str]) -> list[str]:
         if os.geteuid() == 0:
@@ -218,7 +228,7 @@ class LocalPostgres:
         self.data_dir.chmod(0o700)
         self._run(
             [
-                str(postgres_bindir() / "initdb"),
+                str(postgres_bindir(self.bindir) / "initdb"),
                 "-D",
                 str(self.data_dir),
                 "-U",
@@ -249,7 +259,7 @@ class LocalPostgres:
         flags = " ".join(f"-c {key}={value}" for key, value in options.items())
         self._run(
             [
-                str(postgres_bindir() / "pg_ctl"),
+                str(postgres_bindir(self.bindir) / "pg_ctl"),
                 "-D",
                 str(self.data_dir),
                 "-l",
@@ -271,7 +281,15 @@ class LocalPostgres:
             _started.pop(id(self), None)
             return
         self._run(
-            [str(postgres_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
+            [
+                str(postgres_bindir(self.bindir) / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                mode,
+                "-w",
+                "stop",
+            ]
         )
         _started.pop(id(self), None)
 

@@ -19,6 +19,7 @@ from psycopg import sql
 from protocol.catalogue import CATALOGUE
 from protocol.decoding import CommandAck, Event, State
 from protocol.topics import DeviceClass
+from storage import rollups
 
 SampleRows = dict[tuple[str, datetime], dict[str, float]]
 """Samples of one device class: (device_id, ts) -> metric -> value."""
@@ -266,9 +267,7 @@ class BatchWriter:
 
     def maintain(self) -> object:
         """Run the database's housekeeping (partitions ahead, rollups, retention)."""
-        with self._connection.transaction():
-            row = self._connection.execute("SELECT smartcity_maintain()").fetchone()
-        return None if row is None else row[0]
+        return rollups.maintain(self._connection)
 
 
 def _copy_rows(

@@ -16,6 +16,7 @@ import pytest
 
 from protocol.topics import DeviceClass
 from storage.queries import latest_values
+from storage.rollups import refresh_period
 from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
 from tests.integration.api_fixtures import ApiSession
 
@@ -72,7 +73,7 @@ def filled(api: ApiSession) -> ApiSession:
                 telemetry={DeviceClass.STREETLIGHT: telemetry_rows(DeviceClass.STREETLIGHT, rows)}
             )
         )
-        connection.execute("SELECT smartcity_maintain()")
+        refresh_period(connection, MONDAY, MONDAY + timedelta(days=DAYS))
     return api
 
 

@@ -25,11 +25,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def crashable_postgres() -> Iterator[LocalPostgres]:
+def crashable_postgres(pytestconfig: pytest.Config) -> Iterator[LocalPostgres]:
     """A server of this test's own, which it may crash and start again. fsync is off (a
     throwaway cluster), but every commit is written before it is acknowledged: a crash of the
     server alone, the machine still up, must then lose nothing."""
-    server = _private_cluster("smartcity-test-chaos-", {"synchronous_commit": "on"})
+    server = _private_cluster(pytestconfig, "smartcity-test-chaos-", {"synchronous_commit": "on"})
     try:
         yield server
     finally:

@@ -30,6 +30,7 @@ from rules.model import Severity
 from simulators.faults import FaultEvent, FaultType
 from simulators.history import HistoryOptions, generate_history
 from storage.registry import upsert_site
+from storage.rollups import refresh_period
 from tests.conftest import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -109,8 +110,9 @@ def _fill(url: str, city: SiteInventory) -> None:
     )
     options = HistoryOptions(fleet, END - HISTORY, END, seed=6, faults=faults, run_name="dash")
     generate_history(options, url, progress=lambda _: None)
+    with psycopg.connect(url, autocommit=True) as connection:
+        refresh_period(connection, END - HISTORY, END)
     with psycopg.connect(url) as connection:
-        connection.execute("SELECT smartcity_maintain(%s)", (END,))
         _alerts(connection, failed_light, cut_sign)
         _dead_letters(connection)
         _events_and_commands(connection, cut_sign, _ids(fleet, DeviceClass.BUILDING)[0])

@@ -10,7 +10,9 @@ import psycopg
 import pytest
 
 from ingest.metrics import serve_metrics
+from protocol.topics import DeviceClass
 from smartcity.local_services import LocalMosquitto, free_port
+from storage import rollups
 from tests.integration.helpers import (
     provision_test_site,
     publisher,
@@ -209,3 +211,46 @@ def test_metrics_endpoint_reports_what_was_received_stored_and_rejected(
     assert "smartcity_ingest_batch_seconds_count" in text
     assert "smartcity_ingest_lag_seconds" in text
     assert "smartcity_ingest_queue_depth" in text
+
+
+def _differences(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        return sum(
+            rollups.rollup_differences(connection, device_class, grain)
+            for device_class in DeviceClass
+            for grain, _ in rollups.GRAINS
+        )
+
+
+def test_late_samples_ingested_into_rolled_up_hours_reach_the_rollups_by_ingests_maintenance(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    provision_test_site(database_url)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+
+    def sample(at: datetime, soc: float) -> bytes:
+        values = {"battery_soc": soc, "lamp_power": soc / 2}
+        return json.dumps(
+            {"v": 1, "seq": 1, "samples": [{"ts": at.isoformat(), "values": values}]}
+        ).encode()
+
+    topic = "sc/sefrou/streetlight/sl-001/telemetry"
+    with (
+        running_ingest(database_url, broker.port, maintenance_interval_s=0.5),
+        publisher(broker.port) as device,
+    ):
+        device.publish_all([(topic, sample(hour + timedelta(minutes=m), 50.0)) for m in (5, 35)])
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry_streetlight") == 2)
+        wait_until(lambda: _differences(database_url) == 0)
+        hourly = (
+            "SELECT coalesce(sum(battery_soc_count), 0) FROM telemetry_streetlight_hourly"
+            " WHERE bucket = %s"
+        )
+        assert scalar(database_url, hourly, (hour,)) == 2, "the hour is rolled up"
+        late = [(topic, sample(hour + timedelta(minutes=m), 10.0)) for m in (10, 50)]
+        device.publish_all(late)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM telemetry_streetlight") == 4)
+        wait_until(lambda: scalar(database_url, hourly, (hour,)) == 4)
+        wait_until(lambda: _differences(database_url) == 0)
+    daily = "SELECT battery_soc_min FROM telemetry_streetlight_daily WHERE bucket = %s"
+    assert scalar(database_url, daily, (hour.replace(hour=0),)) == 10

@@ -50,6 +50,7 @@ from simulators.faults import FaultEvent, FaultType
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
 from smartcity.local_services import LocalMosquitto
 from storage.registry import upsert_site
+from storage.rollups import refresh_period
 from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
 from tests.integration.helpers import wait_until
 from tests.simulation_helpers import Recorder
@@ -93,9 +94,7 @@ def store_history(database_url: str, device_id: str, watts: float) -> None:
     with psycopg.connect(database_url, autocommit=True) as connection:
         rows = telemetry_rows(DeviceClass.STREETLIGHT, samples)
         BatchWriter(connection).write(StorageBatch(telemetry={DeviceClass.STREETLIGHT: rows}))
-        [(timescale,)] = connection.execute("SELECT timescaledb FROM storage_backend").fetchall()
-        if not timescale:  # TimescaleDB's real-time aggregate sees them at once
-            connection.execute("SELECT refresh_rollups('streetlight')")
+        refresh_period(connection, first, first + timedelta(hours=72))
 
 
 @dataclass

@@ -104,9 +104,9 @@ def test_ingest_killed_mid_stream_then_restarted_stores_every_message_exactly_on
 
 
 @pytest.fixture
-def controlled_postgres() -> Iterator[LocalPostgres]:
+def controlled_postgres(pytestconfig: pytest.Config) -> Iterator[LocalPostgres]:
     """A server of this test's own, which it may stop and start."""
-    server = _private_cluster("smartcity-test-outage-")
+    server = _private_cluster(pytestconfig, "smartcity-test-outage-")
     try:
         yield server
     finally:

@@ -5,9 +5,9 @@ it as ``outdoor_temperature`` so the platform's control can compensate the heati
 learn warm-up rates and follow the seasons. The wide building table gains the column, and what
 depends on the list of building metrics is recreated: the rollups' columns and refresh
 function on plain PostgreSQL, the continuous aggregates on TimescaleDB (a continuous aggregate
-cannot gain a column: they are recreated and refreshed from the raw rows, which buildings keep
-800 days; rollups of older hours, had there been any, would not come back), and the narrow
-views over every class.
+cannot gain a column: they are recreated, and filled again from the raw rows, which buildings
+keep 800 days, by ``storage.migrate`` once the revision has committed; rollups of older hours,
+had there been any, would not come back), and the narrow views over every class.
 
 Revision ID: 0006
 Revises: 0005
@@ -96,11 +96,9 @@ def upgrade() -> None:
                 f" start_offset => INTERVAL '{BACKFILL_WINDOW}', end_offset => NULL,"
                 f" schedule_interval => INTERVAL '{schedule}')"
             )
-        # The policies refresh only the backfill window; everything older now, once. A
-        # refresh cannot run inside a transaction.
-        with op.get_context().autocommit_block():
-            for view in (f"{TABLE}_hourly", f"{TABLE}_daily"):
-                op.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+        # The aggregates come back empty; storage.migrate fills them from the raw rows over
+        # all time once this revision has committed (a refresh cannot run in a transaction),
+        # and real-time aggregation answers from the raw rows until then.
     else:
         for grain in ("hourly", "daily"):
             added = ", ".join(

@@ -68,7 +68,7 @@ def check_time_zone(value: str) -> str:
     """``value`` if it names an IANA time zone, else a ValueError saying what to give."""
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Africa" is a folder of zones
         raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
     return value
 

@@ -223,6 +223,7 @@ buildings:
         ("- 1", "(top): Input should be a valid dictionary"),
         ("a: 2001-13-45", "<site>: not valid YAML: month must be in 1..12"),
         (HEADER.replace("Africa/Casablanca", "Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
+        (HEADER.replace("Africa/Casablanca", "Africa"), "unknown time zone 'Africa'"),  # a folder
         (HEADER.replace("33.8", "95"), "site.latitude: Input should be less than or equal to 90"),
         (HEADER + "devices: [{id: Bad_Id, class: streetlight}]", "devices[0].id: 'Bad_Id' is not"),
         (HEADER + "devices: [{id: x1, class: lamp}]", "devices[0].class: Input should be"),

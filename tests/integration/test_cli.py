@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -56,6 +57,29 @@ def test_a_database_url_of_another_kind_is_refused() -> None:
     code, output = invoke("db", "migrate", env={"DATABASE_URL": "mysql://root@localhost/x"})
     assert code == 2
     assert "must start with postgresql://" in output
+
+
+def test_check_rollups_counts_rows_that_differ_and_refuses_a_bad_date(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url}
+    code, output = invoke("db", "check-rollups", "--from", "last week", env=env)
+    assert code == 2
+    assert "--from 'last week' is not an ISO date or time" in output
+    code, output = invoke("db", "check-rollups", env=env)
+    assert (code, output.strip().splitlines()[-1]) == (0, "0 differences in all")
+    assert invoke("db", "maintain", env=env)[0] == 0  # on plain PostgreSQL: today's partition
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO telemetry_signage (ts, device_id, power) VALUES (now(), 'sg-1', 40)"
+        )
+    assert invoke("db", "maintain", env=env)[0] == 0
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO telemetry_signage (ts, device_id, power)"
+            " VALUES (now() - INTERVAL '2 hours', 'sg-1', 41)"
+        )
+    code, output = invoke("db", "check-rollups", env=env)
+    assert code == 1, "a late sample not yet rolled up is a difference"
+    assert "signage      hourly  1 rows differ" in output
 
 
 def test_a_bad_site_file_is_reported_with_its_problem(database_url: str, tmp_path: Path) -> None:

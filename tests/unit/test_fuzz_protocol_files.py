@@ -226,11 +226,14 @@ def test_any_text_is_a_duration_or_a_value_error(text: str) -> None:
 
 @FUZZ
 @given(number=st.integers(0, 10**10), unit=st.sampled_from(sorted(UNITS)), plus=st.booleans())
+@example(number=10**9, unit="d", plus=False)  # one day past the longest timedelta
+@example(number=999_999_999, unit="d", plus=True)  # the longest accepted
 def test_durations_mean_what_they_say(number: int, unit: str, plus: bool) -> None:
     text = f"{'+' if plus else ''}{number}{unit}"
     seconds = number * UNITS[unit]
     duration = outcome(lambda: parse_duration(text), ValueError)
-    if seconds <= dt.timedelta.max.total_seconds():
+    longest = dt.timedelta.max.days * 86_400 + 86_399  # in whole seconds: a float rounds up
+    if seconds <= longest:
         assert duration == dt.timedelta(seconds=seconds)
     else:
         assert duration is None

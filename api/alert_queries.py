@@ -10,7 +10,7 @@ matched against:
 
 Its position is the device's; for ``street:`` and ``cabinet:`` subjects the centroid of their
 devices in service; none for a site. State changes do not live here: they go through
-:mod:`rules.store` and :mod:`rules.lifecycle`, like the engine's own.
+:mod:`alerts.store` and :mod:`alerts.lifecycle`, like the engine's own.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from alerts.lifecycle import OPEN_STATUSES, Status
 from api.roles import Places
-from rules.lifecycle import OPEN_STATUSES, Status
 
 EARTH_RADIUS_M: Final = 6_371_008.8
 """The mean Earth radius [m], for great-circle distances (haversine)."""

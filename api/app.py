@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import ConnectionPool
 
+from api.config import ApiConfig
 from api.jobs import JobRunner
 from api.problems import install_problem_handlers, problems_as_problem_json
 from api.publisher import CommandPublisher
@@ -28,7 +29,7 @@ from api.routes import (
     telemetry,
     users,
 )
-from api.state import ApiConfig, ApiState
+from api.state import ApiState
 
 API_PREFIX: Final = "/api/v1"
 _DESCRIPTION: Final = """\

@@ -35,8 +35,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from rules.errors import RuleError
-
 log = logging.getLogger("smartcity.api.jobs")
 
 Progress = Callable[[str], None]
@@ -130,7 +128,7 @@ def json_safe(value: Any) -> Any:
 def failure_text(error: BaseException) -> str:
     """What a failed job's caller reads: the message of an error we raise on purpose (it says
     what to change), the kind of error otherwise (the details are in the log)."""
-    if isinstance(error, RuleError | ValueError | LookupError):
+    if isinstance(error, ValueError | LookupError):
         return str(error)
     if isinstance(error, psycopg.Error):
         return f"database error: {str(error).strip()}"
@@ -220,7 +218,7 @@ class JobRunner:
         except JobStopped:
             return  # stop() marks it failed
         except Exception as error:  # recorded on the job, which is the point
-            if not isinstance(error, RuleError | ValueError | LookupError):
+            if not isinstance(error, ValueError | LookupError):
                 log.exception("job failed", extra={"job_id": job_id})
             self._finish(job_id, JobStatus.FAILED, None, failure_text(error))
             return

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from api.state import ApiConfig
+from api.config import ApiConfig
 from protocol.mqtt_account import apply_account
 
 SESSION_EXPIRY_S: Final = 3_600

@@ -9,7 +9,7 @@ import time
 import uvicorn
 
 from api.app import create_app
-from api.state import ApiConfig
+from api.config import ApiConfig
 
 
 class ApiServerError(Exception):
@@ -21,7 +21,7 @@ def _server(config: ApiConfig, host: str, port: int) -> uvicorn.Server:
         create_app(config),
         host=host,
         port=port,
-        log_config=None,  # our own logging (smartcity.logs) is already set up
+        log_config=None,  # our own logging (runtime.logs) is already set up
         access_log=False,
         lifespan="on",
         proxy_headers=False,

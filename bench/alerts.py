@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -31,20 +30,20 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerts.notify import AlertNotice, NotificationConfig, parse_notification_config
 from bench.services import BenchServices, bench_services
 from protocol.catalogue import CATALOGUE
 from protocol.sites import Device, SiteInventory
 from protocol.topics import Channel, DeviceClass, DeviceTopic
+from rules import PACKAGED_RULES
 from rules.backtest import backtest
 from rules.model import load_rules, parse_rules
-from rules.notify import AlertNotice, NotificationConfig, parse_notification_config
 from rules.service import RulesConfig, RulesService
 from simulators.history import HistoryOptions, generate_history
 from storage.migrate import migrate
 from storage.registry import upsert_site
 
 Progress = Callable[[str], None]
-DEFAULT_RULES: Final = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 FAULT_LIGHTS: Final = 300
 """Lights kept out of the background load to report the faults (one fault each)."""
 
@@ -221,7 +220,7 @@ def _running(
     database_url: str, mqtt_port: int, routing: NotificationConfig, handed: _Handed
 ) -> Iterator[RulesService]:
     config = RulesConfig(
-        database_url, DEFAULT_RULES, mqtt_port=mqtt_port, notifications=routing, tick_s=1.0
+        database_url, PACKAGED_RULES, mqtt_port=mqtt_port, notifications=routing, tick_s=1.0
     )
     engine = RulesService(config, on_handed_off=handed)
     thread = threading.Thread(target=engine.run, name="rules", daemon=True)
@@ -373,7 +372,7 @@ def measure_backtest(
         progress=lambda _: None,
     )
     progress(f"history: {history.total_rows:,} rows in {history.seconds:.0f} s; backtesting")
-    result = backtest(database_url, load_rules(DEFAULT_RULES), start, end)
+    result = backtest(database_url, load_rules(PACKAGED_RULES), start, end)
     progress(f"default rules: {result.summary()}; now the baseline (one trivial rule a class)")
     baseline = backtest(database_url, parse_rules(TRIVIAL_RULES, "<baseline>"), start, end)
     return BacktestFigures(

@@ -26,20 +26,20 @@ from typing import Any, Final
 import httpx2
 import psycopg
 
+from alerts import lifecycle, store
 from api import telemetry_queries as telemetry
 from api.accounts import create_user, issue_token
+from api.config import ApiConfig
 from api.roles import Role
 from api.server import BackgroundApiServer
-from api.state import ApiConfig
 from bench.services import bench_services
 from dashboards.build import panel_queries
 from dashboards.macros import TimeRange
 from dashboards.run import expanded_sql, variable_values
+from protocol.payloads import Severity
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
-from rules import lifecycle, store
-from rules.model import Severity
-from smartcity.local_services import free_port
+from runtime.local_services import free_port
 from storage.migrate import migrate
 from storage.registry import upsert_site
 from storage.rollups import refresh_period

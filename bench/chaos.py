@@ -68,25 +68,26 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bench.fault_proxy import Direction, FaultProxy
+from control.commanding import Sent, action_of
+from control.service import command_payload, insert_commands
 from edge_agents.drivers import Reading
-from edge_agents.network import raise_open_file_limit
 from protocol.catalogue import CATALOGUE
 from protocol.commands import HvacMode, SetBrightness, SetDimming, SetHvac
+from protocol.faults import FaultType
 from protocol.payloads import CommandAckPayload
 from protocol.sites import Device, SiteInventory, load_site
 from protocol.topics import Channel, DeviceClass, DeviceTopic, subscription
-from rules.commanding import Sent, action_of
-from rules.device_service import command_payload, insert_commands
+from rules import PACKAGED_RULES
+from runtime.limits import raise_open_file_limit
+from runtime.local_services import LocalMosquitto, LocalPostgres, free_port
 from simulators.city import SimulatedCity, SimulatedDriver, grid_time
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
-from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
 from storage.migrate import migrate
 from storage.registry import upsert_site
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_SITE: Final = ROOT / "sites" / "sefrou.yaml"
-DEFAULT_RULES: Final = ROOT / "rules" / "default_rules.yaml"
 FAULTS: Final = (
     "broker-kill",
     "database-restart",
@@ -142,7 +143,7 @@ class ChaosConfig:
     commit before acknowledging it (synchronous_commit on): with it off, a crash of the
     server loses the commits of its last few hundred milliseconds, which ingest has already
     acknowledged to the broker."""
-    rules_file: Path = DEFAULT_RULES
+    rules_file: Path = PACKAGED_RULES
     keep_workdir: bool = False
 
     def __post_init__(self) -> None:

@@ -53,8 +53,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.ingest import bench_site
 from bench.services import bench_services
 from bench.synthetic import demo_values
+from ingest.config import DEFAULT_MAX_HELD_BYTES
 from protocol.sites import Device, SiteInventory
-from smartcity.local_services import free_port
+from runtime.local_services import free_port
 from storage.migrate import migrate
 from storage.registry import upsert_site
 
@@ -661,7 +662,7 @@ def run(  # noqa: PLR0915 - its phases read as one story
         rss_idle_bytes=rss_idle,
         rss_peak_bytes=max((s.rss_bytes for s in samples), default=0),
         held_peak_bytes=max((s.held_bytes for s in samples), default=0),
-        held_bound_bytes=workers * _held_bound(),
+        held_bound_bytes=workers * DEFAULT_MAX_HELD_BYTES,
         drain_s=drain_s,
         drained=drained,
         ingest_warnings=warnings,
@@ -703,12 +704,6 @@ def _calibrate(
     if first_at is None:
         raise RuntimeError("calibration: ingest received nothing")
     return count / (now - first_at), rss_idle
-
-
-def _held_bound() -> int:
-    from smartcity.settings import Settings
-
-    return Settings.model_fields["ingest_max_held_bytes"].default  # type: ignore[no-any-return]
 
 
 def _machine() -> str:

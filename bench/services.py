@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from smartcity.local_services import LocalMosquitto, LocalPostgres, free_port
+from runtime.local_services import LocalMosquitto, LocalPostgres, free_port
 
 Progress = Callable[[str], None]
 

@@ -22,10 +22,10 @@ import numpy as np
 import psycopg
 
 from bench.services import bench_services
-from edge_agents.network import raise_open_file_limit
 from protocol.catalogue import CATALOGUE
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
+from runtime.limits import raise_open_file_limit
 from simulators.city import SimulatedCity
 from simulators.history import HistoryOptions, generate_history
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from control.strategy import PACKAGED_STRATEGY, load_strategy
 from protocol.sites import SiteInventory
-from rules.strategy import PACKAGED_STRATEGY, load_strategy
-from smartcity.whatif import BASELINE, Contender, WhatIfReport, run_whatif
+from whatif.hvac import BASELINE, Contender, WhatIfReport, run_whatif
 
 TARGET_S = 60.0
 

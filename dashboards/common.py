@@ -96,7 +96,7 @@ def offline_condition(row: str = "d") -> str:
 
 def alert_subjects(row: str = "d") -> str:
     """The alert subjects that concern a device: itself, and the root-cause subjects of its
-    cabinet, street group and site (rules/lifecycle.py, ``Scope.root_keys``)."""
+    cabinet, street group and site (alerts/lifecycle.py, ``Scope.root_keys``)."""
     return (
         f"({row}.device_id, 'cabinet:' || {row}.cabinet, 'street:' || {row}.street_group,"
         f" 'site:' || {row}.site_id)"

@@ -56,13 +56,11 @@ METRICS: Final = {
 }
 """Every class's metric columns (protocol.catalogue)."""
 DEVICE_CLASSES: Final = tuple(METRICS)
-LOW_VOLTAGE_DISCONNECT_SOC: Final = 10.0
-"""Below this state of charge [%] the controller cuts the lamp (rules.context)."""
 LAMP_OUT_FRACTION: Final = 0.05
 """A switched-on lamp drawing less than this share of its rated power is out (the
 ``lamp-out`` rule of rules/default_rules.yaml)."""
 SILENT_AFTER_INTERVALS: Final = 3
 """A device that sent nothing for this many reporting intervals counts as offline."""
 COMFORT_BAND_C: Final = (19.0, 26.0)
-"""The default comfort band [C] (``hvac.comfort_band`` of rules/default_strategy.yaml); the
+"""The default comfort band [C] (``hvac.comfort_band`` of control/default_strategy.yaml); the
 buildings dashboard's ``comfort_low`` and ``comfort_high`` variables start there."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from dashboards.common import SITE, devices_variable, street_group, timeseries
-from dashboards.fleet import LAMP_OUT_FRACTION, LOW_VOLTAGE_DISCONNECT_SOC, SAMPLE_INTERVAL_S
+from dashboards.fleet import LAMP_OUT_FRACTION, SAMPLE_INTERVAL_S
 from dashboards.model import (
     Dashboard,
     Query,
@@ -20,6 +20,7 @@ from dashboards.model import (
     tiered,
     time_column,
 )
+from protocol.solar import LOW_VOLTAGE_DISCONNECT_SOC
 
 UID: Final = "smartcity-streetlights"
 STREET_GROUP: Final = Variable(

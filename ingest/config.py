@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from protocol.decoding import DEFAULT_WINDOW, AcceptanceWindow
 from protocol.mqtt_account import MqttAccount
 from protocol.payloads import MAX_PAYLOAD_BYTES
+
+DEFAULT_MAX_HELD_BYTES: Final = 1024 * 1024 * 1024
+"""Payload bytes ingest holds, received and not yet stored, by default: its memory bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +27,7 @@ class IngestConfig:
     batch_max_seconds: float = 0.5
     receive_maximum: int = 4_000
     """Messages the broker may have in flight to us unacknowledged (MQTT 5 Receive Maximum)."""
-    max_held_bytes: int = 1024 * 1024 * 1024
+    max_held_bytes: int = DEFAULT_MAX_HELD_BYTES
     """Payload bytes received and not yet stored: the memory bound. The Receive Maximum asked
     of the broker is capped so that this many maximum-size payloads fit; past it (redeliveries
     after a reconnection) ingest stops reading until the storing process catches up."""

@@ -28,7 +28,7 @@ import psycopg
 from ingest.config import IngestConfig
 from ingest.pipeline import Classified, Inbound, classify
 from protocol.decoding import RejectReason
-from smartcity import logs
+from runtime import logs
 from storage.registry import Registration, load_registry
 from storage.writer import BatchWriter, DeadLetter, StorageBatch, WriteResult
 

@@ -47,13 +47,14 @@ from protocol.catalogue import (
     SIGN_FAULT_BITS,
 )
 from protocol.commands import DEFAULT_SCHEDULE
-from protocol.sun import SECONDS_PER_DAY
-from protocol.topics import DeviceClass
-from rules.solar import (
+from protocol.solar import (
     clear_sky_irradiance,
     hours_until_sunrise,
     solar_elevation,
+    usable_energy_wh,
 )
+from protocol.sun import SECONDS_PER_DAY
+from protocol.topics import DeviceClass
 
 Floats = npt.NDArray[np.float64]
 
@@ -76,8 +77,6 @@ HARVEST_BANDS: Final = {
 """Sun elevation band [deg] over which each harvest ratio sums harvest and clear-sky harvest."""
 HARVEST_DAYS: Final = 3
 """A harvest ratio is the best of this many complete days: one clear day among them will do."""
-LOW_VOLTAGE_DISCONNECT_SOC: Final = 10.0
-"""State of charge [%] below which charge controllers cut the lamp to save the battery."""
 _STREETLIGHT_DERIVED: Final = (
     "scheduled_lamp_level",
     "clear_sky_pv_power",
@@ -327,14 +326,3 @@ class DeviceMemory:
 def stack(readings: Sequence[Mapping[str, float]], names: Sequence[str]) -> dict[str, Floats]:
     """Readings (name -> value) as columns (name -> array), NaN where a reading lacks one."""
     return {name: np.array([r.get(name, np.nan) for r in readings], np.float64) for name in names}
-
-
-def usable_energy_wh(battery_soc: npt.ArrayLike, battery_wh: npt.ArrayLike) -> Floats:
-    """Charge above the low-voltage disconnect [Wh]; battery_soc [%], battery_wh: capacity [Wh]."""
-    soc = np.asarray(battery_soc, dtype=np.float64)
-    usable: Floats = (
-        np.maximum(soc - LOW_VOLTAGE_DISCONNECT_SOC, 0.0)
-        / 100.0
-        * np.asarray(battery_wh, dtype=np.float64)
-    )
-    return usable

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from alerts.lifecycle import Scope
 from protocol.catalogue import CATALOGUE
 from protocol.topics import DeviceClass
 from rules.context import (
@@ -25,7 +26,6 @@ from rules.context import (
     peer_median,
 )
 from rules.core import Change, ConditionState, Phase, step
-from rules.lifecycle import Scope
 from rules.model import Rule, RuleSet
 from rules.offline import Cause, Gone, Presence
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -36,6 +35,7 @@ from pydantic_core import ErrorDetails
 
 from protocol import durations
 from protocol.catalogue import CATALOGUE
+from protocol.payloads import Severity
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 from protocol.yamlfile import YamlLocator, read_yaml, short_repr
 from rules.context import names_for
@@ -47,12 +47,6 @@ LANGUAGES: Final = ("en", "fr", "ar")
 
 class RuleFileError(RuleError):
     """A rule file that cannot be used; the running rule set stays as it was."""
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
 
 
 def _duration(value: object) -> object:

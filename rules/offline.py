@@ -36,8 +36,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from protocol.solar import LOW_VOLTAGE_DISCONNECT_SOC
 from protocol.topics import DeviceClass
-from rules.context import LOW_VOLTAGE_DISCONNECT_SOC
 
 BATTERY_REASONS: Final = frozenset({"power_low", "battery_depleted"})
 PLANNED_REASONS: Final = frozenset({"shutdown"})

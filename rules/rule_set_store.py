@@ -1,6 +1,6 @@
 """Rule sets in the database: versions of rule files, one active, every change audited.
 
-The same store as the energy strategies (:mod:`rules.strategy_store`), over the tables
+The same versioned store as the energy strategies (:mod:`storage.versions`), over the tables
 ``rule_sets``, ``rule_set_events`` and ``active_rule_set``. A rule set's name is given when it
 is saved (a rule file does not name itself); its body is checked by the rule file checker
 (:func:`rules.model.parse_rules`) before it is stored. The rules engine takes up the active
@@ -16,7 +16,7 @@ from typing import Final
 import psycopg
 
 from rules.model import RuleFileError, RuleSet, parse_rules
-from rules.strategy_store import ActiveVersion, Kind, active_version, stored_version
+from storage.versions import ActiveVersion, Kind, active_version, stored_version
 
 RULE_SET_LOCK: Final = 7_263_007
 """Advisory lock taken by every change of a rule set (strategies take 7263005)."""

@@ -36,6 +36,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from alerts import lifecycle, store
+from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
+from alerts.lifecycle import Alert, Outcome, Policy, Scope, Status
+from alerts.notify import (
+    AlertNotice,
+    Delivery,
+    Dispatcher,
+    NotificationConfig,
+)
 from protocol.decoding import (
     DEFAULT_WINDOW,
     AcceptanceWindow,
@@ -45,36 +54,21 @@ from protocol.decoding import (
     decode,
 )
 from protocol.mqtt_account import MqttAccount, apply_account
-from protocol.payloads import DeviceStatus
+from protocol.payloads import DeviceStatus, Severity
 from protocol.topics import Channel, DeviceClass, subscription
-from rules import lifecycle, store
-from rules.commanding import CONTROL_ALERTS
 from rules.context import DevicePlace
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
-from rules.lifecycle import Alert, Outcome, Policy, Scope, Status
-from rules.model import Rule, RuleFileError, RuleSet, Severity, load_rules
-from rules.notify import (
-    AlertNotice,
-    Delivery,
-    Dispatcher,
-    NotificationConfig,
-)
+from rules.model import Rule, RuleFileError, RuleSet, load_rules
 from rules.partition import Partition
 from rules.rule_set_store import RULE_SETS, read_rule_set, source_of
-from rules.strategy_store import active_version, stored_version
+from storage.versions import active_version, stored_version
 
 log = logging.getLogger("smartcity.rules")
 
 SESSION_EXPIRY_S: Final = 7 * 24 * 3600
 ALERT_TOPIC_ROOT: Final = "alerts"
 """Alerts are published on ``alerts/{site}/{rule}/{subject}`` (QoS 1, retained while open)."""
-ROOT_CAUSE_RULE: Final = "group-offline"
-ROOT_CAUSE_TITLES: Final = {
-    "en": "Several devices not reporting",
-    "fr": "Plusieurs équipements muets",
-    "ar": "عدة أجهزة لا ترسل بياناتها",
-}
 _NOTHING: Final = ("", 0)
 """No rule set queued (a name no rule set has)."""
 BATCH_MAX: Final = 500
@@ -362,7 +356,7 @@ class RulesService:
         rows = self._db.execute(
             "SELECT subject, alert_id FROM alerts WHERE rule_id = %s"
             " AND status IN ('firing', 'acknowledged')",
-            (ROOT_CAUSE_RULE,),
+            (GROUP_OFFLINE,),
         ).fetchall()
         return {**{str(subject): int(alert_id) for subject, alert_id in rows}, **self._root_causes}
 
@@ -381,7 +375,7 @@ class RulesService:
         log.info("rules reloaded", extra={"rules": len(rules.rules), "source": rules.source})
 
     def _close_alerts_of_removed_rules(self) -> None:
-        kept = [rule.id for rule in self.rules.rules] + [ROOT_CAUSE_RULE, *CONTROL_ALERTS]
+        kept = [rule.id for rule in self.rules.rules] + [GROUP_OFFLINE, *CONTROL_KINDS]
         now = self.now()
         with self._db.transaction():
             rows = self._db.execute(
@@ -703,7 +697,7 @@ class RulesService:
             if wider is not None:
                 wider_alert = self._root_causes.get(wider)
                 if wider_alert is None:  # raised by another partition's worker, or not yet
-                    wider_alert = self._current(ROOT_CAUSE_RULE, wider)
+                    wider_alert = self._current(GROUP_OFFLINE, wider)
                 if wider_alert is None:
                     continue  # hand over once it is raised; stay muted meanwhile
                 self._hand_over(self._root_causes.pop(key), wider_alert, wider, now)
@@ -718,7 +712,7 @@ class RulesService:
         return queued
 
     def _root_cause_alert(self, key: str, now: datetime) -> tuple[int, list[store.QueuedNotice]]:
-        current = self._current(ROOT_CAUSE_RULE, key)
+        current = self._current(GROUP_OFFLINE, key)
         if current is not None:
             return current, []  # open before a restart: carry on with it
         kind, _, name = key.partition(":")
@@ -729,11 +723,13 @@ class RulesService:
             site_id=name if kind == "site" else None,
         )
         silences = store.silences_in_force(self._db, now)
-        muted = lifecycle.mute_reason(ROOT_CAUSE_RULE, scope, now, silences, {})
+        muted = lifecycle.mute_reason(GROUP_OFFLINE, scope, now, silences, {})
         outcome = lifecycle.fire(
-            ROOT_CAUSE_RULE, key, Severity.CRITICAL, now, now, muted_by=muted, cause="communication"
+            GROUP_OFFLINE, key, Severity.CRITICAL, now, now, muted_by=muted, cause="communication"
         )
-        alert, notices = store.insert_alert(self._db, outcome, ROOT_CAUSE_TITLES["en"])
+        alert, notices = store.insert_alert(
+            self._db, outcome, ROOT_CAUSE_KINDS[GROUP_OFFLINE].titles["en"]
+        )
         self.alerts_raised += 1
         self._log_raised(alert)
         if alert.alert_id is None:
@@ -860,7 +856,7 @@ class RulesService:
             )
             return queued + notices
         failing = self.evaluator.firing(alert.rule_id, alert.subject) or (
-            alert.rule_id == ROOT_CAUSE_RULE and alert.subject in self._root_causes
+            alert.rule_id == GROUP_OFFLINE and alert.subject in self._root_causes
         )
         _, transitions, notices = store.change_alert(
             self._db,
@@ -919,15 +915,19 @@ class RulesService:
         self._db.commit()
         rule = _find_rule(self.rules, alert.rule_id)
         device = self.fleet.get(alert.subject)
-        control = CONTROL_ALERTS.get(alert.rule_id)
+        control = CONTROL_KINDS.get(alert.rule_id)
         if rule is not None:
             titles = dict(rule.titles)
         else:
-            titles = dict(control.titles) if control is not None else dict(ROOT_CAUSE_TITLES)
+            titles = (
+                dict(control.titles)
+                if control is not None
+                else dict(ROOT_CAUSE_KINDS[GROUP_OFFLINE].titles)
+            )
         notice = AlertNotice(
             alert_id=queued.alert_id,
             rule_id=alert.rule_id,
-            severity=alert.severity.value,
+            severity=alert.severity,
             kind=queued.kind,
             titles=titles,
             device_id=alert.subject,

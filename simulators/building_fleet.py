@@ -16,6 +16,7 @@ import pandas as pd
 
 from edge_agents.drivers import Outputs
 from protocol.calendar import MoroccanCalendar
+from protocol.faults import FaultType
 from protocol.sites import Device
 from simulators.building import (
     BoolArray,
@@ -36,7 +37,6 @@ from simulators.building import (
     zone_parameters,
 )
 from simulators.environment import Now
-from simulators.faults import FaultType
 from simulators.occupancy import SITE_TIMEZONE, occupancy, ramadan_flags
 
 Faults = Mapping[FaultType, BoolArray]

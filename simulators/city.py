@@ -20,11 +20,12 @@ import pandas as pd
 from edge_agents.drivers import Outputs, Reading
 from edge_agents.errors import DriverError
 from protocol.catalogue import CATALOGUE, ValueKind
+from protocol.faults import FaultType
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from simulators.building_fleet import BuildingFleet
 from simulators.environment import Conditions, Now, SiteWeather
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.signage_fleet import SignageFleet
 from simulators.sky import Place
 from simulators.streetlight import BoolArray, FloatArray

@@ -30,10 +30,11 @@ import psycopg
 
 from edge_agents import control
 from protocol.catalogue import CATALOGUE
+from protocol.faults import FaultType
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from simulators.city import SimulatedCity, grid_time
-from simulators.faults import FAR_FUTURE, FaultEvent, FaultType, write_ground_truth
+from simulators.faults import FAR_FUTURE, FaultEvent, write_ground_truth
 from storage.bulk import ParallelCopy, encode_rows
 from storage.faults import record_faults
 

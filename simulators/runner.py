@@ -29,9 +29,9 @@ from typing import Final
 from edge_agents.agent import Agent, AgentIdentity, AgentSettings
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
+from protocol.faults import FaultType
 from protocol.mqtt_account import MqttAccount
 from simulators.city import SimulatedCity
-from simulators.faults import FaultType
 
 log = logging.getLogger("smartcity.simulate")
 

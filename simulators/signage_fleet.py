@@ -7,10 +7,10 @@ from typing import Final
 
 import numpy as np
 
+from protocol.faults import FaultType
 from protocol.sites import Device
 from simulators.environment import Now
 from simulators.errors import SimulatorError
-from simulators.faults import FaultType
 from simulators.signage import (
     PIXEL_FAILURE_RATE,
     SIGN_RATINGS,

@@ -19,9 +19,9 @@ from typing import Final
 
 import numpy as np
 
-from edge_agents.network import raise_open_file_limit
 from protocol.mqtt_account import MqttAccount
 from protocol.sites import SiteInventory
+from runtime.limits import raise_open_file_limit
 from simulators.city import SimulatedCity, grid_time
 from simulators.errors import SimulatorError
 from simulators.faults import (

@@ -12,10 +12,10 @@ from typing import Final
 import numpy as np
 
 from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS
+from protocol.faults import FaultType
 from protocol.sites import Device, StreetlightModel
 from simulators.environment import Now
 from simulators.errors import SimulatorError
-from simulators.faults import FaultType
 from simulators.signage import DAYLIGHT_EFFICACY
 from simulators.streetlight import (
     BoolArray,

@@ -1,6 +1,6 @@
 """``smartcity alerts``: what field crews and technicians do with alerts, from a terminal.
 
-Each action locks the alert's row and goes through :mod:`rules.lifecycle`, exactly as the
+Each action locks the alert's row and goes through :mod:`alerts.lifecycle`, exactly as the
 engine's own changes do, so an acknowledgement and a resolution by the engine never overwrite
 each other; each is recorded with its time and actor.
 """
@@ -15,9 +15,9 @@ from typing import Annotated
 import psycopg
 import typer
 
+from alerts import lifecycle, store
+from alerts.lifecycle import Alert, LifecycleError, Outcome, Silence, Status
 from protocol.durations import parse_duration
-from rules import lifecycle, store
-from rules.lifecycle import Alert, LifecycleError, Outcome, Silence, Status
 from smartcity.cli_support import load_settings, require_database_url
 
 alerts_app = typer.Typer(

@@ -11,11 +11,11 @@ import psycopg
 import typer
 
 from api.accounts import AccountError, create_user, issue_token, list_users, update_user
+from api.config import ApiConfig
 from api.roles import Role
 from api.server import ApiServerError, serve_forever
-from api.state import ApiConfig
 from broker_config.accounts import Service
-from smartcity import logs
+from runtime import logs
 from smartcity.cli_support import (
     fail,
     load_settings,

@@ -25,7 +25,8 @@ from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.mqtt_account import MqttAccount
 from protocol.sites import SiteFileError, SiteInventory, load_site
-from smartcity import logs
+from runtime import logs
+from runtime.local_services import LocalMosquitto, stop_everything_started
 from smartcity.alerts_cli import alerts_app
 from smartcity.api_cli import api as api_command
 from smartcity.api_cli import users_app
@@ -51,7 +52,6 @@ from smartcity.cli_support import (
 )
 from smartcity.dashboards_cli import dashboards_app
 from smartcity.energy_cli import energy_app
-from smartcity.local_services import LocalMosquitto, stop_everything_started
 from smartcity.rules_cli import rules_app
 from smartcity.settings import Settings
 from storage.errors import MigrationError
@@ -388,8 +388,8 @@ def broker(
         smartcity broker --host broker.sefrou.ma --tls-port 8883
     """
     from broker_config import BrokerSecurity
+    from runtime.local_services import LocalServiceError
     from smartcity.broker_security import AccessSync, BrokerAccess, SecurityFolder, sync_access
-    from smartcity.local_services import LocalServiceError
 
     settings = load_settings()
     state_dir = settings.state_dir.resolve()
@@ -696,10 +696,11 @@ def up(  # noqa: PLR0917 - each option is a CLI flag
     Example: smartcity up            (or, with your own database:
     DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity up)
     """
+    from alerts.notify import NotificationConfigError, load_notification_config
+    from rules import PACKAGED_RULES
     from rules.model import RuleFileError, load_rules
-    from rules.notify import NotificationConfigError, load_notification_config
-    from smartcity.local_services import LocalServiceError
-    from smartcity.up import DEFAULT_RULES, UpOptions, run_platform
+    from runtime.local_services import LocalServiceError
+    from smartcity.up import UpOptions, run_platform
 
     logs.configure("WARNING", json_lines=False)
     settings = load_settings()
@@ -715,7 +716,7 @@ def up(  # noqa: PLR0917 - each option is a CLI flag
         speed=speed,
         seed=seed,
         random_faults_per_device_year=random_faults,
-        rules_file=rules or DEFAULT_RULES,
+        rules_file=rules or PACKAGED_RULES,
         api_host=settings.api_host,
         api_port=settings.api_port,
         mqtt_device_port=mqtt_device_port,

@@ -15,7 +15,7 @@ from protocol.sites import SiteInventory, load_site
 from smartcity.settings import Settings
 
 if TYPE_CHECKING:
-    from rules.strategy import Strategy
+    from control.strategy import Strategy
 from storage.migrate import current_revision, head_revision
 
 DEFAULT_SITE: Final = Path("sites/sefrou.yaml")
@@ -102,7 +102,7 @@ def strategy_from_database(database_url: str) -> tuple[Strategy, str]:
     """The active strategy in the database, else the packaged one; exit 2 when unreadable."""
     import psycopg
 
-    from rules.strategy_store import strategy_in_force
+    from control.strategy_store import strategy_in_force
 
     try:
         with psycopg.connect(database_url, connect_timeout=5) as connection:

@@ -18,11 +18,11 @@ import psycopg
 import typer
 
 from broker_config.accounts import Service
+from control.commanding import CommandPolicy
+from control.hvac_service import ControlConfig, HvacControlService
+from control.service import CommandingService, ServiceConfig
+from control.strategy import Strategy, StrategyFileError, load_strategy
 from protocol.sites import SiteFileError, SiteInventory
-from rules.commanding import CommandPolicy
-from rules.control import ControlConfig, HvacControlService
-from rules.device_service import CommandingService, ServiceConfig
-from rules.strategy import Strategy, StrategyFileError, load_strategy
 from smartcity.cli_support import (
     fail,
     load_settings,
@@ -132,7 +132,7 @@ def start_control(  # noqa: PLR0917 - the options of the command
     """Logging configured, the site, strategy and command policy read (exit 2 when bad), the
     database reached; without a strategy file, the database's (its label told on stderr, then
     ``followed``)."""
-    from smartcity import logs
+    from runtime import logs
 
     logs.configure(log_level)
     try:

@@ -19,11 +19,11 @@ from smartcity.cli_support import (
 )
 from smartcity.control_cli import control
 from smartcity.lighting_cli import lighting, signs
-from smartcity.lighting_whatif import lights
+from smartcity.lighting_whatif_cli import lights
 from smartcity.strategy_cli import strategy_app
 
 if TYPE_CHECKING:
-    from rules.strategy import Strategy
+    from control.strategy import Strategy
 
 energy_app = typer.Typer(
     help="Energy control: strategies, their versions, and what-if replays of a period.",
@@ -71,9 +71,9 @@ def whatif(  # noqa: PLR0917 - each option is a CLI flag
 
     Example: smartcity energy whatif --strategy my-strategy.yaml --from 2026-12-01 --to 2027-03-01
     """
+    from control.strategy import StrategyFileError, load_strategy
     from protocol.sites import SiteFileError
-    from rules.strategy import StrategyFileError, load_strategy
-    from smartcity.whatif import BASELINE, Contender, format_report, run_whatif
+    from whatif.hvac import BASELINE, Contender, format_report, run_whatif
 
     begins, ends = parse_moment(start, "--from"), parse_moment(end, "--to")
     if ends <= begins:
@@ -117,7 +117,7 @@ def whatif(  # noqa: PLR0917 - each option is a CLI flag
 
 def _current_strategy(path: Path | None) -> tuple[Strategy, str]:
     """The strategy running now: a file, the database's active one, or the packaged one."""
-    from rules.strategy import PACKAGED_STRATEGY, load_strategy
+    from control.strategy import PACKAGED_STRATEGY, load_strategy
 
     if path is not None:
         chosen = load_strategy(path)

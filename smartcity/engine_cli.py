@@ -11,9 +11,10 @@ from typing import Annotated
 import psycopg
 import typer
 
+from alerts.notify import NotificationConfigError, load_notification_config
 from broker_config.accounts import Service
+from rules import PACKAGED_RULES
 from rules.model import RuleFileError
-from rules.notify import NotificationConfigError, load_notification_config
 from rules.partition import Partition
 from rules.service import RulesConfig, RulesService
 from smartcity.cli_support import (
@@ -23,8 +24,6 @@ from smartcity.cli_support import (
     require_database_url,
     service_account,
 )
-
-PACKAGED_RULES = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
 
 def run_engine(  # noqa: PLR0917 - each option is a CLI flag
@@ -69,7 +68,7 @@ def run_engine(  # noqa: PLR0917 - each option is a CLI flag
       smartcity rules run --partition 0/2
       smartcity rules run --partition 1/2
     """
-    from smartcity import logs
+    from runtime import logs
 
     try:
         worker = Partition.parse(partition)

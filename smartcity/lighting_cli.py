@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from rules.lighting_control import PLAN_ABOVE_GATE_DEG, LightingConfig, LightingControlService
-from rules.sign_control import SignConfig, SignControlService
+from control.lighting_service import PLAN_ABOVE_GATE_DEG, LightingConfig, LightingControlService
+from control.sign_service import SignConfig, SignControlService
 from smartcity.control_cli import (
     AckTimeoutOption,
     AttemptsOption,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
+from rules import PACKAGED_RULES
 from smartcity.cli_support import (
     fail,
     load_settings,
@@ -29,7 +30,6 @@ rules_app = typer.Typer(
 
 DEFAULT_RULES: Final = Path("rules/default_rules.yaml")
 """The default rule file; outside the project's directory, the installed package's copy."""
-PACKAGED_RULES: Final = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
 RulesOption = Annotated[Path, typer.Option("--rules", help="Rule file (format: docs/rules.md).")]
 
@@ -43,7 +43,7 @@ def rules_path(path: Path) -> Path:
 
 def known_faults() -> list[str]:
     """The fault types ``detects`` may name: those the simulator injects."""
-    from simulators.faults import FaultType
+    from protocol.faults import FaultType
 
     return [fault.value for fault in FaultType]
 

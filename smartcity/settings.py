@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker_config.accounts import Service, read_password, service_password_file
+from ingest.config import DEFAULT_MAX_HELD_BYTES
 from protocol.mqtt_account import MqttAccount
 
 
@@ -45,7 +46,7 @@ class Settings(BaseSettings):
     ingest_batch_max_seconds: PositiveFloat = 0.5
     ingest_receive_maximum: PositiveInt = 4_000
     """Messages the broker may have in flight to ingest, unacknowledged."""
-    ingest_max_held_bytes: PositiveInt = 1024 * 1024 * 1024
+    ingest_max_held_bytes: PositiveInt = DEFAULT_MAX_HELD_BYTES
     """Payload bytes ingest holds before it stops reading from the broker: its memory bound."""
     ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
     """Prometheus /metrics port; 0 turns the endpoint off."""

@@ -1,7 +1,7 @@
 """``smartcity energy strategy``: check, save, list, show, activate and roll back strategies.
 
 Every version saved is kept; activating and rolling back are recorded with who, when and why
-(:mod:`rules.strategy_store`). Errors (a bad file, an unknown version, no database, an old
+(:mod:`control.strategy_store`). Errors (a bad file, an unknown version, no database, an old
 schema) are one clear line on stderr and exit code 2.
 """
 
@@ -17,14 +17,15 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from rules import strategy_store as store
-from rules.strategy import Strategy, StrategyFileError, load_strategy
+from control import strategy_store as store
+from control.strategy import Strategy, StrategyFileError, load_strategy
 from smartcity.cli_support import (
     fail,
     load_settings,
     require_current_schema,
     require_database_url,
 )
+from storage.versions import Action, VersionStoreError
 
 strategy_app = typer.Typer(
     help="Energy strategies: check a file, save versions, activate, roll back, audit trail.",
@@ -57,7 +58,7 @@ def _database() -> Iterator[psycopg.Connection]:
     try:
         with psycopg.connect(url) as connection:
             yield connection
-    except (store.StrategyStoreError, StrategyFileError) as error:
+    except (VersionStoreError, StrategyFileError) as error:
         raise fail(str(error)) from None
     except psycopg.Error as error:
         raise fail(f"database error: {str(error).strip()}") from None
@@ -106,7 +107,7 @@ def check(file: FileArgument, as_json: JsonOption = False) -> None:
 
     \b
     Example:
-      smartcity energy strategy check rules/default_strategy.yaml
+      smartcity energy strategy check control/default_strategy.yaml
     """
     summary = _summary(_read(file))
     if as_json:
@@ -303,7 +304,7 @@ def history(
     for event in events:
         previous = (
             f" (was {event.previous_name} version {event.previous_version})"
-            if event.previous_name is not None and event.action != store.Action.SAVED
+            if event.previous_name is not None and event.action != Action.SAVED
             else ""
         )
         what = event.action.value.replace("_", " ")

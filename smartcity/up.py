@@ -25,26 +25,28 @@ from wsgiref.simple_server import WSGIServer
 import psycopg
 import typer
 
+from alerts.notify import NotificationConfig
 from api.accounts import create_user, list_users
+from api.config import ApiConfig
 from api.roles import Role
 from api.secrets import new_password
 from api.server import ApiServerError, BackgroundApiServer
-from api.state import ApiConfig
 from broker_config import BrokerSecurity
 from broker_config.accounts import Service
 from broker_config.files import write_private
+from control.hvac_service import ControlConfig, HvacControlService
+from control.lighting_service import LightingConfig, LightingControlService
+from control.sign_service import SignConfig, SignControlService
+from control.strategy import Strategy
+from control.strategy_store import strategy_in_force
 from ingest.metrics import serve_metrics
 from ingest.service import IngestConfig, IngestService
 from protocol.mqtt_account import MqttAccount
 from protocol.sites import SiteInventory, load_site
 from protocol.topics import DeviceClass
-from rules.control import ControlConfig, HvacControlService
-from rules.lighting_control import LightingConfig, LightingControlService
-from rules.notify import NotificationConfig
+from rules import PACKAGED_RULES
 from rules.service import RulesConfig, RulesService
-from rules.sign_control import SignConfig, SignControlService
-from rules.strategy import Strategy
-from rules.strategy_store import strategy_in_force
+from runtime.local_services import LocalMosquitto, LocalPostgres
 from simulators.simulate import CATCH_UP_SPAN, SimulationOptions, run_simulation
 from smartcity.broker_security import (
     AccessSync,
@@ -53,13 +55,11 @@ from smartcity.broker_security import (
     issue_device_passwords,
     sync_access,
 )
-from smartcity.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
 from storage.registry import upsert_site
 
 log = logging.getLogger("smartcity.up")
 DATABASE_NAME = "smartcity"
-DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "default_rules.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class UpOptions:
     speed: float = 1.0
     seed: int = 1
     random_faults_per_device_year: float = 4.0
-    rules_file: Path = DEFAULT_RULES
+    rules_file: Path = PACKAGED_RULES
     notifications: NotificationConfig | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8080

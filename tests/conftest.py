@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from smartcity.local_services import (
+from runtime.local_services import (
     LocalMosquitto,
     LocalPostgres,
     LocalServiceError,

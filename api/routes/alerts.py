@@ -1,8 +1,8 @@
 """Routes: alerts (list, one with its history, acknowledge, assign, comment, repaired, close)
 and silences.
 
-Every change locks the alert's row and applies a pure function of :mod:`rules.lifecycle`
-through :func:`rules.store.change_alert`, exactly as the engine and ``smartcity alerts`` do, so
+Every change locks the alert's row and applies a pure function of :mod:`alerts.lifecycle`
+through :func:`alerts.store.change_alert`, exactly as the engine and ``smartcity alerts`` do, so
 a person's action and the engine's never overwrite each other; each is also written to the
 audit log in the same transaction.
 
@@ -24,6 +24,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
+from alerts import lifecycle, store
+from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
+from alerts.lifecycle import LifecycleError, Outcome, Silence, Status
+from alerts.notify import map_link
 from api.accounts import find_user
 from api.alert_queries import (
     AlertQuery,
@@ -52,11 +56,7 @@ from api.problems import (
 )
 from api.roles import Permission, Places, Principal, Role, role_names, roles_with
 from protocol.durations import parse_duration
-from rules import lifecycle, store
-from rules.commanding import CONTROL_ALERTS
-from rules.lifecycle import LifecycleError, Outcome, Silence, Status
-from rules.notify import map_link
-from rules.service import ROOT_CAUSE_RULE, ROOT_CAUSE_TITLES
+from protocol.payloads import Severity
 
 router = APIRouter(tags=["alerts"], responses=problem_responses(401, 403, 422))
 
@@ -71,7 +71,6 @@ _NEAR: Final = f"^{_LATITUDE},{_LONGITUDE}$"
 """``latitude,longitude`` in degrees, in range: the schema says all there is to check."""
 
 Language = Literal["en", "fr", "ar"]
-SeverityName = Literal["info", "warning", "critical"]
 StatusFilter = Literal["firing", "acknowledged", "resolved", "closed", "open", "all"]
 Name = Annotated[str, StringConstraints(pattern=_NAME)]
 Note = Annotated[str, StringConstraints(max_length=2000)]
@@ -106,7 +105,7 @@ class AlertOut(BaseModel):
     rule_id: str
     title: str = Field(description="In English, as the rule fired it.")
     titles: dict[Language, str] = Field(description="The title in en, fr and ar.")
-    severity: SeverityName
+    severity: Severity
     status: Status
     subject: str = Field(description="A device id, or `street:S`, `cabinet:C`, `site:X`.")
     device_id: str | None
@@ -291,10 +290,10 @@ def _titles(rule_id: str, title: str) -> dict[Language, str]:
     known: dict[str, str] = {}
     if guide is not None and guide.titles:
         known = dict(guide.titles)
-    elif rule_id in CONTROL_ALERTS:
-        known = dict(CONTROL_ALERTS[rule_id].titles)
-    elif rule_id == ROOT_CAUSE_RULE:
-        known = dict(ROOT_CAUSE_TITLES)
+    elif rule_id in CONTROL_KINDS:
+        known = dict(CONTROL_KINDS[rule_id].titles)
+    elif rule_id == GROUP_OFFLINE:
+        known = dict(ROOT_CAUSE_KINDS[GROUP_OFFLINE].titles)
     english = title or known.get("en") or rule_id
     return {
         "en": english,
@@ -475,7 +474,7 @@ def get_alerts(  # noqa: PLR0917 - each filter is a query parameter
             "acknowledged; `all` is every status.",
         ),
     ] = None,
-    severity: Annotated[list[SeverityName] | None, Query(max_length=3)] = None,
+    severity: Annotated[list[Severity] | None, Query(max_length=3)] = None,
     rule_id: Annotated[list[Name] | None, Query(max_length=50)] = None,
     subject: Annotated[
         list[Name] | None,

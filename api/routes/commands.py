@@ -34,9 +34,9 @@ from api.problems import (
     problem_responses,
 )
 from api.roles import Permission, Principal
+from control.commanding import Sent
+from control.service import command_payload, insert_commands
 from protocol.topics import IDENTIFIER_PATTERN, Channel, DeviceClass, DeviceTopic
-from rules.commanding import Sent
-from rules.device_service import command_payload, insert_commands
 
 router = APIRouter(tags=["commands"], responses=problem_responses(401, 403, 422))
 

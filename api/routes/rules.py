@@ -40,16 +40,17 @@ from api.routes.versioned import (
     refused,
     validation,
 )
+from protocol.payloads import Severity
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
-from rules import strategy_store as store
+from rules import PACKAGED_RULES
 from rules.backtest import DEFAULT_WARMUP, BacktestResult, backtest, list_devices
 from rules.errors import RuleError
-from rules.model import RuleFileError, RuleSet, Severity, load_rules
+from rules.model import RuleFileError, RuleSet, load_rules
 from rules.rule_set_store import active_rule_set, read_rule_set, rule_set_kind, source_of
+from storage import versions as store
 
 router = APIRouter(tags=["rules"], responses=problem_responses(401, 403, 422))
 
-PACKAGED_RULES: Final = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
 """The rules in force when no rule set is active and the API was given no rule file."""
 MAX_ALERTS_SHOWN: Final = 1000
 """A backtest's result lists at most this many alerts (their count is always given)."""
@@ -63,7 +64,7 @@ Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN.pattern
 def known_faults() -> tuple[str, ...]:
     """The fault types a rule's ``detects`` may name, as ``smartcity rules check`` knows them
     (the simulator's: the ground truth backtests score against)."""
-    from simulators.faults import FaultType
+    from protocol.faults import FaultType
 
     return tuple(fault.value for fault in FaultType)
 
@@ -207,7 +208,7 @@ def _rules_to_test(request: BacktestRequest, connection: Db, state: State) -> Ru
         name, version = request.rule_set.name, request.rule_set.version
         try:
             body, _ = store.stored_version(connection, rule_sets(), name, version)
-        except RuleError as error:
+        except store.VersionStoreError as error:
             raise refused(error) from error
         return read_rule_set(body, source_of(name, version))
     return rules_in_force(connection, state)[0]

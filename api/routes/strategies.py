@@ -1,7 +1,7 @@
 """Routes: energy strategies (versions, validation, activation, rollback) and what-ifs.
 
 A strategy (format in docs/energy.md) is kept in the database under the name its text gives,
-every version of it (:mod:`rules.strategy_store`, shared with ``smartcity energy strategy``);
+every version of it (:mod:`control.strategy_store`, shared with ``smartcity energy strategy``);
 the control services take up the active one at their next decision. Reading needs the READ
 permission; changing and what-ifs need MANAGE_STRATEGIES (energy managers, admins).
 """
@@ -21,6 +21,7 @@ from api.problems import NotFoundError, UnprocessableError, problem_responses
 from api.roles import Permission
 from api.routes.jobs import ACCEPTED, JobOut, Period, submit
 from api.routes.versioned import (
+    DOCUMENT_ERRORS,
     Body,
     Document,
     Documents,
@@ -30,10 +31,10 @@ from api.routes.versioned import (
     refused,
     validation,
 )
+from control import strategy_store as store
+from control.strategy import Strategy
 from protocol.sites import SiteFileError, SiteInventory, load_site
-from rules import strategy_store as store
-from rules.errors import RuleError
-from rules.strategy import Strategy
+from storage.versions import digest_of
 
 router = APIRouter(tags=["strategies"], responses=problem_responses(401, 403, 422))
 
@@ -109,7 +110,7 @@ class WhatIfContenders(BaseModel):
 def _stored(connection: Db, ref: VersionRef) -> Strategy:
     try:
         strategy, _ = store.strategy_version(connection, ref.name, ref.version)
-    except RuleError as error:
+    except DOCUMENT_ERRORS as error:
         raise refused(error) from error
     return strategy
 
@@ -119,7 +120,7 @@ def _contenders(order: WhatIfRequest, connection: Db) -> tuple[Strategy, Strateg
     if order.body is not None:
         try:
             candidate = store.read_strategy(order.body, BODY_SOURCE)
-        except RuleError as error:
+        except DOCUMENT_ERRORS as error:
             raise UnprocessableError(str(error)) from error
     else:
         assert order.strategy is not None  # noqa: S101 - the model requires one of the two
@@ -163,7 +164,7 @@ def post_whatif(  # noqa: PLR0917 - FastAPI parameters
     result is what ``smartcity energy whatif --json`` prints (energy, peak demand and
     discomfort per building and in total, savings against the baseline), without the plot,
     plus ``contenders`` naming the candidate and current strategies."""
-    from smartcity.whatif import BASELINE, Contender, run_whatif
+    from whatif.hvac import BASELINE, Contender, run_whatif
 
     inventory = _site(order.site)
     candidate, current, current_label = _contenders(order, connection)
@@ -187,7 +188,7 @@ def post_whatif(  # noqa: PLR0917 - FastAPI parameters
         return {**report.as_json(), "contenders": names.model_dump()}
 
     params = order.model_dump(mode="json", exclude={"body"}) | {
-        "body_digest": None if order.body is None else store.digest_of(order.body),
+        "body_digest": None if order.body is None else digest_of(order.body),
         "contenders": names.model_dump(),
     }
     job = submit(state, "strategies.whatif", params, caller, work, request, response)

@@ -1,6 +1,6 @@
 """Routes shared by the two kinds of versioned documents: rule sets and energy strategies.
 
-Both are kept the same way (:mod:`rules.strategy_store`): list, the versions of a name, one
+Both are kept the same way (:mod:`control.strategy_store`): list, the versions of a name, one
 version's body, validate, save a version, activate, roll back, the trail. :func:`add_routes`
 puts those routes on a router for one kind, described by a :class:`Documents`; the rule and
 strategy routers add what is theirs (the rules in force, backtests, what-ifs).
@@ -31,8 +31,9 @@ from api.problems import (
     problem_responses,
 )
 from api.roles import Permission
-from rules import strategy_store as store
+from control.errors import ControlError
 from rules.errors import RuleError
+from storage import versions as store
 
 NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,62}$"
 RESERVED_NAMES: Final = frozenset({"history", "rollback", "validate", "whatif", "backtests"})
@@ -151,7 +152,11 @@ class Activation(BaseModel):
     previous: VersionRef | None = Field(description="In force before, if any.")
 
 
-def refused(error: RuleError) -> ApiError:
+DOCUMENT_ERRORS: Final = (RuleError, ControlError, store.VersionStoreError)
+"""What a checker (rule file, strategy) or the store raises for a document it refuses."""
+
+
+def refused(error: Exception) -> ApiError:
     """The problem for an error of the store or of a checker."""
     if isinstance(error, store.UnknownVersionError):
         return NotFoundError(str(error))
@@ -185,7 +190,7 @@ def validation(check: Callable[[], str], source: str) -> Validation:
     """Run ``check`` (it returns a summary, or raises the checker's error naming ``source``)."""
     try:
         summary = check()
-    except RuleError as error:
+    except DOCUMENT_ERRORS as error:
         return Validation(valid=False, detail=str(error), errors=check_problems(str(error), source))
     return Validation(valid=True, detail=summary, errors=[])
 
@@ -196,7 +201,7 @@ def refusing(connection: Db) -> Iterator[None]:
     try:
         with connection.transaction():
             yield
-    except RuleError as error:
+    except DOCUMENT_ERRORS as error:
         raise refused(error) from error
 
 
@@ -269,7 +274,7 @@ def add_routes(router: APIRouter, documents: Documents) -> None:
         kind = documents.kind()
         try:
             found = store.versions_of(connection, kind, name)
-        except RuleError as error:
+        except DOCUMENT_ERRORS as error:
             raise refused(error) from error
         active = store.active_version(connection, kind)
         return VersionsOut(
@@ -288,7 +293,7 @@ def add_routes(router: APIRouter, documents: Documents) -> None:
         kind = documents.kind()
         try:
             body, stored = store.stored_version(connection, kind, name, version)
-        except RuleError as error:
+        except DOCUMENT_ERRORS as error:
             raise refused(error) from error
         out = VersionOut.of(stored, store.active_version(connection, kind))
         return VersionWithBody(**out.model_dump(), body=body)

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 
 from api.accounts import create_user, issue_token
 from api.app import create_app
+from api.config import ApiConfig
 from api.roles import Role
-from api.state import ApiConfig
 from protocol.sites import SiteInventory, load_site
-from smartcity.local_services import LocalMosquitto
+from runtime.local_services import LocalMosquitto
 from storage.registry import upsert_site
 
 SEFROU = Path(__file__).resolve().parents[2] / "sites" / "sefrou.yaml"

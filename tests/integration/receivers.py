@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from smartcity.local_services import free_port
+from runtime.local_services import free_port
 
 __all__ = ["MailCollector", "Webhook", "smtp_server", "webhook"]
 

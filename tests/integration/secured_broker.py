@@ -18,8 +18,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker_config import BrokerSecurity, replace_if_changed, write_config
 from broker_config.accounts import MqttLogin, Service, mosquitto_hash, password_file_text
 from protocol.mqtt_account import MqttAccount, TlsFiles, apply_account
+from runtime.local_services import LocalMosquitto, free_port
 from smartcity.broker_security import BrokerAccess, SecurityFolder, sync_access
-from smartcity.local_services import LocalMosquitto, free_port
 
 DEVICES: Mapping[str, str] = {"sl-a": "a-" + "x" * 30, "sl-b": "b-" + "y" * 30}
 """Two streetlights of site ``s`` and their passwords."""

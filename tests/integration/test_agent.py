@@ -20,6 +20,7 @@ from edge_agents.agent import Agent, AgentIdentity, AgentSettings
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
 from protocol.commands import DEFAULT_SCHEDULE, FROST_PROTECTION_C
+from protocol.faults import FaultType
 from protocol.payloads import (
     PROTOCOL_VERSION,
     CommandAckPayload,
@@ -28,10 +29,10 @@ from protocol.payloads import (
     StatePayload,
     encode,
 )
+from runtime.local_services import LocalMosquitto
 from simulators.city import SimulatedCity
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.sky import Place, sun_elevation
-from smartcity.local_services import LocalMosquitto
 from tests.simulation_helpers import Recorder, small_site
 
 WINTER_NOON = datetime(2026, 1, 12, 12, tzinfo=UTC)

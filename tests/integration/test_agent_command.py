@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from protocol.payloads import StatePayload
-from smartcity.local_services import LocalMosquitto
+from runtime.local_services import LocalMosquitto
 from tests.simulation_helpers import SMALL_SITE, Recorder
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from rules import lifecycle, store
-from rules.lifecycle import Scope, Status
-from rules.model import Severity
+from alerts import lifecycle, store
+from alerts.lifecycle import Scope, Status
+from protocol.payloads import Severity
 from smartcity.cli import app
 from tests.integration.helpers import provision_test_site
 

@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from alerts import lifecycle, store
+from alerts.notify import Delivery, NoticeKind
 from api.fault_guides import fault_guides, parse_fault_guides
-from rules import lifecycle, store
-from rules.model import Severity
-from rules.notify import Delivery, NoticeKind
+from protocol.payloads import Severity
 from tests.integration.api_fixtures import ApiSession
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.state import ApiConfig
-from smartcity.local_services import LocalMosquitto
+from api.config import ApiConfig
+from runtime.local_services import LocalMosquitto
 from tests.integration.api_fixtures import PASSWORD, ApiSession
 
 pytestmark = pytest.mark.integration

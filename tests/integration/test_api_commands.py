@@ -18,12 +18,13 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.command_queries import group_of, member_ids, new_group_id
-from api.state import ApiConfig, ApiState
+from api.config import ApiConfig
+from api.state import ApiState
 from edge_agents.agent import Agent, AgentIdentity, AgentSettings
 from edge_agents.network import NetworkLoop
 from edge_agents.spool import Spool
+from runtime.local_services import LocalMosquitto
 from simulators.city import SimulatedCity
-from smartcity.local_services import LocalMosquitto
 from tests.integration.api_fixtures import ApiSession, sefrou
 from tests.integration.helpers import running_ingest, wait_until
 from tests.simulation_helpers import Recorder

@@ -14,7 +14,7 @@ import pytest
 
 from broker_config.accounts import mosquitto_hash_matches
 from protocol.topics import DeviceClass
-from smartcity.local_services import LocalMosquitto
+from runtime.local_services import LocalMosquitto
 from storage.registry import load_registry
 from storage.writer import BatchWriter, StorageBatch, telemetry_rows
 from tests.integration.api_fixtures import ApiSession, sefrou

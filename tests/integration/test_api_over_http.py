@@ -34,9 +34,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from api.config import ApiConfig
 from api.server import BackgroundApiServer
-from api.state import ApiConfig
-from smartcity.local_services import LocalMosquitto, free_port
+from runtime.local_services import LocalMosquitto, free_port
 from storage.registry import upsert_site
 from tests.integration.api_fixtures import PASSWORD, add_people, sefrou
 

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from api.app import create_app
-from api.state import ApiConfig
+from api.config import ApiConfig
+from runtime.local_services import LocalMosquitto
 from simulators.history import HistoryOptions, generate_history
-from smartcity.local_services import LocalMosquitto
 from tests.integration.api_fixtures import ApiSession, sefrou
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from httpx2 import Response
 
-from rules import strategy_store as store
-from rules.strategy import PACKAGED_STRATEGY
+from control import strategy_store as store
+from control.strategy import PACKAGED_STRATEGY
 from tests.integration.api_fixtures import ApiSession
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,10 @@ import pytest
 from typer.testing import CliRunner
 
 from protocol.catalogue import CATALOGUE
+from protocol.faults import FaultType
+from protocol.solar import solar_elevation
 from protocol.topics import DeviceClass
+from rules import PACKAGED_RULES
 from rules.backtest import (
     BacktestError,
     BacktestResult,
@@ -39,8 +42,7 @@ from rules.backtest import (
 from rules.context import DevicePlace, derive, names_for
 from rules.expressions import Expression
 from rules.model import Rule, RuleSet, Scope, load_rules, parse_rules
-from rules.solar import solar_elevation
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.history import HistoryOptions, generate_history
 from smartcity.cli import app
 from storage.registry import upsert_site
@@ -49,7 +51,7 @@ from tests.simulation_helpers import small_site
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_RULES: Final = Path(__file__).parents[2] / "rules" / "default_rules.yaml"
+DEFAULT_RULES: Final = PACKAGED_RULES
 START: Final = datetime(2026, 1, 12, 12, tzinfo=UTC)
 """A January noon: the run covers two afternoons, two nights and a morning."""
 END: Final = START + timedelta(days=2)

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from broker_config.accounts import Service
 from protocol.mqtt_account import MqttAccount
+from runtime.local_services import free_port, wait_for_port
 from smartcity.cli import app
-from smartcity.local_services import free_port, wait_for_port
 from tests.integration.secured_broker import connect
 
 pytestmark = pytest.mark.integration

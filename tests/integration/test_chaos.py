@@ -18,7 +18,7 @@ import pytest
 
 from bench.chaos import COOL_DOWN, DEFAULT_SITE, FAULTS, WARM_UP, ChaosConfig, report, run
 from protocol.sites import load_site
-from smartcity.local_services import LocalMosquitto, LocalPostgres
+from runtime.local_services import LocalMosquitto, LocalPostgres
 from tests.conftest import _private_cluster
 
 pytestmark = pytest.mark.integration

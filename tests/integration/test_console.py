@@ -26,11 +26,11 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from alerts import store
+from api.config import ApiConfig
 from api.routes.console import ASSETS, CONSOLE_DIR
 from api.server import BackgroundApiServer
-from api.state import ApiConfig
-from rules import store
-from smartcity.local_services import LocalMosquitto, free_port
+from runtime.local_services import LocalMosquitto, free_port
 from storage.registry import upsert_site
 from tests.integration.api_fixtures import PASSWORD, ApiSession, add_people, sefrou
 from tests.integration.test_api_alerts import NORTH, SOUTH, seed_alerts

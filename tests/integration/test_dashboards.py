@@ -20,14 +20,15 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from alerts import lifecycle, store
 from dashboards.build import PanelQuery, panel_queries
 from dashboards.macros import TimeRange
 from dashboards.run import expanded_sql, run_query, variable_values
+from protocol.faults import FaultType
+from protocol.payloads import Severity
 from protocol.sites import SiteInventory, load_site
 from protocol.topics import DeviceClass
-from rules import lifecycle, store
-from rules.model import Severity
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.history import HistoryOptions, generate_history
 from storage.registry import upsert_site
 from storage.rollups import refresh_period

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from broker_config import BrokerSecurity
 from broker_config.accounts import Service, mosquitto_hash_matches
 from protocol.mqtt_account import MqttAccount, TlsFiles
+from runtime.local_services import LocalMosquitto, free_port
 from smartcity.broker_security import BrokerAccess, SecurityFolder, sync_access
 from smartcity.cli import app
-from smartcity.local_services import LocalMosquitto, free_port
 from tests.integration.helpers import TEST_SITE, running_ingest, scalar, wait_until
 from tests.integration.secured_broker import connect
 

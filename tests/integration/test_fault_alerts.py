@@ -25,18 +25,20 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
+from alerts import store
+from alerts.lifecycle import Alert
+from alerts.notify import parse_notification_config
 from protocol.decoding import AcceptanceWindow
+from protocol.faults import FaultType
 from protocol.sites import SiteInventory, parse_site
 from protocol.sun import solar_elevation
-from rules import store
-from rules.lifecycle import Alert
+from rules import PACKAGED_RULES
 from rules.model import RuleSet, load_rules
-from rules.notify import parse_notification_config
 from rules.service import RulesConfig, RulesService
+from runtime.local_services import LocalMosquitto, free_port
 from simulators.city import SimulatedCity
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.runner import FleetRunner, RunnerSettings
-from smartcity.local_services import LocalMosquitto, free_port
 from storage.registry import upsert_site
 from tests.conftest import PostgresServer
 from tests.integration.receivers import MailCollector
@@ -51,7 +53,7 @@ from tests.integration.test_fault_signatures import (
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_RULES: Final = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
+DEFAULT_RULES: Final = PACKAGED_RULES
 
 
 def _first(after: datetime, holds: object) -> datetime:

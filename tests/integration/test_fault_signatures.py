@@ -25,14 +25,15 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS, SIGN_FAULT_BITS
+from protocol.faults import FaultType
 from protocol.payloads import DeviceStatus, StatePayload, TelemetryPayload
 from protocol.sites import SiteInventory, parse_site
 from protocol.sun import solar_elevation
 from protocol.topics import Channel, DeviceTopic
+from runtime.local_services import LocalMosquitto, free_port
 from simulators.city import SENSOR_DRIFT_K_PER_HOUR, SimulatedCity
-from simulators.faults import FAR_FUTURE, FaultEvent, FaultType
+from simulators.faults import FAR_FUTURE, FaultEvent
 from simulators.runner import FleetRunner, RunnerSettings
-from smartcity.local_services import LocalMosquitto, free_port
 from tests.simulation_helpers import Recorder, small_site
 
 pytestmark = pytest.mark.integration

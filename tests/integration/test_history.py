@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from protocol.faults import FaultType
 from protocol.topics import DeviceClass
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.history import HistoryOptions, generate_history
 from storage.registry import upsert_site
 from tests.integration.helpers import scalar

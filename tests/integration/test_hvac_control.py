@@ -27,18 +27,20 @@ import msgspec
 import psycopg
 import pytest
 
+from alerts import store
+from alerts.catalogue import COMMAND_REFUSED, COMMAND_UNANSWERED, HVAC_NOT_FOLLOWING
+from alerts.lifecycle import Alert, Status
+from control.commanding import CommandPolicy
+from control.hvac_service import ControlConfig, HvacControlService
+from control.strategy import PACKAGED_STRATEGY, load_strategy
 from protocol.decoding import AcceptanceWindow
+from protocol.faults import FaultType
 from protocol.payloads import CommandPayload
 from protocol.sites import SiteInventory, parse_site
-from rules import store
-from rules.commanding import NOT_FOLLOWING_RULE, REFUSED_RULE, UNANSWERED_RULE, CommandPolicy
-from rules.control import ControlConfig, HvacControlService
-from rules.lifecycle import Alert, Status
-from rules.strategy import PACKAGED_STRATEGY, load_strategy
+from runtime.local_services import LocalMosquitto
 from simulators.city import SimulatedCity
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
-from smartcity.local_services import LocalMosquitto
 from storage.registry import upsert_site
 from tests.integration.helpers import wait_until
 from tests.simulation_helpers import Recorder
@@ -291,18 +293,18 @@ def test_unanswered_and_not_followed_commands_raise_alerts(
         row["outcome"] == "applied" and row["outcome_at"] >= local(18.5) for row in archives
     ), "commanded again once back"
     by_rule = {(alert.rule_id, alert.subject): alert for alert in found}
-    silent = by_rule[UNANSWERED_RULE, ARCHIVES]
+    silent = by_rule[COMMAND_UNANSWERED, ARCHIVES]
     assert silent.severity.value == "warning"
     assert unanswered[0]["id"] in (silent.cause or "")
     assert silent.status is Status.RESOLVED, "the zone answers again: resolved"
-    stuck = by_rule[NOT_FOLLOWING_RULE, OFFICES]
+    stuck = by_rule[HVAC_NOT_FOLLOWING, OFFICES]
     assert stuck.status is Status.FIRING
     assert "heating on" in (stuck.cause or "")
     assert local(17.0) <= stuck.started_at
     assert stuck.fired_at - stuck.started_at >= timedelta(minutes=15)
     assert stuck.fired_at <= local(17.75)
     assert stuck.last_notified_at is None, "held: the rules engine notifies it"
-    assert set(by_rule) == {(UNANSWERED_RULE, ARCHIVES), (NOT_FOLLOWING_RULE, OFFICES)}
+    assert set(by_rule) == {(COMMAND_UNANSWERED, ARCHIVES), (HVAC_NOT_FOLLOWING, OFFICES)}
 
 
 def test_a_command_past_its_expiry_is_refused_and_never_applied(
@@ -330,6 +332,6 @@ def test_a_command_past_its_expiry_is_refused_and_never_applied(
     assert all(row["outcome_reason"].startswith("command expired at") for row in answered)
     assert all(agent.counters.commands_applied == 0 for agent in agents)
     assert all(agent.local.hold is None for agent in agents), "the zones run their own program"
-    refused = {alert.subject: alert for alert in found if alert.rule_id == REFUSED_RULE}
+    refused = {alert.subject: alert for alert in found if alert.rule_id == COMMAND_REFUSED}
     assert set(refused) == {OFFICES, ARCHIVES}
     assert "commands in a row expired" in (refused[OFFICES].cause or "")

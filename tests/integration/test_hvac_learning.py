@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from control.hvac import INITIAL_HEAT_RATE
+from control.hvac_service import ControlConfig, HvacControlService
+from control.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
+from control.strategy_store import activate, save_strategy
 from protocol.sites import parse_site
-from rules.control import ControlConfig, HvacControlService
-from rules.hvac import INITIAL_HEAT_RATE
-from rules.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
-from rules.strategy_store import activate, save_strategy
 from storage.registry import upsert_site
 
 pytestmark = pytest.mark.integration

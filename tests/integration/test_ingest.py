@@ -11,7 +11,7 @@ import pytest
 
 from ingest.metrics import serve_metrics
 from protocol.topics import DeviceClass
-from smartcity.local_services import LocalMosquitto, free_port
+from runtime.local_services import LocalMosquitto, free_port
 from storage import rollups
 from tests.integration.helpers import (
     provision_test_site,

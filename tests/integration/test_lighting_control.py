@@ -29,26 +29,28 @@ import msgspec
 import psycopg
 import pytest
 
-from protocol.commands import SetSchedule
-from protocol.decoding import AcceptanceWindow
-from protocol.payloads import CommandPayload
-from protocol.sites import SiteInventory, parse_site
-from protocol.topics import DeviceClass
-from rules import store
-from rules.commanding import UNANSWERED_RULE, CommandPolicy
-from rules.lifecycle import Alert, Status
-from rules.lighting import DEFAULT_LIGHTING
-from rules.lighting_control import (
+from alerts import store
+from alerts.catalogue import COMMAND_UNANSWERED
+from alerts.lifecycle import Alert, Status
+from control.commanding import CommandPolicy
+from control.lighting import DEFAULT_LIGHTING
+from control.lighting_service import (
     PLAN_ABOVE_GATE_DEG,
     LightingConfig,
     LightingControlService,
     planning_window,
 )
-from rules.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
+from control.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
+from protocol.commands import SetSchedule
+from protocol.decoding import AcceptanceWindow
+from protocol.faults import FaultType
+from protocol.payloads import CommandPayload
+from protocol.sites import SiteInventory, parse_site
+from protocol.topics import DeviceClass
+from runtime.local_services import LocalMosquitto
 from simulators.city import SimulatedCity
-from simulators.faults import FaultEvent, FaultType
+from simulators.faults import FaultEvent
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
-from smartcity.local_services import LocalMosquitto
 from storage.registry import upsert_site
 from storage.rollups import refresh_period
 from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
@@ -284,7 +286,7 @@ def test_each_light_gets_its_night_dimmed_to_its_battery_and_a_silent_one_an_ale
     assert unanswered[0]["attempts"] == POLICY.max_attempts
     assert unanswered[0]["outcome_reason"] == f"no answer to {POLICY.max_attempts} sends"
     assert counters.resends >= POLICY.max_attempts - 1
-    [alert] = [a for a in found if a.rule_id == UNANSWERED_RULE]
+    [alert] = [a for a in found if a.rule_id == COMMAND_UNANSWERED]
     assert alert.subject == SILENT
     assert alert.status is Status.FIRING
     assert unanswered[0]["id"] in (alert.cause or "")

@@ -17,11 +17,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from protocol.faults import FaultType
 from protocol.sites import load_site
 from simulators.environment import Now
-from simulators.faults import FaultType
 from simulators.streetlight_fleet import rating_of
-from smartcity.lighting_whatif import _fleet, _readings, lights, select_lights
+from smartcity.lighting_whatif_cli import lights
+from whatif.lighting import _fleet, _readings, select_lights
 
 pytestmark = pytest.mark.integration
 

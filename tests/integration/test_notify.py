@@ -12,7 +12,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from rules.notify import (
+from alerts.notify import (
     AlertNotice,
     DeliveryList,
     Dispatcher,
@@ -21,7 +21,8 @@ from rules.notify import (
     parse_notification_config,
     render,
 )
-from smartcity.local_services import free_port
+from protocol.payloads import Severity
+from runtime.local_services import free_port
 from tests.integration.receivers import MailCollector, Webhook
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,7 @@ SMTP_FROM, SMTP_TO = "alerts@sefrou.test", "crew@sefrou.test"
 NOTICE = AlertNotice(
     alert_id=42,
     rule_id="lamp-out",
-    severity="critical",
+    severity=Severity.CRITICAL,
     kind=NoticeKind.FIRING,
     titles={"en": "Lamp out at night", "fr": "Lampe éteinte la nuit", "ar": "مصباح مطفأ ليلًا"},
     device_id="sl-menzel-012",

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from protocol.payloads import MAX_PAYLOAD_BYTES
-from smartcity.local_services import LocalMosquitto, LocalPostgres
+from runtime.local_services import LocalMosquitto, LocalPostgres
 from storage.migrate import migrate
 from tests.conftest import _private_cluster
 from tests.integration.helpers import (

@@ -11,8 +11,8 @@ import pytest
 
 from rules.rule_set_store import RULE_SETS
 from rules.service import RulesConfig
-from rules.strategy_store import activate_version, save_version, stored_version
-from smartcity.local_services import LocalMosquitto
+from runtime.local_services import LocalMosquitto
+from storage.versions import activate_version, save_version, stored_version
 from tests.integration.helpers import provision_test_site, publisher, wait_until
 from tests.integration.test_rules_engine import TEST_RULES, dark, running_engine
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from alerts import lifecycle, store
+from alerts.lifecycle import OPEN_STATUSES, Alert, Policy, Status
+from alerts.notify import parse_notification_config
 from protocol.payloads import DeviceStatus, StatePayload, encode
-from rules import lifecycle, store
-from rules.lifecycle import OPEN_STATUSES, Alert, Policy, Status
-from rules.notify import parse_notification_config
 from rules.service import RulesConfig, RulesService
-from smartcity.local_services import LocalMosquitto
+from runtime.local_services import LocalMosquitto
 from tests.integration.helpers import (
     Publisher,
     provision_test_site,

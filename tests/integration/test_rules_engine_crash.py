@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from rules import store
-from rules.lifecycle import Status
+from alerts import store
+from alerts.lifecycle import Status
+from runtime.local_services import LocalMosquitto
 from smartcity.cli import app
-from smartcity.local_services import LocalMosquitto
 from tests.integration.helpers import provision_test_site, publisher, wait_until
 from tests.integration.test_rules_engine import (
     FIVE_MINUTES,

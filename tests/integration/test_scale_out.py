@@ -34,7 +34,7 @@ import pytest
 from protocol.payloads import DeviceStatus, StatePayload, encode
 from rules.partition import Partition, partition_of
 from rules.service import RulesConfig, RulesService
-from smartcity.local_services import LocalMosquitto, free_port
+from runtime.local_services import LocalMosquitto, free_port
 from tests.integration.helpers import (
     Publisher,
     provision_test_site,

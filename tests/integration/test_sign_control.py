@@ -11,14 +11,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from control.commanding import CommandPolicy
+from control.sign_service import SignConfig, SignControlService
+from control.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
 from protocol.decoding import AcceptanceWindow
 from protocol.sites import parse_site
-from rules.commanding import CommandPolicy
-from rules.sign_control import SignConfig, SignControlService
-from rules.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
+from runtime.local_services import LocalMosquitto
 from simulators.city import SimulatedCity
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
-from smartcity.local_services import LocalMosquitto
 from storage.registry import upsert_site
 from tests.simulation_helpers import Recorder
 

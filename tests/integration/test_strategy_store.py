@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from rules import strategy_store as store
-from rules.strategy import PACKAGED_STRATEGY, Strategy, StrategyFileError, load_strategy
-from rules.strategy_store import Action, StrategyStoreError, UnknownStrategyError
+from control import strategy_store as store
+from control.strategy import PACKAGED_STRATEGY, Strategy, StrategyFileError, load_strategy
 from smartcity.cli import app
+from storage.versions import Action, UnknownVersionError, VersionStoreError, digest_of
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_versions_count_per_name_and_an_identical_body_is_not_a_new_version(
         assert strategy.text == variant(21.0).text
         first, meta = store.strategy_version(connection, "sefrou-default", 1)
         assert first.text == DEFAULT.text
-        assert meta.digest == store.digest_of(DEFAULT.text)
+        assert meta.digest == digest_of(DEFAULT.text)
         summaries = store.list_strategies(connection)
         events = store.history(connection)
     assert [(s.name, s.latest, s.versions, s.active_version) for s in summaries] == [
@@ -92,7 +92,7 @@ def test_activate_and_rollback_are_recorded_with_who_what_when_why(database_url:
             ("sefrou-default", 1),
             ("sefrou-default", 3),
         )
-        with pytest.raises(StrategyStoreError, match="nothing to roll back to"):
+        with pytest.raises(VersionStoreError, match="nothing to roll back to"):
             store.rollback(connection, "erin", "once more")
         active = store.active_strategy(connection)
         assert active is not None
@@ -119,25 +119,25 @@ def test_activate_and_rollback_are_recorded_with_who_what_when_why(database_url:
 
 def test_bad_changes_are_refused_and_leave_no_trace(database_url: str) -> None:
     with psycopg.connect(database_url) as connection:
-        with pytest.raises(StrategyStoreError, match="nothing to roll back: no strategy"):
+        with pytest.raises(VersionStoreError, match="nothing to roll back: no strategy"):
             store.rollback(connection, "alice", "why not")
         store.save_strategy(connection, DEFAULT, "energy-manager", "first")
-        with pytest.raises(UnknownStrategyError, match=r"has no version 7 \(versions 1 to 1\)"):
+        with pytest.raises(UnknownVersionError, match=r"has no version 7 \(versions 1 to 1\)"):
             store.activate(connection, "sefrou-default", 7, "alice", "typo")
-        with pytest.raises(UnknownStrategyError, match=r"no strategy named 'winter'.*sefrou"):
+        with pytest.raises(UnknownVersionError, match=r"no strategy named 'winter'.*sefrou"):
             store.activate(connection, "winter", 1, "alice", "typo")
-        with pytest.raises(UnknownStrategyError, match="no strategy named 'winter'"):
+        with pytest.raises(UnknownVersionError, match="no strategy named 'winter'"):
             store.strategy_version(connection, "winter")
         for author, reason in (("", "r"), ("  ", "r"), ("alice", ""), ("alice", " ")):
-            with pytest.raises(StrategyStoreError, match="is required and must not be empty"):
+            with pytest.raises(VersionStoreError, match="is required and must not be empty"):
                 store.save_strategy(connection, variant(21.0), author, reason)
-            with pytest.raises(StrategyStoreError, match="is required and must not be empty"):
+            with pytest.raises(VersionStoreError, match="is required and must not be empty"):
                 store.activate(connection, "sefrou-default", 1, author, reason)
         bad = replace(DEFAULT, text=DEFAULT.text.replace("heating: 20.5", "heating: 50"))
         with pytest.raises(StrategyFileError, match=r"hvac\.comfort\.heating.*\(line 10\)"):
             store.save_strategy(connection, bad, "alice", "too hot")
         store.activate(connection, "sefrou-default", 1, "alice", "go live")
-        with pytest.raises(StrategyStoreError, match="version 1 is already active"):
+        with pytest.raises(VersionStoreError, match="version 1 is already active"):
             store.activate(connection, "sefrou-default", 1, "bob", "again")
         events = store.history(connection)
         assert [(e.action, e.actor) for e in events] == [

@@ -12,7 +12,7 @@ import pytest
 
 from broker_config.pki import CertificateAuthority
 from protocol.mqtt_account import MqttAccount, TlsFiles
-from smartcity.local_services import free_port
+from runtime.local_services import free_port
 from smartcity.up import UpOptions, run_platform
 from tests.integration.helpers import TEST_SITE, scalar, wait_until
 from tests.integration.secured_broker import connect

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from control.strategy import PACKAGED_STRATEGY, load_strategy
 from protocol.sites import load_site
-from rules.strategy import PACKAGED_STRATEGY, load_strategy
 from smartcity.cli import app
-from smartcity.whatif import BASELINE, Contender, run_whatif
+from whatif.hvac import BASELINE, Contender, run_whatif
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = load_site(ROOT / "sites" / "sefrou.yaml")

@@ -35,8 +35,8 @@ from broker_config.accounts import (
 )
 from broker_config.files import write_private
 from broker_config.pki import CertificateAuthority, PkiError
+from runtime.local_services import free_port
 from smartcity.broker_security import BrokerAccess, SecurityFolder, sync_access
-from smartcity.local_services import free_port
 
 T0 = dt.datetime(2026, 12, 6, 8, tzinfo=dt.UTC)
 

@@ -1,5 +1,5 @@
 """When zones get commands, how unanswered ones are resent and given up, which outcomes raise
-alerts, and when a zone is judged not to follow its command (rules/commanding.py), on a fake
+alerts, and when a zone is judged not to follow its command (control/commanding.py), on a fake
 clock."""
 
 from __future__ import annotations
@@ -13,18 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from protocol.commands import (
-    DimmingStep,
-    HvacMode,
-    SetDimming,
-    SetHvac,
-    SetSchedule,
-)
-from rules.commanding import (
-    CONTROL_ALERTS,
-    NOT_FOLLOWING_RULE,
-    REFUSED_RULE,
-    UNANSWERED_RULE,
+from alerts.catalogue import COMMAND_REFUSED, COMMAND_UNANSWERED, CONTROL_KINDS, HVAC_NOT_FOLLOWING
+from control.commanding import (
     CommandBook,
     CommandPolicy,
     DevicePace,
@@ -44,7 +34,14 @@ from rules.commanding import (
     params_for,
     retry,
 )
-from rules.hvac import controlled_zones
+from control.hvac import controlled_zones
+from protocol.commands import (
+    DimmingStep,
+    HvacMode,
+    SetDimming,
+    SetHvac,
+    SetSchedule,
+)
 from smartcity.control_cli import control
 from tests.simulation_helpers import small_site
 
@@ -184,18 +181,22 @@ def test_a_repeated_answer_changes_nothing_and_a_late_one_replaces_unanswered() 
 def test_which_outcomes_raise_and_resolve_alerts() -> None:
     applied = answered(sent(), Outcome.APPLIED, at(1))
     assert [(f.rule_id, f.fire) for f in outcome_findings(applied, 0, POLICY)] == [
-        (UNANSWERED_RULE, False),
-        (REFUSED_RULE, False),
+        (COMMAND_UNANSWERED, False),
+        (COMMAND_REFUSED, False),
     ]
     rejected = answered(sent(), Outcome.REJECTED, at(1), "invalid params for set_hvac")
     [finding] = outcome_findings(rejected, 0, POLICY)
-    assert (finding.rule_id, finding.fire, finding.subject) == (REFUSED_RULE, True, "hall-offices")
+    assert (finding.rule_id, finding.fire, finding.subject) == (
+        COMMAND_REFUSED,
+        True,
+        "hall-offices",
+    )
     assert "rejected: invalid params" in finding.cause
     failed = answered(sent(), Outcome.FAILED, at(1), "modbus timeout")
-    assert outcome_findings(failed, 0, POLICY)[0].rule_id == REFUSED_RULE
+    assert outcome_findings(failed, 0, POLICY)[0].rule_id == COMMAND_REFUSED
     unanswered = replace(sent(), attempts=3, outcome=Outcome.UNANSWERED, outcome_at=at(180))
     [finding] = outcome_findings(unanswered, 0, POLICY)
-    assert (finding.rule_id, finding.started_at, finding.at) == (UNANSWERED_RULE, T0, at(180))
+    assert (finding.rule_id, finding.started_at, finding.at) == (COMMAND_UNANSWERED, T0, at(180))
 
 
 def test_expired_commands_raise_an_alert_only_when_they_keep_expiring() -> None:
@@ -203,12 +204,12 @@ def test_expired_commands_raise_an_alert_only_when_they_keep_expiring() -> None:
     assert outcome_findings(expired, 1, POLICY) == []
     assert outcome_findings(expired, 2, POLICY) == []
     [finding] = outcome_findings(expired, 3, POLICY)
-    assert finding.rule_id == REFUSED_RULE
+    assert finding.rule_id == COMMAND_REFUSED
     assert "3 commands in a row expired" in finding.cause
 
 
 def test_every_control_alert_has_titles_in_three_languages() -> None:
-    for spec in CONTROL_ALERTS.values():
+    for spec in CONTROL_KINDS.values():
         assert set(spec.titles) == {"en", "fr", "ar"}
 
 
@@ -264,8 +265,8 @@ def test_the_book_supersedes_resends_and_settles() -> None:
     assert book.settle(gave_up) == [], "superseded: the newer command speaks for the light"
     findings = book.settle(answered(resent, Outcome.APPLIED, at(75)))
     assert [(f.rule_id, f.fire) for f in findings] == [
-        (UNANSWERED_RULE, False),
-        (REFUSED_RULE, False),
+        (COMMAND_UNANSWERED, False),
+        (COMMAND_REFUSED, False),
     ]
     assert book.awaiting == {}
     assert book.applied["sl-1"].id == "s2"
@@ -282,7 +283,7 @@ def test_expired_commands_are_counted_in_a_row_by_the_book() -> None:
         command = issue(f"e{k}", "sl-1", NIGHT, at(k), POLICY)
         book.add(command)
         found = book.settle(answered(command, Outcome.EXPIRED, at(k + 1)))
-    assert [f.rule_id for f in found] == [REFUSED_RULE]
+    assert [f.rule_id for f in found] == [COMMAND_REFUSED]
     assert "3 commands in a row expired" in found[0].cause
 
 
@@ -410,7 +411,7 @@ def test_the_zones_are_the_sites_building_devices_in_order() -> None:
     assert controlled.zones.buildings == ("hall",)
     assert [place.kind for place in controlled.places] == ["town_hall", "town_hall"]
     assert controlled.zones.can_heat.all()
-    assert NOT_FOLLOWING_RULE in CONTROL_ALERTS
+    assert HVAC_NOT_FOLLOWING in CONTROL_KINDS
 
 
 def test_the_control_command_names_a_bad_strategy_file(tmp_path: Path) -> None:

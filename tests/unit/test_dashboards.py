@@ -12,6 +12,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from control.strategy import PACKAGED_STRATEGY, parse_strategy
 from dashboards import fleet
 from dashboards.build import (
     JSON_DIR,
@@ -34,8 +35,7 @@ from dashboards.model import (
 from dashboards.render import GRID_COLUMNS
 from protocol.catalogue import CATALOGUE
 from protocol.topics import DeviceClass
-from rules.context import LOW_VOLTAGE_DISCONNECT_SOC
-from rules.strategy import PACKAGED_STRATEGY, parse_strategy
+from rules import PACKAGED_RULES
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 GRAFANA_ENV: Final = {
@@ -260,8 +260,7 @@ def test_the_fleet_figures_are_those_of_the_catalogue_rules_and_strategy() -> No
     assert {
         c.value: CATALOGUE[c].expected_interval_s for c in DeviceClass
     } == fleet.SAMPLE_INTERVAL_S
-    assert fleet.LOW_VOLTAGE_DISCONNECT_SOC == LOW_VOLTAGE_DISCONNECT_SOC
-    rules = yaml.safe_load((ROOT / "rules" / "default_rules.yaml").read_text(encoding="utf-8"))
+    rules = yaml.safe_load(PACKAGED_RULES.read_text(encoding="utf-8"))
     [lamp_out] = [rule for rule in rules["rules"] if rule["id"] == "lamp-out"]
     assert f"lamp_power < {fleet.LAMP_OUT_FRACTION} * lamp_w" in lamp_out["when"]
     band = parse_strategy(PACKAGED_STRATEGY.read_text(encoding="utf-8")).hvac.comfort_band

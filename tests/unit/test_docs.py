@@ -37,17 +37,16 @@ from protocol.commands import (
     check_command,
 )
 from protocol.decoding import DEFAULT_WINDOW, RejectReason
+from protocol.faults import FAULT_CLASSES, FaultType
 from protocol.payloads import CommandPayload
 from protocol.sites import load_site
 from protocol.topics import DeviceClass
 from simulators.city import DEFAULT_STEP_S, SENSOR_DRIFT_K_PER_HOUR, SENSOR_DRIFT_MAX_K
 from simulators.environment import DAYS_DRAWN
 from simulators.faults import (
-    FAULT_CLASSES,
     GROUND_TRUTH_COLUMNS,
     TYPICAL_DURATION,
     UNTIL_REPAIRED,
-    FaultType,
     load_fault_plan,
 )
 from simulators.simulate import CATCH_UP_SPAN, RANDOM_FAULT_HORIZON

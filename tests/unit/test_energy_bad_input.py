@@ -9,10 +9,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from control.strategy import PACKAGED_STRATEGY, StrategyFileError, parse_strategy
 from protocol.commands import Refusal, check_command
 from protocol.payloads import CommandPayload
 from protocol.topics import DeviceClass
-from rules.strategy import PACKAGED_STRATEGY, StrategyFileError, parse_strategy
 from smartcity.lighting_cli import signs
 
 PACKAGED = PACKAGED_STRATEGY.read_text(encoding="utf-8")

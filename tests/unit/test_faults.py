@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from protocol.faults import FAULT_CLASSES, FaultType
 from simulators.faults import (
     FAR_FUTURE,
-    FAULT_CLASSES,
     FaultError,
     FaultEvent,
     FaultPlan,
-    FaultType,
     load_fault_plan,
     random_faults,
     read_ground_truth,

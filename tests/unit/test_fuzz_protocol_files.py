@@ -244,7 +244,7 @@ def test_durations_mean_what_they_say(number: int, unit: str, plus: bool) -> Non
 
 @st.composite
 def calendars(draw: st.DrawFn) -> MoroccanCalendar:
-    """Calendars as a strategy file's corrections make them (rules/strategy.py)."""
+    """Calendars as a strategy file's corrections make them (control/strategy.py)."""
     first_year = draw(st.integers(2015, 2045))
     years = tuple(range(first_year, first_year + draw(st.integers(1, 3))))
     any_dates = st.dates()

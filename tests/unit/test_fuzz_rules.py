@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -20,13 +19,20 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from control.lighting import PLACE_KINDS, LightingPolicy
+from control.strategy import (
+    PACKAGED_STRATEGY,
+    StrategyFileError,
+    day_periods,
+    parse_strategy,
+    week_periods,
+)
 from protocol.topics import DeviceClass
+from rules import PACKAGED_RULES
 from rules.context import names_for
 from rules.errors import ExpressionError
 from rules.expressions import MAX_LENGTH, Expression
-from rules.lighting import PLACE_KINDS, LightingPolicy
 from rules.model import LANGUAGES, RuleFileError, parse_rules
-from rules.strategy import StrategyFileError, day_periods, parse_strategy, week_periods
 from tests.unit.fuzz_strategies import (
     FUZZ,
     NASTY_FLOATS,
@@ -42,8 +48,7 @@ from tests.unit.fuzz_strategies import (
     yaml_texts,
 )
 
-RULES_DIR: Final = Path(__file__).resolve().parents[2] / "rules"
-DEFAULT_RULES_TEXT: Final = (RULES_DIR / "default_rules.yaml").read_text(encoding="utf-8")
+DEFAULT_RULES_TEXT: Final = PACKAGED_RULES.read_text(encoding="utf-8")
 DEFAULT_RULES: Final = yaml.safe_load(DEFAULT_RULES_TEXT)
 RULES_TEXT_SEED: Final = DEFAULT_RULES_TEXT[: DEFAULT_RULES_TEXT.index("  - id: pole-down")]
 """The file's first three rules, as written: comments, folded expressions, flow mappings."""
@@ -56,7 +61,7 @@ RULE_SEED: Final = {
     ]
     + [{**DEFAULT_RULES["rules"][0], "id": "scoped", "scope": {"street_groups": ["fes"]}}]
 }
-DEFAULT_STRATEGY_TEXT: Final = (RULES_DIR / "default_strategy.yaml").read_text(encoding="utf-8")
+DEFAULT_STRATEGY_TEXT: Final = PACKAGED_STRATEGY.read_text(encoding="utf-8")
 DEFAULT_STRATEGY: Final = yaml.safe_load(DEFAULT_STRATEGY_TEXT)
 RULE_EXPRESSIONS: Final = sorted(
     {rule[field] for rule in DEFAULT_RULES["rules"] for field in ("when", "clear") if field in rule}

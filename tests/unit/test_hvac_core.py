@@ -12,14 +12,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from control.hvac import (
+    Level,
+    Memory,
+    Observation,
+    Zones,
+    decide,
+    hours_to_reach,
+    learn_from_history,
+)
+from control.opening import ZonePlace, calendar_for, open_grid, outlook
+from control.strategy import PACKAGED_STRATEGY, StrategyFileError, load_strategy, parse_strategy
 from edge_agents.control import LocalState, apply_command, zone_outputs
 from protocol.calendar import DayKind, MoroccanCalendar
 from protocol.commands import FROST_PROTECTION_C, HvacMode, SetHvac, check_command
 from protocol.payloads import CommandPayload
 from protocol.topics import DeviceClass
-from rules.hvac import Level, Memory, Observation, Zones, decide, hours_to_reach, learn_from_history
-from rules.opening import ZonePlace, calendar_for, open_grid, outlook
-from rules.strategy import PACKAGED_STRATEGY, StrategyFileError, load_strategy, parse_strategy
 
 STRATEGY = load_strategy(PACKAGED_STRATEGY)
 HVAC = STRATEGY.hvac

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rules.lifecycle import (
+from alerts.lifecycle import (
     ENGINE,
     LifecycleError,
     Policy,
@@ -29,8 +29,8 @@ from rules.lifecycle import (
     tick,
     unmute,
 )
-from rules.model import Severity
-from rules.notify import NoticeKind
+from alerts.notify import NoticeKind
+from protocol.payloads import Severity
 
 T0 = datetime(2026, 11, 29, 18, tzinfo=UTC)
 POLICY = Policy()

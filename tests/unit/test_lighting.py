@@ -12,11 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
-from edge_agents import control
-from protocol.commands import DEFAULT_SCHEDULE, SetSchedule
-from protocol.sun import solar_elevation
-from rules.context import usable_energy_wh
-from rules.lighting import (
+from control.lighting import (
     DEFAULT_LIGHTING,
     DEFAULT_PROFILES,
     LightingPolicy,
@@ -27,6 +23,10 @@ from rules.lighting import (
     plan_night,
     sign_brightness,
 )
+from edge_agents import control
+from protocol.commands import DEFAULT_SCHEDULE, SetSchedule
+from protocol.solar import usable_energy_wh
+from protocol.sun import solar_elevation
 
 SEFROU = ZoneInfo("Africa/Casablanca")
 LATITUDE, LONGITUDE = 33.83, -4.84

@@ -1,4 +1,4 @@
-"""Who gets tonight's schedule when, and why (rules/lighting_control.py, the pure planning
+"""Who gets tonight's schedule when, and why (control/lighting_service.py, the pure planning
 step), on a fake clock: no I/O, the time passed in."""
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from protocol.commands import SetSchedule
-from protocol.sites import load_site
-from protocol.sun import solar_elevation
-from rules.commanding import CommandPolicy, Outcome, Sent, answered, issue
-from rules.lighting import DEFAULT_LIGHTING, LightingPolicy, night_window
-from rules.lighting_control import (
+from control.commanding import CommandPolicy, Outcome, Sent, answered, issue
+from control.lighting import DEFAULT_LIGHTING, LightingPolicy, night_window
+from control.lighting_service import (
     COMPLETE_DAY_S,
     LightState,
     Plans,
@@ -31,7 +28,10 @@ from rules.lighting_control import (
     planning_window,
     with_past_day,
 )
-from rules.strategy import PACKAGED_STRATEGY
+from control.strategy import PACKAGED_STRATEGY
+from protocol.commands import SetSchedule
+from protocol.sites import load_site
+from protocol.sun import solar_elevation
 from smartcity.lighting_cli import lighting
 from tests.simulation_helpers import small_site
 

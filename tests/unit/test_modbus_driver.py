@@ -34,7 +34,7 @@ from edge_agents.modbus import (
 )
 from protocol.catalogue import CATALOGUE, CHARGE_CONTROLLER_STATUS_BITS
 from protocol.topics import DeviceClass
-from smartcity.local_services import free_port
+from runtime.local_services import free_port
 
 NOW = datetime(2026, 11, 28, 18, tzinfo=UTC)
 DEVICE_ID = 3

@@ -15,8 +15,8 @@ from pathlib import Path
 import apprise
 import pytest
 
-from rules.errors import RuleError
-from rules.notify import (
+from alerts.errors import AlertError
+from alerts.notify import (
     AlertNotice,
     Delivery,
     DeliveryList,
@@ -31,6 +31,7 @@ from rules.notify import (
     parse_notification_config,
     render,
 )
+from protocol.payloads import Severity
 
 LINK = "https://smartcity.sefrou.ma/console/alerts/42"
 ARABIC_LETTER = re.compile(r"[\u0621-\u064A]")
@@ -39,7 +40,7 @@ EASTERN_DIGIT = re.compile(r"[\u0660-\u0669\u06F0-\u06F9]")
 NOTICE = AlertNotice(
     alert_id=42,
     rule_id="lamp-out",
-    severity="critical",
+    severity=Severity.CRITICAL,
     kind=NoticeKind.FIRING,
     titles={"en": "Lamp out at night", "fr": "Lampe éteinte la nuit", "ar": "مصباح مطفأ ليلًا"},
     device_id="sl-menzel-012",
@@ -187,12 +188,12 @@ def test_title_is_one_short_line() -> None:
     ],
 )
 def test_notice_checks_itself(changes: dict[str, object], complaint: str) -> None:
-    with pytest.raises(RuleError, match=complaint):
+    with pytest.raises(AlertError, match=complaint):
         notice(**changes)
 
 
 def test_unknown_language_refused() -> None:
-    with pytest.raises(RuleError, match="fr, ar, en"):
+    with pytest.raises(AlertError, match="fr, ar, en"):
         render(NOTICE, "de")
 
 
@@ -210,11 +211,13 @@ def route_names(config: NotificationConfig, **changes: object) -> list[str]:
 
 def test_routing_by_severity_zone_and_rule(config: NotificationConfig) -> None:
     assert route_names(config) == ["night-crew-lights", "on-call-critical"]
-    assert route_names(config, severity="warning") == ["night-crew-lights"]
-    assert route_names(config, severity="info") == []
-    assert route_names(config, zone="oued-aggai", severity="warning") == ["night-crew-lights"]
-    assert route_names(config, zone="town-hall", severity="info") == ["buildings-ar"]
-    assert route_names(config, zone=None, severity="warning") == []
+    assert route_names(config, severity=Severity.WARNING) == ["night-crew-lights"]
+    assert route_names(config, severity=Severity.INFO) == []
+    assert route_names(config, zone="oued-aggai", severity=Severity.WARNING) == [
+        "night-crew-lights"
+    ]
+    assert route_names(config, zone="town-hall", severity=Severity.INFO) == ["buildings-ar"]
+    assert route_names(config, zone=None, severity=Severity.WARNING) == []
     assert route_names(config, rule_id="battery-low") == ["on-call-critical"]
 
 
@@ -478,7 +481,7 @@ def test_unexpected_exception_is_logged_recorded_and_the_worker_goes_on(
         monotonic=fake_time.monotonic,
         sleep=fake_time.sleep,
     )
-    with caplog.at_level(logging.ERROR, logger="smartcity.rules.notify"):
+    with caplog.at_level(logging.ERROR, logger="smartcity.alerts.notify"):
         worker.submit(NOTICE)
         worker.submit(notice(alert_id=43))
         assert worker.close(timeout_s=5)
@@ -547,7 +550,7 @@ def test_submit_after_close_is_logged_and_dropped(
 ) -> None:
     worker = Dispatcher(parse_notification_config(one_route()), records, send=FakeSender())
     assert worker.close(timeout_s=5)
-    with caplog.at_level(logging.ERROR, logger="smartcity.rules.notify"):
+    with caplog.at_level(logging.ERROR, logger="smartcity.alerts.notify"):
         worker.submit(NOTICE)
     assert "dropped" in caplog.text
     assert records.deliveries == []
@@ -557,8 +560,8 @@ def test_a_notice_nobody_gets_is_logged(
     fake_time: FakeTime, records: DeliveryList, caplog: pytest.LogCaptureFixture
 ) -> None:
     worker = dispatcher(ROUTING, records, fake_time, FakeSender())
-    with caplog.at_level(logging.INFO, logger="smartcity.rules.notify"):
-        worker.submit(notice(severity="info", zone="oued-aggai"))
+    with caplog.at_level(logging.INFO, logger="smartcity.alerts.notify"):
+        worker.submit(notice(severity=Severity.INFO, zone="oued-aggai"))
         assert worker.close(timeout_s=5)
     assert "no route for alert 42" in caplog.text
     assert records.deliveries == []

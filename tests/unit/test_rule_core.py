@@ -172,10 +172,10 @@ def test_streaming_and_vectorized_agree(
 
 
 def test_a_rule_that_changed_kind_starts_afresh_on_restore() -> None:
+    from alerts.lifecycle import Scope
     from protocol.topics import DeviceClass
     from rules.context import DevicePlace
     from rules.evaluator import Evaluator, FleetDevice
-    from rules.lifecycle import Scope
 
     place = DevicePlace("z1", DeviceClass.BUILDING, 33.8, -4.8, "Africa/Casablanca")
     fleet = {"z1": FleetDevice(place, Scope("z1"))}

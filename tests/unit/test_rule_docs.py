@@ -22,16 +22,17 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from protocol.catalogue import CATALOGUE, ValueKind
+from protocol.faults import FaultType
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
+from rules import PACKAGED_RULES
 from rules.context import names_for
 from rules.core import Change, ConditionState, intervals, step
 from rules.expressions import Expression
 from rules.model import Missing, Occurrences, Rule, Scope, _RuleEntry, load_rules, parse_rules
-from simulators.faults import FaultType
 from smartcity.cli import app
 
 ROOT = Path(__file__).parents[2]
-RULE_FILE = ROOT / "rules" / "default_rules.yaml"
+RULE_FILE = PACKAGED_RULES
 FAULTS_DOC = (ROOT / "docs" / "faults.md").read_text(encoding="utf-8")
 RULES_DOC = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
 RULES = load_rules(RULE_FILE, known_faults=list(FaultType))

@@ -357,7 +357,7 @@ def plan_night(
     """Tonight's schedule for lights of ``place_kind``, dimmed to keep the battery's reserve.
 
     usable_energy_wh: charge above the low-voltage disconnect
-    (:func:`rules.context.usable_energy_wh`) [Wh];
+    (:func:`protocol.solar.usable_energy_wh`) [Wh];
     lamp_w: lamp power at 100 % [W]; expected_harvest_wh_per_day: the recent daily harvest
     (for example the mean of the last three days' panel energy) [Wh]. Scalars or one element
     per light. With E(s) tonight's use at scale s (levels min(l, max(m, s l)) of the

@@ -2,7 +2,7 @@
 
 The rules engine and people (through the CLI, later the API) change alerts concurrently, so
 nobody caches them: each change locks the alert's row, applies a pure function of
-:mod:`rules.lifecycle`, and writes the alert, its transitions and the notifications to send in
+:mod:`alerts.lifecycle`, and writes the alert, its transitions and the notifications to send in
 one transaction. A unique index keeps one open alert per (rule, subject).
 """
 
@@ -17,9 +17,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from rules.lifecycle import Alert, Outcome, Silence, Status, Transition
-from rules.model import Severity
-from rules.notify import Delivery, NoticeKind
+from alerts.lifecycle import Alert, Outcome, Silence, Status, Transition
+from alerts.notify import Delivery, NoticeKind
+from protocol.payloads import Severity
 
 _COLUMNS: Final = tuple(f.name for f in fields(Alert) if f.name != "alert_id")
 
@@ -42,7 +42,7 @@ class QueuedNotice:
 def insert_alert(
     connection: psycopg.Connection, outcome: Outcome, title: str
 ) -> tuple[Alert, list[QueuedNotice]]:
-    """Store a newly fired alert (``outcome`` of :func:`rules.lifecycle.fire`)."""
+    """Store a newly fired alert (``outcome`` of :func:`alerts.lifecycle.fire`)."""
     alert, transitions, notices = outcome
     names = ", ".join(_COLUMNS)
     marks = ", ".join(["%s"] * len(_COLUMNS))

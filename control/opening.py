@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from control.strategy import CalendarCorrections, Schedule, Strategy, day_periods, week_periods
 from protocol.calendar import DayKind, MoroccanCalendar
-from rules.strategy import CalendarCorrections, Schedule, Strategy, day_periods, week_periods
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]

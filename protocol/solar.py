@@ -1,4 +1,5 @@
-"""The sun for rules, over arrays: elevation, time to the next sunrise, clear-sky irradiance.
+"""The sun and a solar streetlight's charge, over arrays: elevation, time to the next sunrise,
+clear-sky irradiance, the energy a battery holds above its low-voltage disconnect.
 
 The edge agents' NOAA "general solar position" equations (``protocol/sun.py``), over numpy
 arrays of UNIX times so a backtest computes a month of a fleet at once. A single reading goes
@@ -21,6 +22,8 @@ from protocol.sun import (
 
 Floats = npt.NDArray[np.float64]
 
+LOW_VOLTAGE_DISCONNECT_SOC: Final = 10.0
+"""State of charge [%] below which charge controllers cut the lamp to save the battery."""
 LAMP_SWITCH_ELEVATION_DEG: Final = -1.0
 """The agents light their lamps while the sun is below this elevation (edge_agents.control)."""
 
@@ -65,3 +68,14 @@ def clear_sky_irradiance(elevation_deg: Floats) -> Floats:
     safe = np.where(up, sine, 1.0)
     irradiance: Floats = np.where(up, 1098.0 * safe * np.exp(-0.057 / safe), 0.0)
     return irradiance
+
+
+def usable_energy_wh(battery_soc: npt.ArrayLike, battery_wh: npt.ArrayLike) -> Floats:
+    """Charge above the low-voltage disconnect [Wh]; battery_soc [%], battery_wh: capacity [Wh]."""
+    soc = np.asarray(battery_soc, dtype=np.float64)
+    usable: Floats = (
+        np.maximum(soc - LOW_VOLTAGE_DISCONNECT_SOC, 0.0)
+        / 100.0
+        * np.asarray(battery_wh, dtype=np.float64)
+    )
+    return usable

@@ -6,7 +6,7 @@ from 15 % in the dark to 100 % in full sun. A lighting policy may want other end
 (``sign_minimum_level``, ``sign_maximum_level``): this service sends each sign it hears from a
 ``set_brightness`` without a level, which moves the ends of its curve until the next one, and
 sends it again when the policy changes or a sign did not apply it. Commands, acknowledgements,
-resends and alerts are those of every commanding service (:mod:`rules.device_service`).
+resends and alerts are those of every commanding service (:mod:`control.service`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from protocol.commands import SetBrightness
-from protocol.topics import DeviceClass
-from rules.commanding import DevicePace, due, issue
-from rules.device_service import (
+from alerts.lifecycle import Scope
+from control.commanding import DevicePace, due, issue
+from control.lighting import LightingPolicy
+from control.service import (
     CommandingService,
     Counters,
     ServiceConfig,
     ServiceKind,
     utc_now,
 )
-from rules.lifecycle import Scope
-from rules.lighting import LightingPolicy
-from rules.strategy import Strategy
+from control.strategy import Strategy
+from protocol.commands import SetBrightness
+from protocol.topics import DeviceClass
 
 log = logging.getLogger("smartcity.signs")
 

@@ -5,9 +5,9 @@ schedule").
 The pure part comes first: what the service remembers of each light (:class:`LightState`,
 :func:`observe`: its latest charge and the panel energy of its recent days) and the planning
 step (:func:`plan_step`: latest states, commands and time in, the commands to send out),
-which calls :func:`rules.lighting.plan_night` as the December replay does. The service
+which calls :func:`control.lighting.plan_night` as the December replay does. The service
 (:class:`LightingControlService`) does the I/O on the skeleton it shares with the HVAC control
-service (:class:`rules.device_service.CommandingService`): telemetry and acknowledgements in
+service (:class:`control.service.CommandingService`): telemetry and acknowledgements in
 over MQTT, commands out, the ``commands`` table and the control alerts.
 
 When: once a night per light, from the moment the setting sun passes ``plan_above_gate_deg``
@@ -35,23 +35,23 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 
-from protocol.catalogue import CATALOGUE
-from protocol.commands import SetSchedule
-from protocol.sites import SiteHeader, SiteInventory, StreetlightModel
-from protocol.sun import elevation_at
-from protocol.topics import DeviceClass
-from rules.commanding import CommandPolicy, DevicePace, Reason, Sent, due, issue
-from rules.context import usable_energy_wh
-from rules.device_service import CommandingService, Counters, ServiceConfig, ServiceKind, utc_now
-from rules.lifecycle import Scope
-from rules.lighting import (
+from alerts.lifecycle import Scope
+from control.commanding import CommandPolicy, DevicePace, Reason, Sent, due, issue
+from control.lighting import (
     LightingPolicy,
     NightPlan,
     PlanReason,
     night_window,
     plan_night,
 )
-from rules.strategy import Strategy
+from control.service import CommandingService, Counters, ServiceConfig, ServiceKind, utc_now
+from control.strategy import Strategy
+from protocol.catalogue import CATALOGUE
+from protocol.commands import SetSchedule
+from protocol.sites import SiteHeader, SiteInventory, StreetlightModel
+from protocol.solar import usable_energy_wh
+from protocol.sun import elevation_at
+from protocol.topics import DeviceClass
 
 log = logging.getLogger("smartcity.lighting")
 
@@ -294,7 +294,7 @@ def plan_step(
     with a known charge is planned once (:func:`plan_night`, from its latest state); a light
     whose latest command is tonight's keeps it (after a restart) unless a new policy
     replanned the night. A light gets a command when it has none for tonight, when its plan
-    changed, or when tonight's was not applied (:func:`rules.commanding.due`: an expired one
+    changed, or when tonight's was not applied (:func:`control.commanding.due`: an expired one
     at once, a refused or unanswered one ``again_after_s`` later).
     """
     zone = ZoneInfo(settings.site.timezone)

@@ -41,9 +41,10 @@ import apprise
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from alerts.errors import AlertError
+from protocol.payloads import Severity
 from protocol.topics import IDENTIFIER_PATTERN
 from protocol.yamlfile import YamlLocator, read_yaml
-from rules.errors import RuleError
 
 with warnings.catch_warnings():
     # apprise's PGP helper imports the standard imghdr module, deprecated in Python 3.11 and
@@ -53,15 +54,14 @@ with warnings.catch_warnings():
     with contextlib.suppress(ImportError):
         importlib.import_module("imghdr")
 
-log = logging.getLogger("smartcity.rules.notify")
+log = logging.getLogger("smartcity.alerts.notify")
 
-Severity = Literal["info", "warning", "critical"]
 Language = Literal["fr", "ar", "en"]
-SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
+SEVERITIES: Final[tuple[str, ...]] = tuple(severity.value for severity in Severity)
 LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
 
 
-class NotificationConfigError(RuleError):
+class NotificationConfigError(AlertError):
     """A routing file that cannot be read or is not valid; says where (key path, line)."""
 
 
@@ -105,20 +105,20 @@ class AlertNotice:
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
-            raise RuleError(f"severity {self.severity!r}: give one of {', '.join(SEVERITIES)}")
+            raise AlertError(f"severity {self.severity!r}: give one of {', '.join(SEVERITIES)}")
         try:
             object.__setattr__(self, "kind", NoticeKind(self.kind))
         except ValueError:
             kinds = ", ".join(NoticeKind)
-            raise RuleError(f"kind {self.kind!r}: give one of {kinds}") from None
+            raise AlertError(f"kind {self.kind!r}: give one of {kinds}") from None
         if not any(self.titles.values()):
-            raise RuleError(f"alert {self.alert_id}: give a title, at least in English ('en')")
+            raise AlertError(f"alert {self.alert_id}: give a title, at least in English ('en')")
         if self.since.utcoffset() is None:
-            raise RuleError(f"since {self.since.isoformat()}: give an aware time (UTC)")
+            raise AlertError(f"since {self.since.isoformat()}: give an aware time (UTC)")
         if (self.latitude is None) != (self.longitude is None):
-            raise RuleError("give both latitude and longitude, or neither")
+            raise AlertError("give both latitude and longitude, or neither")
         if not self.link.startswith(("https://", "http://")):
-            raise RuleError(f"link {self.link!r}: give a full http(s) URL to the alert")
+            raise AlertError(f"link {self.link!r}: give a full http(s) URL to the alert")
         _zone_info(self.timezone)
         object.__setattr__(self, "titles", MappingProxyType(dict(self.titles)))
 
@@ -135,7 +135,7 @@ def _zone_info(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise RuleError(
+        raise AlertError(
             f"timezone {name!r} is not an IANA time zone: give one such as 'Africa/Casablanca'"
         ) from error
 
@@ -280,7 +280,7 @@ def render(notice: AlertNotice, language: str) -> tuple[str, str]:
     Times are the site's local time, written with Western digits in every language.
     """
     if language not in _WORDING:
-        raise RuleError(f"language {language!r}: give one of {', '.join(LANGUAGES)}")
+        raise AlertError(f"language {language!r}: give one of {', '.join(LANGUAGES)}")
     wording = _WORDING[language]
     alert = wording.alert[notice.severity]
     words = {

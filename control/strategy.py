@@ -17,16 +17,16 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
+from control.errors import ControlError
 from protocol.durations import parse_duration
 from protocol.yamlfile import YamlLocator, read_yaml, short_repr
-from rules.errors import RuleError
 
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _PERIOD = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
 PACKAGED_STRATEGY: Final = Path(__file__).resolve().parent / "default_strategy.yaml"
 
 
-class StrategyFileError(RuleError):
+class StrategyFileError(ControlError):
     """A strategy file that cannot be used; the message names the file, the field and line."""
 
 
@@ -326,7 +326,7 @@ def parse_strategy(text: str, source: str = "<strategy>") -> Strategy:
 
 
 def _check_lighting(lighting: dict[str, Any], where: YamlLocator) -> None:
-    from rules.lighting import LightingPolicy
+    from control.lighting import LightingPolicy
 
     try:
         LightingPolicy.from_mapping(lighting)

@@ -1,7 +1,7 @@
 """HVAC control of building zones: what each zone should aim at, decided for all zones at once.
 
 Pure: every input, the time included, is an argument, and the decision is a function of the
-strategy (:mod:`rules.strategy`), what the zones report now, and the :class:`Memory` the
+strategy (:mod:`control.strategy`), what the zones report now, and the :class:`Memory` the
 previous decision left. The same core drives the live service and the what-if replays.
 
 Per zone, a decision picks one level and its setpoints:
@@ -41,11 +41,11 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from control.opening import ZonePlace
+from control.strategy import Hvac
 from protocol.commands import HvacMode, SetHvac
 from protocol.sites import Device, SiteInventory
 from protocol.topics import DeviceClass
-from rules.opening import ZonePlace
-from rules.strategy import Hvac
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -1,26 +1,26 @@
 """The HVAC control service: the zones' readings in, ``set_hvac`` commands out, and what came
 of them in the database (docs/energy-control.md).
 
-Every ``period_s`` it builds an :class:`rules.hvac.Observation` of every zone (the latest
+Every ``period_s`` it builds an :class:`control.hvac.Observation` of every zone (the latest
 readings, the outdoor temperature the plants measure, the opening hours of the next 24
 hours, the sun), asks the decision core
-(:func:`rules.hvac.decide`) for each zone's setting, and sends a command to each zone that
-needs one (:func:`rules.commanding.due`). Commands carry an id and an expiry; each is recorded
+(:func:`control.hvac.decide`) for each zone's setting, and sends a command to each zone that
+needs one (:func:`control.commanding.due`). Commands carry an id and an expiry; each is recorded
 in ``commands`` with what came of it: the agent's acknowledgement, or ``unanswered`` after
-:func:`rules.commanding.retry` gave up. Commands not applied, and zones whose plant does not do
-what their setting says (:func:`rules.commanding.follow`), raise alerts through the alert
+:func:`control.commanding.retry` gave up. Commands not applied, and zones whose plant does not do
+what their setting says (:func:`control.commanding.follow`), raise alerts through the alert
 store and lifecycle the rules engine uses.
 
 Time: the wall clock, or (``event_time``, for accelerated simulations) the devices' latest
 sample time; the network's budgets (expiry, acknowledgement timeout) are then stretched by how
-fast device time runs (:class:`rules.commanding.DevicePace`).
+fast device time runs (:class:`control.commanding.DevicePace`).
 
-What the service learns of each zone (:class:`rules.hvac.Memory`) lives in the process; the
+What the service learns of each zone (:class:`control.hvac.Memory`) lives in the process; the
 commands it sent live in the database, so a restart carries on with them.
 
 The service's skeleton (MQTT, the loop, acknowledgements, retries, alerts, the ``commands``
-table) is :class:`rules.device_service.CommandingService`, which
-:mod:`rules.lighting_control` shares; what is HVAC's is here: the decisions, the following of
+table) is :class:`control.service.CommandingService`, which
+:mod:`control.lighting_service` shares; what is HVAC's is here: the decisions, the following of
 the zones, and what is learnt of them.
 """
 
@@ -38,15 +38,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from alerts.lifecycle import Scope
+from control.commanding import DevicePace, Following, FollowPolicy, ZoneReading, due, follow, issue
+from control.hvac import Level, Memory, Observation, controlled_zones, decide, learn_from_history
+from control.opening import calendar_for, open_grid, outlook
+from control.service import CommandingService, Counters, ServiceConfig, ServiceKind, utc_now
 from protocol.calendar import MoroccanCalendar
 from protocol.commands import SetHvac
 from protocol.sun import solar_elevation
 from protocol.topics import DeviceClass
-from rules.commanding import DevicePace, Following, FollowPolicy, ZoneReading, due, follow, issue
-from rules.device_service import CommandingService, Counters, ServiceConfig, ServiceKind, utc_now
-from rules.hvac import Level, Memory, Observation, controlled_zones, decide, learn_from_history
-from rules.lifecycle import Scope
-from rules.opening import calendar_for, open_grid, outlook
 
 log = logging.getLogger("smartcity.control")
 

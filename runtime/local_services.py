@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker_config import BrokerLayout, BrokerSecurity, write_config
-from edge_agents.network import raise_open_file_limit
+from runtime.limits import raise_open_file_limit
 
 
 class LocalServiceError(RuntimeError):

@@ -1,4 +1,4 @@
-"""``smartcity energy lights``: what a lighting strategy does to the fleet over a period.
+"""What a lighting strategy does to the fleet over a period (``smartcity energy lights``).
 
 A what-if replay of the solar streetlights of a site: the simulated weather (with, on demand,
 a forced run of overcast days), the lights' physics (:mod:`simulators.streetlight_fleet`)
@@ -7,7 +7,7 @@ stepped together without MQTT, and three strategies from the same starting charg
 - ``fixed``: every lamp at 100 % from dusk to dawn;
 - ``agent-default``: the agents' default program (what the lights do without a platform);
 - ``soc-aware``: each evening the platform plans the night of every light from its reported
-  charge and recent harvest (:func:`rules.lighting.plan_night`), as it would from the
+  charge and recent harvest (:func:`control.lighting.plan_night`), as it would from the
   ``battery_soc`` and ``pv_power`` readings, and the agents run the schedules it sends.
 
 The report says, per strategy, which lights went dark (low-voltage disconnect while they
@@ -17,27 +17,18 @@ and the energy. ``docs/lighting.md`` shows a December run.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Final
+from typing import Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import typer
-import yaml
 
-from protocol.commands import DEFAULT_SCHEDULE, DimmingStep, SetSchedule
-from protocol.sites import Device, SiteFileError, SiteInventory
-from protocol.sun import elevation_at
-from protocol.topics import DeviceClass
-from rules.context import usable_energy_wh
-from rules.lighting import (
+from control.lighting import (
     DEFAULT_LIGHTING,
     LightingPolicy,
     PlanReason,
@@ -45,13 +36,16 @@ from rules.lighting import (
     night_window,
     plan_night,
 )
-from rules.solar import LAMP_SWITCH_ELEVATION_DEG
+from protocol.commands import DEFAULT_SCHEDULE, DimmingStep, SetSchedule
+from protocol.faults import FaultType
+from protocol.sites import Device, SiteInventory
+from protocol.solar import LAMP_SWITCH_ELEVATION_DEG, usable_energy_wh
+from protocol.sun import elevation_at
+from protocol.topics import DeviceClass
 from simulators.environment import Now, SiteWeather
-from simulators.faults import FaultType
 from simulators.sky import Place
 from simulators.streetlight import StreetlightRating, panel_power
 from simulators.streetlight_fleet import StreetlightFleet, rating_of
-from smartcity.cli_support import fail, progress_to_stderr, read_site
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -134,7 +128,7 @@ class StrategyReport:
     nights_dark_by_model: dict[str, int] = field(default_factory=dict)
     """Model -> (light, night) pairs dark."""
     plan_reasons: dict[str, int] = field(default_factory=dict)
-    """soc-aware: (light, night) plans by reason (see rules.lighting.PlanReason)."""
+    """soc-aware: (light, night) plans by reason (see control.lighting.PlanReason)."""
 
 
 @dataclass(slots=True)
@@ -534,164 +528,12 @@ def format_table(report: WhatIfReport) -> str:
     return "\n".join(heading + lines)
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def _local_moment(text: str, option: str, zone: ZoneInfo) -> datetime:
-    """An ISO date or time; a date or a time without zone is the site's local time."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"{option} {text!r} is not an ISO date or time (e.g. 2026-12-01)") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
-
-
-def _policy(path: Path | None) -> LightingPolicy:
-    if path is None:
-        return DEFAULT_LIGHTING
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise fail(f"{path}: cannot read the lighting policy: {error}") from None
-    if not isinstance(data, dict):
-        raise fail(f"{path}: a lighting policy is a mapping of its fields (see docs/lighting.md)")
-    try:
-        return LightingPolicy.from_mapping(data)
-    except ValueError as error:
-        raise fail(f"{path}: {error}") from None
-
-
-def build_options(
-    *,
-    site: Path,
-    period_from: str,
-    period_to: str,
-    cloudy_from: str | None,
-    cloudy_days: int,
-    clearness: float,
-    sample: int,
-    seed: int,
-    step_s: int,
-    policy_file: Path | None,
-) -> WhatIfOptions:
-    """Check the command line's values; a typer.Exit (code 2) saying what is wrong."""
-    try:
-        inventory = read_site(site)
-    except SiteFileError as error:
-        raise fail(str(error)) from None
-    zone = ZoneInfo(inventory.site.timezone)
-    start = _local_moment(period_from, "--from", zone)
-    end = _local_moment(period_to, "--to", zone)
-    if end <= start:
-        raise fail(f"--to {period_to} must be after --from {period_from}")
-    if end - start > timedelta(days=MAX_PERIOD_DAYS):
-        raise fail(f"a replay covers at most {MAX_PERIOD_DAYS} days; shorten --from/--to")
-    if step_s not in (60, 120, 180, 300, 600, 900):
-        raise fail(f"--step-s {step_s}: use 60, 120, 180, 300, 600 or 900 seconds")
-    if start.timestamp() % step_s:
-        raise fail(f"--from {period_from} must fall on the {step_s} s grid")
-    cloudy = None
-    if cloudy_from is not None:
-        try:
-            first_day = date.fromisoformat(cloudy_from)
-        except ValueError:
-            raise fail(
-                f"--cloudy-from {cloudy_from!r} is not an ISO date (e.g. 2026-12-10)"
-            ) from None
-        if cloudy_days < 1:
-            raise fail(f"--cloudy-days {cloudy_days}: give at least 1 day")
-        if not 0.0 <= clearness <= 1.0:
-            raise fail(f"--clearness {clearness}: a clearness index is between 0 and 1")
-        last_day = first_day + timedelta(days=cloudy_days - 1)
-        first_local, last_local = start.astimezone(zone).date(), (end - timedelta(seconds=1))
-        if first_day < first_local or last_day > last_local.astimezone(zone).date():
-            raise fail(
-                f"the overcast run {first_day} to {last_day} is not within the period "
-                f"{period_from} to {period_to}: move --cloudy-from or shorten --cloudy-days"
-            )
-        cloudy = CloudyRun(first_day, cloudy_days, clearness)
-    if sample < 0:
-        raise fail(f"--sample {sample}: give a number of lights, or 0 for all")
-    if len(inventory.by_class(DeviceClass.STREETLIGHT)) == 0:
-        raise fail(f"site {inventory.site.id} has no streetlights")
-    return WhatIfOptions(
-        inventory=inventory,
-        start=start,
-        end=end,
-        cloudy=cloudy,
-        sample=sample,
-        seed=seed,
-        step_s=step_s,
-        policy=_policy(policy_file),
-    )
-
-
-def lights(  # noqa: PLR0917 - each option is a CLI flag
-    period_from: Annotated[
-        str, typer.Option("--from", help="First day (ISO; site local time if no zone).")
-    ] = "2026-12-01",
-    period_to: Annotated[
-        str, typer.Option("--to", help="End, excluded (ISO; site local time if no zone).")
-    ] = "2027-01-01",
-    cloudy_from: Annotated[
-        str | None, typer.Option(help="First day of a forced overcast run (ISO date).")
-    ] = None,
-    cloudy_days: Annotated[int, typer.Option(help="Length of the overcast run (days).")] = 5,
-    clearness: Annotated[
-        float, typer.Option(help="Clearness index of the overcast days (0-1; clear ~0.75).")
-    ] = 0.15,
-    site: Annotated[
-        Path, typer.Option(help="Site file, or the name of one in sites/ (e.g. sefrou).")
-    ] = Path("sites/sefrou.yaml"),
-    sample: Annotated[
-        int, typer.Option(help="Replay this many lights spread over the site; 0 for all.")
-    ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the weather and starting charge.")] = 1,
-    step_s: Annotated[int, typer.Option(help="Simulation step (seconds).")] = 300,
-    policy_file: Annotated[
-        Path | None,
-        typer.Option("--policy", help="Lighting policy file (YAML; see docs/lighting.md)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Replay the streetlights over a period: full power, the agents' default, SoC-aware.
-
-    The three strategies start from the same charge under the same simulated weather; a
-    forced overcast run tests the batteries. Reports the lights that went dark (low-voltage
-    disconnect) and on how many nights, lit hours, mean level while dark, and energy.
-
-    \b
-    Examples (a December; the same with five overcast days from the 10th, as JSON):
-    smartcity energy lights --from 2026-12-01 --to 2027-01-01
-    smartcity energy lights --from 2026-12-01 --cloudy-from 2026-12-10 --cloudy-days 5 --json
-    """
-    options = build_options(
-        site=site,
-        period_from=period_from,
-        period_to=period_to,
-        cloudy_from=cloudy_from,
-        cloudy_days=cloudy_days,
-        clearness=clearness,
-        sample=sample,
-        seed=seed,
-        step_s=step_s,
-        policy_file=policy_file,
-    )
-    report = replay(options, progress=progress_to_stderr)
-    if as_json:
-        typer.echo(json.dumps(asdict(report)))
-    else:
-        typer.echo(format_table(report))
-
-
 __all__ = [
     "CloudyRun",
     "StrategyReport",
     "WhatIfOptions",
     "WhatIfReport",
-    "build_options",
     "format_table",
-    "lights",
     "replay",
     "select_lights",
 ]

@@ -1,15 +1,15 @@
 """What every service that sends commands to devices shares (docs/energy-control.md): the
-skeleton of :class:`rules.control.HvacControlService` (building zones, ``set_hvac``) and
-:class:`rules.lighting_control.LightingControlService` (streetlights, ``set_schedule``), and
+skeleton of :class:`control.hvac_service.HvacControlService` (building zones, ``set_hvac``) and
+:class:`control.lighting_service.LightingControlService` (streetlights, ``set_schedule``), and
 their I/O on the ``commands`` table and the control alerts.
 
 :class:`CommandingService` is the skeleton: the service's time (the wall clock, or with
 ``event_time`` the devices' latest sample time and the pace of device time,
-:class:`rules.commanding.DevicePace`), the MQTT v5 client with a persistent session
+:class:`control.commanding.DevicePace`), the MQTT v5 client with a persistent session
 subscribed to one device class's telemetry and acknowledgements of the site, the loop
 (messages in, then retries, then what the service itself does, :meth:`CommandingService._act`;
 a database error waits for the database to come back), the acknowledgements and outcomes
-of its commands (:class:`rules.commanding.CommandBook`, the ``commands`` table, the alerts),
+of its commands (:class:`control.commanding.CommandBook`, the ``commands`` table, the alerts),
 a strategy handed over from another thread and the one activated in the database.
 A service adds what is its own: what a reading means to it (``_reading``), what it does
 at each turn (``_act``), and the scope of its alerts (``_scope``).
@@ -36,6 +36,22 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from psycopg.types.json import Jsonb
 
+from alerts import lifecycle, store
+from alerts.catalogue import CONTROL_KINDS
+from alerts.lifecycle import Scope, Status
+from control.commanding import (
+    CommandBook,
+    CommandPolicy,
+    DevicePace,
+    Finding,
+    Outcome,
+    Retry,
+    Sent,
+    answered,
+    params_for,
+)
+from control.strategy import Strategy
+from control.strategy_store import ActiveStrategy, active_strategy
 from protocol.decoding import (
     DEFAULT_WINDOW,
     AcceptanceWindow,
@@ -48,22 +64,6 @@ from protocol.mqtt_account import MqttAccount, apply_account
 from protocol.payloads import PROTOCOL_VERSION, CommandPayload, encode
 from protocol.sites import SiteInventory
 from protocol.topics import ROOT, Channel, DeviceClass, DeviceTopic
-from rules import lifecycle, store
-from rules.commanding import (
-    CONTROL_ALERTS,
-    CommandBook,
-    CommandPolicy,
-    DevicePace,
-    Finding,
-    Outcome,
-    Retry,
-    Sent,
-    answered,
-    params_for,
-)
-from rules.lifecycle import Scope, Status
-from rules.strategy import Strategy
-from rules.strategy_store import ActiveStrategy, active_strategy
 
 SESSION_EXPIRY_S: Final = 3_600
 """Acknowledgements sent while a service restarts wait this long in its session."""
@@ -526,7 +526,7 @@ def restore_commands(
     connection: psycopg.Connection, source: str, devices: Sequence[str]
 ) -> tuple[list[Sent], list[Sent], list[Sent]]:
     """The commands of ``source`` to ``devices``: each device's latest, its latest applied,
-    and those awaiting an answer (for :meth:`rules.commanding.CommandBook.restore`)."""
+    and those awaiting an answer (for :meth:`control.commanding.CommandBook.restore`)."""
     ids = list(devices)
     latest = connection.execute(
         _SELECT_LATEST + " ORDER BY device_id, issued_at DESC", (source, ids)
@@ -584,7 +584,7 @@ def record_finding(
 
     The rules engine notifies it: it is stored held, and the engine releases it at its next
     tick, as it does a missing device's. Silences and maintenance windows mute it."""
-    spec = CONTROL_ALERTS[finding.rule_id]
+    spec = CONTROL_KINDS[finding.rule_id]
     with connection.transaction():
         current = _open_alert(connection, finding.rule_id, finding.subject)
         if not finding.fire:

@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from rules.errors import RuleError
-from rules.model import Severity
-from rules.notify import NoticeKind
+from alerts.errors import AlertError
+from alerts.notify import NoticeKind
+from protocol.payloads import Severity
 
 ENGINE: Final = "engine"
 """The actor of automatic transitions."""
@@ -50,7 +50,7 @@ class Status(StrEnum):
 OPEN_STATUSES: Final = frozenset({Status.FIRING, Status.ACKNOWLEDGED})
 
 
-class LifecycleError(RuleError):
+class LifecycleError(AlertError):
     """An action that does not apply to the alert as it stands (e.g. acknowledging a closed one)."""
 
 

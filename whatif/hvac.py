@@ -3,7 +3,7 @@ strategy, to compare energy, peak demand and comfort before switching a strategy
 
 Every contender sees the same weather, the same people and the same booked events: they are
 simulated side by side as copies of the site's zones, stepped together. Each copy is run by
-the platform's decision core (:func:`rules.hvac.decide`) every ``control_s``, and between
+the platform's decision core (:func:`control.hvac.decide`) every ``control_s``, and between
 decisions by the agents' own thermostat (:func:`edge_agents.control.thermostat`), as it would
 be live; the fixed-setpoint baseline is that thermostat holding the comfort setpoints day and
 night.
@@ -23,11 +23,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from control.hvac import ControlledZones, Decision, Memory, Observation, controlled_zones, decide
+from control.opening import calendar_for, open_grid, outlook
+from control.strategy import Strategy
 from edge_agents.control import ThermostatSettings, thermostat
 from protocol.sites import SiteInventory
-from rules.hvac import ControlledZones, Decision, Memory, Observation, controlled_zones, decide
-from rules.opening import calendar_for, open_grid, outlook
-from rules.strategy import Strategy
 from simulators.building import (
     Coupling,
     advance,

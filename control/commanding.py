@@ -1,7 +1,7 @@
 """Commands to devices and what comes of them: the pure part of the control services.
 
-Every input, the time included, is an argument; :mod:`rules.control` (HVAC) and
-:mod:`rules.lighting_control` (streetlight schedules) do the I/O. A command is any
+Every input, the time included, is an argument; :mod:`control.hvac_service` (HVAC) and
+:mod:`control.lighting_service` (streetlight schedules) do the I/O. A command is any
 :data:`protocol.commands.Params` under its action name (``set_hvac``, ``set_schedule``...).
 Three questions are answered here:
 
@@ -21,7 +21,7 @@ Three questions are answered here:
   setpoint of a zone not allowed to heat), and the same for cooling, for ``after_s`` in a row.
 
 Each answer that deserves an alert comes back as a :class:`Finding`: raise or resolve the
-alert of a rule (:data:`CONTROL_ALERTS`) on a device.
+alert of a rule (:data:`alerts.catalogue.CONTROL_KINDS`) on a device.
 """
 
 from __future__ import annotations
@@ -36,48 +36,8 @@ from typing import Final
 
 import msgspec
 
+from alerts.catalogue import COMMAND_REFUSED, COMMAND_UNANSWERED, HVAC_NOT_FOLLOWING
 from protocol.commands import ACTIONS, FROST_PROTECTION_C, Params, SetBrightness, SetHvac
-from rules.model import Severity
-
-UNANSWERED_RULE: Final = "command-unanswered"
-REFUSED_RULE: Final = "command-refused"
-NOT_FOLLOWING_RULE: Final = "hvac-not-following"
-
-
-@dataclass(frozen=True, slots=True)
-class ControlAlert:
-    severity: Severity
-    titles: dict[str, str]
-    """By language (en, fr, ar), as rule titles are."""
-
-
-CONTROL_ALERTS: Final = {
-    UNANSWERED_RULE: ControlAlert(
-        Severity.WARNING,
-        {
-            "en": "Device not answering its commands",
-            "fr": "Équipement qui ne répond pas aux commandes",
-            "ar": "جهاز لا يرد على الأوامر",
-        },
-    ),
-    REFUSED_RULE: ControlAlert(
-        Severity.WARNING,
-        {
-            "en": "Device refused or could not apply its command",
-            "fr": "Équipement qui refuse ou n'applique pas sa commande",
-            "ar": "جهاز رفض الأمر أو لم يستطع تطبيقه",
-        },
-    ),
-    NOT_FOLLOWING_RULE: ControlAlert(
-        Severity.WARNING,
-        {
-            "en": "Heating or cooling not following its command",
-            "fr": "Chauffage ou climatisation ne suit pas sa consigne",
-            "ar": "التدفئة أو التبريد لا يتبع الأمر",
-        },
-    ),
-}
-"""The alerts the control services raise, by rule id (they are not in the rule file)."""
 
 
 class Outcome(StrEnum):
@@ -321,23 +281,23 @@ def outcome_findings(sent: Sent, expired_in_a_row: int, policy: CommandPolicy) -
     device = sent.device_id
     if sent.outcome is Outcome.APPLIED:
         return [
-            Finding(UNANSWERED_RULE, device, False, at, at),
-            Finding(REFUSED_RULE, device, False, at, at),
+            Finding(COMMAND_UNANSWERED, device, False, at, at),
+            Finding(COMMAND_REFUSED, device, False, at, at),
         ]
     if sent.superseded_by is not None:
         return []  # the newer command speaks for the device
     if sent.outcome is Outcome.UNANSWERED:
         cause = f"command {sent.id}: {sent.reason}"
-        return [Finding(UNANSWERED_RULE, device, True, at, sent.issued_at, cause)]
+        return [Finding(COMMAND_UNANSWERED, device, True, at, sent.issued_at, cause)]
     if sent.outcome in (Outcome.REJECTED, Outcome.FAILED):
         cause = f"command {sent.id} {sent.outcome}: {sent.reason}"
-        return [Finding(REFUSED_RULE, device, True, at, sent.issued_at, cause)]
+        return [Finding(COMMAND_REFUSED, device, True, at, sent.issued_at, cause)]
     if sent.outcome is Outcome.EXPIRED and expired_in_a_row >= policy.expired_alert_after:
         cause = (
             f"{expired_in_a_row} commands in a row expired before the device received them "
             f"(last {sent.id}): slow delivery or a wrong clock"
         )
-        return [Finding(REFUSED_RULE, device, True, at, sent.issued_at, cause)]
+        return [Finding(COMMAND_REFUSED, device, True, at, sent.issued_at, cause)]
     return []
 
 
@@ -521,7 +481,7 @@ def follow(
         policy.margin_k,
     )
     if problem is None:
-        finding = Finding(NOT_FOLLOWING_RULE, device_id, False, at, at) if state.firing else None
+        finding = Finding(HVAC_NOT_FOLLOWING, device_id, False, at, at) if state.firing else None
         return Following(in_force), finding
     same = state.setting is not None and same_thermostat(state.setting, in_force)
     since = state.since if state.since is not None and same else at
@@ -529,7 +489,7 @@ def follow(
     patience = max(policy.after_s, in_force.min_on_s, in_force.min_off_s)
     if lasted >= patience and not state.firing:
         cause = f"{problem}, for {lasted / 60:.0f} min"
-        finding = Finding(NOT_FOLLOWING_RULE, device_id, True, at, since, cause)
+        finding = Finding(HVAC_NOT_FOLLOWING, device_id, True, at, since, cause)
         return Following(in_force, since, True), finding
     return Following(in_force, since, state.firing), None
 

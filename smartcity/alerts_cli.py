@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
+if TYPE_CHECKING:
+    from alerts.lifecycle import Alert, Outcome
 import typer
 
-from alerts import lifecycle, store
-from alerts.lifecycle import Alert, LifecycleError, Outcome, Silence, Status
-from protocol.durations import parse_duration
 from smartcity.cli_support import load_settings, require_database_url
 
 alerts_app = typer.Typer(
@@ -72,6 +70,11 @@ def list_alerts(
       smartcity alerts list
       smartcity alerts list --status resolved --status closed --device sl-menzel-n-012
     """
+    import psycopg
+
+    from alerts import store
+    from alerts.lifecycle import Status
+
     wanted = status or [Status.FIRING.value, Status.ACKNOWLEDGED.value]
     unknown = [s for s in wanted if s not in {m.value for m in Status}]
     if unknown:
@@ -101,6 +104,10 @@ def show(alert_id: Annotated[int, typer.Argument(help="The alert's number.")]) -
     Example:
       smartcity alerts show 42
     """
+    import psycopg
+
+    from alerts import store
+
     with psycopg.connect(_database()) as connection:
         try:
             alert = store.load_alert(connection, alert_id)
@@ -129,6 +136,11 @@ def show(alert_id: Annotated[int, typer.Argument(help="The alert's number.")]) -
 
 
 def _act(alert_id: int, change: Callable[[Alert], Outcome], done: str) -> None:
+    import psycopg
+
+    from alerts import store
+    from alerts.lifecycle import LifecycleError
+
     with psycopg.connect(_database()) as connection:
         try:
             with connection.transaction():
@@ -150,6 +162,8 @@ def acknowledge(alert_id: int, by: ActorOption, note: NoteOption = "") -> None:
     Example:
       smartcity alerts ack 42 --by crew-north --note "on our way"
     """
+    from alerts import lifecycle
+
     _act(alert_id, lambda a: lifecycle.acknowledge(a, _now(), by, note), "acknowledged")
 
 
@@ -161,6 +175,8 @@ def repaired(alert_id: int, by: ActorOption, note: NoteOption = "") -> None:
     Example:
       smartcity alerts repaired 42 --by crew-north --note "LED driver replaced"
     """
+    from alerts import lifecycle
+
     _act(alert_id, lambda a: lifecycle.mark_repaired(a, _now(), by, note), "marked repaired")
 
 
@@ -172,6 +188,8 @@ def close(alert_id: int, by: ActorOption, note: NoteOption = "") -> None:
     Example:
       smartcity alerts close 42 --by technician-1 --note "false alarm: test lamp"
     """
+    from alerts import lifecycle
+
     _act(alert_id, lambda a: lifecycle.close(a, _now(), by, note), "closed")
 
 
@@ -197,6 +215,12 @@ def silence(  # noqa: PLR0917 - each option is a CLI flag
       smartcity alerts silence --rule panel-soiled --for 7d --by energy-manager \\
         --reason "panels cleaned next week"
     """
+    import psycopg
+
+    from alerts import store
+    from alerts.lifecycle import Silence
+    from protocol.durations import parse_duration
+
     try:
         length = parse_duration(duration)
     except ValueError as error:

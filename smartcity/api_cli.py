@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
+from api.roles import Role
+
+if TYPE_CHECKING:
+    import psycopg
+
 import typer
 
-from api.accounts import AccountError, create_user, issue_token, list_users, update_user
-from api.config import ApiConfig
-from api.roles import Role
-from api.server import ApiServerError, serve_forever
-from broker_config.accounts import Service
-from runtime import logs
 from smartcity.cli_support import (
     fail,
     load_settings,
@@ -45,6 +43,11 @@ def api(
 
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity api --port 8080
     """
+    from api.config import ApiConfig
+    from api.server import ApiServerError, serve_forever
+    from broker_config.accounts import Service
+    from runtime import logs
+
     settings = load_settings()
     url = require_database_url(settings)
     require_current_schema(url)
@@ -68,6 +71,8 @@ def api(
 
 
 def _connect() -> psycopg.Connection:
+    import psycopg
+
     url = require_database_url(load_settings())
     require_current_schema(url)
     return psycopg.connect(url)
@@ -94,6 +99,10 @@ def add(  # noqa: PLR0917 - each option is a CLI flag
     Example: smartcity users add crew-north --role crew --street-group route-el-menzel-north
     --password
     """
+    import psycopg
+
+    from api.accounts import AccountError, create_user
+
     if language not in {"en", "fr", "ar"}:
         raise fail(f"language {language!r}: give en, fr or ar")
     secret = _ask_password() if password else None
@@ -125,6 +134,8 @@ def password(username: Annotated[str, typer.Argument(help="The user.")]) -> None
 
     Example: smartcity users password crew-north
     """
+    from api.accounts import AccountError, update_user
+
     secret = _ask_password()
     try:
         with _connect() as connection:
@@ -146,6 +157,8 @@ def token(
 
     Example: smartcity users token admin --label "first admin" --days 30
     """
+    from api.accounts import issue_token, list_users
+
     with _connect() as connection:
         found = {user.username for user in list_users(connection)}
         if username not in found:
@@ -169,6 +182,8 @@ def list_command(
 
     Example: smartcity users list --json
     """
+    from api.accounts import list_users
+
     with _connect() as connection:
         users = list_users(connection)
     rows = [

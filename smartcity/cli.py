@@ -14,29 +14,23 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
+if TYPE_CHECKING:
+    from ingest.service import IngestService
+    from protocol.mqtt_account import MqttAccount
+    from protocol.sites import SiteInventory
+    from runtime.local_services import LocalMosquitto
+    from smartcity.broker_security import (
+        BundleTarget,
+        SecurityFolder,
+    )
+    from smartcity.settings import Settings
 import typer
 
-from broker_config.accounts import AccountError, Service, new_device_password
-from broker_config.pki import PkiError
-from ingest.metrics import serve_metrics
-from ingest.service import IngestConfig, IngestService
-from protocol.mqtt_account import MqttAccount
-from protocol.sites import SiteFileError, SiteInventory, load_site
-from runtime import logs
-from runtime.local_services import LocalMosquitto, stop_everything_started
 from smartcity.alerts_cli import alerts_app
 from smartcity.api_cli import api as api_command
 from smartcity.api_cli import users_app
-from smartcity.broker_security import (
-    BundleTarget,
-    SecurityFolder,
-    devices_without_credentials,
-    store_device_passwords,
-    write_device_bundle,
-)
 from smartcity.cli_support import (
     DEFAULT_SITE,
     SiteOption,
@@ -53,10 +47,6 @@ from smartcity.cli_support import (
 from smartcity.dashboards_cli import dashboards_app
 from smartcity.energy_cli import energy_app
 from smartcity.rules_cli import rules_app
-from smartcity.settings import Settings
-from storage.errors import MigrationError
-from storage.migrate import current_revision, migrate
-from storage.registry import load_registry, upsert_site
 
 app = typer.Typer(
     help="Telemetry and control platform for a city's connected infrastructure.",
@@ -87,6 +77,8 @@ def on_termination(stop: threading.Event) -> None:
     killing the broker and crashing the database this process started (an exception would
     leave the service threads, and the process, running)."""
 
+    from runtime.local_services import stop_everything_started
+
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             typer.echo("\nforced: stopping the broker and database at once", err=True)
@@ -113,6 +105,11 @@ def db_migrate() -> None:
 
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity db migrate
     """
+    import psycopg
+
+    from storage.errors import MigrationError
+    from storage.migrate import current_revision, migrate
+
     url = require_database_url(load_settings())
     try:
         migrate(url, progress=progress_to_stderr)
@@ -133,6 +130,8 @@ def db_maintain() -> None:
 
     Example: smartcity db maintain
     """
+    import psycopg
+
     from storage.rollups import maintain
 
     url = require_database_url(load_settings())
@@ -159,6 +158,8 @@ def db_check_rollups(
 
     Example: smartcity db check-rollups --from 2026-11-01 --to 2026-11-08
     """
+    import psycopg
+
     from protocol.topics import DeviceClass
     from storage.rollups import GRAINS, rollup_differences
 
@@ -220,6 +221,12 @@ def provision(  # noqa: PLR0917 - each option is a CLI flag
       smartcity provision sites/sefrou.yaml --credentials ./bundles --broker-host broker.sefrou.ma
       smartcity provision sites/sefrou.yaml --credentials ./bundles --device sl-menzel-n-001
     """
+    import psycopg
+
+    from protocol.sites import SiteFileError
+    from smartcity.broker_security import BundleTarget, devices_without_credentials
+    from storage.registry import load_registry, upsert_site
+
     if (rotate or device) and credentials is None:
         raise typer.BadParameter("--rotate and --device go with --credentials")
     settings = load_settings()
@@ -262,6 +269,16 @@ def _issue_credentials(
 ) -> None:
     """Write each device's bundle, then store the passwords' hashes: a failure on the way
     leaves the credentials in force untouched and removes the bundles written."""
+    import psycopg
+
+    from broker_config.accounts import new_device_password
+    from broker_config.pki import PkiError
+    from smartcity.broker_security import (
+        SecurityFolder,
+        store_device_passwords,
+        write_device_bundle,
+    )
+
     written: list[Path] = []
     serials: list[tuple[int, str]] = []
     passwords = {device_id: new_device_password() for device_id in device_ids}
@@ -309,6 +326,9 @@ def ingest(
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity SMARTCITY_MQTT_PORT=1883
     smartcity ingest
     """
+    from ingest.metrics import serve_metrics
+    from runtime import logs
+
     logs.configure(log_level)
     settings = load_settings()
     url = require_database_url(settings)
@@ -329,6 +349,9 @@ def ingest(
 def make_ingest_service(
     settings: Settings, url: str, share_group: str | None = None, worker: str = "1"
 ) -> IngestService:
+    from broker_config.accounts import Service
+    from ingest.service import IngestConfig, IngestService
+
     client_id = settings.ingest_client_id
     if share_group:
         client_id = f"{client_id}-{share_group}-{worker}"
@@ -387,8 +410,12 @@ def broker(
       DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity \\
         smartcity broker --host broker.sefrou.ma --tls-port 8883
     """
+    import psycopg
+
     from broker_config import BrokerSecurity
-    from runtime.local_services import LocalServiceError
+    from broker_config.accounts import AccountError
+    from broker_config.pki import PkiError
+    from runtime.local_services import LocalMosquitto, LocalServiceError
     from smartcity.broker_security import AccessSync, BrokerAccess, SecurityFolder, sync_access
 
     settings = load_settings()
@@ -436,6 +463,8 @@ def broker(
 
 
 def _describe_broker(broker: LocalMosquitto, security: SecurityFolder, devices: int) -> None:
+    from broker_config.accounts import Service
+
     layout = broker.layout
     typer.echo(f"mosquitto: services on 127.0.0.1:{layout.port}, config {layout.config_file}")
     options = layout.security
@@ -497,6 +526,10 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
       DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity SMARTCITY_MQTT_PORT=18830 \\
         smartcity simulate --speed 60 --faults faults.yaml --seed 7 --device-passwords
     """
+    import psycopg
+
+    from protocol.sites import SiteFileError
+    from runtime import logs
     from simulators.errors import SimulatorError
     from simulators.simulate import SimulationOptions, run_simulation
 
@@ -530,6 +563,7 @@ def simulate(  # noqa: PLR0917 - each option is a CLI flag
 def _simulated_accounts(settings: Settings, inventory: SiteInventory) -> dict[str, MqttAccount]:
     """Fresh passwords for the site's devices, their hashes in the database; then a wait for
     the broker's next look at them."""
+    from protocol.mqtt_account import MqttAccount
     from smartcity.broker_security import SYNC_INTERVAL_S, issue_device_passwords
 
     url = require_database_url(settings)
@@ -568,9 +602,15 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1:54329/smartcity \
       smartcity history --from 2026-08-01 --to 2026-11-01 --random-faults 6 --seed 3
     """
+    import psycopg
+
+    from protocol.sites import SiteFileError
     from simulators.errors import SimulatorError
     from simulators.history import HistoryOptions, generate_history
     from simulators.simulate import SimulationOptions, plan_faults
+    from storage.errors import MigrationError
+    from storage.migrate import migrate
+    from storage.registry import upsert_site
     from storage.rollups import refresh_period
 
     settings = load_settings()
@@ -632,6 +672,8 @@ def agent(
     from edge_agents.drivers import Driver
     from edge_agents.errors import EdgeAgentError
     from edge_agents.modbus import EpeverModbusDriver
+    from protocol.sites import SiteFileError, load_site
+    from runtime import logs
 
     logs.configure("INFO", json_lines=False)
     try:
@@ -696,11 +738,18 @@ def up(  # noqa: PLR0917 - each option is a CLI flag
     Example: smartcity up            (or, with your own database:
     DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity up)
     """
+    import psycopg
+
     from alerts.notify import NotificationConfigError, load_notification_config
+    from broker_config.accounts import AccountError
+    from broker_config.pki import PkiError
+    from protocol.sites import SiteFileError
     from rules import PACKAGED_RULES
     from rules.model import RuleFileError, load_rules
+    from runtime import logs
     from runtime.local_services import LocalServiceError
     from smartcity.up import UpOptions, run_platform
+    from storage.errors import MigrationError
 
     logs.configure("WARNING", json_lines=False)
     settings = load_settings()
@@ -780,7 +829,10 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     (with TimescaleDB if --timescaledb).
     Example: smartcity bench ingest --messages 50000 --json
     """
+    import psycopg
+
     from bench import ingest as ingest_bench
+    from runtime import logs
 
     logs.configure("WARNING")
     database_url = load_settings().database_url
@@ -836,7 +888,10 @@ def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
 
     Example: smartcity bench overload --minutes 2 --json
     """
+    import psycopg
+
     from bench import overload
+    from runtime import logs
 
     logs.configure("WARNING")
     database_url = load_settings().database_url
@@ -877,6 +932,7 @@ def bench_simulate(
     Example: smartcity bench simulate --seconds 360 --days 90 --json
     """
     from bench.simulate import report, run
+    from protocol.sites import SiteFileError
 
     settings = load_settings()
     try:
@@ -915,6 +971,7 @@ def bench_alerts(
     Example: smartcity bench alerts --faults 100 --days 30 --json
     """
     from bench.alerts import report, run, to_json
+    from protocol.sites import SiteFileError
 
     settings = load_settings()
     try:
@@ -957,6 +1014,7 @@ def bench_api(
     Example: smartcity bench api --history-url postgresql://postgres@127.0.0.1/history --json
     """
     from bench.api import report, run, to_json
+    from protocol.sites import SiteFileError
 
     settings = load_settings()
     try:
@@ -988,6 +1046,7 @@ def bench_whatif(
     Example: smartcity bench whatif --from 2026-12-01 --to 2027-03-01 --json
     """
     from bench.whatif import report, run
+    from protocol.sites import SiteFileError
 
     try:
         inventory = read_site(site)
@@ -1049,7 +1108,10 @@ def bench_chaos(  # noqa: PLR0917 - each option is a CLI flag
 
     Example: smartcity bench chaos --streetlights 60 --speed 600 --json
     """
+    import psycopg
+
     from bench.chaos import FAULTS, ChaosConfig, report, run, to_json
+    from protocol.sites import SiteFileError
 
     try:
         config = ChaosConfig(

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
-from pydantic import ValidationError
 
-from broker_config.accounts import AccountError, Service
-from protocol.mqtt_account import MqttAccount
-from protocol.sites import SiteInventory, load_site
-from smartcity.settings import Settings
+if TYPE_CHECKING:
+    from broker_config.accounts import Service
+    from protocol.mqtt_account import MqttAccount
+    from protocol.sites import SiteInventory
+    from smartcity.settings import Settings
+
 
 if TYPE_CHECKING:
     from control.strategy import Strategy
-from storage.migrate import current_revision, head_revision
 
 DEFAULT_SITE: Final = Path("sites/sefrou.yaml")
 SITES_DIR: Final = Path(__file__).resolve().parents[1] / "sites"
@@ -34,6 +34,8 @@ def site_path(site: Path) -> Path:
 
 def read_site(site: Path) -> SiteInventory:
     """The site inventory of ``site``; :class:`protocol.sites.SiteFileError` when it is bad."""
+    from protocol.sites import load_site
+
     return load_site(site_path(site))
 
 
@@ -49,6 +51,10 @@ def fail(message: str) -> typer.Exit:
 
 def load_settings() -> Settings:
     """The settings from the environment, or a clear error naming the bad variable."""
+    from pydantic import ValidationError
+
+    from smartcity.settings import Settings
+
     try:
         return Settings()
     except ValidationError as error:
@@ -62,6 +68,8 @@ def load_settings() -> Settings:
 
 def service_account(settings: Settings, service: Service) -> MqttAccount | None:
     """``service``'s broker account from SMARTCITY_MQTT_ACCOUNTS_DIR, or a clear exit."""
+    from broker_config.accounts import AccountError
+
     try:
         return settings.mqtt_account(service)
     except AccountError as error:
@@ -81,6 +89,8 @@ def require_database_url(settings: Settings) -> str:
 
 def require_current_schema(url: str) -> None:
     """Exit with a clear error unless the database answers with the schema this code needs."""
+    from storage.migrate import current_revision, head_revision
+
     try:
         revision = current_revision(url)
     except Exception as error:

@@ -12,17 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import psycopg
+if TYPE_CHECKING:
+    from control.commanding import CommandPolicy
+    from control.hvac_service import ControlConfig
+    from control.service import CommandingService, ServiceConfig
+    from control.strategy import Strategy
+    from protocol.sites import SiteInventory
+    from smartcity.settings import Settings
 import typer
 
-from broker_config.accounts import Service
-from control.commanding import CommandPolicy
-from control.hvac_service import ControlConfig, HvacControlService
-from control.service import CommandingService, ServiceConfig
-from control.strategy import Strategy, StrategyFileError, load_strategy
-from protocol.sites import SiteFileError, SiteInventory
 from smartcity.cli_support import (
     fail,
     load_settings,
@@ -32,7 +32,6 @@ from smartcity.cli_support import (
     service_account,
     strategy_from_database,
 )
-from smartcity.settings import Settings
 
 SiteOption = Annotated[
     Path, typer.Option(help="Site file, or the name of one in sites/ (e.g. sefrou).")
@@ -48,7 +47,7 @@ EventTimeOption = Annotated[
 ]
 ClientIdOption = Annotated[str, typer.Option(help="MQTT client id (its session).")]
 LogLevelOption = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")]
-Config = TypeVar("Config", bound=ServiceConfig)
+Config = TypeVar("Config", bound="ServiceConfig")
 
 
 def strategy_option(what: str) -> Any:
@@ -87,6 +86,8 @@ def run_service(
 
 def run_control(config: ControlConfig, stop: threading.Event | None = None) -> None:
     """Run the service until ``stop`` is set, or (from the main thread) Ctrl-C or SIGTERM."""
+    from control.hvac_service import HvacControlService
+
     run_service(HvacControlService(config), stop, name="control-stop")
 
 
@@ -104,6 +105,8 @@ class ControlStart:
 
     def config(self, kind: type[Config], *, client_id: str, event_time: bool, **own: Any) -> Config:
         """The service's settings: those every control shares, and its ``own``."""
+        from broker_config.accounts import Service
+
         return kind(
             self.database_url,
             self.inventory,
@@ -132,6 +135,9 @@ def start_control(  # noqa: PLR0917 - the options of the command
     """Logging configured, the site, strategy and command policy read (exit 2 when bad), the
     database reached; without a strategy file, the database's (its label told on stderr, then
     ``followed``)."""
+    from control.commanding import CommandPolicy
+    from control.strategy import StrategyFileError, load_strategy
+    from protocol.sites import SiteFileError
     from runtime import logs
 
     logs.configure(log_level)
@@ -153,6 +159,8 @@ def start_control(  # noqa: PLR0917 - the options of the command
 
 def serve(run: Callable[[], None]) -> None:
     """``run`` the service; a bad setting or database error exits 2."""
+    import psycopg
+
     try:
         run()
     except (ValueError, psycopg.Error) as error:
@@ -183,6 +191,8 @@ def control(  # noqa: PLR0917 - each option is a CLI flag
       DATABASE_URL=postgresql://postgres@127.0.0.1:54329/smartcity SMARTCITY_MQTT_PORT=18830 \\
         smartcity energy control --site sefrou --strategy my-strategy.yaml --period 300
     """
+    from control.hvac_service import ControlConfig
+
     started = start_control(
         site,
         strategy,

@@ -11,9 +11,6 @@ from typing import Annotated
 
 import typer
 
-from dashboards.build import JSON_DIR, differences, rendered, write_all
-from dashboards.errors import PushError
-from dashboards.push import DEFAULT_FOLDER, push
 from smartcity.cli_support import fail
 
 dashboards_app = typer.Typer(
@@ -23,17 +20,35 @@ dashboards_app = typer.Typer(
 )
 
 
+def _json_dir() -> Path:
+    from dashboards.build import JSON_DIR
+
+    return JSON_DIR
+
+
+def _default_folder() -> str:
+    from dashboards.push import DEFAULT_FOLDER
+
+    return DEFAULT_FOLDER
+
+
 @dashboards_app.command("build")
 def build(
+    output: Annotated[
+        Path,
+        typer.Option(
+            help="Folder of the JSON files [default: dashboards/json].",
+            file_okay=False,
+            default_factory=_json_dir,
+            show_default=False,
+        ),
+    ],
     check: Annotated[
         bool,
         typer.Option(
             "--check", help="Write nothing; exit 1 when the files differ from what the code makes."
         ),
     ] = False,
-    output: Annotated[
-        Path, typer.Option(help="Folder of the JSON files.", file_okay=False)
-    ] = JSON_DIR,
 ) -> None:
     """Write every dashboard's JSON, one <uid>.json each, or check the committed files.
 
@@ -42,6 +57,8 @@ def build(
       smartcity dashboards build
       smartcity dashboards build --check      # in CI: is the committed JSON up to date?
     """
+    from dashboards.build import differences, rendered, write_all
+
     if check:
         problems = differences(output)
         for problem in problems:
@@ -79,8 +96,13 @@ def push_dashboards(
         ),
     ],
     folder: Annotated[
-        str, typer.Option(help="The Grafana folder to put them in; created when missing.")
-    ] = DEFAULT_FOLDER,
+        str,
+        typer.Option(
+            help="The Grafana folder to put them in; created when missing [default: Smart city].",
+            default_factory=_default_folder,
+            show_default=False,
+        ),
+    ],
 ) -> None:
     """Push every dashboard to a running Grafana, replacing the versions already there.
 
@@ -92,6 +114,9 @@ def push_dashboards(
       SMARTCITY_GRAFANA_TOKEN=glsa_... smartcity dashboards push --url http://127.0.0.1:3000
       smartcity dashboards push --url https://grafana.sefrou.ma --token glsa_... --folder "Sefrou"
     """
+    from dashboards.errors import PushError
+    from dashboards.push import push
+
     try:
         report = push(url, token, folder)
     except ValueError as error:

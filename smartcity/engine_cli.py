@@ -6,17 +6,13 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
+if TYPE_CHECKING:
+    from rules.service import RulesService
 import typer
 
-from alerts.notify import NotificationConfigError, load_notification_config
-from broker_config.accounts import Service
 from rules import PACKAGED_RULES
-from rules.model import RuleFileError
-from rules.partition import Partition
-from rules.service import RulesConfig, RulesService
 from smartcity.cli_support import (
     fail,
     load_settings,
@@ -68,6 +64,13 @@ def run_engine(  # noqa: PLR0917 - each option is a CLI flag
       smartcity rules run --partition 0/2
       smartcity rules run --partition 1/2
     """
+    import psycopg
+
+    from alerts.notify import NotificationConfigError, load_notification_config
+    from broker_config.accounts import Service
+    from rules.model import RuleFileError
+    from rules.partition import Partition
+    from rules.service import RulesConfig, RulesService
     from runtime import logs
 
     try:

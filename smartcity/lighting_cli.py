@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from control.lighting_service import PLAN_ABOVE_GATE_DEG, LightingConfig, LightingControlService
-from control.sign_service import SignConfig, SignControlService
+if TYPE_CHECKING:
+    from control.lighting_service import LightingConfig
 from smartcity.control_cli import (
     AckTimeoutOption,
     AttemptsOption,
@@ -28,24 +28,34 @@ from smartcity.control_cli import (
 
 def run_lighting(config: LightingConfig, stop: threading.Event | None = None) -> None:
     """Run the service until ``stop`` is set, or (from the main thread) Ctrl-C or SIGTERM."""
+    from control.lighting_service import LightingControlService
+
     run_service(LightingControlService(config), stop, name="lighting-stop")
 
 
+def _plan_above_gate() -> float:
+    from control.lighting_service import PLAN_ABOVE_GATE_DEG
+
+    return PLAN_ABOVE_GATE_DEG
+
+
 def lighting(  # noqa: PLR0917 - each option is a CLI flag
+    plan_above_gate: Annotated[
+        float,
+        typer.Option(
+            help="Plan when the setting sun is this many degrees above the lamps' switching "
+            "elevation [default: 7].",
+            min=0.5,
+            max=30,
+            default_factory=_plan_above_gate,
+            show_default=False,
+        ),
+    ],
     strategy: Annotated[
         Path | None,
         strategy_option("Strategy file whose lighting: mapping is the policy (docs/lighting.md)"),
     ] = None,
     site: SiteOption = Path("sefrou"),
-    plan_above_gate: Annotated[
-        float,
-        typer.Option(
-            help="Plan when the setting sun is this many degrees above the lamps' switching "
-            "elevation.",
-            min=0.5,
-            max=30,
-        ),
-    ] = PLAN_ABOVE_GATE_DEG,
     expiry: Annotated[float, expiry_option("light")] = 120.0,
     ack_timeout: AckTimeoutOption = 60.0,
     attempts: AttemptsOption = 3,
@@ -56,7 +66,7 @@ def lighting(  # noqa: PLR0917 - each option is a CLI flag
     """Run the lighting control service: streetlight readings in, set_schedule commands out.
 
     Every evening, when the setting sun passes --plan-above-gate degrees above the lamps'
-    switching elevation (+6 deg by default, about 40 minutes before the lamps come on), it
+    switching elevation (shortly before the lamps come on), it
     plans the night of every streetlight it has heard from, dimmed to what its battery can
     afford (docs/lighting.md), and sends each its schedule. It resends a command nobody
     acknowledged, records every command and its outcome in the commands table (source
@@ -68,6 +78,8 @@ def lighting(  # noqa: PLR0917 - each option is a CLI flag
       DATABASE_URL=postgresql://postgres@127.0.0.1:54329/smartcity SMARTCITY_MQTT_PORT=18830 \\
         smartcity energy lighting --site sefrou --strategy my-strategy.yaml
     """
+    from control.lighting_service import LightingConfig
+
     started = start_control(site, strategy, expiry, ack_timeout, attempts, log_level)
     serve(
         lambda: run_lighting(
@@ -107,6 +119,8 @@ def signs(  # noqa: PLR0917 - each option is a CLI flag
       DATABASE_URL=postgresql://postgres@127.0.0.1:54329/smartcity SMARTCITY_MQTT_PORT=18830 \\
         smartcity energy signs --site sefrou
     """
+    from control.sign_service import SignConfig, SignControlService
+
     started = start_control(site, strategy, expiry, ack_timeout, attempts, log_level)
     config = started.config(SignConfig, client_id=client_id, event_time=event_time)
     serve(lambda: run_service(SignControlService(config), name="signs-stop"))

@@ -6,17 +6,16 @@ import json
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-import yaml
 
-from control.lighting import DEFAULT_LIGHTING, LightingPolicy
-from protocol.sites import SiteFileError
-from protocol.topics import DeviceClass
+if TYPE_CHECKING:
+    from control.lighting import LightingPolicy
+    from whatif.lighting import WhatIfOptions
+
 from smartcity.cli_support import fail, progress_to_stderr, read_site
-from whatif.lighting import MAX_PERIOD_DAYS, CloudyRun, WhatIfOptions, format_table, replay
 
 
 def _local_moment(text: str, option: str, zone: ZoneInfo) -> datetime:
@@ -29,6 +28,10 @@ def _local_moment(text: str, option: str, zone: ZoneInfo) -> datetime:
 
 
 def _policy(path: Path | None) -> LightingPolicy:
+    import yaml
+
+    from control.lighting import DEFAULT_LIGHTING, LightingPolicy
+
     if path is None:
         return DEFAULT_LIGHTING
     try:
@@ -57,6 +60,10 @@ def build_options(
     policy_file: Path | None,
 ) -> WhatIfOptions:
     """Check the command line's values; a typer.Exit (code 2) saying what is wrong."""
+    from protocol.sites import SiteFileError
+    from protocol.topics import DeviceClass
+    from whatif.lighting import MAX_PERIOD_DAYS, CloudyRun, WhatIfOptions
+
     try:
         inventory = read_site(site)
     except SiteFileError as error:
@@ -147,6 +154,8 @@ def lights(  # noqa: PLR0917 - each option is a CLI flag
     smartcity energy lights --from 2026-12-01 --to 2027-01-01
     smartcity energy lights --from 2026-12-01 --cloudy-from 2026-12-10 --cloudy-days 5 --json
     """
+    from whatif.lighting import format_table, replay
+
     options = build_options(
         site=site,
         period_from=period_from,

@@ -12,20 +12,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
+
+    from control.strategy import Strategy
 import typer
 
-from control import strategy_store as store
-from control.strategy import Strategy, StrategyFileError, load_strategy
 from smartcity.cli_support import (
     fail,
     load_settings,
     require_current_schema,
     require_database_url,
 )
-from storage.versions import Action, VersionStoreError
 
 strategy_app = typer.Typer(
     help="Energy strategies: check a file, save versions, activate, roll back, audit trail.",
@@ -44,6 +44,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="JSON instead of text."
 
 
 def _read(path: Path) -> Strategy:
+    from control.strategy import StrategyFileError, load_strategy
+
     try:
         return load_strategy(path)
     except StrategyFileError as error:
@@ -53,6 +55,11 @@ def _read(path: Path) -> Strategy:
 @contextmanager
 def _database() -> Iterator[psycopg.Connection]:
     """A connection to a database with the current schema; any failure exits with code 2."""
+    import psycopg
+
+    from control.strategy import StrategyFileError
+    from storage.versions import VersionStoreError
+
     url = require_database_url(load_settings())
     require_current_schema(url)
     try:
@@ -146,6 +153,8 @@ def save(
       smartcity energy strategy save winter.yaml --author energy-manager \\
         --reason "comfort 20.5 C after the December complaints"
     """
+    from control import strategy_store as store
+
     strategy = _read(file)
     with _database() as connection:
         saved, created = store.save_strategy_version(connection, strategy, author, reason)
@@ -164,6 +173,8 @@ def list_strategies(as_json: JsonOption = False) -> None:
     Example:
       smartcity energy strategy list
     """
+    from control import strategy_store as store
+
     with _database() as connection:
         found = store.list_strategies(connection)
     if as_json:
@@ -206,6 +217,8 @@ def show(
       smartcity energy strategy show sefrou-default
       smartcity energy strategy show sefrou-default --version 2 > previous.yaml
     """
+    from control import strategy_store as store
+
     with _database() as connection:
         strategy, meta = store.strategy_version(connection, name, version)
     if as_json:
@@ -246,6 +259,8 @@ def activate(
       smartcity energy strategy activate sefrou-default --version 3 \\
         --author energy-manager --reason "winter setpoints from 1 December"
     """
+    from control import strategy_store as store
+
     with _database() as connection:
         previous = store.activate(connection, name, version, author, reason)
     typer.echo(f"activated {name} version {version} (was {_named(previous)})")
@@ -260,6 +275,8 @@ def rollback(author: AuthorOption, reason: ReasonOption) -> None:
       smartcity energy strategy rollback --author energy-manager \\
         --reason "complaints about the cold in the library"
     """
+    from control import strategy_store as store
+
     with _database() as connection:
         target, replaced = store.rollback(connection, author, reason)
     typer.echo(f"rolled back to {_named(target)} (was {_named(replaced)})")
@@ -278,6 +295,9 @@ def history(
       smartcity energy strategy history
       smartcity energy strategy history sefrou-default --json
     """
+    from control import strategy_store as store
+    from storage.versions import Action
+
     with _database() as connection:
         events = store.history(connection, name, limit)
     if as_json:

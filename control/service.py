@@ -21,19 +21,14 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import msgspec
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from psycopg.types.json import Jsonb
 
 from alerts import lifecycle, store
@@ -60,13 +55,18 @@ from protocol.decoding import (
     Telemetry,
     decode,
 )
-from protocol.mqtt_account import MqttAccount, apply_account
+from protocol.mqtt_account import MqttAccount
 from protocol.payloads import PROTOCOL_VERSION, CommandPayload, encode
 from protocol.sites import SiteInventory
 from protocol.topics import ROOT, Channel, DeviceClass, DeviceTopic
+from runtime.mqtt_session import Inbox, MqttSession, Received, SessionConfig
+from storage.set_aside import SetAside, describe, record_set_aside
 
 SESSION_EXPIRY_S: Final = 3_600
 """Acknowledgements sent while a service restarts wait this long in its session."""
+MESSAGE_ATTEMPTS: Final = 3
+"""A message whose handling fails this many times (the database reconnected in between) is
+set aside: recorded in ``set_aside_messages`` and acknowledged."""
 
 
 def utc_now() -> datetime:
@@ -112,13 +112,6 @@ class Counters:
     unanswered: int = 0
     alerts_raised: int = 0
     alerts_resolved: int = 0
-
-
-@dataclass
-class _Inbound:
-    topic: str
-    payload: bytes
-    received_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +166,11 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
         self._stop = threading.Event()
         self.ready = threading.Event()
         """Set once the service subscribed to its devices."""
-        self._inbox: deque[_Inbound] = deque()
-        self._arrived = threading.Event()
+        self._inbox = Inbox()
+        self._failures: dict[Received, int] = {}
+        """Messages whose handling failed on a database error, and how many times."""
+        self.messages_set_aside = 0
+        self._arrived = self._inbox.arrived
 
     def _open(self, devices: Sequence[str]) -> None:
         """Connect the database, restore the commands of a previous run to ``devices`` (the
@@ -186,7 +182,7 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
         if self.config.follow_active_strategy:
             started = active_strategy(self._db)  # the one the caller read, or none yet
             self._active_version = (started.name, started.version) if started else None
-        self._client = self._make_client()
+        self._session = self._make_session()
 
     # ------------------------------------------------------------------------- time
 
@@ -210,52 +206,32 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
 
     # ------------------------------------------------------------------------- MQTT
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=mqtt.MQTTv5
-        )
-        apply_account(client, self.config.mqtt_account)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_subscribe = lambda *_: self.ready.set()
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
-        return client
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            self.kind.logger.error(
-                "broker refused the connection", extra={"reason": str(reason_code)}
-            )
-            return
+    def _make_session(self) -> MqttSession:
+        config = self.config
         prefix = f"{ROOT}/{self.site.id}/{self.kind.device_class}/+"
-        client.subscribe(
-            [(f"{prefix}/{Channel.TELEMETRY}", 1), (f"{prefix}/{Channel.COMMAND_ACK}", 1)]
+        options = SubscribeOptions(qos=1)
+        return MqttSession(
+            SessionConfig(
+                config.mqtt_host,
+                config.mqtt_port,
+                config.client_id,
+                config.mqtt_account,
+                session_expiry_s=SESSION_EXPIRY_S,
+            ),
+            logger=self.kind.logger,
+            subscriptions=[
+                (f"{prefix}/{Channel.TELEMETRY}", options),
+                (f"{prefix}/{Channel.COMMAND_ACK}", options),
+            ],
+            on_message=self._inbox.put,
+            on_subscribed=self.ready.set,
+            clock=self._wall_clock,
         )
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._inbox.append(_Inbound(message.topic, bytes(message.payload), self._wall_clock()))
-        self._arrived.set()
 
     # ------------------------------------------------------------------------- running
 
     def run(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client.connect_async(
-            self.config.mqtt_host,
-            self.config.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        self._session.start()
         try:
             while not self._stop.is_set():
                 self._arrived.wait(self.config.tick_s)
@@ -266,8 +242,7 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
                     self.kind.logger.warning("database error; carrying on", exc_info=error)
                     self._reconnect_database()
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            self._session.stop()
             self.close()
             self.kind.logger.info("%s stopped", self.kind.label)
 
@@ -313,20 +288,51 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
     def _step(self) -> None:
         """One turn of the loop: the messages in, then (once the service's time and pace are
         known) the retries, then what the service does (:meth:`_act`)."""
-        while self._inbox:
-            message = self._inbox.popleft()
+        inbox = self._inbox.messages
+        while inbox:
+            message = inbox.popleft()
             try:
                 self._take(message)
-            except psycopg.Error:
-                raise
-            except Exception:  # one bad message must not stop the control
-                self.kind.logger.exception("message set aside", extra={"topic": message.topic})
+            except psycopg.Error as error:
+                attempts = self._failures.get(message, 0) + 1
+                if attempts < MESSAGE_ATTEMPTS:
+                    self._failures[message] = attempts
+                    inbox.appendleft(message)  # again once the database is back
+                    raise
+                self._reconnect_database()
+                self._set_aside(message, error)
+            except Exception as error:  # noqa: BLE001 - one bad message must not stop the control
+                self._set_aside(message, error)
+            else:
+                self._failures.pop(message, None)
+                self._session.acknowledge([message])
         now = self.now()
         scale = self.scale()
         if now is None or scale is None:
             return  # no reading yet, or the pace of device time not yet known
         self._retry(now, scale)
         self._act(now, scale)
+
+    def _set_aside(self, message: Received, error: BaseException) -> None:
+        """Record a message whose handling fails every time, and acknowledge it: the broker
+        would otherwise deliver it again and again."""
+        self._failures.pop(message, None)
+        self.messages_set_aside += 1
+        self.kind.logger.error(
+            "message set aside: handling it fails every time",
+            exc_info=error,
+            extra={"topic": message.topic, "bytes": len(message.payload)},
+        )
+        aside = SetAside(
+            self.kind.source, message.topic, message.payload, message.received_at, describe(error)
+        )
+        try:
+            record_set_aside(self._db, aside, self._wall_clock())
+        except psycopg.Error:
+            self.kind.logger.exception(
+                "could not record the message set aside", extra={"topic": message.topic}
+            )
+        self._session.acknowledge([message])
 
     @abstractmethod
     def _act(self, now: datetime, scale: float) -> None:
@@ -350,7 +356,7 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
 
     # ------------------------------------------------------------------------- in
 
-    def _take(self, message: _Inbound) -> None:
+    def _take(self, message: Received) -> None:
         decoded = decode(message.topic, message.payload, message.received_at, self.config.window)
         if isinstance(decoded, Rejected):
             return  # ingest records the reason
@@ -415,7 +421,7 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
 
     def _publish(self, sent: Sent) -> None:
         topic = DeviceTopic(self.site.id, self.kind.device_class, sent.device_id, Channel.COMMAND)
-        self._client.publish(str(topic), command_payload(sent), qos=1)
+        self._session.publish(str(topic), command_payload(sent))
 
     # ------------------------------------------------------------------------- alerts
 

@@ -35,10 +35,6 @@ class Inbound:
     topic: str
     payload: bytes
     received_at: datetime
-    mid: int = 0
-    """MQTT packet id, to acknowledge once stored."""
-    connection: int = 0
-    """Which broker connection delivered it; an ack is only valid on that same connection."""
 
 
 @dataclass(slots=True)

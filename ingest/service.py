@@ -28,27 +28,19 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import store_process
 from ingest.config import IngestConfig
 from ingest.metrics import IngestMetrics
-from ingest.pipeline import Inbound
 from ingest.store_process import BatchStored, DatabaseState
-from protocol.mqtt_account import apply_account
 from protocol.topics import DEVICE_TO_PLATFORM, subscription
+from runtime.mqtt_session import MqttSession, Received, SessionConfig
 
 __all__ = ["IngestConfig", "IngestService"]
 
 log = logging.getLogger("smartcity.ingest")
 
-SESSION_EXPIRY_S = 7 * 24 * 3600
-"""The broker keeps our subscriptions and queued messages this long while we are away."""
 _CHANNELS = frozenset(channel.value for channel in DEVICE_TO_PLATFORM)
 _BATCH_POLL_S = 0.005
 _DRAIN_TIMEOUT_S = 10.0
@@ -68,16 +60,14 @@ class IngestService:
         self._clock = clock
         # Unbounded in type, bounded in fact: the broker never has more than
         # receive_maximum unacknowledged messages in flight to us on one connection.
-        self._inbox: deque[Inbound] = deque()
+        self._inbox: deque[Received] = deque()
         self._arrived = threading.Event()
-        self._connection_number = 0
         self._stop = threading.Event()
-        self._subscribed = threading.Event()
         self._database_up = threading.Event()
         self.ready = threading.Event()
         """Set once the database is reachable and the broker subscription is in place."""
         # Batches sent to the storing process and not yet acknowledged, oldest first.
-        self._pending: dict[int, list[Inbound]] = {}
+        self._pending: dict[int, list[Received]] = {}
         self._pending_lock = threading.Lock()
         self._send_lock = threading.Lock()
         """One writer at a time on the pipe: a large message is written in several pieces."""
@@ -87,14 +77,12 @@ class IngestService:
         self._pipe: Connection | None = None
         self._process: BaseProcess | None = None
         self._process_stop = _spawn.Event()
-        self._to_acknowledge: deque[tuple[int, int]] = deque()
-        """(packet id, connection number) of stored messages not yet acknowledged."""
         self._held_bytes = 0
         self._held_bytes_changed = threading.Condition()
         self._received_by_channel = {
             channel: self.metrics.received.labels(channel) for channel in (*_CHANNELS, "other")
         }
-        self._client = self._make_client()
+        self._session = self._make_session()
 
     @property
     def storing_process_pid(self) -> int | None:
@@ -102,103 +90,42 @@ class IngestService:
 
     # -- MQTT side (paho's network thread) -------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        apply_account(client, self.config.mqtt_account)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
-        return client
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused the connection", extra={"reason": str(reason_code)})
-            return
-        self._connection_number += 1
-        self.metrics.broker_connected.set(1)
-        log.info(
-            "connected to broker",
-            extra={"session_present": flags.session_present, "host": self.config.mqtt_host},
-        )
-        prefix = f"$share/{self.config.share_group}/" if self.config.share_group else ""
+    def _make_session(self) -> MqttSession:
+        config = self.config
+        prefix = f"$share/{config.share_group}/" if config.share_group else ""
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(prefix + subscription(c), options) for c in DEVICE_TO_PLATFORM])
+        return MqttSession(
+            SessionConfig(
+                config.mqtt_host,
+                config.mqtt_port,
+                config.client_id,
+                config.mqtt_account,
+                receive_maximum=config.effective_receive_maximum,
+            ),
+            logger=log,
+            subscriptions=[(prefix + subscription(c), options) for c in DEVICE_TO_PLATFORM],
+            on_message=self._on_message,
+            on_connection_change=self.metrics.broker_connected.set,
+            on_subscribed=self._update_ready,
+            clock=self._clock,
+        )
 
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        refused = [str(code) for code in reason_codes if code.is_failure]
-        if refused:
-            log.error("broker refused subscriptions", extra={"reasons": refused})
-            return
-        self._subscribed.set()
-        self._update_ready()
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self.metrics.broker_connected.set(0)
-        if not self._stop.is_set():
-            log.warning("disconnected from broker", extra={"reason": str(reason_code)})
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        topic = message._topic.decode("utf-8", errors="replace")
-        channel = topic.rsplit("/", 1)[-1]
+    def _on_message(self, message: Received) -> None:
+        channel = message.topic.rsplit("/", 1)[-1]
         counter = self._received_by_channel.get(channel) or self._received_by_channel["other"]
         counter.inc()
-        payload = bytes(message.payload)
+        size = len(message.payload)
         with self._held_bytes_changed:
             # Backpressure: stop reading (the broker keeps the rest) while too much is held.
             while self._held_bytes >= self.config.max_held_bytes and not self._stop.is_set():
                 self._held_bytes_changed.wait(0.5)
-            self._held_bytes += len(payload)
-        self._inbox.append(
-            Inbound(topic, payload, self._clock(), message.mid, self._connection_number)
-        )
+            self._held_bytes += size
+        self._inbox.append(message)
         if not self._arrived.is_set():
             self._arrived.set()
-        if self._to_acknowledge:
-            self._send_acknowledgements()
-
-    def _send_acknowledgements(self) -> None:
-        """PUBACK every stored message waiting; either thread may call it, each packet id is
-        taken from the deque by exactly one of them."""
-        queue = self._to_acknowledge
-        current = self._connection_number
-        while True:
-            try:
-                mid, connection = queue.popleft()
-            except IndexError:
-                return
-            if connection == current:
-                self._client.ack(mid, 1)
 
     def _update_ready(self) -> None:
-        if self._subscribed.is_set() and self._database_up.is_set():
+        if self._session.subscribed.is_set() and self._database_up.is_set():
             self.ready.set()
 
     # -- the service thread: batches out --------------------------------------------------
@@ -214,17 +141,7 @@ class IngestService:
             if self._stop.is_set():
                 self._stop_storing_process()
                 return
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        properties.ReceiveMaximum = self.config.effective_receive_maximum
-        self._client.connect_async(
-            self.config.mqtt_host,
-            self.config.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        self._session.start()
         try:
             while not self._stop.is_set():
                 batch = self._next_batch()
@@ -232,8 +149,7 @@ class IngestService:
                     self._send(batch)
             self._drain()
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            self._session.stop()
             self._stop_storing_process()
             log.info("ingest stopped")
 
@@ -251,7 +167,7 @@ class IngestService:
         """Payload bytes received and not yet acknowledged."""
         return self._held_bytes
 
-    def _next_batch(self) -> list[Inbound]:
+    def _next_batch(self) -> list[Received]:
         """Up to batch_max_messages, waiting at most batch_max_seconds after the first.
 
         This thread wakes for the first message of a batch only; then it looks again every
@@ -279,7 +195,7 @@ class IngestService:
         self.metrics.held_bytes.set(self._held_bytes)
         return batch
 
-    def _send(self, batch: list[Inbound]) -> None:
+    def _send(self, batch: list[Received]) -> None:
         with self._pending_lock:
             batch_id = self._next_batch_id
             self._next_batch_id += 1
@@ -290,7 +206,7 @@ class IngestService:
             return  # the storing process is being replaced; it will get this batch then
         self._send_batch(pipe, batch_id, batch)
 
-    def _send_batch(self, pipe: Connection, batch_id: int, batch: list[Inbound]) -> None:
+    def _send_batch(self, pipe: Connection, batch_id: int, batch: list[Received]) -> None:
         # If the storing process died, the reply thread notices and resends what is pending.
         with self._send_lock, contextlib.suppress(BrokenPipeError, EOFError, OSError):
             pipe.send((batch_id, [(m.topic, m.payload, m.received_at) for m in batch]))
@@ -390,16 +306,10 @@ class IngestService:
             self._held_bytes -= sum(len(message.payload) for message in batch)
             self.metrics.held_bytes.set(self._held_bytes)
             self._held_bytes_changed.notify_all()
-        # A message from an earlier connection is redelivered on this one; acking its old
-        # packet id here could acknowledge a different message.
-        self._to_acknowledge.extend(
-            (message.mid, message.connection) for message in batch if message.mid
-        )
         # The network thread sends them as it handles the next message (cheap: it holds the
         # interpreter lock anyway). If it is idle (the broker waits for these very
         # acknowledgements), this thread sends what is left after a moment.
-        time.sleep(_ACK_HANDOVER_S)
-        self._send_acknowledgements()
+        self._session.acknowledge(batch, hand_over_s=_ACK_HANDOVER_S)
         metrics = self.metrics
         metrics.acknowledged.inc(len(batch))
         metrics.database_up.set(1)

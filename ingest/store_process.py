@@ -88,16 +88,18 @@ class Storer:
             classified = self._classify(messages)
         except (Stopped, psycopg.Error):
             raise
-        except Exception:
-            # A bug met by some message: find it, dead-letter it, store the others.
-            if len(messages) > 1:
-                log.exception("classifying a batch failed; isolating the message")
-                return _combine(batch_id, [self._store(batch_id, [m]) for m in messages])
-            return self._dead_letter(batch_id, messages[0], RejectReason.MALFORMED, "classify")
+        except Exception as error:
+            log.exception("classifying a batch failed; isolating the message")
+            return self._isolate_poison(batch_id, messages, error)
         started = time.perf_counter()
         try:
             result = self._write(classified.batch)
         except _DATA_ERRORS as error:
+            return self._isolate_poison(batch_id, messages, error)
+        except Stopped:
+            raise
+        except Exception as error:
+            log.exception("storing a batch failed unexpectedly; isolating the message")
             return self._isolate_poison(batch_id, messages, error)
         return _stored(batch_id, classified, result, time.perf_counter() - started)
 
@@ -135,20 +137,20 @@ class Storer:
             return result
 
     def _isolate_poison(
-        self, batch_id: int, messages: Sequence[Inbound], error: psycopg.Error
+        self, batch_id: int, messages: Sequence[Inbound], error: Exception
     ) -> BatchStored:
-        """The database refused this batch's data: store message by message and dead-letter
-        the ones it refuses, so one poison message never blocks the stream."""
+        """The database refused this batch's data, or storing it met a bug: store message by
+        message and dead-letter the ones that fail, so one poison message never blocks the
+        stream."""
         if len(messages) > 1:
-            log.warning("database refused a batch; isolating", extra={"error": str(error)})
+            log.warning("a batch failed; isolating", extra={"error": str(error)})
             parts = [self._store(batch_id, [message]) for message in messages]
             return _combine(batch_id, parts)
-        return self._dead_letter(
-            batch_id,
-            messages[0],
-            RejectReason.STORAGE_REJECTED,
-            f"the database refused it: {error}",
-        )
+        if isinstance(error, psycopg.Error):
+            reason, detail = RejectReason.STORAGE_REJECTED, f"the database refused it: {error}"
+        else:
+            reason, detail = RejectReason.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
+        return self._dead_letter(batch_id, messages[0], reason, detail)
 
     def _dead_letter(
         self, batch_id: int, message: Inbound, reason: RejectReason, detail: str

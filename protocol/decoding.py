@@ -49,6 +49,8 @@ class RejectReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     DEVICE_MISMATCH = "device_mismatch"
     STORAGE_REJECTED = "storage_rejected"
+    INTERNAL_ERROR = "internal_error"
+    """Handling the message met a bug of the platform: set aside rather than crash-loop."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,16 +27,12 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from alerts import lifecycle, store
 from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
+from alerts.errors import AlertError
 from alerts.lifecycle import Alert, Outcome, Policy, Scope, Status
 from alerts.notify import (
     AlertNotice,
@@ -53,7 +48,7 @@ from protocol.decoding import (
     Telemetry,
     decode,
 )
-from protocol.mqtt_account import MqttAccount, apply_account
+from protocol.mqtt_account import MqttAccount
 from protocol.payloads import DeviceStatus, Severity
 from protocol.topics import Channel, DeviceClass, subscription
 from rules.context import DevicePlace
@@ -62,11 +57,12 @@ from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
 from rules.model import Rule, RuleFileError, RuleSet, load_rules
 from rules.partition import Partition
 from rules.rule_set_store import RULE_SETS, read_rule_set, source_of
+from runtime.mqtt_session import Inbox, MqttSession, Received, SessionConfig
+from storage.set_aside import SetAside, describe, record_set_aside
 from storage.versions import active_version, stored_version
 
 log = logging.getLogger("smartcity.rules")
 
-SESSION_EXPIRY_S: Final = 7 * 24 * 3600
 ALERT_TOPIC_ROOT: Final = "alerts"
 """Alerts are published on ``alerts/{site}/{rule}/{subject}`` (QoS 1, retained while open)."""
 _NOTHING: Final = ("", 0)
@@ -139,15 +135,6 @@ def peer_group(building: str | None, metadata: Mapping[str, object]) -> str | No
     return f"{building}/heating={metadata.get('heating')}/cooling={metadata.get('cooling')}"
 
 
-@dataclass
-class _Inbound:
-    topic: str
-    payload: bytes
-    received_at: datetime
-    mid: int
-    connection: int
-
-
 class RulesService:
     def __init__(
         self,
@@ -164,10 +151,8 @@ class RulesService:
         self._event_time: datetime | None = None
         self._stop = threading.Event()
         self.ready = threading.Event()
-        self._inbox: deque[_Inbound] = deque()
-        self._arrived = threading.Event()
-        self._to_acknowledge: deque[tuple[int, int]] = deque()
-        self._connection_number = 0
+        self._inbox = Inbox()
+        self._arrived = self._inbox.arrived
         self._pending_reload: tuple[RuleSet, RuleSetRef | None] | None = None
         self._lock = threading.Lock()
         self.rules = load_rules(config.rules_path)
@@ -202,6 +187,7 @@ class RulesService:
         self.alerts_raised = 0
         self.messages_applied = 0
         self.messages_set_aside = 0
+        self._last_failure: BaseException = RuntimeError("no failure yet")
         self._dispatcher: Dispatcher | None = None
         self._delivery_db: psycopg.Connection | None = None
         if config.notifications is not None:
@@ -211,7 +197,7 @@ class RulesService:
                 _DeliveryRecorder(self._delivery_db),
                 on_handed_off=on_handed_off,
             )
-        self._client = self._make_client()
+        self._session = self._make_session()
 
     # ------------------------------------------------------------------------- time
 
@@ -396,75 +382,29 @@ class RulesService:
 
     # ------------------------------------------------------------------------- MQTT
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        apply_account(client, self.config.mqtt_account)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_subscribe = lambda *_: self.ready.set()
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
-        return client
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused the connection", extra={"reason": str(reason_code)})
-            return
-        self._connection_number += 1
+    def _make_session(self) -> MqttSession:
+        config = self.config
         # Retained states only with a new subscription: a reconnected session has had them.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe(
-            [(subscription(Channel.TELEMETRY), options), (subscription(Channel.STATE), options)]
+        return MqttSession(
+            SessionConfig(
+                config.mqtt_host, config.mqtt_port, config.client_id, config.mqtt_account
+            ),
+            logger=log,
+            subscriptions=[
+                (subscription(Channel.TELEMETRY), options),
+                (subscription(Channel.STATE), options),
+            ],
+            on_message=self._inbox.put,
+            on_subscribed=self.ready.set,
+            clock=self._wall_clock,
         )
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._inbox.append(
-            _Inbound(
-                message.topic,
-                bytes(message.payload),
-                self._wall_clock(),
-                message.mid,
-                self._connection_number,
-            )
-        )
-        self._arrived.set()
-        self._send_acknowledgements()
-
-    def _send_acknowledgements(self) -> None:
-        current = self._connection_number
-        while True:
-            try:
-                mid, connection = self._to_acknowledge.popleft()
-            except IndexError:
-                return
-            if connection == current:
-                self._client.ack(mid, 1)
 
     # ------------------------------------------------------------------------- running
 
     def run(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self._resend_unsent()
-        self._client.connect_async(
-            self.config.mqtt_host,
-            self.config.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        self._session.start()
         next_tick = time.monotonic()
         next_rule_set_check = next_tick + self.config.rule_set_check_s
         try:
@@ -482,8 +422,7 @@ class RulesService:
                     self._safely(self._tick, "tick")
                     next_tick = time.monotonic() + self.config.tick_s
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            self._session.stop()
             if self._dispatcher is not None:
                 self._dispatcher.close(timeout_s=5)
             self._db.close()
@@ -498,13 +437,10 @@ class RulesService:
     def _follow_rule_set_quietly(self) -> None:
         self.follow_active_rule_set()
 
-    def _take_batch(self) -> list[_Inbound]:
-        batch: list[_Inbound] = []
-        while self._inbox and len(batch) < BATCH_MAX:
-            batch.append(self._inbox.popleft())
-        return batch
+    def _take_batch(self) -> list[Received]:
+        return self._inbox.take(BATCH_MAX)
 
-    def _apply_safely(self, batch: Sequence[_Inbound]) -> None:
+    def _apply_safely(self, batch: Sequence[Received]) -> None:
         """Apply a batch; after a failure, from the last committed state again; a batch that
         keeps failing is applied message by message, and a message that fails alone is set
         aside (logged and acknowledged) rather than stopping the engine."""
@@ -517,17 +453,42 @@ class RulesService:
                     "message set aside: it fails every time",
                     extra={"topic": message.topic, "bytes": len(message.payload)},
                 )
-                self.messages_set_aside += 1
-                self._to_acknowledge.append((message.mid, message.connection))
-                self._send_acknowledgements()
+                self._set_aside(message)
+
+    def _set_aside(self, message: Received) -> None:
+        """Record a message that fails every time, and acknowledge it: the broker would
+        otherwise deliver it again and again, to this engine and to the next."""
+        error = self._last_failure
+        log.error(
+            "message set aside: it fails every time",
+            extra={"topic": message.topic, "bytes": len(message.payload), "error": describe(error)},
+        )
+        self.messages_set_aside += 1
+        aside = SetAside(
+            "rules", message.topic, message.payload, message.received_at, describe(error)
+        )
+        try:
+            record_set_aside(self._db, aside, self._wall_clock())
+        except psycopg.Error:
+            log.exception("could not record the message set aside", extra={"topic": message.topic})
+            self._back_to_committed_state()
+        self._session.acknowledge([message])
 
     def _safely(self, work: Callable[[], None], what: str) -> bool:
-        """Run ``work``; on a database or lifecycle error, log it, go back to the last
-        committed state (reconnecting if need be) and say it failed."""
+        """Run ``work``; on any error (the database's, a rule's, or a bug met by a message),
+        log it, go back to the last committed state (reconnecting if need be) and say it
+        failed. Only the engine's start-up errors stop it."""
         try:
             work()
-        except (psycopg.Error, RuleError) as error:
-            log.warning("%s failed; back to the last committed state", what, exc_info=error)
+        except Exception as error:
+            self._last_failure = error
+            expected = isinstance(error, psycopg.Error | RuleError | AlertError)
+            log.log(
+                logging.WARNING if expected else logging.ERROR,
+                "%s failed; back to the last committed state",
+                what,
+                exc_info=error,
+            )
             self._back_to_committed_state()
             return False
         return True
@@ -552,18 +513,16 @@ class RulesService:
         self._root_causes.clear()  # rebuilt from the open alerts at the next update
         self._to_publish.clear()
 
-    def _apply(self, batch: Sequence[_Inbound]) -> None:
+    def _apply(self, batch: Sequence[Received]) -> None:
         events: list[RuleEvent] = []
         for message in batch:
             events += self._evaluate(message)
         notices = self._commit(events)
-        for message in batch:
-            self._to_acknowledge.append((message.mid, message.connection))
-        self._send_acknowledgements()
+        self._session.acknowledge(batch)
         self.messages_applied += len(batch)
         self._send(notices)
 
-    def _evaluate(self, message: _Inbound) -> list[RuleEvent]:
+    def _evaluate(self, message: Received) -> list[RuleEvent]:
         if not self.partition.whole and _device_of(message.topic) not in self.evaluator.fleet:
             return []  # another partition's device (or an unknown one): not even decoded
         decoded = decode(message.topic, message.payload, message.received_at, self.config.window)
@@ -896,7 +855,7 @@ class RulesService:
             "muted_by": alert.muted_by,
         }
         payload = b"" if alert.status is Status.CLOSED else json.dumps(body).encode()
-        self._client.publish(topic, payload, qos=1, retain=True)
+        self._session.publish(topic, payload, retain=True)
 
     def _site_of(self, subject: str) -> str:
         """The site of a device, or of the devices behind a root-cause subject."""

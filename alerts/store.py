@@ -260,3 +260,81 @@ def _values(alert: Alert) -> list[object]:
         value = getattr(alert, name)
         values.append(value.value if isinstance(value, Severity | Status) else value)
     return values
+
+
+# ----------------------------------------------------------------- people's changes (the API)
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    comment_id: int
+    at: datetime
+    author: str
+    body: str
+
+
+def add_comment(
+    connection: psycopg.Connection, alert_id: int, author: str, body: str, at: datetime
+) -> Comment:
+    row = connection.execute(
+        "INSERT INTO alert_comments (alert_id, at, author, body) VALUES (%s, %s, %s, %s)"
+        " RETURNING comment_id",
+        (alert_id, at, author, body),
+    ).fetchone()
+    if row is None:
+        raise psycopg.DataError("INSERT ... RETURNING gave no row")
+    return Comment(int(row[0]), at, author, body)
+
+
+def assign(
+    connection: psycopg.Connection, alert_id: int, username: str | None, at: datetime
+) -> bool:
+    """Give the alert to ``username`` (None: to nobody), under its row lock; False when it is
+    closed (or gone)."""
+    row = connection.execute(
+        "SELECT status FROM alerts WHERE alert_id = %s FOR UPDATE", (alert_id,)
+    ).fetchone()
+    if row is None or row[0] == Status.CLOSED:
+        return False
+    connection.execute(
+        "UPDATE alerts SET assigned_to = %s, assigned_at = %s, updated_at = now()"
+        " WHERE alert_id = %s",
+        (username, at if username else None, alert_id),
+    )
+    return True
+
+
+# ----------------------------------------------------------------- root causes (the engine)
+
+
+def move_mutes(connection: psycopg.Connection, from_reason: str, to_reason: str) -> None:
+    """The alerts muted by ``from_reason`` are muted by ``to_reason`` instead (a wider cause
+    took over), under their row locks."""
+    connection.execute(
+        "UPDATE alerts SET muted_by = %s, updated_at = now() WHERE alert_id IN"
+        " (SELECT alert_id FROM alerts WHERE muted_by = %s ORDER BY alert_id FOR UPDATE)",
+        (to_reason, from_reason),
+    )
+
+
+def mute_open_alerts(
+    connection: psycopg.Connection, subjects: Sequence[str], rule_ids: Sequence[str], reason: str
+) -> None:
+    """Mute the open, unmuted alerts of ``rule_ids`` on ``subjects`` by ``reason``, under
+    their row locks."""
+    connection.execute(
+        "UPDATE alerts SET muted_by = %s, updated_at = now() WHERE alert_id IN"
+        " (SELECT alert_id FROM alerts WHERE subject = ANY(%s) AND rule_id = ANY(%s)"
+        " AND status IN ('firing', 'acknowledged') AND muted_by IS NULL"
+        " ORDER BY alert_id FOR UPDATE)",
+        (reason, list(subjects), list(rule_ids)),
+    )
+
+
+def muted_firing_alerts(connection: psycopg.Connection, reason: str) -> list[int]:
+    """The firing alerts muted by ``reason``."""
+    rows = connection.execute(
+        "SELECT alert_id FROM alerts WHERE muted_by = %s AND status = 'firing' ORDER BY alert_id",
+        (reason,),
+    ).fetchall()
+    return [alert_id for (alert_id,) in rows]

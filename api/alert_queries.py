@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from alerts.lifecycle import OPEN_STATUSES, Status
+from alerts.store import Comment
 from api.roles import Places
 
 EARTH_RADIUS_M: Final = 6_371_008.8
@@ -159,14 +160,6 @@ class AlertView:
     @property
     def places(self) -> Places:
         return Places(frozenset(self.street_groups), frozenset(self.buildings))
-
-
-@dataclass(frozen=True, slots=True)
-class Comment:
-    comment_id: int
-    at: datetime
-    author: str
-    body: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,19 +303,6 @@ def comments_of(connection: psycopg.Connection, alert_id: int) -> list[Comment]:
     return [Comment(*row) for row in rows]
 
 
-def add_comment(
-    connection: psycopg.Connection, alert_id: int, author: str, body: str, at: datetime
-) -> Comment:
-    row = connection.execute(
-        "INSERT INTO alert_comments (alert_id, at, author, body) VALUES (%s, %s, %s, %s)"
-        " RETURNING comment_id",
-        (alert_id, at, author, body),
-    ).fetchone()
-    if row is None:
-        raise psycopg.DataError("INSERT ... RETURNING gave no row")
-    return Comment(int(row[0]), at, author, body)
-
-
 def notifications_of(connection: psycopg.Connection, alert_id: int) -> list[NotificationAttempt]:
     rows = connection.execute(
         "SELECT t.at, n.kind, t.route, t.url, t.language, t.attempt, t.ok, t.error"
@@ -331,18 +311,6 @@ def notifications_of(connection: psycopg.Connection, alert_id: int) -> list[Noti
         (alert_id,),
     ).fetchall()
     return [NotificationAttempt(*row) for row in rows]
-
-
-def assign(
-    connection: psycopg.Connection, alert_id: int, username: str | None, at: datetime
-) -> bool:
-    """Give the alert to ``username`` (None: to nobody); False when it is closed (or gone)."""
-    row = connection.execute(
-        "UPDATE alerts SET assigned_to = %s, assigned_at = %s, updated_at = now()"
-        " WHERE alert_id = %s AND status <> 'closed' RETURNING alert_id",
-        (username, at if username else None, alert_id),
-    ).fetchone()
-    return row is not None
 
 
 def unknown_places(

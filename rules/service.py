@@ -722,10 +722,7 @@ class RulesService:
         return None
 
     def _hand_over(self, old: int, new: int, wider: str, now: datetime) -> None:
-        self._db.execute(
-            "UPDATE alerts SET muted_by = %s, updated_at = now() WHERE muted_by = %s",
-            (f"suppressed:{new}", f"suppressed:{old}"),
-        )
+        store.move_mutes(self._db, f"suppressed:{old}", f"suppressed:{new}")
 
         def supersede(alert: Alert) -> Outcome:
             if alert.status is Status.CLOSED:
@@ -739,19 +736,11 @@ class RulesService:
         """Mute the missing-device alerts behind a cause (its other alerts, such as a lamp
         out, stay as they are: the cause does not explain them)."""
         missing_rules = [rule.id for rule in self.rules.rules if rule.missing is not None]
-        self._db.execute(
-            "UPDATE alerts SET muted_by = %s, updated_at = now()"
-            " WHERE subject = ANY(%s) AND rule_id = ANY(%s)"
-            " AND status IN ('firing', 'acknowledged') AND muted_by IS NULL",
-            (f"suppressed:{root_alert}", list(members), missing_rules),
-        )
+        store.mute_open_alerts(self._db, members, missing_rules, f"suppressed:{root_alert}")
 
     def _unmute(self, reason: str, now: datetime) -> list[store.QueuedNotice]:
-        rows = self._db.execute(
-            "SELECT alert_id FROM alerts WHERE muted_by = %s AND status = 'firing'", (reason,)
-        ).fetchall()
         queued: list[store.QueuedNotice] = []
-        for (alert_id,) in rows:
+        for alert_id in store.muted_firing_alerts(self._db, reason):
             _, _, notices = store.change_alert(
                 self._db, alert_id, lambda a: lifecycle.unmute(a, now)
             )

@@ -28,14 +28,13 @@ from alerts import lifecycle, store
 from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
 from alerts.lifecycle import LifecycleError, Outcome, Silence, Status
 from alerts.notify import map_link
+from alerts.store import add_comment, assign
 from api.accounts import find_user
 from api.alert_queries import (
     AlertQuery,
     AlertView,
     Position,
     StoredSilence,
-    add_comment,
-    assign,
     comments_of,
     find_alert,
     find_alerts,

@@ -75,7 +75,7 @@ from protocol.catalogue import CATALOGUE
 from protocol.commands import HvacMode, SetBrightness, SetDimming, SetHvac
 from protocol.faults import FaultType
 from protocol.payloads import CommandAckPayload
-from protocol.sites import Device, SiteInventory, load_site
+from protocol.sites import Device, SiteInventory
 from protocol.topics import Channel, DeviceClass, DeviceTopic, subscription
 from rules import PACKAGED_RULES
 from runtime.limits import raise_open_file_limit
@@ -1437,10 +1437,6 @@ def run(
             progress(f"logs and spools kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def default_config(**overrides: Any) -> ChaosConfig:
-    return ChaosConfig(load_site(DEFAULT_SITE), **overrides)
 
 
 def to_json(result: ChaosReport) -> str:

@@ -93,6 +93,11 @@ class IngestMetrics:
             "1 while connected to the broker",
             registry=r,
         )
+        self.ready = Gauge(
+            "smartcity_ingest_ready",
+            "1 once subscribed with the database reachable: messages flow in and are stored",
+            registry=r,
+        )
 
 
 def serve_metrics(metrics: IngestMetrics, port: int) -> WSGIServer | None:

@@ -105,7 +105,7 @@ class IngestService:
             logger=log,
             subscriptions=[(prefix + subscription(c), options) for c in DEVICE_TO_PLATFORM],
             on_message=self._on_message,
-            on_connection_change=self.metrics.broker_connected.set,
+            on_connection_change=self._connection_changed,
             on_subscribed=self._update_ready,
             clock=self._clock,
         )
@@ -124,9 +124,15 @@ class IngestService:
         if not self._arrived.is_set():
             self._arrived.set()
 
+    def _connection_changed(self, connected: bool) -> None:
+        self.metrics.broker_connected.set(1 if connected else 0)
+        if not connected:
+            self.metrics.ready.set(0)
+
     def _update_ready(self) -> None:
         if self._session.subscribed.is_set() and self._database_up.is_set():
             self.ready.set()
+            self.metrics.ready.set(1)
 
     # -- the service thread: batches out --------------------------------------------------
 
@@ -293,6 +299,7 @@ class IngestService:
             self._update_ready()
         else:
             self._database_up.clear()
+            self.metrics.ready.set(0)
             self.metrics.write_retries.inc()
 
     def _stored(self, stored: BatchStored) -> None:

@@ -187,6 +187,9 @@ class RulesService:
         self.alerts_raised = 0
         self.messages_applied = 0
         self.messages_set_aside = 0
+        self.last_tick_at = float("-inf")
+        """When the latest periodic check (silence, reminders, held alerts) was committed
+        (monotonic clock)."""
         self._last_failure: BaseException = RuntimeError("no failure yet")
         self._dispatcher: Dispatcher | None = None
         self._delivery_db: psycopg.Connection | None = None
@@ -763,6 +766,7 @@ class RulesService:
                     notices += self._tick_alert(alert, now, silences)
             store.save_rule_states(self._db, self.evaluator.take_dirty())
         self._db.commit()
+        self.last_tick_at = time.monotonic()
         self._send(notices)
         self._publish_changed()
 

@@ -172,6 +172,11 @@ class MqttSession:
         self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
+        # Stopped while (re)connecting, paho keeps the half-open socket: close it, or the
+        # collector finds it open later (a ResourceWarning in whatever runs then).
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
         self._started = False
         self.connected.clear()
 

@@ -90,13 +90,6 @@ def ratings_of(device: Device) -> dict[str, float]:
     return {}
 
 
-def device_counts(connection: psycopg.Connection) -> Mapping[str, int]:
-    rows = connection.execute(
-        "SELECT device_class, count(*) FROM devices WHERE decommissioned_at IS NULL GROUP BY 1"
-    ).fetchall()
-    return dict(rows)
-
-
 def store_credentials(
     connection: psycopg.Connection,
     device_id: str,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.accounts import (
     AccountError,
@@ -79,6 +79,22 @@ class UserChange(BaseModel):
     language: Language | None = None
     password: str | None = Field(None, min_length=10, max_length=1024)
     disabled: bool | None = Field(None, description="True: the user and its tokens stop working.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _given_means_a_value(cls, data: Any) -> Any:
+        """A field left out is left as it is; a field given must have a value (a user always
+        has a role, a name, places and a language: null would erase them)."""
+        if isinstance(data, dict):
+            erased = sorted(
+                name for name in _REQUIRED_VALUES if name in data and data[name] is None
+            )
+            if erased:
+                raise ValueError(f"{', '.join(erased)}: give a value, or leave the field out")
+        return data
+
+
+_REQUIRED_VALUES = ("role", "display_name", "street_groups", "buildings", "language")
 
 
 class TokenOut(BaseModel):

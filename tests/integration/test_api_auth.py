@@ -141,6 +141,22 @@ def test_a_new_password_ends_the_sessions_but_not_the_script_tokens(api: ApiSess
     assert relogin.status_code == 201
 
 
+@pytest.mark.parametrize(
+    "field", ["role", "display_name", "street_groups", "buildings", "language"]
+)
+def test_a_user_field_set_to_null_is_refused_not_a_server_error(
+    api: ApiSession, field: str
+) -> None:
+    """Seen by the schema fuzzer: {"display_name": null} was a NOT NULL violation, a 500."""
+    refused = api.client.patch(
+        "/api/v1/users/crew-north", headers=api.headers("admin"), json={field: None}
+    )
+    assert refused.status_code == 422, refused.text
+    assert f"{field}: give a value, or leave the field out" in refused.text
+    kept = api.client.get("/api/v1/users/crew-north", headers=api.headers("admin"))
+    assert kept.json()[field] is not None
+
+
 def test_log_ins_wait_after_five_failures_even_with_the_right_password(api: ApiSession) -> None:
     for _ in range(5):
         wrong = api.client.post(

@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -114,7 +114,8 @@ def start_worker(database_url: str, port: int, name: str, logs: Path) -> IngestW
 
 def wait_connected(worker: IngestWorker, connections: int = 1) -> None:
     wait_until(lambda: worker.connections() >= connections, 30, f"worker {worker.name}")
-    wait_until(lambda: worker.metric("smartcity_ingest_broker_connected") == 1, 30, "its metrics")
+    # Ready: its shared subscription is in place and its database reachable.
+    wait_until(lambda: worker.metric("smartcity_ingest_ready") == 1, 30, "it to be ready")
 
 
 @contextmanager
@@ -125,11 +126,25 @@ def ingest_workers(
     try:
         for worker in workers.values():
             wait_connected(worker)
-        time.sleep(1.0)  # the shared subscriptions are in place (they follow the connection)
         yield workers
     finally:
         for worker in workers.values():
             worker.stop()
+
+
+def settled(workers: Iterable[IngestWorker], acknowledged: int = 0) -> bool:
+    """Every worker holds nothing more (no message received and not yet acknowledged) and,
+    together, they acknowledged at least ``acknowledged`` messages: their counters are final."""
+    found = [
+        (
+            worker.metric("smartcity_ingest_held_bytes"),
+            worker.metric("smartcity_ingest_queue_depth"),
+            worker.metric("smartcity_ingest_messages_acknowledged_total"),
+        )
+        for worker in workers
+    ]
+    idle = all(held == 0 and depth == 0 for held, depth, _ in found)
+    return idle and sum(done for _, _, done in found) >= acknowledged
 
 
 def stored_rows(database_url: str) -> int:
@@ -159,7 +174,7 @@ def test_two_ingest_workers_split_the_stream_and_store_every_message_once(
         with publisher(broker.port) as device:
             device.publish_all([(m.topic, m.payload) for m in messages], timeout_s=180)
         wait_until(lambda: stored_rows(database_url) >= 12_000, 120, "every row stored")
-        time.sleep(1.0)  # anything doubled would show up now; the counters are final
+        wait_until(partial(settled, workers.values(), len(messages)), 60, "the counters final")
         shares = {
             name: worker.metric("smartcity_ingest_messages_acknowledged_total")
             for name, worker in workers.items()
@@ -220,7 +235,7 @@ def test_a_worker_killed_mid_stream_keeps_its_share_until_it_is_back_and_nothing
         workers["b"] = start_worker(database_url, broker.port, "b", tmp_path)
         wait_until(lambda: stored_rows(database_url) >= total_rows, 120, "b to catch up")
         catch_up_s = time.monotonic() - restarted_at
-        time.sleep(1.0)  # anything doubled would show up now
+        wait_until(partial(settled, workers.values()), 60, "b done with what it held")
         took_back = workers["b"].metric(acknowledged)
         absorbed = workers["b"].metric("smartcity_ingest_duplicate_rows_total")
     log.info(
@@ -439,7 +454,14 @@ def test_a_street_failure_widening_to_the_site_across_three_workers_is_told_once
             20,
             "every light muted by the site",
         )
-        time.sleep(config.group_wait_s + 1)  # a light not muted in time would be told now
+        # Each light's alert is held for group_wait_s, then released by the next check: one
+        # not muted by then would be told. Every engine checking once after that is enough.
+        released_by = time.monotonic() + config.group_wait_s
+        wait_until(
+            lambda: all(engine.last_tick_at > released_by for engine in engines),
+            config.group_wait_s + 30,
+            "a check of every engine after the lights' alerts could be released",
+        )
         assert notified_rules(url) == {"group-offline"}, "only the causes are told"
         for index, engine in enumerate(engines):
             own = {light for light in lights if owner(light, 3) == index}

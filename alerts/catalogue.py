@@ -8,6 +8,7 @@ findings. Severities are the device contract's (:class:`protocol.payloads.Severi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
@@ -67,3 +68,13 @@ CONTROL_KINDS: Final = MappingProxyType(
 """The alerts the control services raise, by kind (they are not in the rule file)."""
 BUILT_IN_KINDS: Final = MappingProxyType({**ROOT_CAUSE_KINDS, **CONTROL_KINDS})
 """Every kind raised by code rather than by a rule file."""
+
+
+class NoticeKind(StrEnum):
+    """Why a notice is sent: the wording of the text depends on it."""
+
+    FIRING = "firing"
+    REMINDER = "reminder"
+    ESCALATION = "escalation"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"

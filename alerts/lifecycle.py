@@ -32,8 +32,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
+from alerts.catalogue import NoticeKind
 from alerts.errors import AlertError
-from alerts.notify import NoticeKind
 from protocol.payloads import Severity
 
 ENGINE: Final = "engine"

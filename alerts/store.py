@@ -17,8 +17,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from alerts.catalogue import NoticeKind
+from alerts.dispatch import Delivery
 from alerts.lifecycle import Alert, Outcome, Silence, Status, Transition
-from alerts.notify import Delivery, NoticeKind
 from protocol.payloads import Severity
 
 _COLUMNS: Final = tuple(f.name for f in fields(Alert) if f.name != "alert_id")

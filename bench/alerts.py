@@ -30,7 +30,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.notify import AlertNotice, NotificationConfig, parse_notification_config
+from alerts.routing import NotificationConfig, parse_notification_config
+from alerts.wording import AlertNotice
 from bench.services import BenchServices, bench_services
 from protocol.catalogue import CATALOGUE
 from protocol.sites import Device, SiteInventory

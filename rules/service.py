@@ -32,14 +32,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from alerts import lifecycle, store
 from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
+from alerts.dispatch import Delivery, Dispatcher
 from alerts.errors import AlertError
 from alerts.lifecycle import Alert, Outcome, Policy, Scope, Status
-from alerts.notify import (
-    AlertNotice,
-    Delivery,
-    Dispatcher,
-    NotificationConfig,
-)
+from alerts.routing import NotificationConfig
+from alerts.wording import AlertNotice
 from protocol.decoding import (
     DEFAULT_WINDOW,
     AcceptanceWindow,

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
@@ -119,3 +124,36 @@ def strategy_from_database(database_url: str) -> tuple[Strategy, str]:
             return strategy_in_force(connection)
     except psycopg.Error as error:
         raise fail(f"cannot read the active strategy from the database: {error}") from error
+
+
+UP_MQTT_PORT = 18830
+UP_MQTT_DEVICE_PORT = 18831
+UP_MQTT_TLS_PORT = 18883
+UP_POSTGRES_PORT = 54329
+
+
+def on_termination(stop: threading.Event) -> None:
+    """Ctrl-C and SIGTERM set ``stop``; a second one exits at once, with code 130, after
+    killing the broker and crashing the database this process started (an exception would
+    leave the service threads, and the process, running)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            typer.echo("\nforced: stopping the broker and database at once", err=True)
+            from runtime.local_services import stop_everything_started
+
+            stop_everything_started()
+            os._exit(130)
+        typer.echo("\nstopping (Ctrl-C again to force)...", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stop_when_set(stop: threading.Event, action: Callable[[], None]) -> None:
+    def wait_then_act() -> None:
+        stop.wait()
+        action()
+
+    threading.Thread(target=wait_then_act, daemon=True, name="stopper").start()

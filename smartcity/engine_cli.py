@@ -66,7 +66,7 @@ def run_engine(  # noqa: PLR0917 - each option is a CLI flag
     """
     import psycopg
 
-    from alerts.notify import NotificationConfigError, load_notification_config
+    from alerts.routing import NotificationConfigError, load_notification_config
     from broker_config.accounts import Service
     from rules.model import RuleFileError
     from rules.partition import Partition

@@ -25,7 +25,7 @@ from wsgiref.simple_server import WSGIServer
 import psycopg
 import typer
 
-from alerts.notify import NotificationConfig
+from alerts.routing import NotificationConfig
 from api.accounts import create_user, list_users
 from api.config import ApiConfig
 from api.roles import Role

@@ -27,8 +27,8 @@ from pydantic.config import JsonDict
 from alerts import lifecycle, store
 from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
 from alerts.lifecycle import LifecycleError, Outcome, Silence, Status
-from alerts.notify import map_link
 from alerts.store import add_comment, assign
+from alerts.wording import map_link
 from api.accounts import find_user
 from api.alert_queries import (
     AlertQuery,

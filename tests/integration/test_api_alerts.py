@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from alerts import lifecycle, store
-from alerts.notify import Delivery, NoticeKind
+from alerts.catalogue import NoticeKind
+from alerts.dispatch import Delivery
 from api.fault_guides import fault_guides, parse_fault_guides
 from protocol.payloads import Severity
 from tests.integration.api_fixtures import ApiSession

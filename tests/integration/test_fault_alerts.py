@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 
 from alerts import store
 from alerts.lifecycle import Alert
-from alerts.notify import parse_notification_config
+from alerts.routing import parse_notification_config
 from protocol.decoding import AcceptanceWindow
 from protocol.faults import FaultType
 from protocol.sites import SiteInventory, parse_site

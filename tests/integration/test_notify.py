@@ -12,15 +12,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from alerts.notify import (
-    AlertNotice,
-    DeliveryList,
-    Dispatcher,
-    NoticeKind,
-    NotificationConfig,
-    parse_notification_config,
-    render,
-)
+from alerts.catalogue import NoticeKind
+from alerts.dispatch import DeliveryList, Dispatcher
+from alerts.routing import NotificationConfig, parse_notification_config
+from alerts.wording import AlertNotice, render
 from protocol.payloads import Severity
 from runtime.local_services import free_port
 from tests.integration.receivers import MailCollector, Webhook

@@ -19,7 +19,7 @@ import pytest
 
 from alerts import lifecycle, store
 from alerts.lifecycle import OPEN_STATUSES, Alert, Policy, Status
-from alerts.notify import parse_notification_config
+from alerts.routing import parse_notification_config
 from protocol.payloads import DeviceStatus, StatePayload, encode
 from rules.service import RulesConfig, RulesService
 from runtime.local_services import LocalMosquitto

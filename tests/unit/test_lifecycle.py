@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alerts.catalogue import NoticeKind
 from alerts.lifecycle import (
     ENGINE,
     LifecycleError,
@@ -29,7 +30,6 @@ from alerts.lifecycle import (
     tick,
     unmute,
 )
-from alerts.notify import NoticeKind
 from protocol.payloads import Severity
 
 T0 = datetime(2026, 11, 29, 18, tzinfo=UTC)

@@ -15,22 +15,17 @@ from pathlib import Path
 import apprise
 import pytest
 
+from alerts.catalogue import NoticeKind
+from alerts.dispatch import Delivery, DeliveryList, DeliveryLog, Dispatcher
 from alerts.errors import AlertError
-from alerts.notify import (
-    AlertNotice,
-    Delivery,
-    DeliveryList,
-    DeliveryLog,
-    Dispatcher,
-    NoticeKind,
+from alerts.routing import (
     NotificationConfig,
     NotificationConfigError,
     RetryPolicy,
     load_notification_config,
-    map_link,
     parse_notification_config,
-    render,
 )
+from alerts.wording import AlertNotice, map_link, render
 from protocol.payloads import Severity
 
 LINK = "https://smartcity.sefrou.ma/console/alerts/42"
@@ -481,7 +476,7 @@ def test_unexpected_exception_is_logged_recorded_and_the_worker_goes_on(
         monotonic=fake_time.monotonic,
         sleep=fake_time.sleep,
     )
-    with caplog.at_level(logging.ERROR, logger="smartcity.alerts.notify"):
+    with caplog.at_level(logging.ERROR, logger="smartcity.alerts.dispatch"):
         worker.submit(NOTICE)
         worker.submit(notice(alert_id=43))
         assert worker.close(timeout_s=5)
@@ -550,7 +545,7 @@ def test_submit_after_close_is_logged_and_dropped(
 ) -> None:
     worker = Dispatcher(parse_notification_config(one_route()), records, send=FakeSender())
     assert worker.close(timeout_s=5)
-    with caplog.at_level(logging.ERROR, logger="smartcity.alerts.notify"):
+    with caplog.at_level(logging.ERROR, logger="smartcity.alerts.dispatch"):
         worker.submit(NOTICE)
     assert "dropped" in caplog.text
     assert records.deliveries == []
@@ -560,7 +555,7 @@ def test_a_notice_nobody_gets_is_logged(
     fake_time: FakeTime, records: DeliveryList, caplog: pytest.LogCaptureFixture
 ) -> None:
     worker = dispatcher(ROUTING, records, fake_time, FakeSender())
-    with caplog.at_level(logging.INFO, logger="smartcity.alerts.notify"):
+    with caplog.at_level(logging.INFO, logger="smartcity.alerts.dispatch"):
         worker.submit(notice(severity=Severity.INFO, zone="oued-aggai"))
         assert worker.close(timeout_s=5)
     assert "no route for alert 42" in caplog.text

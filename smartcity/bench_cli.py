@@ -1,0 +1,371 @@
+"""``smartcity bench``: the benchmarks, each printing its figures and its baseline's."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+if TYPE_CHECKING:
+    pass
+import typer
+
+from smartcity.cli_support import (
+    DEFAULT_SITE,
+    SiteOption,
+    fail,
+    load_settings,
+    parse_moment,
+    progress_to_stderr,
+    read_site,
+)
+
+bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+
+
+@bench_app.command("decode")
+def bench_decode(
+    count: Annotated[int, typer.Option(help="Messages decoded per library and round.")] = 20_000,
+    samples: Annotated[int, typer.Option(help="Samples per message.")] = 1,
+) -> None:
+    """Compare JSON/validation libraries on the same telemetry messages.
+
+    Example: smartcity bench decode --count 20000 --samples 10
+    """
+    from bench import decode
+
+    typer.echo(decode.report(decode.run(count, samples), samples))
+
+
+@bench_app.command("ingest")
+def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
+    messages: Annotated[int, typer.Option(help="Messages, one 13-value sample each.")] = 20_000,
+    devices: Annotated[int, typer.Option(help="Distinct streetlights sending them.")] = 200,
+    batch: Annotated[int, typer.Option(help="Ingest batch size, in messages.")] = 2_000,
+    receive_maximum: Annotated[int, typer.Option(help="MQTT 5 Receive Maximum.")] = 4_000,
+    repeats: Annotated[int, typer.Option(help="Rounds; the medians are reported.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+    timescaledb: Annotated[
+        bool,
+        typer.Option(
+            "--timescaledb",
+            help="The private PostgreSQL preloads TimescaleDB (it must be installed there).",
+        ),
+    ] = False,
+) -> None:
+    """Broker-only vs full ingest vs raw COPY, measured in one run on this machine.
+
+    Uses a scratch database on the server of DATABASE_URL if set, else a private PostgreSQL
+    (with TimescaleDB if --timescaledb).
+    Example: smartcity bench ingest --messages 50000 --json
+    """
+    import psycopg
+
+    from bench import ingest as ingest_bench
+    from runtime import logs
+
+    logs.configure("WARNING")
+    database_url = load_settings().database_url
+
+    try:
+        result = ingest_bench.run(
+            messages,
+            devices=devices,
+            batch_messages=batch,
+            receive_maximum=receive_maximum,
+            repeats=repeats,
+            database_url=database_url,
+            progress=progress_to_stderr,
+            timescaledb=timescaledb,
+        )
+    except (RuntimeError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(ingest_bench.report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+
+
+@bench_app.command("overload")
+def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
+    minutes: Annotated[
+        float, typer.Option(min=0.1, help="Duration of the overload, in minutes.")
+    ] = 10.0,
+    ratio: Annotated[
+        float, typer.Option(min=1.0, help="Offered load as a multiple of ingest's rate.")
+    ] = 3.0,
+    devices: Annotated[int, typer.Option(min=1, help="Distinct streetlights publishing.")] = 2_000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Ingest processes (a share group when more than 1).")
+    ] = 1,
+    calibration_messages: Annotated[
+        int, typer.Option(min=1_000, help="Messages ingest drains alone to measure its rate.")
+    ] = 60_000,
+    window: Annotated[
+        int, typer.Option(min=1, max=65_535, help="Publisher's unacknowledged messages at most.")
+    ] = 1_000,
+    drain_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the backlog to drain, at most.")
+    ] = 3_600,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+) -> None:
+    """Ingest offered 3 times what it can store: memory, backlog, drain, nothing lost.
+
+    Calibrates ingest's sustainable rate R (a backlog drained alone), then publishes at
+    RATIO x R with QoS 1 for MINUTES while sampling ingest's memory and the broker's backlog,
+    then waits for the backlog to drain and counts the rows: sent, stored, lost, doubled.
+    Uses a private Mosquitto (broker_config/) and a scratch database on DATABASE_URL's server
+    (or a private PostgreSQL, fsync on). Exits 1 if anything was lost or doubled.
+
+    Example: smartcity bench overload --minutes 2 --json
+    """
+    import psycopg
+
+    from bench import overload
+    from runtime import logs
+
+    logs.configure("WARNING")
+    database_url = load_settings().database_url
+
+    try:
+        result = overload.run(
+            minutes=minutes,
+            ratio=ratio,
+            devices=devices,
+            workers=workers,
+            calibration_messages=calibration_messages,
+            window=window,
+            stall_s=30.0,
+            drain_timeout_s=drain_timeout,
+            database_url=database_url,
+            progress=progress_to_stderr,
+        )
+    except (RuntimeError, OSError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(overload.report(result))
+    if as_json:
+        typer.echo(overload.to_json(result))
+    if result.lost or result.doubled:
+        raise typer.Exit(code=1)
+
+
+@bench_app.command("simulate")
+def bench_simulate(
+    seconds: Annotated[float, typer.Option(help="Wall seconds of the real-time run.")] = 360,
+    days: Annotated[float, typer.Option(help="Days of history to generate.")] = 90,
+    site: SiteOption = DEFAULT_SITE,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
+) -> None:
+    """The simulated city's cost: real-time CPU and messages/s, and history generation time.
+
+    Uses a private Mosquitto and a private PostgreSQL (or DATABASE_URL's server).
+
+    Example: smartcity bench simulate --seconds 360 --days 90 --json
+    """
+    from bench.simulate import report, run
+    from protocol.sites import SiteFileError
+
+    settings = load_settings()
+    try:
+        inventory = read_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    result = run(
+        inventory,
+        realtime_seconds=seconds,
+        history_days=days,
+        database_url=settings.database_url,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+
+
+@bench_app.command("alerts")
+def bench_alerts(
+    faults: Annotated[int, typer.Option(min=1, help="Faults reported at each load.")] = 100,
+    loads: Annotated[
+        list[float] | None, typer.Option("--load", help="Multiple of the city's rate (repeat).")
+    ] = None,
+    days: Annotated[
+        float, typer.Option(min=0, help="Days of whole-fleet history to backtest (0: none).")
+    ] = 30,
+    site: SiteOption = DEFAULT_SITE,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
+) -> None:
+    """Fault-to-alert latency at the city's load and at 10x; backtest speed and time.
+
+    Uses a private Mosquitto and a scratch database on DATABASE_URL's server (or on a
+    private PostgreSQL). Targets: p99 <= 1 s at 1x, <= 2 s at 10x; >= 1 M rows/s.
+
+    Example: smartcity bench alerts --faults 100 --days 30 --json
+    """
+    from bench.alerts import report, run, to_json
+    from protocol.sites import SiteFileError
+
+    settings = load_settings()
+    try:
+        inventory = read_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    latency, backtest = run(
+        inventory,
+        loads=loads or [1.0, 10.0],
+        faults=faults,
+        days=days,
+        database_url=settings.database_url,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report(latency, backtest))
+    if as_json:
+        typer.echo(to_json(latency, backtest))
+
+
+@bench_app.command("api")
+def bench_api(
+    days: Annotated[
+        float, typer.Option(min=1, help="Days of whole-fleet history to generate.")
+    ] = 90,
+    history_url: Annotated[
+        str | None,
+        typer.Option(help="An existing database with history (`smartcity history`) to use."),
+    ] = None,
+    samples: Annotated[int, typer.Option(min=5, help="Requests timed per case.")] = 40,
+    site: SiteOption = DEFAULT_SITE,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
+) -> None:
+    """API latency (alert lists, 30-day telemetry ranges of a device and a street group) and
+    every dashboard panel's query over 90 days, from the aggregates and from raw rows.
+
+    Without --history-url it generates the history in a scratch database on DATABASE_URL's
+    server (or a private PostgreSQL): about 10 minutes for 90 days of Sefrou. Target: every
+    panel's p95 <= 200 ms.
+
+    Example: smartcity bench api --history-url postgresql://postgres@127.0.0.1/history --json
+    """
+    from bench.api import report, run, to_json
+    from protocol.sites import SiteFileError
+
+    settings = load_settings()
+    try:
+        inventory = read_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    result = run(
+        inventory,
+        days=days,
+        history_url=history_url,
+        server_url=settings.database_url,
+        samples=samples,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report(result))
+    if as_json:
+        typer.echo(to_json(result))
+
+
+@bench_app.command("whatif")
+def bench_whatif(
+    start: Annotated[str, typer.Option("--from", help="Start (UTC unless zoned).")] = "2026-12-01",
+    end: Annotated[str, typer.Option("--to", help="End, exclusive.")] = "2027-03-01",
+    site: SiteOption = DEFAULT_SITE,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
+) -> None:
+    """A whole winter of every building through the what-if replay (target: under a minute).
+
+    Example: smartcity bench whatif --from 2026-12-01 --to 2027-03-01 --json
+    """
+    from bench.whatif import report, run
+    from protocol.sites import SiteFileError
+
+    try:
+        inventory = read_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
+    result = run(
+        inventory,
+        parse_moment(start, "--from"),
+        parse_moment(end, "--to"),
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+
+
+@bench_app.command("chaos")
+def bench_chaos(  # noqa: PLR0917 - each option is a CLI flag
+    streetlights: Annotated[int, typer.Option(min=2, help="Streetlights of the site run.")] = 60,
+    signs: Annotated[int, typer.Option(min=0, help="Signs of the site run.")] = 6,
+    zones: Annotated[int, typer.Option(min=0, help="Building zones of the site run.")] = 6,
+    speed: Annotated[float, typer.Option(min=1, help="Device seconds per wall second.")] = 600,
+    lead: Annotated[float, typer.Option(min=0, help="Steady traffic before each fault [s].")] = 10,
+    outage: Annotated[
+        float, typer.Option(min=0, help="Broker, database, ingest, rules down for [s].")
+    ] = 10,
+    blackhole: Annotated[float, typer.Option(min=0, help="Links blackholed for [s].")] = 15,
+    blackhole_reset: Annotated[
+        bool,
+        typer.Option(
+            help="End a blackhole with a reset; --no-blackhole-reset: wait until ingest "
+            "gives the dead link up by itself (broker: about a minute; database: 5 min)."
+        ),
+    ] = True,
+    faults: Annotated[
+        list[str] | None, typer.Option("--fault", help="Only this fault (repeat); default all.")
+    ] = None,
+    commands: Annotated[int, typer.Option(min=0, help="Commands sent during each fault.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated city.")] = 1,
+    site: SiteOption = DEFAULT_SITE,
+    keep_workdir: Annotated[
+        bool, typer.Option("--keep-workdir", help="Keep the logs and spools.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
+) -> None:
+    """Faults one after the other on the running platform; nothing may be lost or doubled.
+
+    Starts a private Mosquitto and PostgreSQL (fsync on), ingest and the rules engine as
+    processes of their own, and part of the site as real edge agents at --speed. Then, each
+    after --lead seconds of steady traffic: the broker SIGKILLed and restarted, the database
+    crashed (pg_ctl stop -m immediate) and started, ingest and the rules engine SIGKILLed and
+    restarted, the broker crashing while ingest is down, a streetlight cut off for an hour of
+    device time, and ingest's links to the broker and to the database blackholed; commands are
+    sent during every fault. Prints, per fault, the samples sent, stored, duplicated and lost,
+    then the alert and command checks (docs/chaos.md). Exit code 1 when anything was lost or
+    doubled, an alert raised twice or a command applied twice. Names for --fault: broker-kill,
+    database-restart, ingest-kill, broker-kill-ingest-away, rules-kill, agent-offline,
+    broker-link-blackhole, database-link-blackhole.
+
+    Example: smartcity bench chaos --streetlights 60 --speed 600 --json
+    """
+    import psycopg
+
+    from bench.chaos import FAULTS, ChaosConfig, report, run, to_json
+    from protocol.sites import SiteFileError
+
+    try:
+        config = ChaosConfig(
+            read_site(site),
+            streetlights=streetlights,
+            signs=signs,
+            zones=zones,
+            speed=speed,
+            lead_s=lead,
+            outage_s=outage,
+            blackhole_s=blackhole,
+            blackhole_reset=blackhole_reset,
+            commands_per_fault=commands,
+            faults=tuple(faults) if faults else FAULTS,
+            seed=seed,
+            keep_workdir=keep_workdir,
+        )
+    except (SiteFileError, ValueError) as error:
+        raise fail(str(error)) from error
+    try:
+        result = run(config, progress=progress_to_stderr)
+    except (RuntimeError, OSError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(report(result))
+    if as_json:
+        typer.echo(to_json(result))
+    if not result.ok:
+        raise typer.Exit(1)

@@ -25,6 +25,7 @@ from api.routes import (
     devices,
     jobs,
     rules,
+    silences,
     strategies,
     telemetry,
     users,
@@ -96,7 +97,18 @@ def create_app(config: ApiConfig) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    for module in (auth, users, devices, telemetry, alerts, rules, strategies, commands, jobs):
+    for module in (
+        auth,
+        users,
+        devices,
+        telemetry,
+        alerts,
+        silences,
+        rules,
+        strategies,
+        commands,
+        jobs,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
 

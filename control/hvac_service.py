@@ -36,7 +36,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from alerts.lifecycle import Scope
 from control.commanding import DevicePace, Following, FollowPolicy, ZoneReading, due, follow, issue
@@ -276,11 +275,9 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
     def _outlook(self, now: datetime) -> tuple[BoolArray, FloatArray, FloatArray]:
         """Whether each zone is open now, and hours until it opens and until it closes."""
         step_s = max(MIN_GRID_S, int(self.config.period_s))
-        times = pd.date_range(
-            pd.Timestamp(now), periods=HORIZON_S // step_s + 1, freq=pd.Timedelta(seconds=step_s)
-        )
+        times = int(now.timestamp()) + step_s * np.arange(HORIZON_S // step_s + 1, dtype=np.int64)
         strategy = self.config.strategy
-        key = (times[0].year, times[-1].year, id(strategy.calendar))
+        key = (now.year, (now + timedelta(seconds=HORIZON_S)).year, id(strategy.calendar))
         if self._calendar is None or self._calendar[0] != key:
             self._calendar = (key, calendar_for(times, strategy.calendar))
         grid = open_grid(

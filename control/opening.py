@@ -1,24 +1,28 @@
 """When each zone is open: opening hours by the Moroccan calendar, plus booked events.
 
-Works on a grid of times at once (a day ahead for the live service, a season for a what-if),
-and tells, for each zone and time, whether it is open, how long until it opens, and how long
-until it closes: what the optimum start and stop need.
+Works on a grid of times at once (UNIX seconds: a day ahead for the live service, a season
+for a what-if), and tells, for each zone and time, whether it is open, how long until it
+opens, and how long until it closes: what the optimum start and stop need.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from control.strategy import CalendarCorrections, Schedule, Strategy, day_periods, week_periods
 from protocol.calendar import DayKind, MoroccanCalendar
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+EPOCH_DAY: Final = date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +36,13 @@ class ZonePlace:
 
 
 def calendar_for(
-    times: pd.DatetimeIndex, corrections: CalendarCorrections | None = None
+    unix_s: npt.ArrayLike, corrections: CalendarCorrections | None = None
 ) -> MoroccanCalendar:
-    """The Moroccan calendar spanning ``times`` (and the year before), with a strategy's
+    """The Moroccan calendar spanning ``unix_s`` (and the year before), with a strategy's
     corrections."""
-    years = tuple(range(times[0].year - 1, times[-1].year + 1))
+    times = np.asarray(unix_s, dtype=np.int64)
+    first, last = (datetime.fromtimestamp(int(t), UTC).year for t in (times[0], times[-1]))
+    years = tuple(range(first - 1, last + 1))
     if corrections is None:
         return MoroccanCalendar(years)
     return MoroccanCalendar(
@@ -50,28 +56,27 @@ def calendar_for(
 def open_grid(
     strategy: Strategy,
     places: Sequence[ZonePlace],
-    times: pd.DatetimeIndex,
+    unix_s: npt.ArrayLike,
     calendar: MoroccanCalendar,
     tz: str,
 ) -> BoolArray:
-    """(zones, times): whether each zone is open at each time (tz-aware ``times``).
+    """(zones, times): whether each zone is open at each time (UNIX seconds), by the clock of
+    time zone ``tz``.
 
     A zone without a schedule is never open by the clock (it follows its occupancy sensor).
     """
-    local = times.tz_convert(tz)
-    minutes = (local.hour * 60 + local.minute).to_numpy()
-    weekday = local.dayofweek.to_numpy()
-    days = local.normalize()
-    unique_days, codes = np.unique(days.asi8, return_inverse=True)
+    stamps = np.asarray(unix_s, dtype=np.int64)
+    local = stamps + utc_offsets(stamps, tz)
+    minutes = (local // 60) % 1_440
+    days = local // 86_400
+    weekday = (days + 3) % 7  # 1 January 1970 was a Thursday; Monday is 0
+    unique_days, codes = np.unique(days, return_inverse=True)
     kinds = np.array(
-        [
-            calendar.kind(pd.Timestamp(day, tz="UTC").tz_convert(tz).date()).value
-            for day in unique_days
-        ],
+        [calendar.kind(EPOCH_DAY + timedelta(days=int(day))).value for day in unique_days],
         dtype=object,
     )
     day_kind = kinds[codes] if len(unique_days) else np.zeros(0, dtype=object)
-    grid = np.zeros((len(places), len(times)), dtype=np.bool_)
+    grid = np.zeros((len(places), len(stamps)), dtype=np.bool_)
     by_schedule: dict[int, BoolArray] = {}
     for row, place in enumerate(places):
         schedule = strategy.schedule_for(place.kind, place.building, place.zone)
@@ -81,15 +86,33 @@ def open_grid(
         if key not in by_schedule:
             by_schedule[key] = _open(schedule, minutes, weekday, day_kind)
         grid[row] = by_schedule[key]
-    stamps = times.asi8
     for event in strategy.events:
-        start = pd.Timestamp(event.start).value
-        end = pd.Timestamp(event.end).value
+        start, end = _unix(event.start), _unix(event.end)
         during = (stamps >= start) & (stamps < end)
         for row, place in enumerate(places):
             if place.building == event.building and (not event.zones or place.zone in event.zones):
                 grid[row] |= during
     return grid
+
+
+def utc_offsets(unix_s: IntArray, tz: str) -> IntArray:
+    """The offset of ``tz`` from UTC [s] at each time (UNIX seconds)."""
+    zone = ZoneInfo(tz)
+    unique, inverse = np.unique(unix_s, return_inverse=True)
+    offsets = [_offset_s(datetime.fromtimestamp(int(t), zone)) for t in unique]
+    found: IntArray = np.asarray(offsets, dtype=np.int64)[inverse]
+    return found
+
+
+def _offset_s(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    return 0 if offset is None else int(offset.total_seconds())
+
+
+def _unix(moment: datetime) -> int:
+    """A strategy's time as UNIX seconds; one without a zone is UTC."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return int(aware.timestamp())
 
 
 def _open(

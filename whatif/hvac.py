@@ -170,7 +170,8 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
     count, copies = zones.size, len(contenders)
     times = pd.date_range(start, end, freq=f"{step_s}s", inclusive="left", tz="UTC")
     steps = len(times)
-    calendar = calendar_for(times)  # the people's, as the holidays package estimates it
+    unix_s = times.asi8 // 1_000_000_000
+    calendar = calendar_for(unix_s)  # the people's, as the holidays package estimates it
     seeds = np.random.SeedSequence(seed).spawn(2 + count)
     weather = SiteWeather(location, start, np.random.default_rng(seeds[0])).conditions(times)
     fasting = ramadan_flags(times, calendar.ramadan_days, tz)
@@ -201,8 +202,8 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
         if contender.strategy is None:
             outlooks.append(None)
             continue
-        known = calendar_for(times, contender.strategy.calendar)  # as the strategy knows it
-        grid = open_grid(contender.strategy, site.places, times, known, tz) | booked
+        known = calendar_for(unix_s, contender.strategy.calendar)  # as the strategy knows it
+        grid = open_grid(contender.strategy, site.places, unix_s, known, tz) | booked
         outlooks.append((grid, *outlook(grid, step_s)))
 
     params, coupling = zone_plant(site.devices)

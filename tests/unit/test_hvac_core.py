@@ -21,7 +21,7 @@ from control.hvac import (
     hours_to_reach,
     learn_from_history,
 )
-from control.opening import ZonePlace, calendar_for, open_grid, outlook
+from control.opening import ZonePlace, calendar_for, open_grid, outlook, utc_offsets
 from control.strategy import PACKAGED_STRATEGY, StrategyFileError, load_strategy, parse_strategy
 from edge_agents.control import LocalState, apply_command, zone_outputs
 from protocol.calendar import DayKind, MoroccanCalendar
@@ -96,9 +96,19 @@ def test_opening_hours_follow_ramadan_holidays_and_booked_events() -> None:
         ]
     )
     calendar = MoroccanCalendar.spanning(dt.date(2026, 1, 1), dt.date(2026, 12, 31))
-    grid = open_grid(strategy, places, times, calendar, TZ)
+    grid = open_grid(strategy, places, times.asi8 // 1_000_000_000, calendar, TZ)
     assert grid[0].tolist() == [True, False, True, False, False]
     assert grid[1].tolist() == [True, False, True, True, False]
+
+
+def test_local_time_is_the_time_zone_databases_across_a_year_of_changes() -> None:
+    """Morocco leaves UTC+1 for UTC+0 during Ramadan: the offsets follow, to the minute."""
+    times = pd.date_range("2026-01-01", "2027-01-01", freq="15min", tz="UTC")
+    unix_s = times.asi8 // 1_000_000_000
+    expected = (times.tz_convert(TZ).tz_localize(None) - times.tz_localize(None)).total_seconds()
+    offsets = utc_offsets(unix_s, TZ)
+    assert offsets.tolist() == expected.astype(int).tolist()
+    assert set(offsets.tolist()) == {0, 3_600}
 
 
 def test_outlook_counts_hours_to_opening_and_to_closing() -> None:
@@ -369,7 +379,8 @@ def test_a_strategy_corrects_the_estimated_calendar() -> None:
     )
     corrected = parse_strategy(text).calendar
     times = pd.date_range("2027-01-01", "2027-12-31", freq="D", tz="UTC")
-    estimated, known = calendar_for(times), calendar_for(times, corrected)
+    unix_s = times.asi8 // 1_000_000_000
+    estimated, known = calendar_for(unix_s), calendar_for(unix_s, corrected)
     assert estimated.kind(dt.date(2027, 1, 14)) is DayKind.HOLIDAY  # Amazigh New Year
     assert known.kind(dt.date(2027, 1, 14)) is DayKind.WORKING
     assert known.kind(dt.date(2027, 3, 11)) is DayKind.HOLIDAY

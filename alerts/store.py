@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from alerts.catalogue import NoticeKind
-from alerts.dispatch import Delivery
+from alerts.delivery import Delivery
 from alerts.lifecycle import Alert, Outcome, Silence, Status, Transition
 from protocol.payloads import Severity
 

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from control.strategy import CalendarCorrections, Schedule, Strategy, day_periods, week_periods
 from protocol.calendar import DayKind, MoroccanCalendar
+from protocol.localtime import utc_offsets
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
@@ -66,7 +66,7 @@ def open_grid(
     A zone without a schedule is never open by the clock (it follows its occupancy sensor).
     """
     stamps = np.asarray(unix_s, dtype=np.int64)
-    local = stamps + utc_offsets(stamps, tz)
+    local = stamps + utc_offsets(stamps, tz).astype(np.int64)
     minutes = (local // 60) % 1_440
     days = local // 86_400
     weekday = (days + 3) % 7  # 1 January 1970 was a Thursday; Monday is 0
@@ -93,20 +93,6 @@ def open_grid(
             if place.building == event.building and (not event.zones or place.zone in event.zones):
                 grid[row] |= during
     return grid
-
-
-def utc_offsets(unix_s: IntArray, tz: str) -> IntArray:
-    """The offset of ``tz`` from UTC [s] at each time (UNIX seconds)."""
-    zone = ZoneInfo(tz)
-    unique, inverse = np.unique(unix_s, return_inverse=True)
-    offsets = [_offset_s(datetime.fromtimestamp(int(t), zone)) for t in unique]
-    found: IntArray = np.asarray(offsets, dtype=np.int64)[inverse]
-    return found
-
-
-def _offset_s(moment: datetime) -> int:
-    offset = moment.utcoffset()
-    return 0 if offset is None else int(offset.total_seconds())
 
 
 def _unix(moment: datetime) -> int:

@@ -41,6 +41,7 @@ from rules.context import (
     PEER_METRICS,
     DevicePlace,
     derive,
+    peer_group,
     peer_median,
 )
 from rules.core import intervals
@@ -55,7 +56,6 @@ from rules.scoring import (
     Score,
     score,
 )
-from rules.service import peer_group
 
 Floats = npt.NDArray[np.float64]
 StateRow = tuple[float, bool, str | None, str | None]

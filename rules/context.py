@@ -33,10 +33,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Final
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +44,7 @@ from protocol.catalogue import (
     SIGN_FAULT_BITS,
 )
 from protocol.commands import DEFAULT_SCHEDULE
+from protocol.localtime import utc_offsets
 from protocol.solar import (
     clear_sky_irradiance,
     hours_until_sunrise,
@@ -106,6 +104,13 @@ def names_for(device_class: DeviceClass) -> frozenset[str]:
         names.update(_STREETLIGHT_DERIVED)
     names.update(f"peer_{metric}" for metric in PEER_METRICS.get(device_class, ()))
     return frozenset(names)
+
+
+def peer_group(building: str | None, metadata: Mapping[str, object]) -> str | None:
+    """Zones of a building with the same heating and cooling are each other's peers."""
+    if not building:
+        return None
+    return f"{building}/heating={metadata.get('heating')}/cooling={metadata.get('cooling')}"
 
 
 def peer_median(unix_s: Floats, peers: Sequence[tuple[Floats, Floats]], max_age_s: float) -> Floats:
@@ -173,7 +178,7 @@ def derive(place: DevicePlace, unix_s: Floats, metrics: Mapping[str, Floats]) ->
 
 def _local_time(unix_s: Floats, timezone: str) -> tuple[Floats, Floats]:
     """Local hour of the day (0-24) and weekday (0 = Monday) of each time."""
-    local = np.asarray(unix_s, dtype=np.float64) + _utc_offsets(unix_s, timezone)
+    local = np.asarray(unix_s, dtype=np.float64) + utc_offsets(unix_s, timezone)
     days = np.floor(local / SECONDS_PER_DAY)
     hour: Floats = (local - days * SECONDS_PER_DAY) / 3_600.0
     weekday: Floats = np.mod(days + 3, 7)  # 1970-01-01 was a Thursday
@@ -182,25 +187,8 @@ def _local_time(unix_s: Floats, timezone: str) -> tuple[Floats, Floats]:
 
 def _local_days(unix_s: Floats, timezone: str) -> npt.NDArray[np.int64]:
     """The local calendar day of each time, as days since 1970-01-01."""
-    local = np.asarray(unix_s, dtype=np.float64) + _utc_offsets(unix_s, timezone)
+    local = np.asarray(unix_s, dtype=np.float64) + utc_offsets(unix_s, timezone)
     return np.floor(local / SECONDS_PER_DAY).astype(np.int64)
-
-
-def _utc_offsets(unix_s: Floats, timezone: str) -> Floats:
-    """The zone's offset from UTC [s] at each time. Zones change offset on whole UTC hours
-    (Morocco at 02:00 or 03:00 local time), so the offset is looked up once per hour."""
-    hours = np.floor(np.asarray(unix_s, dtype=np.float64) / 3_600.0).astype(np.int64)
-    unique, index = np.unique(hours, return_inverse=True)
-    offsets = np.array([_offset_s(timezone, int(hour)) for hour in unique], dtype=np.float64)
-    result: Floats = offsets[index]
-    return result
-
-
-@lru_cache(maxsize=100_000)
-def _offset_s(timezone: str, utc_hour: int) -> float:
-    moment = datetime.fromtimestamp(utc_hour * 3_600, tz=UTC).astimezone(ZoneInfo(timezone))
-    offset = moment.utcoffset()
-    return offset.total_seconds() if offset is not None else 0.0
 
 
 def _bits(device_class: DeviceClass, env: dict[str, Floats], count: int) -> None:

@@ -32,7 +32,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from alerts import lifecycle, store
 from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
-from alerts.dispatch import Delivery, Dispatcher
+from alerts.delivery import Delivery
+from alerts.dispatch import Dispatcher
 from alerts.errors import AlertError
 from alerts.lifecycle import Alert, Outcome, Policy, Scope, Status
 from alerts.routing import NotificationConfig
@@ -48,7 +49,7 @@ from protocol.decoding import (
 from protocol.mqtt_account import MqttAccount
 from protocol.payloads import DeviceStatus, Severity
 from protocol.topics import Channel, DeviceClass, subscription
-from rules.context import DevicePlace
+from rules.context import DevicePlace, peer_group
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
 from rules.model import Rule, RuleFileError, RuleSet, load_rules
@@ -123,13 +124,6 @@ def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
             place, scope, name, str(place_name), peer_group(building, meta)
         )
     return fleet
-
-
-def peer_group(building: str | None, metadata: Mapping[str, object]) -> str | None:
-    """Zones of a building with the same heating and cooling are each other's peers."""
-    if not building:
-        return None
-    return f"{building}/heating={metadata.get('heating')}/cooling={metadata.get('cooling')}"
 
 
 class RulesService:

@@ -11,7 +11,7 @@ import pytest
 
 from alerts import lifecycle, store
 from alerts.catalogue import NoticeKind
-from alerts.dispatch import Delivery
+from alerts.delivery import Delivery
 from api.fault_guides import fault_guides, parse_fault_guides
 from protocol.payloads import Severity
 from tests.integration.api_fixtures import ApiSession

@@ -13,7 +13,8 @@ from email.message import EmailMessage
 import pytest
 
 from alerts.catalogue import NoticeKind
-from alerts.dispatch import DeliveryList, Dispatcher
+from alerts.delivery import DeliveryList
+from alerts.dispatch import Dispatcher
 from alerts.routing import NotificationConfig, parse_notification_config
 from alerts.wording import AlertNotice, render
 from protocol.payloads import Severity

@@ -21,11 +21,12 @@ from control.hvac import (
     hours_to_reach,
     learn_from_history,
 )
-from control.opening import ZonePlace, calendar_for, open_grid, outlook, utc_offsets
+from control.opening import ZonePlace, calendar_for, open_grid, outlook
 from control.strategy import PACKAGED_STRATEGY, StrategyFileError, load_strategy, parse_strategy
 from edge_agents.control import LocalState, apply_command, zone_outputs
 from protocol.calendar import DayKind, MoroccanCalendar
 from protocol.commands import FROST_PROTECTION_C, HvacMode, SetHvac, check_command
+from protocol.localtime import utc_offsets
 from protocol.payloads import CommandPayload
 from protocol.topics import DeviceClass
 
@@ -107,7 +108,7 @@ def test_local_time_is_the_time_zone_databases_across_a_year_of_changes() -> Non
     unix_s = times.asi8 // 1_000_000_000
     expected = (times.tz_convert(TZ).tz_localize(None) - times.tz_localize(None)).total_seconds()
     offsets = utc_offsets(unix_s, TZ)
-    assert offsets.tolist() == expected.astype(int).tolist()
+    assert offsets.tolist() == expected.astype(float).tolist()
     assert set(offsets.tolist()) == {0, 3_600}
 
 

@@ -16,7 +16,8 @@ import apprise
 import pytest
 
 from alerts.catalogue import NoticeKind
-from alerts.dispatch import Delivery, DeliveryList, DeliveryLog, Dispatcher
+from alerts.delivery import Delivery, DeliveryList, DeliveryLog
+from alerts.dispatch import Dispatcher
 from alerts.errors import AlertError
 from alerts.routing import (
     NotificationConfig,

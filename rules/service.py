@@ -16,7 +16,6 @@ With no rule set active, the file given to it stays in force.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -32,7 +31,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from alerts import lifecycle, store
 from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
-from alerts.delivery import Delivery
 from alerts.dispatch import Dispatcher
 from alerts.errors import AlertError
 from alerts.lifecycle import Alert, Outcome, Policy, Scope, Status
@@ -49,10 +47,11 @@ from protocol.decoding import (
 from protocol.mqtt_account import MqttAccount
 from protocol.payloads import DeviceStatus, Severity
 from protocol.topics import Channel, DeviceClass, subscription
+from rules.announce import DeliveryRecorder, alert_message, notice_for, site_of
 from rules.context import DevicePlace, peer_group
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
-from rules.model import Rule, RuleFileError, RuleSet, load_rules
+from rules.model import RuleFileError, RuleSet, load_rules
 from rules.partition import Partition
 from rules.rule_set_store import RULE_SETS, read_rule_set, source_of
 from runtime.mqtt_session import Inbox, MqttSession, Received, SessionConfig
@@ -61,8 +60,6 @@ from storage.versions import active_version, stored_version
 
 log = logging.getLogger("smartcity.rules")
 
-ALERT_TOPIC_ROOT: Final = "alerts"
-"""Alerts are published on ``alerts/{site}/{rule}/{subject}`` (QoS 1, retained while open)."""
 _NOTHING: Final = ("", 0)
 """No rule set queued (a name no rule set has)."""
 BATCH_MAX: Final = 500
@@ -188,7 +185,7 @@ class RulesService:
             self._delivery_db = psycopg.connect(config.database_url, autocommit=True)
             self._dispatcher = Dispatcher(
                 config.notifications,
-                _DeliveryRecorder(self._delivery_db),
+                DeliveryRecorder(self._delivery_db),
                 on_handed_off=on_handed_off,
             )
         self._session = self._make_session()
@@ -826,67 +823,16 @@ class RulesService:
     def _publish(self, alert_id: int) -> None:
         alert = store.load_alert(self._db, alert_id)
         self._db.commit()
-        site = self._site_of(alert.subject)
-        topic = f"{ALERT_TOPIC_ROOT}/{site}/{alert.rule_id}/{alert.subject.replace(':', '-')}"
-        body = {
-            "alert_id": alert_id,
-            "rule_id": alert.rule_id,
-            "subject": alert.subject,
-            "severity": alert.severity.value,
-            "status": alert.status.value,
-            "fired_at": alert.fired_at.isoformat(),
-            "cause": alert.cause,
-            "muted_by": alert.muted_by,
-        }
-        payload = b"" if alert.status is Status.CLOSED else json.dumps(body).encode()
+        topic, payload = alert_message(alert, site_of(alert.subject, self.fleet))
         self._session.publish(topic, payload, retain=True)
-
-    def _site_of(self, subject: str) -> str:
-        """The site of a device, or of the devices behind a root-cause subject."""
-        device = self.fleet.get(subject)
-        if device is not None:
-            return device.scope.site_id or "unknown"
-        for member in self.fleet.values():
-            if subject in member.scope.root_keys():
-                return member.scope.site_id or "unknown"
-        return "unknown"
 
     def _notify(self, queued: store.QueuedNotice) -> None:
         if self._dispatcher is None or self.config.notifications is None:
             return
         alert = store.load_alert(self._db, queued.alert_id)
         self._db.commit()
-        rule = _find_rule(self.rules, alert.rule_id)
-        device = self.fleet.get(alert.subject)
-        control = CONTROL_KINDS.get(alert.rule_id)
-        if rule is not None:
-            titles = dict(rule.titles)
-        else:
-            titles = (
-                dict(control.titles)
-                if control is not None
-                else dict(ROOT_CAUSE_KINDS[GROUP_OFFLINE].titles)
-            )
-        notice = AlertNotice(
-            alert_id=queued.alert_id,
-            rule_id=alert.rule_id,
-            severity=alert.severity,
-            kind=queued.kind,
-            titles=titles,
-            device_id=alert.subject,
-            device_name=device.name if device is not None else alert.subject,
-            place=device.place_name if device is not None else alert.subject,
-            zone=_zone(device),
-            latitude=device.place.latitude if device is not None else None,
-            longitude=device.place.longitude if device is not None else None,
-            since=alert.resolved_at
-            if queued.kind.value == "resolved" and alert.resolved_at
-            else alert.started_at,
-            timezone=device.place.timezone if device is not None else "UTC",
-            link=self.config.notifications.link(queued.alert_id),
-            cause=alert.cause or "",
-            notification_id=queued.notification_id,
-        )
+        link = self.config.notifications.link(queued.alert_id)
+        notice = notice_for(alert, queued, self.rules, self.fleet.get(alert.subject), link)
         if not self.config.notifications.routes_for(notice):
             store.finish_notification(self._db, queued.notification_id, self.now(), sent=False)
             self._db.commit()
@@ -909,35 +855,3 @@ def _device_of(topic: str) -> str:
     """The device id of ``sc/{site}/{class}/{device}/{channel}`` (empty when malformed)."""
     parts = topic.split("/")
     return parts[3] if len(parts) == 5 else ""
-
-
-def _find_rule(rules: RuleSet, rule_id: str) -> Rule | None:
-    try:
-        return rules.by_id(rule_id)
-    except KeyError:
-        return None
-
-
-def _zone(device: FleetDevice | None) -> str | None:
-    if device is None:
-        return None
-    return device.scope.street_group or device.scope.building
-
-
-class _DeliveryRecorder:
-    """Records every delivery attempt, and marks the notification sent or given up."""
-
-    def __init__(self, connection: psycopg.Connection) -> None:
-        self._connection = connection
-        self._lock = threading.Lock()
-
-    def record(self, delivery: Delivery) -> None:
-        with self._lock:
-            store.record_attempt(self._connection, delivery.notification_id, delivery)
-            if delivery.notification_id is not None and delivery.final:
-                store.finish_notification(
-                    self._connection,
-                    delivery.notification_id,
-                    delivery.at,
-                    sent=delivery.notice_sent,
-                )

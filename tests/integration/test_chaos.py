@@ -4,7 +4,7 @@ A real Mosquitto, a private PostgreSQL this test may crash, ingest and the rules
 processes of their own, ten real edge agents at 600x; then the broker SIGKILLed, the database
 crashed, ingest SIGKILLed, the broker crashing while ingest is down, the rules engine
 SIGKILLed, an agent cut off for an hour of device time
-and ingest's links blackholed, one after the other (bench/chaos.py, docs/chaos.md). Whatever
+and ingest's links blackholed, one after the other (bench/chaos/, docs/chaos.md). Whatever
 happens, every sample an agent took is stored exactly once, every alert is raised once and no
 command is applied twice.
 """

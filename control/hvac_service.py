@@ -41,11 +41,12 @@ from alerts.lifecycle import Scope
 from control.commanding import DevicePace, Following, FollowPolicy, ZoneReading, due, follow, issue
 from control.hvac import Level, Memory, Observation, controlled_zones, decide, learn_from_history
 from control.opening import calendar_for, open_grid, outlook
-from control.service import CommandingService, Counters, ServiceConfig, ServiceKind, utc_now
+from control.service import CommandingService, Counters, ServiceConfig, ServiceKind
 from protocol.calendar import MoroccanCalendar
 from protocol.commands import SetHvac
 from protocol.sun import solar_elevation
 from protocol.topics import DeviceClass
+from runtime.mqtt_session import utc_now
 
 log = logging.getLogger("smartcity.control")
 

@@ -44,7 +44,7 @@ from control.lighting import (
     night_window,
     plan_night,
 )
-from control.service import CommandingService, Counters, ServiceConfig, ServiceKind, utc_now
+from control.service import CommandingService, Counters, ServiceConfig, ServiceKind
 from control.strategy import Strategy
 from protocol.catalogue import CATALOGUE
 from protocol.commands import SetSchedule
@@ -52,6 +52,7 @@ from protocol.sites import SiteHeader, SiteInventory, StreetlightModel
 from protocol.solar import usable_energy_wh
 from protocol.sun import elevation_at
 from protocol.topics import DeviceClass
+from runtime.mqtt_session import utc_now
 
 log = logging.getLogger("smartcity.lighting")
 

@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import msgspec
@@ -67,11 +67,6 @@ SESSION_EXPIRY_S: Final = 3_600
 MESSAGE_ATTEMPTS: Final = 3
 """A message whose handling fails this many times (the database reconnected in between) is
 set aside: recorded in ``set_aside_messages`` and acknowledged."""
-
-
-def utc_now() -> datetime:
-    """The wall clock (a service's default clock)."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from control.service import (
     Counters,
     ServiceConfig,
     ServiceKind,
-    utc_now,
 )
 from control.strategy import Strategy
 from protocol.commands import SetBrightness
 from protocol.topics import DeviceClass
+from runtime.mqtt_session import utc_now
 
 log = logging.getLogger("smartcity.signs")
 

@@ -42,6 +42,7 @@ PUBLISH_TIMEOUT_S: Final = 5.0
 
 
 def utc_now() -> datetime:
+    """The wall clock (a service's default clock)."""
     return datetime.now(UTC)
 
 

@@ -33,20 +33,18 @@ from psycopg import sql
 
 from protocol.catalogue import CATALOGUE
 from protocol.topics import DeviceClass
-from rules.context import (
-    BIT_NAMES,
-    HARVEST_DAYS,
-    HARVEST_NAMES,
-    PEER_MAX_AGE_INTERVALS,
-    PEER_METRICS,
-    DevicePlace,
-    derive,
-    peer_group,
-    peer_median,
-)
+from rules.context import DevicePlace, derive, peer_median
 from rules.core import intervals
 from rules.errors import RuleError
 from rules.model import Rule, RuleSet, Scope
+from rules.names import (
+    BIT_NAMES,
+    DEFAULT_WARMUP,
+    HARVEST_NAMES,
+    PEER_MAX_AGE_INTERVALS,
+    PEER_METRICS,
+    peer_group,
+)
 from rules.offline import Cause, Gone, cause_from_last_values, missing_intervals
 from rules.scoring import (
     DEFAULT_FLAP_WINDOW,
@@ -63,7 +61,6 @@ StateRow = tuple[float, bool, str | None, str | None]
 online, reason, boot_id)."""
 Progress = Callable[[str], None]
 
-DEFAULT_WARMUP: Final = timedelta(days=HARVEST_DAYS)
 """Readings evaluated before the period: enough for every harvest ratio to be known."""
 MAX_CHUNK_DEVICES: Final = 200
 """Devices read per telemetry query, at most (a building's zones are never split)."""

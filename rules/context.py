@@ -1,31 +1,9 @@
-"""What a rule can read besides the metrics: time, the sun, ratings, changes, harvest.
+"""The values of what a rule can read besides the metrics (:mod:`rules.names` lists them).
 
 Each name is defined once, here, over the ordered readings of one device. The backtest calls
 :func:`derive` on a device's whole history; the streaming engine keeps a :class:`DeviceMemory`
 per device and calls :meth:`DeviceMemory.derive` on each new reading, which computes the very
 same values from what it remembers (the previous reading and the daily harvest sums).
-
-Names, by device class (``docs/rules.md`` explains each):
-
-- every class: ``sun_elevation`` [deg], ``local_hour`` [h, 0-24, site time], ``weekday``
-  (0 = Monday), and for every metric ``m``: ``prev_m`` (its previous reading), ``delta_m``
-  (the change since) and ``rate_m`` (that change per hour);
-- streetlights: the ratings ``lamp_w``, ``panel_wp``, ``battery_wh``; ``status_<bit>`` for
-  each bit of ``controller_status``; ``clear_sky_pv_power`` [W]; ``harvest_ratio``,
-  ``low_sun_harvest_ratio`` and ``high_sun_harvest_ratio`` (the best of the last three
-  complete days: harvest over clear-sky harvest, over the whole day, while the sun is low,
-  and while it is high); ``night_hours_left`` [h]; ``usable_energy_wh`` (charge above the
-  low-voltage disconnect) and ``night_energy_needed_wh`` (the lamp's present draw until
-  sunrise), whose comparison predicts a light going dark before dawn;
-  ``scheduled_lamp_level`` [%], what the agents' default program asks of the lamp now (0 by
-  day, the night's dimming profile after dark; a schedule sent to one device is not known
-  here);
-- signs: the ratings ``pixels`` and ``max_power_w``; ``fault_<bit>`` for each bit of
-  ``fault_bits``;
-- building zones: ``peer_air_temperature``, the median of the other zones of the same
-  building (their latest readings at or before this one, at most two intervals old). Live,
-  a peer's reading of the same minute may not have arrived yet when a zone's is evaluated,
-  so here alone the engine and a backtest may differ by one reading interval.
 """
 
 from __future__ import annotations
@@ -33,16 +11,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from protocol.catalogue import (
-    CATALOGUE,
-    CHARGE_CONTROLLER_STATUS_BITS,
-    SIGN_FAULT_BITS,
-)
+from protocol.catalogue import CATALOGUE
 from protocol.commands import DEFAULT_SCHEDULE
 from protocol.localtime import utc_offsets
 from protocol.solar import (
@@ -53,64 +26,9 @@ from protocol.solar import (
 )
 from protocol.sun import SECONDS_PER_DAY
 from protocol.topics import DeviceClass
+from rules.names import BIT_NAMES, HARVEST_BANDS, HARVEST_DAYS, RATINGS
 
 Floats = npt.NDArray[np.float64]
-
-BIT_NAMES: Final[dict[DeviceClass, tuple[str, str, tuple[str, ...]]]] = {
-    DeviceClass.STREETLIGHT: ("controller_status", "status", CHARGE_CONTROLLER_STATUS_BITS),
-    DeviceClass.SIGNAGE: ("fault_bits", "fault", SIGN_FAULT_BITS),
-}
-"""Per class: the status word, the prefix of its flags, and its bits."""
-RATINGS: Final[dict[DeviceClass, tuple[str, ...]]] = {
-    DeviceClass.STREETLIGHT: ("lamp_w", "panel_wp", "battery_wh"),
-    DeviceClass.SIGNAGE: ("pixels", "max_power_w"),
-    DeviceClass.BUILDING: (),
-}
-HARVEST_NAMES: Final = ("harvest_ratio", "low_sun_harvest_ratio", "high_sun_harvest_ratio")
-HARVEST_BANDS: Final = {
-    "harvest_ratio": (10.0, 90.0),
-    "low_sun_harvest_ratio": (5.0, 25.0),
-    "high_sun_harvest_ratio": (32.0, 90.0),
-}
-"""Sun elevation band [deg] over which each harvest ratio sums harvest and clear-sky harvest."""
-HARVEST_DAYS: Final = 3
-"""A harvest ratio is the best of this many complete days: one clear day among them will do."""
-_STREETLIGHT_DERIVED: Final = (
-    "scheduled_lamp_level",
-    "clear_sky_pv_power",
-    *HARVEST_NAMES,
-    "night_hours_left",
-    "usable_energy_wh",
-    "night_energy_needed_wh",
-)
-_TIME_NAMES: Final = ("sun_elevation", "local_hour", "weekday")
-PEER_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {
-    DeviceClass.BUILDING: ("air_temperature",),
-}
-"""Metrics compared with the same metric of a device's peers (the zones of its building)."""
-PEER_MAX_AGE_INTERVALS: Final = 2.0
-
-
-def names_for(device_class: DeviceClass) -> frozenset[str]:
-    """Every name a rule on ``device_class`` may read."""
-    metrics = list(CATALOGUE[device_class].metrics)
-    names = {*metrics, *_TIME_NAMES, *RATINGS[device_class]}
-    for metric in metrics:
-        names.update((f"prev_{metric}", f"delta_{metric}", f"rate_{metric}"))
-    if device_class in BIT_NAMES:
-        _, prefix, bits = BIT_NAMES[device_class]
-        names.update(f"{prefix}_{bit}" for bit in bits)
-    if device_class is DeviceClass.STREETLIGHT:
-        names.update(_STREETLIGHT_DERIVED)
-    names.update(f"peer_{metric}" for metric in PEER_METRICS.get(device_class, ()))
-    return frozenset(names)
-
-
-def peer_group(building: str | None, metadata: Mapping[str, object]) -> str | None:
-    """Zones of a building with the same heating and cooling are each other's peers."""
-    if not building:
-        return None
-    return f"{building}/heating={metadata.get('heating')}/cooling={metadata.get('cooling')}"
 
 
 def peer_median(unix_s: Floats, peers: Sequence[tuple[Floats, Floats]], max_age_s: float) -> Floats:

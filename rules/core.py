@@ -30,8 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from rules.errors import RuleError
-from rules.expressions import Environment, Expression
+from rules.expressions import Expression
 from rules.model import Rule
+from rules.vectorised import Environment
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]

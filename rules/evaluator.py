@@ -17,16 +17,10 @@ import numpy as np
 from alerts.lifecycle import Scope
 from protocol.catalogue import CATALOGUE
 from protocol.topics import DeviceClass
-from rules.context import (
-    PEER_MAX_AGE_INTERVALS,
-    PEER_METRICS,
-    DeviceMemory,
-    DevicePlace,
-    Floats,
-    peer_median,
-)
+from rules.context import DeviceMemory, DevicePlace, Floats, peer_median
 from rules.core import Change, ConditionState, Phase, step
 from rules.model import Rule, RuleSet
+from rules.names import PEER_MAX_AGE_INTERVALS, PEER_METRICS
 from rules.offline import Cause, Gone, Presence
 
 

@@ -1,12 +1,14 @@
 """A small, safe expression language for rule conditions.
 
 Conditions read like Python (``lamp_on and lamp_power < 2 and sun_elevation < -3``) but are
-never given to ``eval``: the text is parsed with :mod:`ast`, every node is checked against a
-short list of what is allowed, and the tree is turned into plain Python closures.
+never given to ``eval``: the text is parsed with :mod:`ast` and every node is checked here
+against a short list of what is allowed. Checking needs no numpy, so a service that only
+validates rule files (the API) never loads it; :mod:`rules.vectorised` turns the checked tree
+into closures on the first evaluation.
 
-The same compiled expression evaluates one reading (numbers, for the streaming engine) or a
-whole history at once (numpy arrays, for backtests), with the same meaning: a missing value is
-NaN, and any comparison with NaN is false, so missing data never fires a rule by accident.
+The same expression evaluates one reading (numbers, for the streaming engine) or a whole
+history at once (numpy arrays, for backtests), with the same meaning: a missing value is NaN,
+and any comparison with NaN is false, so missing data never fires a rule by accident.
 
 Allowed: numbers, ``true``/``false``, names (metrics and context variables), ``+ - * / %``,
 comparisons (chained too), ``and or not``, and the functions ``abs``, ``min``, ``max`` and
@@ -17,79 +19,47 @@ from __future__ import annotations
 
 import ast
 import difflib
-import operator
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import Final
-
-import numpy as np
-import numpy.typing as npt
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
 
 from rules.errors import ExpressionError
 
-Value = float | npt.NDArray[np.float64] | npt.NDArray[np.bool_]
-Environment = Mapping[str, Value]
-_Compiled = Callable[[Environment], Value]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from rules.vectorised import Environment, Program, Value
 
 MAX_LENGTH: Final = 500
 """Characters of one expression, at most."""
 MAX_NODES: Final = 200
 """Syntax tree nodes of one expression, at most: a rule is read by people."""
 
-
-def _divide(numerator: Value, denominator: Value) -> Value:
-    """Division as on a history, for a reading too: x / 0 is an infinity and 0 / 0 NaN."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        quotient: Value = np.true_divide(numerator, denominator)
-    return quotient
-
-
-_ARITHMETIC: Final[dict[type[ast.operator], Callable[[Value, Value], Value]]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: _divide,
-    ast.Mod: np.fmod,
-}
-_COMPARISONS: Final[dict[type[ast.cmpop], Callable[[Value, Value], Value]]] = {
-    ast.Lt: np.less,
-    ast.LtE: np.less_equal,
-    ast.Gt: np.greater,
-    ast.GtE: np.greater_equal,
-    ast.Eq: np.equal,
-    ast.NotEq: lambda a, b: np.logical_and(np.not_equal(a, b), ~np.isnan(np.add(a, b))),
-}
+ARITHMETIC: Final[frozenset[type[ast.operator]]] = frozenset(
+    {ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Mod}
+)
+COMPARISONS: Final[frozenset[type[ast.cmpop]]] = frozenset(
+    {ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq}
+)
+FUNCTIONS: Final[dict[str, int]] = {"abs": 1, "min": 2, "max": 2, "bit": 2}
+"""The functions a rule may call, with the number of arguments each takes."""
+CONSTANTS: Final[dict[str, float]] = {"true": 1.0, "false": 0.0}
 
 
-def _bit(word: Value, position: Value) -> Value:
-    words = np.nan_to_num(np.asarray(word, dtype=np.float64), nan=0.0).astype(np.int64)
-    # A position that is missing (NaN) or outside the word has no bit set; converting NaN to
-    # an integer raised on a single reading.
-    positions = np.asarray(position, dtype=np.float64)
-    inside = (positions >= 0) & (positions < 64)
-    shifts = np.where(inside, positions, 0.0).astype(np.int64)
-    return ((np.right_shift(words, shifts) & 1).astype(bool)) & inside
-
-
-_FUNCTIONS: Final[dict[str, tuple[int, Callable[..., Value]]]] = {
-    "abs": (1, np.abs),
-    "min": (2, np.fmin),
-    "max": (2, np.fmax),
-    "bit": (2, _bit),
-}
-_CONSTANTS: Final = {"true": 1.0, "false": 0.0}
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Expression:
     text: str
     names: frozenset[str]
     """The metrics and context variables it reads."""
-    _compiled: _Compiled
+    tree: ast.expr = field(repr=False)
+    """The checked syntax tree."""
+    _program: list[Program] = field(default_factory=list, repr=False)
+    """The compiled closures, once the expression was first evaluated."""
 
     @classmethod
     def parse(cls, text: str, known_names: Collection[str]) -> Expression:
-        """Check and compile ``text``; raise :class:`ExpressionError` saying what is wrong."""
+        """Check ``text``; raise :class:`ExpressionError` saying what is wrong."""
         if len(text) > MAX_LENGTH:
             raise ExpressionError(
                 f"the expression is {len(text)} characters long; at most {MAX_LENGTH}"
@@ -105,147 +75,120 @@ class Expression:
         if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
             raise ExpressionError(f"the expression has more than {MAX_NODES} parts; split the rule")
         names: set[str] = set()
-        compiled = _Compiler(frozenset(known_names), names).compile(tree.body)
-        return cls(text, frozenset(names), compiled)
+        _check(tree.body, frozenset(known_names), names)
+        return cls(text, frozenset(names), _NamedConstants().visit(tree.body))
 
     def evaluate(self, environment: Environment) -> Value:
         """The value with ``environment`` (name -> number or array; absent names are NaN)."""
-        return self._compiled(environment)
+        return self._compiled().evaluate(environment)
 
     def holds(self, environment: Environment) -> npt.NDArray[np.bool_]:
         """Whether the condition holds, as booleans (a number is true when non-zero, not NaN)."""
-        value = np.asarray(self._compiled(environment))
-        if value.dtype == np.bool_:
-            return value
-        truth: npt.NDArray[np.bool_] = np.logical_and(~np.isnan(value), value != 0)
-        return truth
+        return self._compiled().holds(environment)
+
+    def _compiled(self) -> Program:
+        if not self._program:
+            from rules.vectorised import (
+                compile_checked,
+            )  # numpy: loaded by evaluating, not by checking
+
+            self._program.append(compile_checked(self.tree))
+        return self._program[0]
 
 
-class _Compiler:
-    def __init__(self, known: frozenset[str], names: set[str]) -> None:
-        self.known = known
-        self.names = names
+class _NamedConstants(ast.NodeTransformer):
+    """``true`` and ``false`` as the numbers they stand for."""
 
-    def compile(self, node: ast.expr) -> _Compiled:
-        if isinstance(node, ast.Constant):
-            return self._constant(node)
-        if isinstance(node, ast.Name):
-            return self._name(node)
-        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-            function = _ARITHMETIC[type(node.op)]
-            left, right = self.compile(node.left), self.compile(node.right)
-            return lambda env: function(_floats(left(env)), _floats(right(env)))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            operand = self.compile(node.operand)
-            return lambda env: np.negative(_floats(operand(env)))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            operand = self.compile(node.operand)
-            return lambda env: np.logical_not(_truth(operand(env)))
-        if isinstance(node, ast.BoolOp):
-            return self._boolean(node)
-        if isinstance(node, ast.Compare):
-            return self._comparison(node)
-        if isinstance(node, ast.Call):
-            return self._call(node)
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id in CONSTANTS:
+            return ast.copy_location(ast.Constant(CONSTANTS[node.id]), node)
+        return node
+
+
+def _check(node: ast.expr, known: frozenset[str], names: set[str]) -> None:
+    """Raise :class:`ExpressionError` at the first part of ``node`` a rule may not hold; add the
+    names it reads to ``names``."""
+    if isinstance(node, ast.Constant):
+        _check_constant(node)
+    elif isinstance(node, ast.Name):
+        _check_name(node, known, names)
+    elif isinstance(node, ast.BinOp) and type(node.op) in ARITHMETIC:
+        _check(node.left, known, names)
+        _check(node.right, known, names)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.Not):
+        _check(node.operand, known, names)
+    elif isinstance(node, ast.BoolOp):
+        for value in node.values:
+            _check(value, known, names)
+    elif isinstance(node, ast.Compare):
+        _check_comparison(node, known, names)
+    elif isinstance(node, ast.Call):
+        _check_call(node, known, names)
+    else:
         raise ExpressionError(
             f"{type(node).__name__} is not allowed in a rule",
             node.col_offset + 1,
             "use numbers, metric names, + - * / %, comparisons, and/or/not, abs/min/max/bit",
         )
 
-    def _constant(self, node: ast.Constant) -> _Compiled:
-        value = node.value
-        if isinstance(value, bool) or not isinstance(value, int | float):
+
+def _check_constant(node: ast.Constant) -> None:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ExpressionError(
+            f"the constant {value!r} is not a number",
+            node.col_offset + 1,
+            "write true or false for flags",
+        )
+    try:
+        float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ExpressionError(
+            f"the constant {str(value)[:20]}... is too large",
+            node.col_offset + 1,
+            "write numbers within the range of the metrics",
+        ) from None
+
+
+def _check_name(node: ast.Name, known: frozenset[str], names: set[str]) -> None:
+    name = node.id
+    if name in CONSTANTS:
+        return
+    if name not in known:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        raise ExpressionError(
+            f"unknown name {name!r}",
+            node.col_offset + 1,
+            f"did you mean {close[0]}?" if close else "use a metric of the rule's device class",
+        )
+    names.add(name)
+
+
+def _check_comparison(node: ast.Compare, known: frozenset[str], names: set[str]) -> None:
+    for operator_node in node.ops:
+        if type(operator_node) not in COMPARISONS:
             raise ExpressionError(
-                f"the constant {value!r} is not a number",
+                f"{type(operator_node).__name__} is not a comparison rules allow",
                 node.col_offset + 1,
-                "write true or false for flags",
+                "use < <= > >= == !=",
             )
-        try:
-            number = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            raise ExpressionError(
-                f"the constant {str(value)[:20]}... is too large",
-                node.col_offset + 1,
-                "write numbers within the range of the metrics",
-            ) from None
-        return lambda _env: number
-
-    def _name(self, node: ast.Name) -> _Compiled:
-        name = node.id
-        if name in _CONSTANTS:
-            constant = _CONSTANTS[name]
-            return lambda _env: constant
-        if name not in self.known:
-            close = difflib.get_close_matches(name, sorted(self.known), n=1)
-            raise ExpressionError(
-                f"unknown name {name!r}",
-                node.col_offset + 1,
-                f"did you mean {close[0]}?" if close else "use a metric of the rule's device class",
-            )
-        self.names.add(name)
-        return lambda env: env.get(name, np.nan)
-
-    def _boolean(self, node: ast.BoolOp) -> _Compiled:
-        parts = [self.compile(value) for value in node.values]
-        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
-
-        def evaluate(env: Environment) -> Value:
-            result = _truth(parts[0](env))
-            for part in parts[1:]:
-                result = combine(result, _truth(part(env)))
-            return result
-
-        return evaluate
-
-    def _comparison(self, node: ast.Compare) -> _Compiled:
-        for operator_node in node.ops:
-            if type(operator_node) not in _COMPARISONS:
-                raise ExpressionError(
-                    f"{type(operator_node).__name__} is not a comparison rules allow",
-                    node.col_offset + 1,
-                    "use < <= > >= == !=",
-                )
-        operands = [self.compile(node.left), *(self.compile(c) for c in node.comparators)]
-        comparisons = [_COMPARISONS[type(op)] for op in node.ops]
-
-        def evaluate(env: Environment) -> Value:
-            values = [_floats(operand(env)) for operand in operands]
-            result: Value = comparisons[0](values[0], values[1])
-            for index, compare in enumerate(comparisons[1:], start=1):
-                result = np.logical_and(result, compare(values[index], values[index + 1]))
-            return result
-
-        return evaluate
-
-    def _call(self, node: ast.Call) -> _Compiled:
-        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
-            shown = node.func.id if isinstance(node.func, ast.Name) else "this call"
-            raise ExpressionError(
-                f"{shown} is not a function rules know",
-                node.col_offset + 1,
-                f"use {', '.join(_FUNCTIONS)}",
-            )
-        arity, function = _FUNCTIONS[node.func.id]
-        if len(node.args) != arity:
-            raise ExpressionError(
-                f"{node.func.id} takes {arity} argument{'s' if arity > 1 else ''}",
-                node.col_offset + 1,
-            )
-        arguments = [self.compile(argument) for argument in node.args]
-        return lambda env: function(*(_floats(argument(env)) for argument in arguments))
+    for operand in (node.left, *node.comparators):
+        _check(operand, known, names)
 
 
-def _floats(value: Value) -> Value:
-    array = np.asarray(value)
-    if array.dtype == np.bool_:
-        return array.astype(np.float64) if array.ndim else float(array)
-    return value
-
-
-def _truth(value: Value) -> Value:
-    array = np.asarray(value)
-    if array.dtype == np.bool_:
-        return value
-    truth: npt.NDArray[np.bool_] = np.logical_and(~np.isnan(array), array != 0)
-    return truth
+def _check_call(node: ast.Call, known: frozenset[str], names: set[str]) -> None:
+    if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
+        shown = node.func.id if isinstance(node.func, ast.Name) else "this call"
+        raise ExpressionError(
+            f"{shown} is not a function rules know",
+            node.col_offset + 1,
+            f"use {', '.join(FUNCTIONS)}",
+        )
+    arity = FUNCTIONS[node.func.id]
+    if len(node.args) != arity:
+        raise ExpressionError(
+            f"{node.func.id} takes {arity} argument{'s' if arity > 1 else ''}",
+            node.col_offset + 1,
+        )
+    for argument in node.args:
+        _check(argument, known, names)

@@ -38,9 +38,9 @@ from protocol.catalogue import CATALOGUE
 from protocol.payloads import Severity
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 from protocol.yamlfile import YamlLocator, read_yaml, short_repr
-from rules.context import names_for
 from rules.errors import ExpressionError, RuleError
 from rules.expressions import Expression
+from rules.names import names_for
 
 LANGUAGES: Final = ("en", "fr", "ar")
 

@@ -48,10 +48,11 @@ from protocol.mqtt_account import MqttAccount
 from protocol.payloads import DeviceStatus, Severity
 from protocol.topics import Channel, DeviceClass, subscription
 from rules.announce import DeliveryRecorder, alert_message, notice_for, site_of
-from rules.context import DevicePlace, peer_group
+from rules.context import DevicePlace
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
 from rules.model import RuleFileError, RuleSet, load_rules
+from rules.names import peer_group
 from rules.partition import Partition
 from rules.rule_set_store import RULE_SETS, read_rule_set, source_of
 from runtime.mqtt_session import Inbox, MqttSession, Received, SessionConfig

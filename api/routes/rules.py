@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Final, Self
+from typing import TYPE_CHECKING, Annotated, Any, Final, Self
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field, StringConstraints, model_validator
@@ -43,15 +43,17 @@ from api.routes.versioned import (
 from protocol.payloads import Severity
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 from rules import PACKAGED_RULES
-from rules.backtest import DEFAULT_WARMUP, BacktestResult, backtest, list_devices
 from rules.errors import RuleError
 from rules.model import RuleFileError, RuleSet, load_rules
+from rules.names import DEFAULT_WARMUP
 from rules.rule_set_store import active_rule_set, read_rule_set, rule_set_kind, source_of
 from storage import versions as store
 
+if TYPE_CHECKING:
+    from rules.backtest import BacktestResult
+
 router = APIRouter(tags=["rules"], responses=problem_responses(401, 403, 422))
 
-"""The rules in force when no rule set is active and the API was given no rule file."""
 MAX_ALERTS_SHOWN: Final = 1000
 """A backtest's result lists at most this many alerts (their count is always given)."""
 BODY_SOURCE: Final = "body"
@@ -219,6 +221,8 @@ def _devices_to_test(request: BacktestRequest, connection: Db) -> list[str] | No
     the job."""
     if request.site is None and request.devices is None:
         return None
+    from rules.backtest import list_devices  # numpy: loaded by a backtest, not by the API
+
     candidates = {device.device_id for device in list_devices(connection, request.start)}
     if request.site is not None:
         site_devices = _site_devices(connection, request.site)
@@ -292,6 +296,8 @@ def post_backtest(  # noqa: PLR0917 - FastAPI parameters
     pool = state.pool
 
     def work(progress: Progress) -> dict[str, Any]:
+        from rules.backtest import backtest  # numpy: loaded by a backtest, not by the API
+
         with pool.connection() as reading:
             found = backtest(reading, rules, start, end, devices, run, progress, warmup=warmup)
         return backtest_result(found)

@@ -39,9 +39,10 @@ from rules.backtest import (
     parse_float8_matrix,
     rules_for,
 )
-from rules.context import DevicePlace, derive, names_for
+from rules.context import DevicePlace, derive
 from rules.expressions import Expression
 from rules.model import Rule, RuleSet, Scope, load_rules, parse_rules
+from rules.names import names_for
 from simulators.faults import FaultEvent
 from simulators.history import HistoryOptions, generate_history
 from smartcity.cli import app

@@ -104,3 +104,26 @@ def test_a_history_at_once_agrees_with_its_readings_one_by_one(
         for s, p, on in rows
     ]
     assert at_once.tolist() == one_by_one
+
+
+def test_every_operator_and_function_the_language_allows_has_a_meaning() -> None:
+    from rules import expressions, vectorised
+
+    assert set(vectorised.ARITHMETIC_FUNCTIONS) == expressions.ARITHMETIC
+    assert set(vectorised.COMPARISON_FUNCTIONS) == expressions.COMPARISONS
+    assert set(vectorised.CALLABLE_FUNCTIONS) == set(expressions.FUNCTIONS)
+
+
+def test_checking_an_expression_does_not_load_numpy() -> None:
+    """The API validates rule files and must not pay numpy's memory for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rules.model import load_rules; from rules import PACKAGED_RULES;"
+        "load_rules(PACKAGED_RULES); print('numpy' in sys.modules)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "False"

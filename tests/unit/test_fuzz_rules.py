@@ -29,10 +29,10 @@ from control.strategy import (
 )
 from protocol.topics import DeviceClass
 from rules import PACKAGED_RULES
-from rules.context import names_for
 from rules.errors import ExpressionError
 from rules.expressions import MAX_LENGTH, Expression
 from rules.model import LANGUAGES, RuleFileError, parse_rules
+from rules.names import names_for
 from tests.unit.fuzz_strategies import (
     FUZZ,
     NASTY_FLOATS,

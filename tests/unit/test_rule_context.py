@@ -12,9 +12,10 @@ from edge_agents.control import LocalState, lamp_level
 from protocol.solar import clear_sky_irradiance, hours_until_sunrise, solar_elevation
 from protocol.sun import solar_elevation as agent_elevation
 from protocol.topics import DeviceClass
-from rules.context import DeviceMemory, DevicePlace, derive, names_for
+from rules.context import DeviceMemory, DevicePlace, derive
 from rules.core import Change, ConditionState, intervals, step
 from rules.model import parse_rules
+from rules.names import names_for
 
 SEFROU = (33.83, -4.84)
 LIGHT = DevicePlace(

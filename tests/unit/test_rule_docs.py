@@ -25,10 +25,10 @@ from protocol.catalogue import CATALOGUE, ValueKind
 from protocol.faults import FaultType
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 from rules import PACKAGED_RULES
-from rules.context import names_for
 from rules.core import Change, ConditionState, intervals, step
 from rules.expressions import Expression
 from rules.model import Missing, Occurrences, Rule, Scope, _RuleEntry, load_rules, parse_rules
+from rules.names import names_for
 from smartcity.cli import app
 
 ROOT = Path(__file__).parents[2]

@@ -251,6 +251,66 @@ def load_rule_states(connection: psycopg.Connection) -> dict[tuple[str, str], di
     return {(rule_id, device_id): state for rule_id, device_id, state in rows}
 
 
+def devices_found_missing(connection: psycopg.Connection, rule_ids: Sequence[str]) -> set[str]:
+    """The devices whose saved state of one of ``rule_ids`` (missing-device rules) says gone,
+    whichever worker saved it."""
+    rows = connection.execute(
+        "SELECT DISTINCT device_id FROM rule_states WHERE rule_id = ANY(%s)"
+        " AND jsonb_typeof(state -> 'gone') = 'object'",
+        (list(rule_ids),),
+    ).fetchall()
+    return {str(device_id) for (device_id,) in rows}
+
+
+# ----------------------------------------------------------------------------- engine reads
+
+
+def current_alert_id(connection: psycopg.Connection, rule_id: str, subject: str) -> int | None:
+    """The alert of (rule, subject) still in play: open, or resolved by a repair not yet
+    verified (it fires again rather than opening a second one)."""
+    row = connection.execute(
+        "SELECT alert_id FROM alerts WHERE rule_id = %s AND subject = %s"
+        " AND (status IN ('firing', 'acknowledged')"
+        " OR (status = 'resolved' AND repaired_at IS NOT NULL))",
+        (rule_id, subject),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def open_alert_ids(connection: psycopg.Connection, rule_id: str) -> dict[str, int]:
+    """The open (firing or acknowledged) alerts of ``rule_id``: subject -> id."""
+    rows = connection.execute(
+        "SELECT subject, alert_id FROM alerts WHERE rule_id = %s"
+        " AND status IN ('firing', 'acknowledged')",
+        (rule_id,),
+    ).fetchall()
+    return {str(subject): int(alert_id) for subject, alert_id in rows}
+
+
+def unclosed_alerts_except(
+    connection: psycopg.Connection, rule_ids: Sequence[str]
+) -> list[tuple[int, str]]:
+    """(id, subject) of the alerts not closed whose rule is not one of ``rule_ids``."""
+    rows = connection.execute(
+        "SELECT alert_id, subject FROM alerts WHERE status <> 'closed' AND NOT rule_id = ANY(%s)",
+        (list(rule_ids),),
+    ).fetchall()
+    return [(int(alert_id), str(subject)) for alert_id, subject in rows]
+
+
+def alerts_changed_since(
+    connection: psycopg.Connection, since: datetime
+) -> list[tuple[int, datetime, str]]:
+    """(id, updated_at, subject) of the alerts changed after ``since`` (database time), oldest
+    change first."""
+    rows = connection.execute(
+        "SELECT alert_id, updated_at, subject FROM alerts WHERE updated_at > %s"
+        " ORDER BY updated_at",
+        (since,),
+    ).fetchall()
+    return [(int(alert_id), updated_at, str(subject)) for alert_id, updated_at, subject in rows]
+
+
 def _as_dict(alert: Alert) -> dict[str, Any]:
     return {f.name: getattr(alert, f.name) for f in fields(alert)}
 

@@ -12,6 +12,11 @@ not check keeps the running rule set in place. The engine also follows the rule 
 the database (``active_rule_set``, :mod:`rules.rule_set_store`): it looks every
 ``rule_set_check_s`` and takes up a newly activated version through the same check and swap.
 With no rule set active, the file given to it stays in force.
+
+Its parts: :mod:`rules.evaluator` (the rules over readings, pure), :mod:`rules.root_causes`
+(one alert per group gone quiet), :mod:`rules.rule_set_follower` (which rules run),
+:mod:`rules.announce` (what is published and notified), :mod:`alerts.store` (every alert
+write) and :mod:`runtime.mqtt_session` (the session); this module sequences them.
 """
 
 from __future__ import annotations
@@ -30,10 +35,10 @@ import psycopg
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from alerts import lifecycle, store
-from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
+from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE
 from alerts.dispatch import Dispatcher
 from alerts.errors import AlertError
-from alerts.lifecycle import Alert, Outcome, Policy, Scope, Status
+from alerts.lifecycle import Alert, Outcome, Policy, Status
 from alerts.routing import NotificationConfig
 from alerts.wording import AlertNotice
 from protocol.decoding import (
@@ -46,23 +51,20 @@ from protocol.decoding import (
 )
 from protocol.mqtt_account import MqttAccount
 from protocol.payloads import DeviceStatus, Severity
-from protocol.topics import Channel, DeviceClass, subscription
+from protocol.topics import Channel, subscription
 from rules.announce import DeliveryRecorder, alert_message, notice_for, site_of
-from rules.context import DevicePlace
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
-from rules.model import RuleFileError, RuleSet, load_rules
-from rules.names import peer_group
+from rules.fleet import load_fleet
+from rules.model import RuleSet, load_rules
 from rules.partition import Partition
-from rules.rule_set_store import RULE_SETS, read_rule_set, source_of
+from rules.root_causes import RootCauses
+from rules.rule_set_follower import RuleSetFollower, RuleSetRef
 from runtime.mqtt_session import Inbox, MqttSession, Received, SessionConfig
 from storage.set_aside import SetAside, describe, record_set_aside
-from storage.versions import active_version, stored_version
 
 log = logging.getLogger("smartcity.rules")
 
-_NOTHING: Final = ("", 0)
-"""No rule set queued (a name no rule set has)."""
 BATCH_MAX: Final = 500
 BATCH_ATTEMPTS: Final = 3
 BATCH_WAIT_S: Final = 0.05
@@ -96,34 +98,6 @@ class RulesConfig:
     """The devices this worker looks after (:mod:`rules.partition`); the default, all."""
 
 
-RuleSetRef = tuple[str, int]
-"""A stored rule set: (name, version)."""
-
-
-def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
-    """Every device in service, with its place, ratings and scope."""
-    rows = connection.execute(
-        """
-        SELECT d.device_id, d.device_class, coalesce(d.latitude, s.latitude),
-               coalesce(d.longitude, s.longitude), s.timezone, d.name, d.street_group,
-               d.cabinet, d.building, d.site_id, d.metadata
-        FROM devices d JOIN sites s USING (site_id)
-        WHERE d.decommissioned_at IS NULL
-        """
-    ).fetchall()
-    fleet = {}
-    for device_id, cls, lat, lon, tz, name, group, cabinet, building, site, stored in rows:
-        meta = stored or {}
-        ratings = {str(k): float(v) for k, v in meta.get("ratings", {}).items()}
-        place = DevicePlace(device_id, DeviceClass(cls), lat, lon, tz, ratings)
-        scope = Scope(device_id, group, cabinet, building, site)
-        place_name = meta.get("building_name") or group or building or ""
-        fleet[device_id] = FleetDevice(
-            place, scope, name, str(place_name), peer_group(building, meta)
-        )
-    return fleet
-
-
 class RulesService:
     def __init__(
         self,
@@ -136,34 +110,30 @@ class RulesService:
         self._elsewhere: tuple[float, set[str]] = (float("-inf"), set())
         """Devices of other partitions found missing by their workers, and when they were
         read (monotonic clock; partitioned only)."""
+        self._rule_sets = RuleSetFollower(config.rules_path)
         self._wall_clock = clock
         self._event_time: datetime | None = None
         self._stop = threading.Event()
         self.ready = threading.Event()
         self._inbox = Inbox()
         self._arrived = self._inbox.arrived
-        self._pending_reload: tuple[RuleSet, RuleSetRef | None] | None = None
-        self._lock = threading.Lock()
         self.rules = load_rules(config.rules_path)
-        self.rule_set_in_force: RuleSetRef | None = None
-        """The stored rule set the running rules came from; None: the rule file."""
-        self._rule_set_refused: RuleSetRef | None = None
-        """The last active rule set that did not check: not read again until another is."""
-        self._recheck_rule_set = threading.Event()
         self._db = psycopg.connect(config.database_url, autocommit=False)
         self.fleet = load_fleet(self._db)
         self._db.commit()
         self.follow_active_rule_set()  # an active rule set is in force from the start
-        with self._lock:
-            pending, self._pending_reload = self._pending_reload, None
-        if pending is not None:
-            self.rules, self.rule_set_in_force = pending
+        self.rules = self._rule_sets.take() or self.rules
         self.evaluator = self._restored_evaluator(self.rules)
         if config.event_time:
             self._event_time = self._latest_reading()
         else:
             self._restart_silence_clocks(self._wall_clock())
-        self._root_causes: dict[str, int] = {}
+        self._causes = RootCauses(
+            whole_fleet=self.partition.whole,
+            owns=self.owns,
+            changed=self._publish_later,
+            raised=self._count_raised,
+        )
         self._held: dict[int, float] = {}
         """Held alerts (missing devices), by id: when they fired (monotonic clock). After a
         restart none is known: each is released at the first tick."""
@@ -213,64 +183,21 @@ class RulesService:
 
     # ------------------------------------------------------------------------- rules
 
+    @property
+    def rule_set_in_force(self) -> RuleSetRef | None:
+        """The stored rule set the running rules came from; None: the rule file."""
+        return self._rule_sets.in_force
+
     def reload(self, path: Path | None = None) -> str:
-        """Check a rule file and swap it in at the next batch; the running set stays on error.
-
-        Without ``path`` while a stored rule set is in force, that rule set is read and
-        checked again instead (with the device registry) at the next batch: the database,
-        not the file, says which rules run then."""
-        if path is None and self.rule_set_in_force is not None:
-            self._recheck_rule_set.set()
-            self._arrived.set()
-            name, version = self.rule_set_in_force
-            log.warning(
-                "reload: a rule set activated in the database is in force, so it is read again"
-                " and the rule file is not (roll the activation back to run the file)",
-                extra={"rule_set": source_of(name, version)},
-            )
-            return f"accepted: {source_of(name, version)} is read again at the next batch"
-        source = path or self.config.rules_path
-        return self._check_and_queue(partial(load_rules, source), None)
-
-    def _check_and_queue(self, load: Callable[[], RuleSet], origin: RuleSetRef | None) -> str:
-        """Check rules (``load`` them) and queue them for the next batch; say what happened."""
-        try:
-            rules = load()
-        except RuleFileError as error:
-            log.warning("rule file refused; the running rules stay", extra={"error": str(error)})
-            return f"refused: {error}"
-        with self._lock:
-            self._pending_reload = rules, origin
-        return f"accepted: {len(rules.rules)} rules"
+        """Check a rule file and swap it in at the next batch; the running set stays on error
+        (:meth:`RuleSetFollower.reload`)."""
+        outcome = self._rule_sets.reload(path)
+        self._arrived.set()
+        return outcome
 
     def follow_active_rule_set(self) -> str | None:
-        """Look up the rule set activated in the database; unless it is the one in force (or
-        queued, or already refused), check it and queue it as :meth:`reload` does (refused: the
-        running rules stay). When the activation is gone, the rule file is back in force.
-        None when nothing is to change.
-
-        Compared with what runs rather than with the last look, so an activation is never lost:
-        a failed read is tried again at the next look, and a rule file queued by SIGHUP over a
-        queued rule set is followed by the rule set again."""
-        forced = self._recheck_rule_set.is_set()
-        self._recheck_rule_set.clear()
-        active = active_version(self._db, RULE_SETS)
-        current = None if active is None else (active.name, active.version)
-        with self._lock:
-            queued = self._pending_reload[1] if self._pending_reload is not None else _NOTHING
-        if not forced and current in (self.rule_set_in_force, self._rule_set_refused, queued):
-            self._db.commit()
-            return None
-        if current is None:
-            self._db.commit()
-            log.info("no rule set active: back to the rule file")
-            return self._check_and_queue(partial(load_rules, self.config.rules_path), None)
-        body, _ = stored_version(self._db, RULE_SETS, *current)
-        self._db.commit()
-        outcome = self._check_and_queue(partial(read_rule_set, body, source_of(*current)), current)
-        self._rule_set_refused = current if outcome.startswith("refused") else None
-        log.info("active rule set looked up", extra={"rule_set": source_of(*current)})
-        return outcome
+        """Take up the rule set activated in the database (:meth:`RuleSetFollower.follow`)."""
+        return self._rule_sets.follow(self._db)
 
     def _restored_evaluator(self, rules: RuleSet) -> Evaluator:
         evaluator = Evaluator(rules, self._owned_fleet())
@@ -316,36 +243,20 @@ class RulesService:
             return missing
         read_at, elsewhere = self._elsewhere
         if time.monotonic() - read_at >= ELSEWHERE_REFRESH_S:
-            missing_rules = [rule.id for rule in self.rules.rules if rule.missing is not None]
-            rows = self._db.execute(
-                "SELECT DISTINCT device_id FROM rule_states WHERE rule_id = ANY(%s)"
-                " AND jsonb_typeof(state -> 'gone') = 'object'",
-                (missing_rules,),
-            ).fetchall()
-            elsewhere = {device for (device,) in rows if device not in self.evaluator.fleet}
+            found = store.devices_found_missing(self._db, self._missing_rules())
+            elsewhere = {device for device in found if device not in self.evaluator.fleet}
             self._elsewhere = time.monotonic(), elsewhere
         return missing | elsewhere
 
-    def _root_causes_in_force(self) -> Mapping[str, int]:
-        """Open root-cause alerts, subject -> id: this worker's, and (partitioned) the other
-        workers' too, so that an alert is muted at birth whoever raised its cause."""
-        if self.partition.whole:
-            return self._root_causes
-        rows = self._db.execute(
-            "SELECT subject, alert_id FROM alerts WHERE rule_id = %s"
-            " AND status IN ('firing', 'acknowledged')",
-            (GROUP_OFFLINE,),
-        ).fetchall()
-        return {**{str(subject): int(alert_id) for subject, alert_id in rows}, **self._root_causes}
+    def _missing_rules(self) -> list[str]:
+        return [rule.id for rule in self.rules.rules if rule.missing is not None]
 
     def _swap_rules(self) -> None:
-        with self._lock:
-            pending, self._pending_reload = self._pending_reload, None
-        if pending is None:
+        rules = self._rule_sets.take()
+        if rules is None:
             return
-        rules, origin = pending
         self._save_states()
-        self.rules, self.rule_set_in_force = rules, origin
+        self.rules = rules
         self.fleet = load_fleet(self._db)  # devices provisioned since are evaluated too
         self._db.commit()
         self.evaluator = self._restored_evaluator(rules)  # from the states just saved
@@ -356,12 +267,7 @@ class RulesService:
         kept = [rule.id for rule in self.rules.rules] + [GROUP_OFFLINE, *CONTROL_KINDS]
         now = self.now()
         with self._db.transaction():
-            rows = self._db.execute(
-                "SELECT alert_id, subject FROM alerts"
-                " WHERE status <> 'closed' AND NOT rule_id = ANY(%s)",
-                (kept,),
-            ).fetchall()
-            for alert_id, subject in rows:
+            for alert_id, subject in store.unclosed_alerts_except(self._db, kept):
                 if not self.owns(subject):
                     continue  # another partition's worker closes it
                 store.change_alert(
@@ -403,7 +309,7 @@ class RulesService:
             while not self._stop.is_set():
                 self._arrived.wait(min(BATCH_WAIT_S * 4, max(0.0, next_tick - time.monotonic())))
                 self._arrived.clear()
-                if time.monotonic() >= next_rule_set_check or self._recheck_rule_set.is_set():
+                if time.monotonic() >= next_rule_set_check or self._rule_sets.recheck.is_set():
                     self._safely(self._follow_rule_set_quietly, "rule set check")
                     next_rule_set_check = time.monotonic() + self.config.rule_set_check_s
                 self._swap_rules()
@@ -502,7 +408,7 @@ class RulesService:
                 self._db.close()
                 continue
             break
-        self._root_causes.clear()  # rebuilt from the open alerts at the next update
+        self._causes.forget()
         self._to_publish.clear()
 
     def _apply(self, batch: Sequence[Received]) -> None:
@@ -558,18 +464,9 @@ class RulesService:
 
     # ------------------------------------------------------------------------- alerts
 
-    def _current(self, rule_id: str, subject: str) -> int | None:
-        row = self._db.execute(
-            "SELECT alert_id FROM alerts WHERE rule_id = %s AND subject = %s"
-            " AND (status IN ('firing', 'acknowledged')"
-            " OR (status = 'resolved' AND repaired_at IS NOT NULL))",
-            (rule_id, subject),
-        ).fetchone()
-        return None if row is None else int(row[0])
-
     def _record(self, event: RuleEvent) -> list[store.QueuedNotice]:
         rule, subject = event.rule, event.device_id
-        current = self._current(rule.id, subject)
+        current = store.current_alert_id(self._db, rule.id, subject)
         if event.kind is EventKind.FIRED:
             if current is not None:
                 alert = store.load_alert(self._db, current)
@@ -601,7 +498,7 @@ class RulesService:
         if device is not None:
             silences = store.silences_in_force(self._db, told)
             muted = lifecycle.mute_reason(
-                rule_id, device.scope, told, silences, self._root_causes_in_force()
+                rule_id, device.scope, told, silences, self._causes.in_force(self._db)
             )
         outcome = lifecycle.fire(
             rule_id,
@@ -615,8 +512,7 @@ class RulesService:
             hold=event.rule.missing is not None,
         )
         alert, queued = store.insert_alert(self._db, outcome, title)
-        self.alerts_raised += 1
-        self._log_raised(alert)
+        self._count_raised(alert)
         if alert.alert_id is not None:
             self._publish_later(alert.alert_id)
             if lifecycle.held(alert):
@@ -624,72 +520,13 @@ class RulesService:
         return queued
 
     def _update_root_causes(self) -> list[store.QueuedNotice]:
-        """Raise one alert per failing cabinet, street or site, mute the alerts behind it;
-        resolve it when its devices are back (unmuting those still firing), or hand its
-        mutes to a wider failure that now covers it (nobody is told twice)."""
         scopes = {device_id: device.scope for device_id, device in self.fleet.items()}
-        failing = lifecycle.failing_groups(
-            self._missing_devices(), scopes, lifecycle.group_sizes(list(scopes.values()))
-        )
-        queued: list[store.QueuedNotice] = []
-        now = self.now()
-        # Partitioned, a worker judges every group from every worker's missing devices but
-        # raises and resolves only the causes whose subject hashes to it.
-        for key, members in failing.items():
-            if not self.owns(key):
-                continue
-            if key not in self._root_causes:
-                alert_id, notices = self._root_cause_alert(key, now)
-                queued += notices
-                self._root_causes[key] = alert_id
-            self._mute_members(members, self._root_causes[key])
-        for key in [key for key in self._root_causes if key not in failing]:
-            wider = self._covering(key, failing)
-            if wider is not None:
-                wider_alert = self._root_causes.get(wider)
-                if wider_alert is None:  # raised by another partition's worker, or not yet
-                    wider_alert = self._current(GROUP_OFFLINE, wider)
-                if wider_alert is None:
-                    continue  # hand over once it is raised; stay muted meanwhile
-                self._hand_over(self._root_causes.pop(key), wider_alert, wider, now)
-                continue
-            alert_id = self._root_causes.pop(key)
-            _, _, notices = store.change_alert(
-                self._db, alert_id, lambda a: lifecycle.resolve(a, now, "devices back")
-            )
-            self._publish_later(alert_id)
-            queued += notices
-            queued += self._unmute(f"suppressed:{alert_id}", now)
-        return queued
+        missing = self._missing_devices()
+        return self._causes.update(self._db, scopes, missing, self._missing_rules(), self.now())
 
-    def _root_cause_alert(self, key: str, now: datetime) -> tuple[int, list[store.QueuedNotice]]:
-        current = self._current(GROUP_OFFLINE, key)
-        if current is not None:
-            return current, []  # open before a restart: carry on with it
-        kind, _, name = key.partition(":")
-        scope = Scope(
-            key,
-            street_group=name if kind == "street" else None,
-            cabinet=name if kind == "cabinet" else None,
-            site_id=name if kind == "site" else None,
-        )
-        silences = store.silences_in_force(self._db, now)
-        muted = lifecycle.mute_reason(GROUP_OFFLINE, scope, now, silences, {})
-        outcome = lifecycle.fire(
-            GROUP_OFFLINE, key, Severity.CRITICAL, now, now, muted_by=muted, cause="communication"
-        )
-        alert, notices = store.insert_alert(
-            self._db, outcome, ROOT_CAUSE_KINDS[GROUP_OFFLINE].titles["en"]
-        )
-        self.alerts_raised += 1
-        self._log_raised(alert)
-        if alert.alert_id is None:
-            raise psycopg.DataError("a stored alert has no id")
-        self._publish_later(alert.alert_id)
-        return alert.alert_id, notices
-
-    def _log_raised(self, alert: Alert) -> None:
+    def _count_raised(self, alert: Alert) -> None:
         """One line per alert raised, naming the worker (partition) that raised it."""
+        self.alerts_raised += 1
         log.info(
             "alert raised",
             extra={
@@ -699,45 +536,6 @@ class RulesService:
                 "partition": str(self.partition),
             },
         )
-
-    def _covering(self, key: str, failing: Mapping[str, Sequence[str]]) -> str | None:
-        """A failing wider group holding every device of ``key`` still missing, if any."""
-        missing = self._missing_devices()
-        members = {
-            device_id
-            for device_id, device in self.fleet.items()
-            if key in device.scope.root_keys() and device_id in missing
-        }
-        for wider, devices in failing.items():
-            if wider != key and members and members <= set(devices):
-                return wider
-        return None
-
-    def _hand_over(self, old: int, new: int, wider: str, now: datetime) -> None:
-        store.move_mutes(self._db, f"suppressed:{old}", f"suppressed:{new}")
-
-        def supersede(alert: Alert) -> Outcome:
-            if alert.status is Status.CLOSED:
-                return alert, [], []
-            return lifecycle.close(alert, now, lifecycle.ENGINE, f"superseded by {wider}")
-
-        store.change_alert(self._db, old, supersede)
-        self._publish_later(old)
-
-    def _mute_members(self, members: Sequence[str], root_alert: int) -> None:
-        """Mute the missing-device alerts behind a cause (its other alerts, such as a lamp
-        out, stay as they are: the cause does not explain them)."""
-        missing_rules = [rule.id for rule in self.rules.rules if rule.missing is not None]
-        store.mute_open_alerts(self._db, members, missing_rules, f"suppressed:{root_alert}")
-
-    def _unmute(self, reason: str, now: datetime) -> list[store.QueuedNotice]:
-        queued: list[store.QueuedNotice] = []
-        for alert_id in store.muted_firing_alerts(self._db, reason):
-            _, _, notices = store.change_alert(
-                self._db, alert_id, lambda a: lifecycle.unmute(a, now)
-            )
-            queued += notices
-        return queued
 
     def _tick(self) -> None:
         if self.config.event_time and self._event_time is None:
@@ -756,17 +554,14 @@ class RulesService:
             store.save_rule_states(self._db, self.evaluator.take_dirty())
         self._db.commit()
         self.last_tick_at = time.monotonic()
+        log.debug("periodic check committed", extra={"alerts_raised": self.alerts_raised})
         self._send(notices)
         self._publish_changed()
 
     def _publish_changed(self) -> None:
         """Publish every alert changed since the last sweep, by anyone: the engine before a
         crash, or a person through the command line or the API."""
-        rows = self._db.execute(
-            "SELECT alert_id, updated_at, subject FROM alerts WHERE updated_at > %s"
-            " ORDER BY updated_at",
-            (self._published_until,),
-        ).fetchall()
+        rows = store.alerts_changed_since(self._db, self._published_until)
         self._db.commit()
         for alert_id, updated_at, subject in rows:
             if self.owns(subject):  # each alert is published by the worker that owns it
@@ -797,7 +592,7 @@ class RulesService:
             )
             return queued + notices
         failing = self.evaluator.firing(alert.rule_id, alert.subject) or (
-            alert.rule_id == GROUP_OFFLINE and alert.subject in self._root_causes
+            alert.rule_id == GROUP_OFFLINE and self._causes.is_open(alert.subject)
         )
         _, transitions, notices = store.change_alert(
             self._db,

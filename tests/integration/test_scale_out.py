@@ -271,6 +271,11 @@ def restored_in(log_file: Path) -> bool:
     return b"rule states restored" in log_file.read_bytes()
 
 
+def ticks_in(log_file: Path) -> int:
+    """How many periodic checks a worker (logging at DEBUG) has committed."""
+    return log_file.read_bytes().count(b'"periodic check committed"')
+
+
 def alert_counts(database_url: str) -> Counter[tuple[str, str]]:
     with psycopg.connect(database_url) as connection:
         rows = connection.execute("SELECT rule_id, subject FROM alerts").fetchall()
@@ -295,7 +300,10 @@ def engine_worker(
         "SMARTCITY_DATABASE_URL": database_url,
         "SMARTCITY_MQTT_PORT": str(port),
     }
-    command = [sys.executable, "-m", "smartcity.cli", "rules", "run", "--event-time"]
+    command = [
+        *(sys.executable, "-m", "smartcity.cli", "rules", "run", "--event-time"),
+        *("--log-level", "DEBUG"),
+    ]
     with log_file.open("ab") as output:
         process = subprocess.Popen(
             [*command, "--rules", str(rules), "--partition", partition],
@@ -362,7 +370,12 @@ def test_two_rules_workers_raise_each_alert_once_from_the_worker_owning_the_devi
             30,
             "the silent lights missing (ticks every 5 s)",
         )
-        time.sleep(6.0)  # one more tick of each worker: nothing more, nothing twice
+        # Two more ticks of each worker (the first may have begun before): nothing more,
+        # nothing twice.
+        wanted = [ticks_in(worker_log) + 2 for worker_log in logs]
+        wait_until(
+            lambda: all(map(int.__le__, wanted, map(ticks_in, logs))), 30, "two more ticks each"
+        )
     expected = {("lamp-out", light) for light in LIGHTS} | {
         ("light-offline", light) for light in silent
     }

@@ -37,13 +37,8 @@ import psycopg
 
 from alerts.lifecycle import Scope
 from control.commanding import CommandPolicy, DevicePace, Reason, Sent, due, issue
-from control.lighting import (
-    LightingPolicy,
-    NightPlan,
-    PlanReason,
-    night_window,
-    plan_night,
-)
+from control.lighting import NightPlan, PlanReason, night_window, plan_night
+from control.lighting_policy import LightingPolicy
 from control.service import CommandingService, Counters, ServiceConfig, ServiceKind
 from control.strategy import Strategy
 from protocol.catalogue import CATALOGUE

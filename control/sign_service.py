@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from alerts.lifecycle import Scope
 from control.commanding import DevicePace, due, issue
-from control.lighting import LightingPolicy
+from control.lighting_policy import LightingPolicy
 from control.service import (
     CommandingService,
     Counters,

@@ -326,7 +326,7 @@ def parse_strategy(text: str, source: str = "<strategy>") -> Strategy:
 
 
 def _check_lighting(lighting: dict[str, Any], where: YamlLocator) -> None:
-    from control.lighting import LightingPolicy
+    from control.lighting_policy import LightingPolicy
 
     try:
         LightingPolicy.from_mapping(lighting)

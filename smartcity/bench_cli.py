@@ -369,3 +369,52 @@ def bench_chaos(  # noqa: PLR0917 - each option is a CLI flag
         typer.echo(to_json(result))
     if not result.ok:
         raise typer.Exit(1)
+
+
+@bench_app.command("memory")
+def bench_memory(  # noqa: PLR0917 - each option is a CLI flag
+    site: SiteOption = DEFAULT_SITE,
+    runs: Annotated[int, typer.Option(min=1, help="Starts of each service; the median.")] = 5,
+    settle: Annotated[
+        float, typer.Option(min=1, help="Seconds after a start before its memory is read.")
+    ] = 12.0,
+    burst: Annotated[
+        int, typer.Option(min=1, help="Messages of the burst ingest stores (bench ingest's).")
+    ] = 20_000,
+    load: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds of the city in real time before the platform is measured; 0: skip."
+        ),
+    ] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+) -> None:
+    """Each service's resident memory at rest, ingest's under a burst, and the whole
+    platform's at the site's real-time load, beside a bare paho subscriber's (the reference).
+
+    Uses a scratch database on the server of DATABASE_URL if set, else a private PostgreSQL,
+    and a private Mosquitto. About 12 minutes with the defaults.
+    Example: smartcity bench memory --runs 5 --load 120 --json
+    """
+    import psycopg
+
+    from bench import memory
+
+    settings = load_settings()
+    inventory = read_site(site)
+    try:
+        result = memory.run(
+            inventory,
+            site,
+            settings.database_url,
+            runs=runs,
+            settle_s=settle,
+            burst=burst,
+            load_s=load,
+            progress=progress_to_stderr,
+        )
+    except (RuntimeError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(memory.report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))

@@ -94,7 +94,7 @@ def require_database_url(settings: Settings) -> str:
 
 def require_current_schema(url: str) -> None:
     """Exit with a clear error unless the database answers with the schema this code needs."""
-    from storage.migrate import current_revision, head_revision
+    from storage.revision import current_revision, head_revision
 
     try:
         revision = current_revision(url)

@@ -29,7 +29,8 @@ def db_migrate() -> None:
     import psycopg
 
     from storage.errors import MigrationError
-    from storage.migrate import current_revision, migrate
+    from storage.migrate import migrate
+    from storage.revision import current_revision
 
     url = require_database_url(load_settings())
     try:

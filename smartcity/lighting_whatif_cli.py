@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 if TYPE_CHECKING:
-    from control.lighting import LightingPolicy
+    from control.lighting_policy import LightingPolicy
     from whatif.lighting import WhatIfOptions
 
 from smartcity.cli_support import fail, progress_to_stderr, read_site
@@ -30,7 +30,7 @@ def _local_moment(text: str, option: str, zone: ZoneInfo) -> datetime:
 def _policy(path: Path | None) -> LightingPolicy:
     import yaml
 
-    from control.lighting import DEFAULT_LIGHTING, LightingPolicy
+    from control.lighting_policy import DEFAULT_LIGHTING, LightingPolicy
 
     if path is None:
         return DEFAULT_LIGHTING

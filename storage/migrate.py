@@ -58,19 +58,6 @@ def _config() -> Config:
     return config
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
-
-
-def current_revision(database_url: str) -> str | None:
-    engine = sqlalchemy.create_engine(sqlalchemy_url(database_url), poolclass=sqlalchemy.NullPool)
-    try:
-        with engine.connect() as connection:
-            return _revision_of(connection)
-    finally:
-        engine.dispose()
-
-
 def _revision_of(connection: Connection) -> str | None:
     context_log = logging.getLogger("alembic.runtime.migration")
     level = context_log.level

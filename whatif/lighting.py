@@ -28,14 +28,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from control.lighting import (
-    DEFAULT_LIGHTING,
-    LightingPolicy,
-    PlanReason,
-    levels_by_minute,
-    night_window,
-    plan_night,
-)
+from control.lighting import PlanReason, levels_by_minute, night_window, plan_night
+from control.lighting_policy import DEFAULT_LIGHTING, LightingPolicy
 from protocol.commands import DEFAULT_SCHEDULE, DimmingStep, SetSchedule
 from protocol.faults import FaultType
 from protocol.sites import Device, SiteInventory

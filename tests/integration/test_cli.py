@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from protocol.sites import load_site
 from smartcity.cli import app
-from storage.migrate import head_revision
+from storage.revision import head_revision
 from tests.integration.helpers import scalar
 
 pytestmark = pytest.mark.integration

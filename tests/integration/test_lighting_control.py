@@ -33,7 +33,7 @@ from alerts import store
 from alerts.catalogue import COMMAND_UNANSWERED
 from alerts.lifecycle import Alert, Status
 from control.commanding import CommandPolicy
-from control.lighting import DEFAULT_LIGHTING
+from control.lighting_policy import DEFAULT_LIGHTING
 from control.lighting_service import (
     PLAN_ABOVE_GATE_DEG,
     LightingConfig,

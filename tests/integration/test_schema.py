@@ -11,8 +11,9 @@ import pytest
 from protocol.topics import DeviceClass
 from storage import rollups
 from storage.errors import MigrationError
-from storage.migrate import current_revision, head_revision, migrate
+from storage.migrate import migrate
 from storage.queries import RollupPoint, latest_values, rollup_series
+from storage.revision import current_revision, head_revision
 from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
 from tests.conftest import PostgresServer, server_has_timescaledb
 

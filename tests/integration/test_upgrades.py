@@ -13,7 +13,8 @@ from alembic.script import ScriptDirectory
 from protocol.topics import DeviceClass
 from storage import rollups
 from storage.errors import MigrationError
-from storage.migrate import _config, current_revision, head_revision, migrate
+from storage.migrate import _config, migrate
+from storage.revision import current_revision, head_revision
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from control.lighting import PLACE_KINDS, LightingPolicy
+from control.lighting_policy import PLACE_KINDS, LightingPolicy
 from control.strategy import (
     PACKAGED_STRATEGY,
     StrategyFileError,

@@ -13,9 +13,6 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from control.lighting import (
-    DEFAULT_LIGHTING,
-    DEFAULT_PROFILES,
-    LightingPolicy,
     NightPlan,
     NightWindow,
     PlanReason,
@@ -23,6 +20,7 @@ from control.lighting import (
     plan_night,
     sign_brightness,
 )
+from control.lighting_policy import DEFAULT_LIGHTING, DEFAULT_PROFILES, LightingPolicy
 from edge_agents import control
 from protocol.commands import DEFAULT_SCHEDULE, SetSchedule
 from protocol.solar import usable_energy_wh

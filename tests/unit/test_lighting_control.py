@@ -14,7 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from control.commanding import CommandPolicy, Outcome, Sent, answered, issue
-from control.lighting import DEFAULT_LIGHTING, LightingPolicy, night_window
+from control.lighting import night_window
+from control.lighting_policy import DEFAULT_LIGHTING, LightingPolicy
 from control.lighting_service import (
     COMPLETE_DAY_S,
     LightState,

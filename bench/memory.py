@@ -25,9 +25,7 @@ The reference, measured in the same run: a bare paho QoS 1 subscriber on the sam
 from __future__ import annotations
 
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -39,6 +37,7 @@ from typing import Final
 
 import psycopg
 
+from bench.chaos.services import ServiceProcess
 from bench.ingest import bench_site, build_messages, publish
 from bench.services import bench_services
 from protocol.catalogue import CATALOGUE
@@ -49,7 +48,6 @@ from storage.migrate import migrate
 from storage.registry import upsert_site
 
 Progress = Callable[[str], None]
-ROOT: Final = Path(__file__).resolve().parents[1]
 MIB: Final = 1024 * 1024
 
 BARE_SUBSCRIBER: Final = """
@@ -199,35 +197,30 @@ def memory_of(pids: Sequence[int]) -> Memory:
 
 @dataclass
 class Started:
-    name: str
-    process: subprocess.Popen[bytes]
+    process: ServiceProcess
     skip: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.process.name
 
     def memory(self) -> Memory:
         return memory_of(process_tree(self.process.pid, skip=self.skip))
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.process.running
 
 
 @contextmanager
 def started(
     name: str, argv: Sequence[str], env: dict[str, str], log: Path, skip: tuple[str, ...] = ()
 ) -> Iterator[Started]:
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            list(argv), cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
+    process = ServiceProcess(name, argv, env, log)
+    process.start()
     try:
-        yield Started(name, process, skip)
+        yield Started(process, skip)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        process.stop()
 
 
 def _smartcity(argv: Sequence[str], fill: dict[str, str]) -> list[str]:
@@ -254,7 +247,7 @@ def _settled(service: Started, settle_s: float) -> Memory:
     deadline = time.monotonic() + settle_s
     while time.monotonic() < deadline:
         if not service.alive():
-            raise RuntimeError(f"{service.name} stopped (exit {service.process.returncode})")
+            raise RuntimeError(f"{service.name} stopped (exit {service.process.exit_code})")
         time.sleep(0.2)
     return service.memory()
 

@@ -587,7 +587,7 @@ def record_finding(
     tick, as it does a missing device's. Silences and maintenance windows mute it."""
     spec = CONTROL_KINDS[finding.rule_id]
     with connection.transaction():
-        current = _open_alert(connection, finding.rule_id, finding.subject)
+        current = store.current_alert_id(connection, finding.rule_id, finding.subject)
         if not finding.fire:
             if current is None:
                 return None
@@ -612,14 +612,3 @@ def record_finding(
         )
         store.insert_alert(connection, outcome, spec.titles["en"])
     return "raised"
-
-
-def _open_alert(connection: psycopg.Connection, rule_id: str, subject: str) -> int | None:
-    """The alert of (rule, subject) still open or awaiting the verification of a repair."""
-    row = connection.execute(
-        "SELECT alert_id FROM alerts WHERE rule_id = %s AND subject = %s"
-        " AND (status IN ('firing', 'acknowledged')"
-        " OR (status = 'resolved' AND repaired_at IS NOT NULL))",
-        (rule_id, subject),
-    ).fetchone()
-    return None if row is None else int(row[0])

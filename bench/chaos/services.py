@@ -1,4 +1,4 @@
-"""The platform's services as subprocesses of a chaos run, each killable and restartable."""
+"""The platform's services as subprocesses of a benchmark, each killable and restartable."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bench.chaos.config import ROOT
 
 
 class ServiceProcess:
-    """``smartcity ingest`` or ``smartcity rules run``, as a process of its own."""
+    """A service (``smartcity ingest``, ``smartcity rules run``...), as a process of its own."""
 
     def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
         self.name = name
@@ -71,3 +71,13 @@ class ServiceProcess:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"{self.name} was not started")
+        return self._process.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._process is None else self._process.poll()

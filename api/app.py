@@ -11,6 +11,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from psycopg_pool import ConnectionPool
 
 from api.config import ApiConfig
@@ -33,6 +34,8 @@ from api.routes import (
 from api.state import ApiState
 
 API_PREFIX: Final = "/api/v1"
+DOCS_URL: Final = f"{API_PREFIX}/docs"
+"""The API's interactive documentation (Swagger UI), its assets beside it."""
 _DESCRIPTION: Final = """\
 The city platform's HTTP API: the device registry, telemetry, alerts, rules, energy strategies
 and commands. Every request but `POST /api/v1/auth/login` carries a bearer token; what a token
@@ -79,14 +82,18 @@ def create_app(config: ApiConfig) -> FastAPI:
             state.publisher.stop()
             pool.close()
 
-    app = FastAPI(
+    # The docs' page and its assets come from the platform itself: a municipal network may
+    # have no internet, and a page loaded from a CDN would be blank there.
+    app = FastAPIOffline(
         title="smartcity API",
         version="1",
         description=_DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=DOCS_URL,
         redoc_url=None,
+        static_url=f"{DOCS_URL}/assets",
+        swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     install_problem_handlers(app)

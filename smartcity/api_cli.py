@@ -43,7 +43,7 @@ def api(
 
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1/smartcity smartcity api --port 8080
     """
-    from api.config import ApiConfig
+    from api.config import ApiConfig, DeviceBroker
     from api.server import ApiServerError, serve_forever
     from broker_config.accounts import Service
     from runtime import logs
@@ -57,6 +57,11 @@ def api(
         mqtt_host=settings.mqtt_host,
         mqtt_port=settings.mqtt_port,
         mqtt_account=service_account(settings, Service.API),
+        device_broker=DeviceBroker(
+            settings.device_broker_host or settings.mqtt_host,
+            settings.device_broker_port or None,
+            settings.device_broker_tls_port or None,
+        ),
         pool_size=settings.api_pool_size,
         session_lifetime=timedelta(hours=settings.api_session_hours),
         cors_origins=settings.api_cors_origins,

@@ -136,14 +136,21 @@ def broker(
         int, typer.Option(help="Port of the services' listener (loopback).")
     ] = UP_MQTT_PORT,
     device_port: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Port of a loopback listener for simulated devices (passwords); 0: none."
+            help="Port of a loopback listener for devices with passwords; 0: none."
+            f" [default: SMARTCITY_DEVICE_BROKER_PORT, else {UP_MQTT_DEVICE_PORT}]",
+            show_default=False,
         ),
-    ] = UP_MQTT_DEVICE_PORT,
+    ] = None,
     tls_port: Annotated[
-        int, typer.Option(help="Port of the devices' TLS listener; 0: none.")
-    ] = UP_MQTT_TLS_PORT,
+        int | None,
+        typer.Option(
+            help="Port of the devices' TLS listener; 0: none."
+            f" [default: SMARTCITY_DEVICE_BROKER_TLS_PORT, else {UP_MQTT_TLS_PORT}]",
+            show_default=False,
+        ),
+    ] = None,
     tls_bind: Annotated[
         str, typer.Option(help="Address of the devices' TLS listener.")
     ] = "0.0.0.0",  # noqa: S104 - devices reach it over the city network
@@ -175,6 +182,11 @@ def broker(
     from smartcity.broker_security import AccessSync, BrokerAccess, SecurityFolder, sync_access
 
     settings = load_settings()
+    # The API tells devices these same ports (SMARTCITY_DEVICE_BROKER_*), so both agree.
+    device_port = settings.device_broker_port if device_port is None else device_port
+    tls_port = settings.device_broker_tls_port if tls_port is None else tls_port
+    if not host and settings.device_broker_host:
+        host = [settings.device_broker_host]
     state_dir = settings.state_dir.resolve()
     security = SecurityFolder(state_dir / "security")
     stop = threading.Event()

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     """The folder of the services' broker passwords, one file per service (``ingest``,
     ``rules``, ``control``, ``api``), as ``smartcity broker`` and ``up`` write them; unset:
     services connect anonymously (only an open test broker lets them)."""
+    device_broker_host: str | None = None
+    """The name or address devices use to reach the broker (the first ``--host`` of
+    ``smartcity broker``); unset: ``mqtt_host``. The API gives it with a device's
+    credentials."""
+    device_broker_port: int = Field(default=18831, ge=0, le=65535)
+    """The broker's listener for devices with passwords (``smartcity broker --device-port``,
+    loopback); 0: none."""
+    device_broker_tls_port: int = Field(default=18883, ge=0, le=65535)
+    """The broker's TLS listener for devices with certificates (``smartcity broker
+    --tls-port``); 0: none."""
     state_dir: Path = Path(".smartcity")
     """Where `up` and `broker` keep the broker's and the local database's files."""
 

@@ -27,7 +27,7 @@ import typer
 
 from alerts.routing import NotificationConfig
 from api.accounts import create_user, list_users
-from api.config import ApiConfig
+from api.config import ApiConfig, DeviceBroker
 from api.roles import Role
 from api.secrets import new_password
 from api.server import ApiServerError, BackgroundApiServer
@@ -443,6 +443,7 @@ def _start_api(database_url: str, options: UpOptions, account: MqttAccount) -> B
         database_url=database_url,
         mqtt_port=options.mqtt_port,
         mqtt_account=account,
+        device_broker=DeviceBroker("127.0.0.1", options.mqtt_device_port, options.mqtt_tls_port),
         rules_file=options.rules_file,
     )
     server = BackgroundApiServer(config, options.api_host, options.api_port)

@@ -156,8 +156,16 @@ class DeviceChange(BaseModel):
 class MqttCredentials(BaseModel):
     username: str = Field(description="The device id.")
     password: str = Field(description="Shown this once; the platform keeps only its hash.")
-    broker_host: str
-    broker_port: int
+    broker_host: str = Field(description="The name or address devices reach the broker at.")
+    broker_port: int | None = Field(
+        description="The broker's listener that takes this password (plain MQTT; on the"
+        " broker's machine: `smartcity broker --device-port`); null when none is configured."
+    )
+    broker_tls_port: int | None = Field(
+        description="The broker's TLS listener: it takes a client certificate, not this"
+        " password (`smartcity provision --credentials` issues one); null when none is"
+        " configured."
+    )
     topic_prefix: str = Field(
         description="The device publishes `<prefix>/telemetry`, `event`, `state` and "
         "`cmd_ack`, and subscribes to `<prefix>/cmd`.",
@@ -241,8 +249,9 @@ def _new_credentials(
     return MqttCredentials(
         username=record.device_id,
         password=password,
-        broker_host=state.config.mqtt_host,
-        broker_port=state.config.mqtt_port,
+        broker_host=state.config.device_broker.host,
+        broker_port=state.config.device_broker.password_port,
+        broker_tls_port=state.config.device_broker.tls_port,
         topic_prefix=queries.topic_prefix(
             record.site_id, DeviceClass(record.device_class), record.device_id
         ),

@@ -11,16 +11,23 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
-from broker_config.accounts import mosquitto_hash_matches
+from api.app import create_app
+from api.config import ApiConfig, DeviceBroker
+from broker_config.accounts import Service, mosquitto_hash_matches
+from protocol.mqtt_account import MqttAccount
 from protocol.topics import DeviceClass
 from runtime.local_services import LocalMosquitto
-from storage.registry import load_registry
+from smartcity.broker_security import sync_access
+from storage.registry import load_registry, upsert_site
 from storage.writer import BatchWriter, StorageBatch, telemetry_rows
-from tests.integration.api_fixtures import ApiSession, sefrou
+from tests.integration.api_fixtures import ApiSession, add_people, sefrou
 from tests.integration.helpers import publisher, running_ingest, wait_until
+from tests.integration.secured_broker import SecuredBroker, connect, secured_broker
 
 pytestmark = pytest.mark.integration
+__all__ = ["secured_broker"]
 
 DEVICES = "/api/v1/devices"
 NOT_ADMINS = ("technician", "energy", "crew-north")
@@ -221,7 +228,10 @@ def test_an_admin_provisions_a_device_and_sees_its_password_once(api: ApiSession
     password = credentials["password"]
     assert credentials["username"] == "sl-new-001"
     assert credentials["topic_prefix"] == "sc/sefrou/streetlight/sl-new-001"
-    assert credentials["broker_port"] == api.client.app.state.api.config.mqtt_port  # type: ignore[attr-defined]
+    config = api.client.app.state.api.config  # type: ignore[attr-defined]
+    assert credentials["broker_port"] == config.device_broker.password_port
+    assert credentials["broker_port"] != config.mqtt_port, "never the services' listener"
+    assert credentials["broker_tls_port"] == config.device_broker.tls_port
     [(username, stored_hash, created_by)] = _credentials(api.database_url, "sl-new-001")
     assert (username, created_by) == ("sl-new-001", "admin")
     assert stored_hash.startswith("$7$")
@@ -392,3 +402,39 @@ def test_ingest_stores_the_telemetry_of_a_device_provisioned_through_the_api(
             return [v["value"] for v in latest["values"]] == [77.5]
 
         wait_until(stored, timeout_s=20, what="the new device's sample in the database")
+
+
+def test_a_device_provisioned_through_the_api_gets_in_where_the_answer_sends_it(
+    secured_broker: SecuredBroker, database_url: str
+) -> None:
+    """The answer names the broker's listener for devices, not the services' (which refuses
+    devices with CONNACK 135), and the password works there once the broker has synced."""
+    with psycopg.connect(database_url) as connection:
+        upsert_site(connection, sefrou())
+    tokens = add_people(database_url)
+    config = ApiConfig(
+        database_url=database_url,
+        mqtt_port=secured_broker.broker.port,
+        mqtt_account=secured_broker.service(Service.API),
+        device_broker=DeviceBroker(
+            "127.0.0.1", secured_broker.device_port, secured_broker.tls_port
+        ),
+    )
+    with TestClient(create_app(config)) as client:
+        answer = client.post(
+            DEVICES, headers={"Authorization": f"Bearer {tokens['admin']}"}, json=NEW_LIGHT
+        )
+    assert answer.status_code == 201, answer.text
+    credentials = answer.json()["credentials"]
+    assert (credentials["broker_port"], credentials["broker_tls_port"]) == (
+        secured_broker.device_port,
+        secured_broker.tls_port,
+    )
+    sync_access(secured_broker.access(database_url))
+    secured_broker.broker.reload()
+    account = MqttAccount(credentials["username"], credentials["password"])
+    at_the_services = connect(secured_broker.broker.port, account, account.username)
+    assert at_the_services.refused
+    admitted = connect(credentials["broker_port"], account, account.username)
+    assert not admitted.refused, admitted.connect_reason
+    admitted.close()

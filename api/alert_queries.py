@@ -15,7 +15,6 @@ devices in service; none for a site. State changes do not live here: they go thr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -311,35 +310,6 @@ def notifications_of(connection: psycopg.Connection, alert_id: int) -> list[Noti
         (alert_id,),
     ).fetchall()
     return [NotificationAttempt(*row) for row in rows]
-
-
-def unknown_places(
-    connection: psycopg.Connection,
-    device_ids: Sequence[str],
-    street_groups: Sequence[str],
-    buildings: Sequence[str],
-) -> list[str]:
-    """The devices, street groups and buildings named that no device in the registry has."""
-    row = connection.execute(
-        """
-        SELECT
-            ARRAY(SELECT x FROM unnest(%(devices)s::text[]) x
-                  WHERE NOT EXISTS (SELECT 1 FROM devices WHERE device_id = x)),
-            ARRAY(SELECT x FROM unnest(%(groups)s::text[]) x
-                  WHERE NOT EXISTS (SELECT 1 FROM devices WHERE street_group = x)),
-            ARRAY(SELECT x FROM unnest(%(buildings)s::text[]) x
-                  WHERE NOT EXISTS (SELECT 1 FROM devices WHERE building = x))
-        """,
-        {"devices": list(device_ids), "groups": list(street_groups), "buildings": list(buildings)},
-    ).fetchone()
-    if row is None:
-        return []
-    devices, groups, places = row
-    return (
-        [f"device {name!r}" for name in devices]
-        + [f"street group {name!r}" for name in groups]
-        + [f"building {name!r}" for name in places]
-    )
 
 
 def find_silences(

@@ -509,3 +509,41 @@ def topic_prefix(site_id: str, device_class: DeviceClass, device_id: str) -> str
     """What a device's topics start with (protocol/topics.py): ``.../telemetry``, ``.../cmd``..."""
     topic = DeviceTopic(site_id, device_class, device_id, Channel.TELEMETRY)
     return str(topic).rpartition("/")[0]
+
+
+def unknown_places(
+    connection: psycopg.Connection,
+    device_ids: Sequence[str],
+    street_groups: Sequence[str],
+    buildings: Sequence[str],
+    site_id: str | None = None,
+) -> list[str]:
+    """The devices, street groups and buildings named that no device in the registry has (of
+    ``site_id`` only, when given), each as ``street group 'x'``."""
+    row = connection.execute(
+        """
+        SELECT
+            ARRAY(SELECT x FROM unnest(%(devices)s::text[]) x
+                  WHERE NOT EXISTS (SELECT 1 FROM devices WHERE device_id = x)),
+            ARRAY(SELECT x FROM unnest(%(groups)s::text[]) x
+                  WHERE NOT EXISTS (SELECT 1 FROM devices WHERE street_group = x
+                                    AND (%(site)s::text IS NULL OR site_id = %(site)s))),
+            ARRAY(SELECT x FROM unnest(%(buildings)s::text[]) x
+                  WHERE NOT EXISTS (SELECT 1 FROM devices WHERE building = x
+                                    AND (%(site)s::text IS NULL OR site_id = %(site)s)))
+        """,
+        {
+            "devices": list(device_ids),
+            "groups": list(street_groups),
+            "buildings": list(buildings),
+            "site": site_id,
+        },
+    ).fetchone()
+    if row is None:
+        return []
+    devices, groups, places = row
+    return (
+        [f"device {name!r}" for name in devices]
+        + [f"street group {name!r}" for name in groups]
+        + [f"building {name!r}" for name in places]
+    )

@@ -344,6 +344,7 @@ def post_device(
             "site file: smartcity provision SITE_FILE)"
         )
     ratings = _ratings(connection, new.device_class, new.model)
+    _refuse_unknown_places(connection, new.site_id, new.street_group, new.building)
     device = queries.NewDevice(
         device_id=new.id,
         site_id=new.site_id,
@@ -369,6 +370,26 @@ def post_device(
         site=new.site_id, device_class=new.device_class.value, model=new.model,
     )  # fmt: skip
     return ProvisionedDevice(device=_detail(connection, record), credentials=credentials)
+
+
+def _refuse_unknown_places(
+    connection: Db, site_id: str, street_group: str | None, building: str | None
+) -> None:
+    """422 for a street group or building the site's registry lacks: a device there would be
+    in no crew's places, so nobody would see its alerts."""
+    unknown = queries.unknown_places(
+        connection,
+        [],
+        [street_group] if street_group else [],
+        [building] if building else [],
+        site_id,
+    )
+    if unknown:
+        raise UnprocessableError(
+            f"site {site_id} has no {' and no '.join(unknown)}: check the name (GET /groups"
+            " lists them); a new street or building comes with the site file (smartcity"
+            " provision SITE_FILE)"
+        )
 
 
 def _ratings(connection: Db, device_class: DeviceClass, model: str) -> dict[str, Any]:
@@ -418,6 +439,9 @@ def patch_device(
         changes["name"] = ""
     if "metadata" in changes and changes["metadata"] is None:
         changes["metadata"] = {}
+    _refuse_unknown_places(
+        connection, record.site_id, changes.get("street_group"), changes.get("building")
+    )
     if record.device_class == DeviceClass.BUILDING:
         cleared = [name for name in ("building", "zone") if name in changes and not changes[name]]
         if cleared:

@@ -14,14 +14,10 @@ from pydantic.config import JsonDict
 
 from alerts import store
 from alerts.lifecycle import Silence
-from api.alert_queries import (
-    StoredSilence,
-    find_silence,
-    find_silences,
-    unknown_places,
-)
+from api.alert_queries import StoredSilence, find_silence, find_silences
 from api.audit import record_action
 from api.deps import Db, Now, Reader, require
+from api.device_queries import unknown_places
 from api.problems import (
     UnprocessableError,
     problem_responses,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,8 @@ from api.accounts import (
 )
 from api.audit import record_action
 from api.deps import Admin, Db, Now
-from api.problems import ConflictError, NotFoundError, problem_responses
+from api.device_queries import unknown_places
+from api.problems import ConflictError, NotFoundError, UnprocessableError, problem_responses
 from api.roles import Role
 
 router = APIRouter(tags=["users"], responses=problem_responses(401, 403, 422))
@@ -131,6 +133,18 @@ class IssuedToken(BaseModel):
     info: TokenOut
 
 
+def _refuse_unknown_places(
+    connection: Db, street_groups: Sequence[str], buildings: Sequence[str]
+) -> None:
+    """422 for places the registry lacks: a crew given one would never see its alerts."""
+    unknown = unknown_places(connection, [], street_groups, buildings)
+    if unknown:
+        raise UnprocessableError(
+            f"the registry has no {', '.join(unknown[:5])}: check the names (GET /groups"
+            " lists them)"
+        )
+
+
 @router.get("/users", summary="Every user")
 def get_users(_: Admin, connection: Db) -> list[UserOut]:
     return [UserOut.of(user) for user in list_users(connection)]
@@ -143,6 +157,7 @@ def get_users(_: Admin, connection: Db) -> list[UserOut]:
     summary="Add a user",
 )
 def post_user(new: NewUser, caller: Admin, connection: Db, at: Now) -> UserOut:
+    _refuse_unknown_places(connection, new.street_groups, new.buildings)
     try:
         user = create_user(
             connection,
@@ -177,6 +192,9 @@ def patch_user(
     username: UsernamePath, change: UserChange, caller: Admin, connection: Db, at: Now
 ) -> UserOut:
     changes = change.model_dump(exclude_unset=True)
+    _refuse_unknown_places(
+        connection, changes.get("street_groups") or [], changes.get("buildings") or []
+    )
     try:
         user = update_user(connection, username, changes)
     except AccountError as error:

@@ -204,3 +204,21 @@ def test_other_sites_pages_get_no_cors_permission_unless_configured(
         assert allowed.headers["access-control-allow-origin"] == "https://grafana.sefrou.example"
         other = client.options("/api/v1/alerts", headers=preflight)
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_crew_is_refused_places_the_registry_lacks(api: ApiSession) -> None:
+    """A crew given a misspelt street would never see that street's alerts: 422."""
+    admin = api.headers("admin")
+    typo = {"username": "crew-east", "role": "crew", "street_groups": ["route-de-fez"]}
+    created = api.client.post("/api/v1/users", headers=admin, json=typo)
+    assert created.status_code == 422, created.text
+    assert "street group 'route-de-fez'" in created.json()["detail"]
+    right = {**typo, "street_groups": ["route-de-fes"]}
+    assert api.client.post("/api/v1/users", headers=admin, json=right).status_code == 201
+    patched = api.client.patch(
+        "/api/v1/users/crew-east", headers=admin, json={"buildings": ["no-such-building"]}
+    )
+    assert patched.status_code == 422, patched.text
+    assert "building 'no-such-building'" in patched.json()["detail"]
+    user = api.client.get("/api/v1/users/crew-east", headers=admin).json()
+    assert (user["street_groups"], user["buildings"]) == (["route-de-fes"], [])

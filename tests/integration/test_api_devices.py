@@ -438,3 +438,27 @@ def test_a_device_provisioned_through_the_api_gets_in_where_the_answer_sends_it(
     admitted = connect(credentials["broker_port"], account, account.username)
     assert not admitted.refused, admitted.connect_reason
     admitted.close()
+
+
+def test_a_device_is_refused_a_street_group_or_building_its_site_lacks(api: ApiSession) -> None:
+    """A device in a place no crew has would be seen by nobody: 422, as for silences."""
+    admin = api.headers("admin")
+    typo = {**NEW_LIGHT, "street_group": "route-el-menzel-xyz"}
+    problem = _problem(api.client.post(DEVICES, headers=admin, json=typo), 422)
+    assert "street group 'route-el-menzel-xyz'" in problem["detail"]
+    assert _credentials(api.database_url, "sl-new-001") == []
+    assert api.client.post(DEVICES, headers=admin, json=NEW_LIGHT).status_code == 201
+    moved = api.client.patch(
+        f"{DEVICES}/sl-new-001", headers=admin, json={"street_group": "route-el-menzel-xyz"}
+    )
+    assert "route-el-menzel-xyz" in _problem(moved, 422)["detail"]
+    zone = api.client.patch(
+        f"{DEVICES}/sl-new-001", headers=admin, json={"building": "no-such-building"}
+    )
+    assert "building 'no-such-building'" in _problem(zone, 422)["detail"]
+    kept = api.client.get(f"{DEVICES}/sl-new-001", headers=admin).json()
+    assert (kept["street_group"], kept["building"]) == ("route-el-menzel-north", None)
+    elsewhere = api.client.patch(
+        f"{DEVICES}/sl-new-001", headers=admin, json={"street_group": "route-de-fes"}
+    )
+    assert elsewhere.status_code == 200, elsewhere.text

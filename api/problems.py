@@ -4,11 +4,18 @@ Routes raise :class:`ApiError` (or a subclass); the handlers installed by
 :func:`install_problem_handlers` turn it, FastAPI's validation errors and Starlette's HTTP
 errors into ``application/problem+json`` bodies. The ``type`` of a problem is a relative URI
 naming its kind (``/problems/forbidden``); ``about:blank`` when the status says it all.
+
+Every request has an id (:class:`RequestIds`): the caller's ``X-Request-ID`` when it is a
+sane one, else a new one; every response carries it back in ``X-Request-ID``, and every
+problem in ``request_id``. An unexpected error is logged with its traceback and that id, so
+the line a caller reports is the line in the log.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Final
@@ -18,10 +25,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 _log: Final = logging.getLogger("smartcity.api")
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+_SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class InvalidParameter(BaseModel):
@@ -43,6 +54,38 @@ class Problem(BaseModel):
     errors: list[InvalidParameter] = Field(
         default_factory=list, description="The refused fields of a request that did not validate."
     )
+    request_id: str | None = Field(
+        None,
+        description="The request's id (also in the X-Request-ID header): give it when you"
+        " report a problem; the server's log names it.",
+    )
+
+
+class RequestIds:
+    """ASGI middleware: each request's id in ``request.state.request_id`` and in the
+    response's ``X-Request-ID`` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
 
 
 class ApiError(Exception):
@@ -113,6 +156,7 @@ def problem_response(
     kind: str = "",
     errors: Sequence[InvalidParameter] = (),
     headers: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> JSONResponse:
     """The ``application/problem+json`` response for one problem."""
     problem = Problem(
@@ -122,7 +166,10 @@ def problem_response(
         detail=detail,
         instance=instance,
         errors=list(errors),
+        request_id=request_id,
     )
+    if request_id is not None:
+        headers = {**(headers or {}), REQUEST_ID_HEADER: request_id}
     return JSONResponse(
         problem.model_dump(),
         status_code=status,
@@ -152,7 +199,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         if isinstance(error, TooManyRequestsError):
             headers["Retry-After"] = str(error.retry_after_s)
         return problem_response(
-            error.status, error.detail, request.url.path, kind=error.kind, headers=headers or None
+            error.status,
+            error.detail,
+            request.url.path,
+            kind=error.kind,
+            headers=headers or None,
+            request_id=request_id_of(request),
         )
 
     async def on_invalid(request: Request, error: Exception) -> JSONResponse:
@@ -165,6 +217,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             request.url.path,
             kind="invalid-request",
             errors=found,
+            request_id=request_id_of(request),
         )
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
@@ -174,6 +227,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             str(error.detail) if error.detail else HTTPStatus(error.status_code).phrase,
             request.url.path,
             headers=dict(error.headers) if error.headers else None,
+            request_id=request_id_of(request),
         )
 
     async def on_refused_value(request: Request, error: Exception) -> JSONResponse:
@@ -185,20 +239,25 @@ def install_problem_handlers(app: FastAPI) -> None:
             f"the database refused a value of the request: {reason}",
             request.url.path,
             kind="invalid-value",
+            request_id=request_id_of(request),
         )
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        request_id = request_id_of(request)
         _log.error(
             "request failed",
             exc_info=error,
-            extra={"path": request.url.path, "method": request.method},
+            extra={"path": request.url.path, "method": request.method, "request_id": request_id},
         )
         return problem_response(
             HTTPStatus.INTERNAL_SERVER_ERROR,
-            "the request failed on the server; it is logged. Try again, or report the time.",
+            f"the request failed on the server; it is logged as request {request_id}. Try"
+            " again, or report that id.",
             request.url.path,
+            request_id=request_id,
         )
 
+    app.add_middleware(RequestIds)
     app.add_exception_handler(ApiError, on_problem)
     app.add_exception_handler(psycopg.DataError, on_refused_value)
     app.add_exception_handler(Exception, on_unexpected)

@@ -42,7 +42,10 @@ class TextFormatter(logging.Formatter):
         )
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
         text = f"{stamp} {record.levelname.lower()} {record.getMessage()}"
-        return f"{text} ({fields})" if fields else text
+        text = f"{text} ({fields})" if fields else text
+        if record.exc_info:
+            text = f"{text}\n{self.formatException(record.exc_info)}"
+        return text
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]

@@ -1,0 +1,54 @@
+"""What a caller and an operator get when a request goes wrong: one request id in the
+response header, in the problem body and in the log line with the traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi import FastAPI
+
+from tests.integration.api_fixtures import ApiSession
+
+pytestmark = pytest.mark.integration
+
+
+def _failing_route(app: FastAPI) -> str:
+    def fail() -> None:
+        raise RuntimeError("a bug met by this request")
+
+    app.add_api_route("/api/v1/test-failure", fail, methods=["GET"])
+    return "/api/v1/test-failure"
+
+
+def test_an_unexpected_error_is_a_500_problem_whose_request_id_names_the_logged_traceback(
+    api: ApiSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _failing_route(api.client.app)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="smartcity.api"):
+        response = api.get("admin", path)
+    assert response.status_code == 500  # type: ignore[attr-defined]
+    problem = response.json()  # type: ignore[attr-defined]
+    request_id = response.headers["X-Request-ID"]  # type: ignore[attr-defined]
+    assert problem["request_id"] == request_id
+    assert request_id in problem["detail"]
+    [record] = [r for r in caplog.records if r.getMessage() == "request failed"]
+    assert record.__dict__["request_id"] == request_id
+    assert record.exc_info is not None
+    assert "a bug met by this request" in logging.Formatter().formatException(record.exc_info)
+
+
+def test_every_answer_carries_the_callers_request_id_or_a_new_one(api: ApiSession) -> None:
+    given = api.client.get(
+        "/api/v1/auth/me", headers={**api.headers("admin"), "X-Request-ID": "crew-phone-42"}
+    )
+    assert given.headers["X-Request-ID"] == "crew-phone-42"
+    refused = api.client.get("/api/v1/devices/no-such-device", headers=api.headers("admin"))
+    assert refused.status_code == 404
+    assert refused.json()["request_id"] == refused.headers["X-Request-ID"]
+    hostile = api.client.get(
+        "/api/v1/auth/me", headers={**api.headers("admin"), "X-Request-ID": "x" * 65 + "\x7f"}
+    )
+    made = hostile.headers["X-Request-ID"]
+    assert len(made) == 32
+    assert made != given.headers["X-Request-ID"]

@@ -55,7 +55,7 @@ from protocol.topics import Channel, subscription
 from rules.announce import DeliveryRecorder, alert_message, notice_for, site_of
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
-from rules.fleet import load_fleet
+from rules.fleet import load_fleet, registry_fingerprint
 from rules.model import RuleSet, load_rules
 from rules.partition import Partition
 from rules.root_causes import RootCauses
@@ -94,6 +94,9 @@ class RulesConfig:
     cabinet or the site link turns out to be the cause (then it is muted instead)."""
     rule_set_check_s: float = 30.0
     """How often the rule set activated in the database is looked up."""
+    registry_check_s: float = 5.0
+    """How often the registry is looked at: devices added, changed (street group, ratings...)
+    or decommissioned since are taken up, without a restart."""
     partition: Partition = field(default_factory=Partition)
     """The devices this worker looks after (:mod:`rules.partition`); the default, all."""
 
@@ -119,6 +122,7 @@ class RulesService:
         self._arrived = self._inbox.arrived
         self.rules = load_rules(config.rules_path)
         self._db = psycopg.connect(config.database_url, autocommit=False)
+        self._registry = registry_fingerprint(self._db)
         self.fleet = load_fleet(self._db)
         self._db.commit()
         self.follow_active_rule_set()  # an active rule set is in force from the start
@@ -257,11 +261,35 @@ class RulesService:
             return
         self._save_states()
         self.rules = rules
-        self.fleet = load_fleet(self._db)  # devices provisioned since are evaluated too
-        self._db.commit()
-        self.evaluator = self._restored_evaluator(rules)  # from the states just saved
+        self._reload_fleet()  # devices provisioned since are evaluated too
         self._close_alerts_of_removed_rules()
         log.info("rules reloaded", extra={"rules": len(rules.rules), "source": rules.source})
+
+    def _reload_fleet(self) -> None:
+        """The registry as it is now, and the evaluator rebuilt over it from the saved states
+        (save them first)."""
+        self._registry = registry_fingerprint(self._db)
+        self.fleet = load_fleet(self._db)
+        self._db.commit()
+        self.evaluator = self._restored_evaluator(self.rules)
+
+    def _follow_registry(self) -> None:
+        """Take up devices added, changed or decommissioned since the last look."""
+        seen = registry_fingerprint(self._db)
+        self._db.commit()
+        if seen == self._registry:
+            return
+        before = set(self.fleet)
+        self._save_states()
+        self._reload_fleet()
+        log.info(
+            "registry changed: devices taken up",
+            extra={
+                "devices": len(self.fleet),
+                "added": len(set(self.fleet) - before),
+                "removed": len(before - set(self.fleet)),
+            },
+        )
 
     def _close_alerts_of_removed_rules(self) -> None:
         kept = [rule.id for rule in self.rules.rules] + [GROUP_OFFLINE, *CONTROL_KINDS]
@@ -305,10 +333,14 @@ class RulesService:
         self._session.start()
         next_tick = time.monotonic()
         next_rule_set_check = next_tick + self.config.rule_set_check_s
+        next_registry_check = next_tick + self.config.registry_check_s
         try:
             while not self._stop.is_set():
                 self._arrived.wait(min(BATCH_WAIT_S * 4, max(0.0, next_tick - time.monotonic())))
                 self._arrived.clear()
+                if time.monotonic() >= next_registry_check:
+                    self._safely(self._follow_registry, "registry check")
+                    next_registry_check = time.monotonic() + self.config.registry_check_s
                 if time.monotonic() >= next_rule_set_check or self._rule_sets.recheck.is_set():
                     self._safely(self._follow_rule_set_quietly, "rule set check")
                     next_rule_set_check = time.monotonic() + self.config.rule_set_check_s

@@ -407,3 +407,39 @@ def test_a_street_failure_widening_to_the_site_hands_over_quietly(config: RulesC
         muted = {a.muted_by for a in open_alerts(config.database_url, "light-offline")}
         assert muted == {f"suppressed:{site.alert_id}"}
     assert notified_rules(config.database_url) == {"group-offline"}
+
+
+def test_devices_added_changed_or_decommissioned_while_it_runs_are_taken_up(
+    config: RulesConfig, broker: LocalMosquitto
+) -> None:
+    """No restart, no signal: a light provisioned after the start gets its alert, a street
+    group change and a decommissioning are seen within the registry check (0.5 s here)."""
+    config = replace(config, registry_check_s=0.5)
+    with running_engine(config) as engine, publisher(broker.port) as client:
+        assert "sl-099" not in engine.fleet
+        with psycopg.connect(config.database_url) as connection:
+            connection.execute(
+                "INSERT INTO devices (device_id, site_id, device_class, name, model, latitude,"
+                " longitude, street_group, cabinet, metadata)"
+                " SELECT 'sl-099', site_id, device_class, 'New light', model, latitude,"
+                " longitude, street_group, cabinet, metadata FROM devices"
+                " WHERE device_id = 'sl-001'"
+            )
+            connection.execute(
+                "UPDATE devices SET street_group = 'moved-street', updated_at = now()"
+                " WHERE device_id = 'sl-002'"
+            )
+            connection.execute(
+                "UPDATE devices SET decommissioned_at = now(), updated_at = now()"
+                " WHERE device_id = 'sl-003'"
+            )
+        wait_until(lambda: "sl-099" in engine.fleet, 10, "the new light taken up")
+        assert engine.fleet["sl-002"].scope.street_group == "moved-street"
+        assert "sl-003" not in engine.fleet
+        for index in range(6):  # the new light dark for 25 minutes at night
+            dark(client, "sl-099", index)
+        wait_until(
+            lambda: [a.subject for a in open_alerts(config.database_url, "lamp-out")] == ["sl-099"],
+            20,
+            "the new light's lamp-out",
+        )

@@ -76,8 +76,10 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
 
     def check(caller: Caller) -> Principal:
         if not caller.may(permission):
+            role = caller.role.value.replace("_", " ")
+            article = "an" if role[0] in "aeiou" else "a"
             raise ForbiddenError(
-                f"a {caller.role.value.replace('_', ' ')} may not do this; "
+                f"{article} {role} may not do this; "
                 f"it needs the role {role_names(roles_with(permission))}"
             )
         return caller

@@ -26,12 +26,13 @@ router = APIRouter(tags=["devices"], responses=problem_responses(401, 403, 422))
 MAX_PAGE: Final = 500
 MAX_METADATA_BYTES: Final = 16_384
 
+EXAMPLE_DEVICE: Final = "sl-example-001"
+"""The device id the schema's examples use: no site has it, so a client that replays the
+examples against a live platform (a fuzzer) decommissions or re-keys no real device."""
 Identifier = Annotated[
-    str, StringConstraints(pattern=IDENTIFIER_PATTERN.pattern), Field(examples=["sl-menzel-n-001"])
+    str, StringConstraints(pattern=IDENTIFIER_PATTERN.pattern), Field(examples=[EXAMPLE_DEVICE])
 ]
-DeviceIdPath = Annotated[
-    str, Path(pattern=IDENTIFIER_PATTERN.pattern, examples=["sl-menzel-n-001"])
-]
+DeviceIdPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN.pattern, examples=[EXAMPLE_DEVICE])]
 PlaceQuery = Annotated[
     str | None, Query(min_length=1, max_length=100, pattern=queries.STORABLE_TEXT)
 ]
@@ -169,7 +170,7 @@ class MqttCredentials(BaseModel):
     topic_prefix: str = Field(
         description="The device publishes `<prefix>/telemetry`, `event`, `state` and "
         "`cmd_ack`, and subscribes to `<prefix>/cmd`.",
-        examples=["sc/sefrou/streetlight/sl-menzel-n-001"],
+        examples=[f"sc/sefrou/streetlight/{EXAMPLE_DEVICE}"],
     )
 
 

@@ -222,3 +222,11 @@ def test_a_crew_is_refused_places_the_registry_lacks(api: ApiSession) -> None:
     assert "building 'no-such-building'" in patched.json()["detail"]
     user = api.client.get("/api/v1/users/crew-east", headers=admin).json()
     assert (user["street_groups"], user["buildings"]) == (["route-de-fes"], [])
+
+
+def test_a_refusal_names_the_callers_role_in_good_english(api: ApiSession) -> None:
+    refused = api.client.get("/api/v1/users", headers=api.headers("energy"))
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith("an energy manager may not do this; ")
+    crew = api.client.get("/api/v1/users", headers=api.headers("crew-north"))
+    assert crew.json()["detail"].startswith("a crew may not do this; ")

@@ -6,13 +6,15 @@ Routes declare them with the ``Annotated`` aliases below, and permissions with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BeforeValidator
 
 from api.accounts import principal_for_token
 from api.problems import ForbiddenError, UnauthorizedError
@@ -24,6 +26,24 @@ _bearer = HTTPBearer(
     description="A token from `POST /api/v1/auth/login` or made by an admin "
     "(`smartcity users token NAME`).",
 )
+
+_NUMBER: Final = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _written_as_a_moment(value: object) -> object:
+    """A moment comes as ISO 8601 text: pydantic would read a bare number as UNIX seconds
+    (``fired_until=0.5`` as 1970), which the schema (``date-time``) does not allow."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value)
+    ):
+        raise ValueError("write a date and time in ISO 8601, e.g. 2026-12-01T18:00:00Z")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_written_as_a_moment)]
+"""A date and time in a request (no zone: UTC, where the route says so)."""
+AwareMoment = Annotated[AwareDatetime, BeforeValidator(_written_as_a_moment)]
+"""A date and time in a request, with its time zone."""
 
 
 def api_state(request: Request) -> ApiState:

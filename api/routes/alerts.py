@@ -39,7 +39,7 @@ from api.alert_queries import (
     notifications_of,
 )
 from api.audit import record_action
-from api.deps import Caller, Db, Now, require
+from api.deps import Caller, Db, Moment, Now, require
 from api.fault_guides import LANGUAGES, FaultGuide, fault_guides
 from api.problems import (
     ConflictError,
@@ -397,9 +397,9 @@ def get_alerts(  # noqa: PLR0917 - each filter is a query parameter
     building: Annotated[list[Name] | None, Query(max_length=50)] = None,
     assigned_to: Annotated[list[Name] | None, Query(max_length=50)] = None,
     fired_since: Annotated[
-        datetime | None, Query(description="Fired at or after (no zone: UTC).")
+        Moment | None, Query(description="Fired at or after (no zone: UTC).")
     ] = None,
-    fired_until: Annotated[datetime | None, Query(description="Fired before.")] = None,
+    fired_until: Annotated[Moment | None, Query(description="Fired before.")] = None,
     near: Annotated[
         str | None,
         Query(

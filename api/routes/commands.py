@@ -20,12 +20,12 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from api import command_queries as queries
 from api import device_queries as devices
 from api.audit import record_action
-from api.deps import Db, Now, Reader, State, now, require
+from api.deps import AwareMoment, Db, Now, Reader, State, now, require
 from api.problems import (
     ConflictError,
     NotFoundError,
@@ -375,7 +375,7 @@ def get_commands(
     ] = None,
     outcome: queries.Outcome | None = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="Issued at or after (with its time zone).")
+        AwareMoment | None, Query(description="Issued at or after (with its time zone).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Final, Self
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from api.deps import Db, Reader, State
+from api.deps import AwareMoment, Db, Reader, State
 from api.jobs import Job, JobRunner, JobStatus, Progress, find_job, list_jobs
 from api.problems import NotFoundError, UnavailableError, problem_responses
 from api.roles import Permission, Principal
@@ -79,8 +79,8 @@ class Period(BaseModel):
 
     longest: ClassVar[timedelta] = timedelta(days=400)
 
-    start: AwareDatetime = Field(examples=["2026-01-05T00:00:00Z"])
-    end: AwareDatetime = Field(description="Excluded.", examples=["2026-01-06T00:00:00Z"])
+    start: AwareMoment = Field(examples=["2026-01-05T00:00:00Z"])
+    end: AwareMoment = Field(description="Excluded.", examples=["2026-01-06T00:00:00Z"])
 
     @field_validator("start", "end")
     @classmethod

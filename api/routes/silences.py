@@ -16,7 +16,7 @@ from alerts import store
 from alerts.lifecycle import Silence
 from api.alert_queries import StoredSilence, find_silence, find_silences
 from api.audit import record_action
-from api.deps import Db, Now, Reader, require
+from api.deps import Db, Moment, Now, Reader, require
 from api.device_queries import unknown_places
 from api.problems import (
     UnprocessableError,
@@ -59,8 +59,8 @@ class NewSilence(BaseModel):
     device_ids: list[Name] = Field(default_factory=list, max_length=1000)
     street_groups: list[Name] = Field(default_factory=list, max_length=100)
     buildings: list[Name] = Field(default_factory=list, max_length=100)
-    starts_at: datetime | None = Field(None, description="Default: now. No zone: UTC.")
-    ends_at: datetime | None = Field(None, description="Give this or `duration`.")
+    starts_at: Moment | None = Field(None, description="Default: now. No zone: UTC.")
+    ends_at: Moment | None = Field(None, description="Give this or `duration`.")
     duration: str | None = Field(
         None, pattern=r"^[1-9]\d{0,5}(\.\d{1,3})?[smhd]$", examples=["4h", "30m", "7d"]
     )

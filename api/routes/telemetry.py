@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from api import device_queries as devices
 from api import telemetry_queries as telemetry
-from api.deps import Db, Now, Reader
+from api.deps import AwareMoment, Db, Now, Reader
 from api.problems import NotFoundError, UnprocessableError, problem_responses
 from protocol.catalogue import CATALOGUE, ValueKind
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
@@ -126,9 +126,9 @@ def get_range(
             description="Repeat for several: metric=battery_soc&metric=lamp_power.",
         ),
     ],
-    start: Annotated[AwareDatetime, Query(alias="from", description="With its time zone.")],
+    start: Annotated[AwareMoment, Query(alias="from", description="With its time zone.")],
     end: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Exclusive; default: now.")
+        AwareMoment | None, Query(alias="to", description="Exclusive; default: now.")
     ] = None,
     device_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN.pattern)] = None,
     site: PlaceQuery = None,

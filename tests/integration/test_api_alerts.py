@@ -553,3 +553,23 @@ def test_the_openapi_schema_documents_every_alert_route_and_its_errors(api: ApiS
         assert operation["tags"] == ["alerts"]
         assert statuses <= set(operation["responses"]), (path, method)
         assert "application/problem+json" in operation["responses"]["401"]["content"]
+
+
+@pytest.mark.parametrize("written", ["0.5", "1767225600", "-3", "1e9"])
+def test_a_moment_written_as_a_number_is_refused_not_read_as_unix_seconds(
+    api: ApiSession, written: str
+) -> None:
+    """Seen by the schema fuzzer: ``fired_until=0.5`` was read as 1970-01-01T00:00:00.5."""
+    refused = api.get("technician", f"/api/v1/alerts?fired_until={written}")
+    assert refused.status_code == 422, refused.text  # type: ignore[attr-defined]
+    assert "ISO 8601" in refused.text  # type: ignore[attr-defined]
+    silence = api.client.post(
+        "/api/v1/silences",
+        headers=api.headers("technician"),
+        json={"street_groups": ["route-de-fes"], "starts_at": float(written), "duration": "1h"},
+    )
+    assert silence.status_code == 422, silence.text
+    assert "starts_at" in silence.text
+    assert "ISO 8601" in silence.text
+    read = api.get("technician", "/api/v1/alerts?fired_until=2026-01-01T00:00:00Z")
+    assert read.status_code == 200  # type: ignore[attr-defined]

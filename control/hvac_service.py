@@ -198,11 +198,11 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
     def take_up_active_strategy(self) -> bool:
         """Switch to the strategy activated in the database since the last look; True if it
         did (what was learnt is kept)."""
-        active = self._newly_activated()
-        if active is None:
+        strategy = self._newly_activated()
+        if strategy is None:
             return False
-        self.config = replace(self.config, strategy=active.strategy)
-        log.info("activated strategy taken up", extra={"strategy": active.name})
+        self.config = replace(self.config, strategy=strategy)
+        log.info("activated strategy taken up", extra={"strategy": strategy.name})
         return True
 
     def _decide(self, now: datetime, scale: float) -> None:

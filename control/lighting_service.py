@@ -488,9 +488,9 @@ class LightingControlService(CommandingService[LightingConfig, LightingCounters]
 
     def _take_up_active_strategy(self, now: datetime) -> None:
         """The strategy activated in the database since the last look, if any."""
-        active = self._newly_activated()
-        if active is not None:
-            self._apply_strategy(active.strategy, now)
+        strategy = self._newly_activated()
+        if strategy is not None:
+            self._apply_strategy(strategy, now)
 
     def _look(self, now: datetime) -> None:
         """Plan who needs it and queue the commands to send."""

@@ -45,8 +45,8 @@ from control.commanding import (
     answered,
     params_for,
 )
-from control.strategy import Strategy
-from control.strategy_store import ActiveStrategy, active_strategy
+from control.strategy import PACKAGED_STRATEGY, Strategy, load_strategy
+from control.strategy_store import active_strategy
 from protocol.decoding import (
     DEFAULT_WINDOW,
     AcceptanceWindow,
@@ -338,16 +338,15 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
         strategy, self._next_strategy = self._next_strategy, None
         return strategy
 
-    def _newly_activated(self) -> ActiveStrategy | None:
-        """The strategy activated in the database since the last look, if any."""
+    def _newly_activated(self) -> Strategy | None:
+        """The strategy activated in the database since the last look, if any; the packaged
+        one when the activations were all rolled back since."""
         active = active_strategy(self._db)
-        if active is None:
-            return None
-        version = (active.name, active.version)
+        version = None if active is None else (active.name, active.version)
         if version == self._active_version:
             return None
         self._active_version = version
-        return active
+        return load_strategy(PACKAGED_STRATEGY) if active is None else active.strategy
 
     # ------------------------------------------------------------------------- in
 

@@ -77,9 +77,9 @@ class SignControlService(CommandingService[SignConfig, Counters]):
             return
         self._next_look = now + timedelta(seconds=self.config.check_every_s)
         if self.config.follow_active_strategy:
-            active = self._newly_activated()
-            if active is not None:
-                self._apply_strategy(active.strategy)
+            strategy = self._newly_activated()
+            if strategy is not None:
+                self._apply_strategy(strategy)
         wanted = wanted_brightness(self.policy)
         batch = [
             issue(

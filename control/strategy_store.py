@@ -132,8 +132,9 @@ def activate(
 
 def rollback(
     connection: psycopg.Connection, actor: str, reason: str
-) -> tuple[tuple[str, int], tuple[str, int]]:
-    """Re-activate the strategy active before the current one; (now active, replaced)."""
+) -> tuple[tuple[str, int] | None, tuple[str, int]]:
+    """Re-activate the strategy active before the current one; (now active, replaced). Now
+    active is None when the packaged strategy is back in force."""
     return rollback_version(connection, STRATEGIES, actor, reason)
 
 

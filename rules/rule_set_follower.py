@@ -73,7 +73,8 @@ class RuleSetFollower:
         current = None if active is None else (active.name, active.version)
         with self._lock:
             queued = self._pending[1] if self._pending is not None else _NOTHING
-        if not forced and current in (self.in_force, self._refused, queued):
+        refused = current is not None and current == self._refused
+        if not forced and (refused or current in (self.in_force, queued)):
             db.commit()
             return None
         if current is None:

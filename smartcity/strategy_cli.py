@@ -268,7 +268,8 @@ def activate(
 
 @strategy_app.command("rollback")
 def rollback(author: AuthorOption, reason: ReasonOption) -> None:
-    """Re-activate the version that was in force before the current one (again: further back).
+    """Re-activate the version that was in force before the current one (again: further back);
+    after the first activation, the packaged strategy.
 
     \b
     Example:
@@ -279,7 +280,8 @@ def rollback(author: AuthorOption, reason: ReasonOption) -> None:
 
     with _database() as connection:
         target, replaced = store.rollback(connection, author, reason)
-    typer.echo(f"rolled back to {_named(target)} (was {_named(replaced)})")
+    now = _named(target) if target is not None else "the packaged strategy"
+    typer.echo(f"rolled back to {now} (was {_named(replaced)})")
 
 
 @strategy_app.command("history")
@@ -328,7 +330,11 @@ def history(
             else ""
         )
         what = event.action.value.replace("_", " ")
+        target = (
+            "the packaged strategy"
+            if event.name is None
+            else f"{event.name} version {event.version}"
+        )
         typer.echo(
-            f"{_utc(event.at)}  {event.actor:<18} {what:<11} {event.name} version "
-            f"{event.version}{previous}: {event.reason}"
+            f"{_utc(event.at)}  {event.actor:<18} {what:<11} {target}{previous}: {event.reason}"
         )

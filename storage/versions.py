@@ -14,8 +14,11 @@ and why, and which version was active before.
 
 Rollback is an undo: it re-activates the version that was active before the current one was
 activated, and rolling back again goes one step further back (the activations, minus those
-rolled back, form a stack replayed from the audit trail). Changes take one advisory lock per
-kind, so two people activating at once are serialised and the trail stays a true account.
+rolled back, form a stack replayed from the audit trail). Rolling back the first activation
+leaves no version active: the packaged document (the rule file, the packaged strategy) is in
+force again, and the trail's ``rolled_back`` row names no version. Changes take one advisory
+lock per kind, so two people activating at once are serialised and the trail stays a true
+account.
 
 The strategies' kind is in :mod:`control.strategy_store`, the rule sets' in
 :mod:`rules.rule_set_store`.
@@ -110,8 +113,9 @@ class Event:
     at: datetime
     actor: str
     action: Action
-    name: str
-    version: int
+    name: str | None
+    """None for a rollback to the packaged document (no version active)."""
+    version: int | None
     reason: str
     previous_name: str | None
     """Saved: the name again (the version it follows); activated or rolled back: the one that
@@ -142,8 +146,8 @@ def _record(  # noqa: PLR0917 - one value per column of the trail
     kind: Kind,
     actor: str,
     action: Action,
-    name: str,
-    version: int,
+    name: str | None,
+    version: int | None,
     reason: str,
     previous: tuple[str, int] | None,
 ) -> None:
@@ -353,21 +357,29 @@ def _activation_stack(connection: psycopg.Connection, kind: Kind) -> list[tuple[
 
 def rollback_version(
     connection: psycopg.Connection, kind: Kind, actor: str, reason: str
-) -> tuple[tuple[str, int], tuple[str, int]]:
-    """Re-activate the version active before the current one; (now active, replaced)."""
+) -> tuple[tuple[str, int] | None, tuple[str, int]]:
+    """Re-activate the version active before the current one; (now active, replaced). Now
+    active is None when the current one was the first activation: no version is active any
+    more, and the packaged document is in force again."""
     actor, reason = _required(actor, "an actor"), _required(reason, "a reason")
     with connection.transaction():
         _lock(connection, kind)
         current = active_version(connection, kind)
         if current is None:
-            raise VersionConflictError(f"nothing to roll back: no {kind.noun} was ever activated")
+            raise VersionConflictError(
+                f"nothing to roll back: no {kind.noun} is active (the packaged one is in force)"
+            )
         replaced = (current.name, current.version)
         stack = _activation_stack(connection, kind)
-        if len(stack) < 2 or stack[-1] != replaced:
+        if not stack or stack[-1] != replaced:
             raise VersionConflictError(
-                f"nothing to roll back to: {replaced[0]} version {replaced[1]} is in force "
-                "and no earlier activation remains (activate a version instead)"
+                f"the trail does not say how {replaced[0]} version {replaced[1]} came in force;"
+                " activate a version instead"
             )
+        if len(stack) == 1:  # back to the packaged document
+            connection.execute(sql.SQL("DELETE FROM {}").format(_table(kind.active_table)))
+            _record(connection, kind, actor, Action.ROLLED_BACK, None, None, reason, replaced)
+            return None, replaced
         target = stack[-2]
         _set_active(connection, kind, *target, actor)
         _record(connection, kind, actor, Action.ROLLED_BACK, *target, reason, replaced)

@@ -106,8 +106,10 @@ class EventOut(BaseModel):
     at: datetime
     actor: str
     action: store.Action
-    name: str
-    version: int
+    name: str | None = Field(
+        description="The version now in force; null for a rollback to the packaged one."
+    )
+    version: int | None
     reason: str
     previous_name: str | None = Field(
         description="Saved: the name again; activated or rolled back: the one in force before."
@@ -148,7 +150,10 @@ class Saved(BaseModel):
 
 
 class Activation(BaseModel):
-    active: VersionRef = Field(description="Now in force.")
+    active: VersionRef | None = Field(
+        description="Now in force; null: none, the packaged one is (a rollback of the first"
+        " activation)."
+    )
     previous: VersionRef | None = Field(description="In force before, if any.")
 
 
@@ -374,15 +379,15 @@ def add_routes(router: APIRouter, documents: Documents) -> None:
         summary=f"Re-activate the {noun} in force before the current one",
     )
     def rollback(given: Reason, caller: Caller, connection: Db, at: Now) -> Activation:
-        """Again: one step further back. 409 when no earlier activation remains."""
+        """Again: one step further back; the first activation rolled back, no version is
+        active and the packaged one is in force again. 409 when none was activated."""
         with refusing(connection):
             target, replaced = store.rollback_version(
                 connection, documents.kind(), caller.username, given.reason
             )
             record_action(
-                connection, caller, f"{audit}.rollback", target[0], at,
-                version=target[1], reason=given.reason, replaced=list(replaced),
+                connection, caller, f"{audit}.rollback", replaced[0], at,
+                to=None if target is None else list(target), reason=given.reason,
+                replaced=list(replaced),
             )  # fmt: skip
-        return Activation(
-            active=VersionRef(name=target[0], version=target[1]), previous=_ref(replaced)
-        )
+        return Activation(active=_ref(target), previous=_ref(replaced))

@@ -149,9 +149,15 @@ def test_save_activate_roll_back_with_the_trail_and_the_audit_log(api: ApiSessio
         "active": {"name": "lamps", "version": 1},
         "previous": {"name": "lamps", "version": 2},
     }
-    assert_problem(post(api, "energy", "/rule-sets/rollback", REASON), 409, "nothing to roll back")
+    # The first activation rolled back: none is active, the rule file is in force again.
+    packaged = post(api, "energy", "/rule-sets/rollback", {"reason": "back to the catalogue"})
+    assert packaged.json() == {"active": None, "previous": {"name": "lamps", "version": 1}}
+    listed = get(api, "technician", "/rule-sets").json()
+    assert [s["active_version"] for s in listed] == [None]
+    assert_problem(post(api, "energy", "/rule-sets/rollback", REASON), 409, "no rule set is active")
     trail = get(api, "technician", "/rule-sets/history", name="lamps").json()
-    assert [(e["actor"], e["action"], e["version"], e["reason"]) for e in trail][:2] == [
+    assert [(e["actor"], e["action"], e["version"], e["reason"]) for e in trail][:3] == [
+        ("energy", "rolled_back", None, "back to the catalogue"),
         ("energy", "rolled_back", 1, "too noisy"),
         ("admin", "activated", 2, "both"),
     ]
@@ -160,6 +166,7 @@ def test_save_activate_roll_back_with_the_trail_and_the_audit_log(api: ApiSessio
         ("admin", "rule_set.save", "lamps"),
         ("energy", "rule_set.activate", "lamps"),
         ("admin", "rule_set.activate", "lamps"),
+        ("energy", "rule_set.rollback", "lamps"),
         ("energy", "rule_set.rollback", "lamps"),
     ]
 
@@ -189,7 +196,7 @@ def test_bad_bodies_unknown_versions_and_conflicts_are_refused(api: ApiSession) 
     assert save(api, "lamps", LAMPS).status_code == 201
     assert_problem(get(api, "technician", "/rule-sets/lamps/versions/2"), 404, "versions 1 to 1")
     assert_problem(post(api, "energy", "/rule-sets/lamps/versions/9/activate", REASON), 404, "9")
-    assert_problem(post(api, "energy", "/rule-sets/rollback", REASON), 409, "no rule set was ever")
+    assert_problem(post(api, "energy", "/rule-sets/rollback", REASON), 409, "no rule set is active")
     assert post(api, "energy", "/rule-sets/lamps/versions/1/activate", REASON).status_code == 200
     assert_problem(
         post(api, "energy", "/rule-sets/lamps/versions/1/activate", REASON), 409, "already active"

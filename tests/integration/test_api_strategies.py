@@ -91,17 +91,21 @@ def test_versions_activation_and_rollback_are_those_of_the_cli_store(api: ApiSes
 
     rolled = post(api, "energy", "/strategies/rollback", {"reason": "complaints"})
     assert rolled.json()["active"] == {"name": NAME, "version": 1}
-    assert_problem(post(api, "energy", "/strategies/rollback", REASON), 409, "nothing to roll back")
-    trail = get(api, "technician", "/strategies/history", limit=2).json()
-    assert [(e["action"], e["actor"], e["reason"]) for e in trail] == [
-        ("rolled_back", "energy", "complaints"),
-        ("activated", "admin", "cold"),
+    packaged = post(api, "energy", "/strategies/rollback", {"reason": "the packaged one"})
+    assert packaged.json() == {"active": None, "previous": {"name": NAME, "version": 1}}
+    assert_problem(post(api, "energy", "/strategies/rollback", REASON), 409, "no strategy is")
+    trail = get(api, "technician", "/strategies/history", limit=3).json()
+    assert [(e["action"], e["name"], e["actor"], e["reason"]) for e in trail] == [
+        ("rolled_back", None, "energy", "the packaged one"),
+        ("rolled_back", NAME, "energy", "complaints"),
+        ("activated", NAME, "admin", "cold"),
     ]
     assert audit_actions(api.database_url) == [
         ("energy", "strategy.save"),
         ("admin", "strategy.save"),
         ("energy", "strategy.activate"),
         ("admin", "strategy.activate"),
+        ("energy", "strategy.rollback"),
         ("energy", "strategy.rollback"),
     ]
 
@@ -116,7 +120,9 @@ def test_bad_strategies_unknown_versions_and_conflicts_are_refused(api: ApiSessi
     assert_problem(save(api, TOO_HOT), 422, "(line 10)")
     assert_problem(save(api, DEFAULT, name="summer"), 422, "its text says 'sefrou-default'")
     assert_problem(get(api, "technician", f"/strategies/{NAME}"), 404, "none is stored yet")
-    assert_problem(post(api, "energy", "/strategies/rollback", REASON), 409, "no strategy was ever")
+    assert_problem(
+        post(api, "energy", "/strategies/rollback", REASON), 409, "no strategy is active"
+    )
     assert save(api, DEFAULT).status_code == 201
     assert_problem(
         post(api, "energy", f"/strategies/{NAME}/versions/3/activate", REASON), 404, "1 to 1"

@@ -10,7 +10,7 @@ import pytest
 from control.hvac import INITIAL_HEAT_RATE
 from control.hvac_service import ControlConfig, HvacControlService
 from control.strategy import PACKAGED_STRATEGY, load_strategy, parse_strategy
-from control.strategy_store import activate, save_strategy
+from control.strategy_store import activate, rollback, save_strategy
 from protocol.sites import parse_site
 from storage.registry import upsert_site
 
@@ -81,5 +81,10 @@ def test_a_version_activated_later_is_taken_up(database_url: str) -> None:
         assert service.take_up_active_strategy()
         assert service.config.strategy.hvac.comfort.heating == 21.5
         assert not service.take_up_active_strategy()  # once
+        with psycopg.connect(database_url) as connection:  # the activation rolled back
+            assert rollback(connection, "energy-manager", "too warm") == (None, (warmer.name, 1))
+        assert service.take_up_active_strategy()
+        assert service.config.strategy.hvac.comfort.heating == 20.5, "the packaged one again"
+        assert not service.take_up_active_strategy()
     finally:
         service.close()

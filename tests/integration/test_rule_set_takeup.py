@@ -12,7 +12,7 @@ import pytest
 from rules.rule_set_store import RULE_SETS
 from rules.service import RulesConfig
 from runtime.local_services import LocalMosquitto
-from storage.versions import activate_version, save_version, stored_version
+from storage.versions import activate_version, rollback_version, save_version, stored_version
 from tests.integration.helpers import provision_test_site, publisher, wait_until
 from tests.integration.test_rules_engine import TEST_RULES, dark, running_engine
 
@@ -95,3 +95,9 @@ def test_the_engine_follows_the_active_rule_set_and_refuses_a_bad_one(
     with running_engine(config) as engine:
         assert engine.rule_set_in_force == ("lamps", 1)
         assert [rule.id for rule in engine.rules.rules] == ["lamp-out"]
+        # Every activation rolled back: the rule file is in force again, without a restart.
+        with psycopg.connect(config.database_url) as connection:
+            for _ in range(3):  # lamps 1 ("back"), then 2, then 1 ("go live"): none left
+                rollback_version(connection, RULE_SETS, "energy", "undo")
+        wait_until(lambda: engine.rule_set_in_force is None, 20, "the rule file back in force")
+        assert len(engine.rules.rules) == 2

@@ -92,20 +92,25 @@ def test_activate_and_rollback_are_recorded_with_who_what_when_why(database_url:
             ("sefrou-default", 1),
             ("sefrou-default", 3),
         )
-        with pytest.raises(VersionStoreError, match="nothing to roll back to"):
+        # The first activation rolled back: none is active, the packaged strategy is in force.
+        assert store.rollback(connection, "frank", "the packaged one") == (
+            None,
+            ("sefrou-default", 1),
+        )
+        assert store.active_strategy(connection) is None
+        assert store.strategy_in_force(connection)[1].endswith("(packaged default: none activated)")
+        with pytest.raises(VersionStoreError, match="no strategy is active"):
             store.rollback(connection, "erin", "once more")
-        active = store.active_strategy(connection)
-        assert active is not None
-        assert (active.version, active.activated_by) == (1, "erin")
         events = store.history(connection)
         [summary] = store.list_strategies(connection)
-    assert summary.active_version == 1
+    assert summary.active_version is None
     trail = [
         (e.actor, e.action.value, e.version, e.previous_version, e.reason)
         for e in events
         if e.action != Action.SAVED
     ]
     assert trail == [
+        ("frank", "rolled_back", None, 1, "the packaged one"),
         ("erin", "rolled_back", 1, 3, "back to the start"),
         ("dave", "rolled_back", 3, 2, "complaints"),
         ("carol", "activated", 2, 3, "a bit less"),
@@ -119,7 +124,7 @@ def test_activate_and_rollback_are_recorded_with_who_what_when_why(database_url:
 
 def test_bad_changes_are_refused_and_leave_no_trace(database_url: str) -> None:
     with psycopg.connect(database_url) as connection:
-        with pytest.raises(VersionStoreError, match="nothing to roll back: no strategy"):
+        with pytest.raises(VersionStoreError, match="nothing to roll back: no strategy is"):
             store.rollback(connection, "alice", "why not")
         store.save_strategy(connection, DEFAULT, "energy-manager", "first")
         with pytest.raises(UnknownVersionError, match=r"has no version 7 \(versions 1 to 1\)"):
@@ -262,7 +267,7 @@ def test_cli_bad_input_is_a_clear_error_with_code_2(database_url: str, tmp_path:
     code, output = invoke(database_url, "rollback", "--author", "a", "--reason", "r")
     assert (code, output.strip()) == (
         2,
-        "error: nothing to roll back: no strategy was ever activated",
+        "error: nothing to roll back: no strategy is active (the packaged one is in force)",
     )
     code, output = invoke(database_url, "history")
     assert (code, output) == (0, "no strategy changes recorded\n")

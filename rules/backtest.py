@@ -226,8 +226,9 @@ def evaluate_device(
                 resolved_s = None if alert.resolved is None else float(unix_s[alert.resolved])
                 found.append(RawAlert(rule.id, device.device_id, fired_s, resolved_s))
     for rule in silences:
-        for gone in missing(history, rule.silence_s, until_s):
-            found.append(RawAlert(rule.id, device.device_id, gone.since_s, gone.back_s))
+        for gone in missing(history, rule.silence_s, until_s, rule.grace_s):
+            fired_s = gone.known_s if gone.known_s is not None else gone.since_s
+            found.append(RawAlert(rule.id, device.device_id, fired_s, gone.back_s))
     return DeviceOutcome(tuple(found), len(unix_s) * (len(conditions) + len(silences)))
 
 
@@ -248,7 +249,9 @@ def _add_peers(
             env[f"peer_{metric}"] = peer_median(history.unix_s, series, max_age_s)
 
 
-def missing(history: DeviceHistory, silence_s: float, until_s: float) -> list[Gone]:
+def missing(
+    history: DeviceHistory, silence_s: float, until_s: float, grace_s: float = 0.0
+) -> list[Gone]:
     """The missing intervals of one device: :func:`rules.offline.missing_intervals`, or for a
     device without state messages (a simulated history) the same computed with numpy."""
     device_class = history.device.device_class
@@ -263,6 +266,7 @@ def missing(history: DeviceHistory, silence_s: float, until_s: float) -> list[Go
             history.unix_s,
             causes,
             silence_s=silence_s,
+            grace_s=grace_s,
             states=history.states,
             until_s=until_s,
         )

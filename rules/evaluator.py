@@ -201,7 +201,9 @@ class Evaluator:
         key = (rule.id, device.place.device_id)
         presence = self.presences.get(key)
         if presence is None:
-            presence = self.presences[key] = Presence(device.place.device_class, rule.silence_s)
+            presence = self.presences[key] = Presence(
+                device.place.device_class, rule.silence_s, rule.grace_s
+            )
         return presence
 
     @staticmethod
@@ -210,7 +212,8 @@ class Evaluator:
             return []
         since = _moment(gone.since_s)
         if gone.back_s is None:
-            return [RuleEvent(EventKind.FIRED, rule, device_id, since, since, gone.cause.value)]
+            known = _moment(gone.known_s) if gone.known_s is not None else since
+            return [RuleEvent(EventKind.FIRED, rule, device_id, known, since, gone.cause.value)]
         cause = gone.cause.value if gone.cause is not Cause.UNKNOWN else None
         return [RuleEvent(EventKind.RESOLVED, rule, device_id, _moment(gone.back_s), since, cause)]
 
@@ -250,7 +253,7 @@ class Evaluator:
                 self.conditions[rule_id, device_id] = ConditionState.from_json(state)
             else:
                 self.presences[rule_id, device_id] = _presence_from_json(
-                    state, device.place.device_class, rule.silence_s
+                    state, device.place.device_class, rule.silence_s, rule.grace_s
                 )
             restored += 1
         return restored
@@ -279,19 +282,22 @@ def _presence_json(presence: Presence) -> dict[str, object]:
         "by_will": presence.by_will,
         "last_state": list(presence.last_state) if presence.last_state else None,
         "gone": None if gone is None else {"since_s": gone.since_s, "cause": gone.cause.value},
+        "will": None if presence.will is None else [presence.will[0], presence.will[1].value],
     }
 
 
 def _presence_from_json(
-    state: Mapping[str, object], device_class: DeviceClass, silence_s: float
+    state: Mapping[str, object], device_class: DeviceClass, silence_s: float, grace_s: float
 ) -> Presence:
     gone = state.get("gone")
+    will = state.get("will")
     last_heard = state.get("last_heard_s")
     values = state.get("last_values")
     boot = state.get("boot_id")
     return Presence(
         device_class,
         silence_s,
+        grace_s,
         last_heard_s=float(str(last_heard)) if last_heard is not None else None,
         last_values={str(k): float(str(v)) for k, v in values.items()}
         if isinstance(values, dict)
@@ -302,6 +308,9 @@ def _presence_from_json(
         else None,
         by_will=bool(state.get("by_will", False)),
         last_state=_last_state(state.get("last_state")),
+        will=(float(str(will[0])), Cause(str(will[1])))
+        if isinstance(will, list) and len(will) == 2
+        else None,
     )
 
 

@@ -87,9 +87,11 @@ class Occurrences(_Strict):
 
 
 class Missing(_Strict):
-    """The device is missing when silent for ``after`` expected intervals or its will came."""
+    """The device is missing when silent for ``after`` expected intervals, or when its will
+    came and no birth followed within ``grace``."""
 
     after: float = Field(3.0, ge=1.5, le=1_000)
+    grace: Duration = Field(timedelta(seconds=60), ge=timedelta(0), le=timedelta(hours=1))
 
 
 class _RuleEntry(_Strict):
@@ -150,6 +152,13 @@ class Rule:
         if self.missing is None:
             raise RuleError(f"rule {self.id} is not a missing-data rule")
         return self.missing.after * CATALOGUE[self.device_class].expected_interval_s
+
+    @property
+    def grace_s(self) -> float:
+        """A missing-data rule: seconds after a will during which a birth cancels it."""
+        if self.missing is None:
+            raise RuleError(f"rule {self.id} is not a missing-data rule")
+        return self.missing.grace.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)

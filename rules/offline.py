@@ -2,7 +2,9 @@
 
 A device is *missing* from the earlier of
 - its last will (the broker's ``offline``/``connection_lost`` state) or its own goodbye with a
-  reason other than ``shutdown``, and
+  reason other than ``shutdown``, when no birth follows within the rule's ``grace`` (a client
+  taking the device's session over for a moment, or a reconnection, is not an outage; the
+  alert fires once the grace has passed, dated from the will), and
 - ``silence`` seconds after its last reading (the rule's ``missing.after`` expected intervals),
 until it is heard again: a gap that began with silence ends at its next reading or birth; one
 that began with its will ends at its next birth (a device reconnects with a birth before it
@@ -74,6 +76,8 @@ class Gone:
     cause: Cause
     back_s: float | None = None
     """When it came back; None while missing."""
+    known_s: float | None = None
+    """When it was known to be missing, if later than ``since_s`` (a will: after the grace)."""
 
 
 @dataclass
@@ -82,6 +86,8 @@ class Presence:
 
     device_class: DeviceClass
     silence_s: float
+    grace_s: float = 0.0
+    """How long after a will a birth may still come without the device counting as gone."""
     last_heard_s: float | None = None
     last_values: Mapping[str, float] | None = None
     boot_id: str | None = None
@@ -91,6 +97,9 @@ class Presence:
     """The present interval began with a will or a goodbye (only a birth ends it)."""
     last_state: tuple[bool, float | None, str | None, str | None] | None = None
     """The last state message applied: (online, sent at, reason, boot id)."""
+    will: tuple[float, Cause] | None = None
+    """A will (or goodbye) within its grace: (when, why); a birth before the grace is over
+    cancels it, else it becomes the missing interval, from its time."""
 
     def reading(self, now_s: float, values: Mapping[str, float]) -> Gone | None:
         """A reading arrived at ``now_s``; the interval it ends, if any."""
@@ -121,15 +130,24 @@ class Presence:
             rebooted = self.boot_id is not None and boot_id is not None and boot_id != self.boot_id
             self.boot_id = boot_id or self.boot_id
             self.last_heard_s = now_s
+            self.will = None  # back within the grace: it never counted as gone
             return self._back(now_s, Cause.POWER if rebooted else Cause.COMMUNICATION)
-        if self.gone is not None or reason in PLANNED_REASONS:
+        if self.gone is not None or self.will is not None or reason in PLANNED_REASONS:
             return None
         cause = Cause.BATTERY if reason in BATTERY_REASONS else self._cause_now()
-        self.gone, self.by_will = Gone(now_s, cause), True
-        return self.gone
+        self.will = now_s, cause
+        return self.tick(now_s)
 
     def tick(self, now_s: float) -> Gone | None:
-        """The clock moved on; the interval that starts because the device fell silent."""
+        """The clock moved on; the interval that starts because a will's grace is over or
+        the device fell silent."""
+        if self.will is not None and self.gone is None:
+            since_s, cause = self.will
+            if now_s - since_s >= self.grace_s:
+                self.will = None
+                known = since_s + self.grace_s if self.grace_s > 0 else None
+                self.gone, self.by_will = Gone(since_s, cause, known_s=known), True
+                return self.gone
         if self.gone is not None or self.last_heard_s is None:
             return None
         if now_s - self.last_heard_s < self.silence_s:
@@ -155,13 +173,14 @@ def missing_intervals(
     values: Mapping[str, npt.NDArray[np.float64]],
     *,
     silence_s: float,
+    grace_s: float = 0.0,
     states: Sequence[tuple[float, bool, str | None, str | None]] = (),
     until_s: float | None = None,
 ) -> list[Gone]:
     """Missing intervals over stored history: readings taken at ``sample_s``, ``states`` as
     (time, online, reason, boot_id), up to ``until_s`` (an interval still open then has no
     ``back_s``). Readings count as heard when taken: their arrival is not stored."""
-    presence = Presence(device_class, silence_s)
+    presence = Presence(device_class, silence_s, grace_s)
     found: list[Gone] = []
     events = sorted(
         [(float(t), _READING, index) for index, t in enumerate(sample_s)]
@@ -190,5 +209,5 @@ def _power_when_sampling_stopped(gone: Gone, kind: int) -> Gone:
     """Over stored readings, a gap that ends with a reading (no state message to tell) means
     the device took no readings: it was off, not merely unheard."""
     if kind == _READING and gone.cause is Cause.UNKNOWN:
-        return Gone(gone.since_s, Cause.POWER, gone.back_s)
+        return Gone(gone.since_s, Cause.POWER, gone.back_s, gone.known_s)
     return gone

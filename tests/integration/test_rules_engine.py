@@ -46,9 +46,10 @@ rules:
   - id: light-offline
     class: streetlight
     title: {en: Light not reporting}
-    missing: {after: 3}
+    missing: {after: 3, grace: 0s}
 """
-"""The engine's behaviour, not the default catalogue's tuning (test_fault_alerts has that)."""
+"""The engine's behaviour, not the default catalogue's tuning (test_fault_alerts has that).
+A will counts at once here (``grace: 0s``); the grace has its own test."""
 NIGHT = (datetime.now(UTC) - timedelta(days=1)).replace(hour=22, minute=0, second=0, microsecond=0)
 """Yesterday at 22:00 UTC: dark in Sefrou all year round."""
 FIVE_MINUTES = timedelta(minutes=5)
@@ -443,3 +444,33 @@ def test_devices_added_changed_or_decommissioned_while_it_runs_are_taken_up(
             20,
             "the new light's lamp-out",
         )
+
+
+def test_a_will_followed_by_a_birth_within_the_grace_raises_no_alert(
+    config: RulesConfig, rules_file: Path
+) -> None:
+    """A client taking a device's session over for a moment (or a quick reconnection) is
+    not an outage: no alert unless the device stays gone longer than the rule's grace. On the
+    wall clock here; sl-006's will comes after sl-005 is back, so once sl-006's alert fired,
+    sl-005's grace is over too."""
+    rules_file.write_text(TEST_RULES.replace("grace: 0s", "grace: 1s"), encoding="utf-8")
+    config = replace(config, event_time=False)
+
+    def state(device_id: str, online: bool) -> tuple[str, bytes]:
+        payload = StatePayload(
+            v=1,
+            status=DeviceStatus.ONLINE if online else DeviceStatus.OFFLINE,
+            ts=datetime.now(UTC),
+            reason=None if online else "connection_lost",
+            boot_id="boot-a",
+        )
+        return f"sc/sefrou/streetlight/{device_id}/state", encode(payload)
+
+    with running_engine(config), publisher(config.mqtt_port) as client:
+        client.publish_all([state("sl-005", True), state("sl-006", True)])
+        client.publish_all([state("sl-005", False), state("sl-005", True)])  # taken over, back
+        client.publish_all([state("sl-006", False)])  # gone for good
+        wait_until(lambda: bool(open_alerts(config.database_url, "light-offline")), 20, "sl-006")
+        [alert] = open_alerts(config.database_url, "light-offline")
+    assert alert.subject == "sl-006"
+    assert alert.fired_at - alert.started_at >= timedelta(seconds=1), "after the grace"

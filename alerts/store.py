@@ -62,7 +62,12 @@ def insert_alert(
 def change_alert(
     connection: psycopg.Connection, alert_id: int, change: Callable[[Alert], Outcome]
 ) -> tuple[Alert, list[Transition], list[QueuedNotice]]:
-    """Lock the alert, apply ``change``, store the result; call within a transaction."""
+    """Lock the alert, apply ``change``, store the result; call within a transaction.
+
+    A transaction that changes several alerts locks them in ``alert_id`` order, as the
+    engine's periodic check does (:func:`live_alerts`); people change one alert per
+    transaction. Two writers that locked in different orders would deadlock, and the
+    database would abort one of them."""
     alert = load_alert(connection, alert_id, lock=True)
     changed, transitions, notices = change(alert)
     if changed != alert:

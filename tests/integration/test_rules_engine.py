@@ -287,13 +287,16 @@ def test_a_repair_is_verified_by_light_or_reopened(config: RulesConfig) -> None:
             dark(client, "sl-006", index)
         wait_until(lambda: len(open_alerts(config.database_url, "lamp-out")) == 2, 20, "fired")
         by_device = {a.subject: a for a in open_alerts(config.database_url, "lamp-out")}
-        with psycopg.connect(config.database_url) as connection, connection.transaction():
+        # A crew reports each repair on its own, as the API and the command line do: one
+        # alert per transaction, so the engine's periodic check cannot deadlock with them.
+        with psycopg.connect(config.database_url) as connection:
             for alert in by_device.values():
-                store.change_alert(
-                    connection,
-                    alert.alert_id or 0,
-                    lambda a: lifecycle.mark_repaired(a, a.fired_at, "crew-north", "fixed"),
-                )
+                with connection.transaction():
+                    store.change_alert(
+                        connection,
+                        alert.alert_id or 0,
+                        lambda a: lifecycle.mark_repaired(a, a.fired_at, "crew-north", "fixed"),
+                    )
         # sl-005 lights again; sl-006 stays dark for the whole verification window.
         publish_reading(client, "sl-005", 5, NIGHT + 5 * FIVE_MINUTES, light_values(55.0))
         for index in range(5, 13):

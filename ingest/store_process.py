@@ -26,6 +26,7 @@ from multiprocessing.synchronize import Event as ProcessEvent
 import psycopg
 
 from ingest.config import IngestConfig
+from ingest.maintenance import Maintainer
 from ingest.pipeline import Classified, Inbound, classify
 from protocol.decoding import RejectReason
 from runtime import logs
@@ -76,7 +77,6 @@ class Storer:
         self._registry: Mapping[str, Registration] = {}
         self._registry_loaded_at = float("-inf")
         self._registry_as_of = datetime.min.replace(tzinfo=UTC)
-        self._maintained_at = time.monotonic()
 
     def store(self, batch_id: int, raw: Sequence[RawMessage]) -> BatchStored:
         """Store one batch durably; raise :class:`Stopped` if asked to stop first."""
@@ -248,19 +248,8 @@ class Storer:
         return True
 
     def housekeeping(self) -> None:
-        """Between batches: reload the registry now and then, run database maintenance."""
+        """Between batches: reload the registry now and then."""
         self._refresh_registry(min_age_s=self.config.registry_refresh_s)
-        if time.monotonic() - self._maintained_at < self.config.maintenance_interval_s:
-            return
-        self._maintained_at = time.monotonic()
-        if self._writer is None:
-            return
-        try:
-            report = self._writer.maintain()
-        except psycopg.Error as error:
-            log.warning("maintenance failed", extra={"error": str(error).strip()})
-            return
-        log.info("maintenance done", extra={"report": report})
 
     def close(self) -> None:
         if self._writer is not None:
@@ -308,6 +297,10 @@ def run(config: IngestConfig, pipe: Connection, stop: ProcessEvent) -> None:
     if config.log_level:
         logs.configure(config.log_level, json_lines=config.log_json)
     storer = Storer(config, pipe, stop)
+    maintainer = Maintainer(
+        config.database_url, config.maintenance_interval_s, config.statement_timeout_s
+    )
+    maintainer.start()
     try:
         storer.ensure_connected()
         while not stop.is_set():
@@ -323,4 +316,5 @@ def run(config: IngestConfig, pipe: Connection, stop: ProcessEvent) -> None:
     except (Stopped, EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
     finally:
+        maintainer.stop()
         storer.close()

@@ -1,7 +1,8 @@
 """Housekeeping of the rollups, the same call on both backends.
 
-Plain PostgreSQL: ``smartcity_maintain()`` makes partitions ahead, recomputes the hours that
-inserts marked dirty (whatever their age) and drops expired partitions.
+Plain PostgreSQL: partitions are made ahead, the hours that inserts marked dirty (whatever
+their age) recomputed and expired partitions dropped, each step a short transaction of its
+own; ``smartcity_maintain()`` does the same in one transaction (``history`` uses it).
 
 TimescaleDB: the extension compresses and drops old chunks itself, but the continuous
 aggregates are refreshed here, not by its refresh policies (revision 0009 removed them):
@@ -47,21 +48,45 @@ def maintain(connection: Connection, now: datetime | None = None) -> dict[str, o
     """One round of housekeeping; skipped when another maintainer or a migration runs.
 
     ``connection`` must be in autocommit mode (a TimescaleDB refresh cannot run inside a
-    transaction). Returns a report for the log.
+    transaction), and should be a connection of its own: writers never wait for it. On plain
+    PostgreSQL each step (partitions ahead, rollups, retention) of each class is a short
+    transaction of its own, so a partition's lock is never held through a refresh. Returns a
+    report for the log.
     """
     _require_autocommit(connection)
     if not _try_lock(connection):
         return {"skipped": "another maintenance or a migration holds the schema lock"}
     moment = now or datetime.now(UTC)
     try:
-        with connection.transaction():
-            row = connection.execute("SELECT smartcity_maintain(%s)", (moment,)).fetchone()
-        report: dict[str, object] = dict(row[0]) if row else {}
         if uses_timescaledb(connection):
-            report["aggregates_refreshed"] = _refresh(connection, moment - REFRESH_WINDOW, None)
+            return {
+                "backend": "timescaledb",
+                "aggregates_refreshed": _refresh(connection, moment - REFRESH_WINDOW, None),
+            }
+        report: dict[str, object] = {"backend": "postgresql"}
+        for device_class in DeviceClass:
+            report[device_class.value] = _maintain_plain(connection, device_class.value, moment)
         return report
     finally:
         _unlock(connection)
+
+
+def _maintain_plain(connection: Connection, device_class: str, now: datetime) -> dict[str, int]:
+    """What ``smartcity_maintain()`` does for one class, one transaction per step."""
+    steps = {
+        "partitions_created": (
+            "SELECT ensure_telemetry_partitions(%s, %s, %s)",
+            (device_class, now - timedelta(days=1), now + timedelta(days=7)),
+        ),
+        "hours_rolled_up": ("SELECT refresh_rollups(%s)", (device_class,)),
+        "partitions_dropped": ("SELECT drop_expired_partitions(%s, %s)", (device_class, now)),
+    }
+    done: dict[str, int] = {}
+    for name, (statement, arguments) in steps.items():
+        with connection.transaction():
+            row = connection.execute(statement, arguments).fetchone()
+        done[name] = int(row[0]) if row else 0
+    return done
 
 
 def refresh_period(

@@ -178,6 +178,65 @@ def day_by_day_refresh_function(device_class: str, metrics: Metrics) -> str:
         END $$"""
 
 
+def refresh_by_generation_function(device_class: str, metrics: Metrics) -> str:
+    """Plain PostgreSQL: refresh_rollups_<class>() as migration 0012 makes it: the hours of
+    :func:`day_by_day_refresh_function`, but a writer never waits for the recompute.
+
+    The older function deleted the dirty markers first, and a writer marking the same hour
+    waited on that delete until the whole recompute committed (ingest's rows froze for
+    seconds). Here the markers are read without a lock, the hours recomputed, and only then
+    are the markers deleted, each only if no writer has marked it again since (its
+    ``generation`` unchanged): those stay dirty for the next refresh. Markers are locked in
+    hour order, as the marking trigger takes them, so the two cannot deadlock.
+    """
+    table = f"telemetry_{device_class}"
+    columns = rollup_columns(metrics)
+    column_list = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    return f"""
+        CREATE OR REPLACE FUNCTION refresh_rollups_{device_class}() RETURNS integer
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            hours timestamptz[];
+            generations bigint[];
+            day timestamptz;
+        BEGIN
+            SELECT array_agg(bucket ORDER BY bucket), array_agg(generation ORDER BY bucket)
+            INTO hours, generations
+            FROM rollup_dirty WHERE device_class = '{device_class}';
+            IF hours IS NULL THEN
+                RETURN 0;
+            END IF;
+            FOR day IN
+                SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(hours) h ORDER BY 1
+            LOOP
+                INSERT INTO {table}_hourly (bucket, device_id, {column_list})
+                SELECT date_trunc('hour', t.ts, 'UTC'), t.device_id,
+                       {", ".join(hourly_expressions(metrics, False, "t."))}
+                FROM {table} t
+                WHERE t.ts >= day AND t.ts < day + INTERVAL '1 day'
+                  AND date_trunc('hour', t.ts, 'UTC') = ANY(hours)
+                GROUP BY 1, 2
+                ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
+                INSERT INTO {table}_daily (bucket, device_id, {column_list})
+                SELECT day, r.device_id,
+                       {", ".join(daily_expressions(metrics, False, "r."))}
+                FROM {table}_hourly r
+                WHERE r.bucket >= day AND r.bucket < day + INTERVAL '1 day'
+                GROUP BY r.device_id
+                ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
+            END LOOP;
+            PERFORM 1 FROM rollup_dirty
+            WHERE device_class = '{device_class}' AND bucket = ANY(hours)
+            ORDER BY bucket FOR UPDATE;
+            DELETE FROM rollup_dirty d
+            USING unnest(hours, generations) AS taken(bucket, generation)
+            WHERE d.device_class = '{device_class}' AND d.bucket = taken.bucket
+              AND d.generation = taken.generation;
+            RETURN cardinality(hours);
+        END $$"""
+
+
 def union_views(metrics_by_class: Mapping[str, Metrics]) -> list[str]:
     """The narrow views ``telemetry``, ``telemetry_hourly`` and ``telemetry_daily`` over every
     class's wide tables."""

@@ -19,7 +19,6 @@ from psycopg import sql
 from protocol.catalogue import CATALOGUE
 from protocol.decoding import CommandAck, Event, State
 from protocol.topics import DeviceClass
-from storage import rollups
 
 SampleRows = dict[tuple[str, datetime], dict[str, float]]
 """Samples of one device class: (device_id, ts) -> metric -> value."""
@@ -264,10 +263,6 @@ class BatchWriter:
                 (device_class.value, first, last),
             )
         return days
-
-    def maintain(self) -> object:
-        """Run the database's housekeeping (partitions ahead, rollups, retention)."""
-        return rollups.maintain(self._connection)
 
 
 def _copy_rows(

@@ -254,3 +254,59 @@ def test_late_samples_ingested_into_rolled_up_hours_reach_the_rollups_by_ingests
         wait_until(lambda: _differences(database_url) == 0)
     daily = "SELECT battery_soc_min FROM telemetry_streetlight_daily WHERE bucket = %s"
     assert scalar(database_url, daily, (hour.replace(hour=0),)) == 10
+
+
+def _maintenance_waits_on_a_lock(database_url: str, lock: str) -> bool:
+    """Someone (the maintenance: nothing else touches the table ``lock`` names) waits on it."""
+    table = lock.split()[2]
+    waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass"
+    return scalar(database_url, waiting, (table,)) == 1
+
+
+def _reading(at: datetime, soc: float) -> bytes:
+    values = {"battery_soc": soc, "lamp_power": soc / 2}
+    return json.dumps(
+        {"v": 1, "seq": 1, "samples": [{"ts": at.isoformat(), "values": values}]}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("lock", "plain_only"),
+    [
+        # held up at its start, on either backend (it reads which backend it runs on)
+        ("LOCK TABLE storage_backend IN ACCESS EXCLUSIVE MODE", False),
+        # held up in the middle of recomputing the hour that the next write marks again
+        ("LOCK TABLE telemetry_streetlight_daily IN EXCLUSIVE MODE", True),
+    ],
+    ids=["before-it-starts", "mid-refresh"],
+)
+def test_writes_are_stored_while_maintenance_is_held_up_and_reach_the_rollups_after(
+    database_url: str, broker: LocalMosquitto, lock: str, plain_only: bool
+) -> None:
+    """Maintenance runs beside the writer, not between its batches, and a refresh never
+    makes a writer wait: a sample for the very hour being recomputed is stored at once, and
+    rolled up by the next maintenance (its marker was renewed, so it stays dirty)."""
+    provision_test_site(database_url)
+    with psycopg.connect(database_url) as connection:
+        if plain_only and rollups.uses_timescaledb(connection):
+            pytest.skip("TimescaleDB: continuous aggregates have no dirty markers to wait on")
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    topic = "sc/sefrou/streetlight/sl-001/telemetry"
+    stored = "SELECT count(*) FROM telemetry_streetlight"
+    with (
+        running_ingest(database_url, broker.port, maintenance_interval_s=0.3),
+        publisher(broker.port) as device,
+    ):
+        device.publish_all([(topic, _reading(hour + timedelta(minutes=5), 50.0))])
+        wait_until(lambda: scalar(database_url, stored) == 1)
+        with psycopg.connect(database_url) as blocker:
+            blocker.execute(lock)
+            wait_until(lambda: _maintenance_waits_on_a_lock(database_url, lock), 10, "held up")
+            device.publish_all([(topic, _reading(hour + timedelta(minutes=10), 10.0))])
+            wait_until(lambda: scalar(database_url, stored) == 2, 10, "stored meanwhile")
+            assert _maintenance_waits_on_a_lock(database_url, lock), (
+                "still held up when it was stored"
+            )
+        wait_until(lambda: _differences(database_url) == 0, 20, "rolled up after")
+    hourly = "SELECT battery_soc_min FROM telemetry_streetlight_hourly WHERE bucket = %s"
+    assert scalar(database_url, hourly, (hour,)) == 10

@@ -68,7 +68,11 @@ def sample_rows() -> list[tuple[datetime, str, str, float]]:
 
 def maintain(url: str, now: datetime | None = None) -> dict[str, object]:
     with psycopg.connect(url, autocommit=True) as connection:
-        return rollups.maintain(connection, now)
+        report = rollups.maintain(connection, now)
+        # Its reads reach pg_stat_user_tables before it answers, not at some point after the
+        # connection closes (a backend flushes its statistics at most once a second).
+        connection.execute("SELECT pg_stat_force_next_flush()")
+        return report
 
 
 def differences(url: str) -> dict[str, int]:

@@ -444,6 +444,7 @@ class RulesService:
         self._to_publish.clear()
 
     def _apply(self, batch: Sequence[Received]) -> None:
+        self._take_up_new_speakers(batch)
         events: list[RuleEvent] = []
         for message in batch:
             events += self._evaluate(message)
@@ -451,6 +452,15 @@ class RulesService:
         self._session.acknowledge(batch)
         self.messages_applied += len(batch)
         self._send(notices)
+
+    def _take_up_new_speakers(self, batch: Sequence[Received]) -> None:
+        """A device unknown to the fleet may have been added a moment ago: look at the
+        registry now rather than ignore its first readings until the next periodic check.
+        (Only provisioned devices get past the broker, so unknown ones are rare: just added,
+        or decommissioned and not yet shut out.)"""
+        speakers = {_device_of(message.topic) for message in batch} - {""}
+        if not speakers <= self.fleet.keys():
+            self._follow_registry()
 
     def _evaluate(self, message: Received) -> list[RuleEvent]:
         if not self.partition.whole and _device_of(message.topic) not in self.evaluator.fleet:

@@ -449,6 +449,31 @@ def test_devices_added_changed_or_decommissioned_while_it_runs_are_taken_up(
         )
 
 
+def test_a_new_device_that_speaks_before_the_next_registry_check_is_taken_up_at_once(
+    config: RulesConfig, broker: LocalMosquitto
+) -> None:
+    """Its first readings are not ignored until the periodic check (an hour away here): a
+    message from a device the engine does not know makes it look at the registry then."""
+    config = replace(config, registry_check_s=3600.0)
+    with running_engine(config) as engine, publisher(broker.port) as client:
+        with psycopg.connect(config.database_url) as connection:
+            connection.execute(
+                "INSERT INTO devices (device_id, site_id, device_class, name, model, latitude,"
+                " longitude, street_group, cabinet, metadata)"
+                " SELECT 'sl-098', site_id, device_class, 'New light', model, latitude,"
+                " longitude, street_group, cabinet, metadata FROM devices"
+                " WHERE device_id = 'sl-001'"
+            )
+        for index in range(6):  # dark for 25 minutes at night, from its very first reading
+            dark(client, "sl-098", index)
+        wait_until(
+            lambda: [a.subject for a in open_alerts(config.database_url, "lamp-out")] == ["sl-098"],
+            20,
+            "the new light's lamp-out",
+        )
+        assert "sl-098" in engine.fleet
+
+
 def test_a_will_followed_by_a_birth_within_the_grace_raises_no_alert(
     config: RulesConfig, rules_file: Path
 ) -> None:

@@ -5,6 +5,10 @@ Routes raise :class:`ApiError` (or a subclass); the handlers installed by
 errors into ``application/problem+json`` bodies. The ``type`` of a problem is a relative URI
 naming its kind (``/problems/forbidden``); ``about:blank`` when the status says it all.
 
+Routes are :class:`CallerFirstRoute`: a body that is not JSON is refused (422) only after the
+caller's token and role were checked, as every other invalid body is, so a caller who may not
+use a route hears 401 or 403 whatever it sends.
+
 Every request has an id (:class:`RequestIds`): the caller's ``X-Request-ID`` when it is a
 sane one, else a new one; every response carries it back in ``X-Request-ID``, and every
 problem in ``request_id``. An unexpected error is logged with its traceback and that id, so
@@ -16,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -24,9 +28,11 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -86,6 +92,34 @@ class RequestIds:
 
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
+
+
+class _BodyReadLater(Request):
+    """A request whose JSON body, when it does not decode, is handed on as its raw bytes, the
+    reason kept in ``state.body_not_json``. FastAPI decodes a JSON body before it runs a
+    route's dependencies and refuses an undecodable one at once (422, or 400 for bytes that are
+    not UTF-8), before the caller's token and role are checked; raw bytes, as FastAPI hands on
+    a body of another media type, are refused with the other invalid fields, after them."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            self.state.body_not_json = str(error)
+            return await self.body()
+
+
+class CallerFirstRoute(APIRoute):
+    """A route that checks its caller before it judges its body (the ``route_class`` of
+    every router of the API)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def caller_first(request: Request) -> Response:
+            return await handle(_BodyReadLater(request.scope, request.receive))
+
+        return caller_first
 
 
 class ApiError(Exception):
@@ -178,12 +212,22 @@ def problem_response(
     )
 
 
-def _invalid_parameters(error: RequestValidationError) -> list[InvalidParameter]:
+def _invalid_parameters(
+    error: RequestValidationError, body_not_json: str | None
+) -> list[InvalidParameter]:
     found = []
     for entry in error.errors():
         location, *path = [str(part) for part in entry.get("loc", ("body",))] or ["body"]
+        if location == "body" and body_not_json is not None:
+            continue  # what was said of the raw bytes: said once, below
         found.append(
             InvalidParameter(location=location, field=".".join(path), message=str(entry["msg"]))
+        )
+    if body_not_json is not None:
+        found.append(
+            InvalidParameter(
+                location="body", field="", message=f"the body is not JSON: {body_not_json}"
+            )
         )
     return found
 
@@ -209,7 +253,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_invalid(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for it only
-        found = _invalid_parameters(error)
+        found = _invalid_parameters(error, getattr(request.state, "body_not_json", None))
         summary = "; ".join(f"{p.location} {p.field}: {p.message}" for p in found[:5])
         return problem_response(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -42,6 +42,7 @@ from api.audit import record_action
 from api.deps import Caller, Db, Moment, Now, require
 from api.fault_guides import LANGUAGES, FaultGuide, fault_guides
 from api.problems import (
+    CallerFirstRoute,
     ConflictError,
     ForbiddenError,
     NotFoundError,
@@ -51,7 +52,9 @@ from api.problems import (
 from api.roles import Permission, Places, Principal, Role, role_names, roles_with
 from protocol.payloads import Severity
 
-router = APIRouter(tags=["alerts"], responses=problem_responses(401, 403, 422))
+router = APIRouter(
+    tags=["alerts"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+)
 
 MAX_PAGE: Final = 500
 _ID_MAX: Final = 2**63 - 1

@@ -10,10 +10,15 @@ from pydantic import BaseModel, Field
 
 from api.accounts import check_password, find_user, issue_token, revoke_token
 from api.deps import Caller, Db, Now, State
-from api.problems import TooManyRequestsError, UnauthorizedError, problem_responses
+from api.problems import (
+    CallerFirstRoute,
+    TooManyRequestsError,
+    UnauthorizedError,
+    problem_responses,
+)
 from api.roles import PERMISSIONS, Permission, Role
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=CallerFirstRoute)
 
 
 class Credentials(BaseModel):

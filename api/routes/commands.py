@@ -27,6 +27,7 @@ from api import device_queries as devices
 from api.audit import record_action
 from api.deps import AwareMoment, Db, Now, Reader, State, now, require
 from api.problems import (
+    CallerFirstRoute,
     ConflictError,
     NotFoundError,
     UnavailableError,
@@ -38,7 +39,9 @@ from control.commanding import Sent
 from control.service import command_payload, insert_commands
 from protocol.topics import IDENTIFIER_PATTERN, Channel, DeviceClass, DeviceTopic
 
-router = APIRouter(tags=["commands"], responses=problem_responses(401, 403, 422))
+router = APIRouter(
+    tags=["commands"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+)
 
 Commander = Annotated[Principal, Depends(require(Permission.COMMAND))]
 MAX_WAIT_S: Final = 30.0

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from api.problems import NotFoundError
+from api.problems import CallerFirstRoute, NotFoundError
 
 CONSOLE_DIR: Final = Path(__file__).resolve().parents[1] / "console"
 ASSETS: Final = {
@@ -42,7 +42,7 @@ _PAGE_HEADERS: Final = _HEADERS | {
     ),
 }
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=CallerFirstRoute)
 
 
 @cache

@@ -16,12 +16,20 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_
 from api import device_queries as queries
 from api.audit import record_action
 from api.deps import Admin, Db, Now, Reader, State
-from api.problems import ConflictError, NotFoundError, UnprocessableError, problem_responses
+from api.problems import (
+    CallerFirstRoute,
+    ConflictError,
+    NotFoundError,
+    UnprocessableError,
+    problem_responses,
+)
 from broker_config.accounts import mosquitto_hash, new_device_password
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 from storage.registry import store_credentials
 
-router = APIRouter(tags=["devices"], responses=problem_responses(401, 403, 422))
+router = APIRouter(
+    tags=["devices"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+)
 
 MAX_PAGE: Final = 500
 MAX_METADATA_BYTES: Final = 16_384

@@ -14,10 +14,12 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.deps import AwareMoment, Db, Reader, State
 from api.jobs import Job, JobRunner, JobStatus, Progress, find_job, list_jobs
-from api.problems import NotFoundError, UnavailableError, problem_responses
+from api.problems import CallerFirstRoute, NotFoundError, UnavailableError, problem_responses
 from api.roles import Permission, Principal
 
-router = APIRouter(tags=["jobs"], responses=problem_responses(401, 403, 422))
+router = APIRouter(
+    tags=["jobs"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+)
 
 JOB_ID_PATTERN: Final = r"^[0-9a-f]{32}$"
 JobIdPath = Annotated[

@@ -22,6 +22,7 @@ from api.audit import record_action
 from api.deps import Caller, Db, Now, Reader, State, require
 from api.jobs import Progress
 from api.problems import (
+    CallerFirstRoute,
     ConflictError,
     NotFoundError,
     UnavailableError,
@@ -52,7 +53,9 @@ from storage import versions as store
 if TYPE_CHECKING:
     from rules.backtest import BacktestResult
 
-router = APIRouter(tags=["rules"], responses=problem_responses(401, 403, 422))
+router = APIRouter(
+    tags=["rules"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+)
 
 MAX_ALERTS_SHOWN: Final = 1000
 """A backtest's result lists at most this many alerts (their count is always given)."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 from api.audit import record_action
 from api.deps import Caller, Db, Now, Reader, State, require
 from api.jobs import Progress
-from api.problems import NotFoundError, UnprocessableError, problem_responses
+from api.problems import CallerFirstRoute, NotFoundError, UnprocessableError, problem_responses
 from api.roles import Permission
 from api.routes.jobs import ACCEPTED, JobOut, Period, submit
 from api.routes.versioned import (
@@ -36,7 +36,9 @@ from control.strategy import Strategy
 from protocol.sites import SiteFileError, SiteInventory, load_site
 from storage.versions import digest_of
 
-router = APIRouter(tags=["strategies"], responses=problem_responses(401, 403, 422))
+router = APIRouter(
+    tags=["strategies"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+)
 
 SITES_DIR: Final = Path(__file__).resolve().parents[2] / "sites"
 """Site files (``sefrou.yaml``): the buildings a what-if replays."""

@@ -24,10 +24,18 @@ from api.accounts import (
 from api.audit import record_action
 from api.deps import Admin, Db, Now
 from api.device_queries import unknown_places
-from api.problems import ConflictError, NotFoundError, UnprocessableError, problem_responses
+from api.problems import (
+    CallerFirstRoute,
+    ConflictError,
+    NotFoundError,
+    UnprocessableError,
+    problem_responses,
+)
 from api.roles import Role
 
-router = APIRouter(tags=["users"], responses=problem_responses(401, 403, 422))
+router = APIRouter(
+    tags=["users"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+)
 
 Username = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$"), Field(examples=["crew-north"])

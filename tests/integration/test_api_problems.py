@@ -4,6 +4,7 @@ response header, in the problem body and in the log line with the traceback."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from fastapi import FastAPI
@@ -52,3 +53,50 @@ def test_every_answer_carries_the_callers_request_id_or_a_new_one(api: ApiSessio
     made = hostile.headers["X-Request-ID"]
     assert len(made) == 32
     assert made != given.headers["X-Request-ID"]
+
+
+NOT_JSON = [
+    pytest.param(b"{not json", id="malformed"),
+    pytest.param(b'{"username": "\xff\xfe"}', id="not-utf8"),
+]
+
+
+@pytest.mark.parametrize("body", NOT_JSON)
+def test_a_body_that_is_not_json_is_judged_after_the_caller(api: ApiSession, body: bytes) -> None:
+    """The caller first: without a token 401, with a role that may not 403, whatever the
+    body; only a caller who may gets the body's refusal, 422 as every invalid request."""
+    as_json = {"Content-Type": "application/json"}
+    anonymous = api.client.post("/api/v1/users", content=body, headers=as_json)
+    assert anonymous.status_code == 401, anonymous.text
+    technician = api.client.post(
+        "/api/v1/users", content=body, headers={**api.headers("technician"), **as_json}
+    )
+    assert technician.status_code == 403, technician.text
+    assert technician.headers["content-type"] == "application/problem+json"
+    admin = api.client.post(
+        "/api/v1/users", content=body, headers={**api.headers("admin"), **as_json}
+    )
+    assert admin.status_code == 422, admin.text
+    assert admin.headers["content-type"] == "application/problem+json"
+    problem = admin.json()
+    assert problem["type"] == "/problems/invalid-request"
+    [error] = problem["errors"]
+    assert error["location"] == "body"
+    assert error["message"].startswith("the body is not JSON:"), error
+
+
+def test_every_operation_with_a_body_checks_the_caller_before_the_body(api: ApiSession) -> None:
+    schema = api.client.get("/api/v1/openapi.json").json()
+    checked = 0
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if "requestBody" not in operation or path == "/api/v1/auth/login":
+                continue
+            url = re.sub(r"\{[^}]+\}", "1", path)
+            for body in (b"{not json", b'{"a": "\xff"}'):
+                response = api.client.request(
+                    method, url, content=body, headers={"Content-Type": "application/json"}
+                )
+                assert response.status_code == 401, (method, path, body, response.text)
+            checked += 1
+    assert checked >= 15

@@ -232,6 +232,36 @@ def _invalid_parameters(
     return found
 
 
+def documented_methods(schema: dict[str, Any], path: str) -> list[str]:
+    """The methods the OpenAPI ``schema`` gives the path ``path`` names, upper case, sorted;
+    none if it names no documented path. Where two paths fit, the one with more literal
+    segments is meant (``/rule-sets/rollback``, not ``/rule-sets/{name}``), as in routing."""
+    best: tuple[int, list[str]] | None = None
+    for template, item in schema.get("paths", {}).items():
+        literal = _literal_segments_matched(template, path)
+        if literal is not None and (best is None or literal > best[0]):
+            best = (literal, sorted(method.upper() for method in item))
+    return best[1] if best is not None else []
+
+
+def _literal_segments_matched(template: str, path: str) -> int | None:
+    """How many literal segments of ``template`` (``/users/{name}``) ``path`` matches; None
+    if it does not fit the template."""
+    wanted, given = template.strip("/").split("/"), path.strip("/").split("/")
+    if len(wanted) != len(given):
+        return None
+    literal = 0
+    for expected, actual in zip(wanted, given, strict=True):
+        if expected.startswith("{") and expected.endswith("}"):
+            if not actual:
+                return None
+        elif expected == actual:
+            literal += 1
+        else:
+            return None
+    return literal
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error the application raises leaves as problem details."""
 
@@ -266,11 +296,18 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for it only
+        headers = dict(error.headers) if error.headers else {}
+        if error.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            # The router names the methods of the first route it found for the path, one
+            # method of it only where the path has several (a route per method).
+            documented = documented_methods(request.app.openapi(), request.url.path)
+            if documented:
+                headers["Allow"] = ", ".join(documented)
         return problem_response(
             error.status_code,
             str(error.detail) if error.detail else HTTPStatus(error.status_code).phrase,
             request.url.path,
-            headers=dict(error.headers) if error.headers else None,
+            headers=headers or None,
             request_id=request_id_of(request),
         )
 

@@ -20,6 +20,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from api.audit import record_action
 from api.deps import Caller, Db, Now, Reader, require
@@ -38,6 +39,16 @@ from storage import versions as store
 NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,62}$"
 RESERVED_NAMES: Final = frozenset({"history", "rollback", "validate", "whatif", "backtests"})
 """Names that are routes of their own (``GET /rule-sets/history``)."""
+
+
+class _DocumentName(StringConvertor):
+    """A document's name as the last segment of a path: anything but a reserved name, so that
+    ``GET /rule-sets/rollback`` is the rollback route's 405, not a search for a rule set."""
+
+    regex = "(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")$)[^/]+"
+
+
+register_url_convertor("document_name", _DocumentName())
 MAX_BODY: Final = 200_000
 """Characters of YAML in a body; the packaged rule file has 13,000."""
 MAX_VERSION: Final = 2**31 - 1
@@ -273,7 +284,9 @@ def add_routes(router: APIRouter, documents: Documents) -> None:
         ]
 
     @router.get(
-        f"{path}/{{name}}", responses=problem_responses(404), summary=f"The versions of a {noun}"
+        f"{path}/{{name:document_name}}",
+        responses=problem_responses(404),
+        summary=f"The versions of a {noun}",
     )
     def versions(name: NamePath, _: Reader, connection: Db) -> VersionsOut:
         kind = documents.kind()

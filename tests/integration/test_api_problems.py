@@ -100,3 +100,37 @@ def test_every_operation_with_a_body_checks_the_caller_before_the_body(api: ApiS
                 assert response.status_code == 401, (method, path, body, response.text)
             checked += 1
     assert checked >= 15
+
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def test_a_method_a_path_does_not_support_is_a_405_allowing_exactly_the_schemas_methods(
+    api: ApiSession,
+) -> None:
+    """Every path of the schema, every method it lacks: 405, and ``Allow`` lists the path's
+    methods, all of them (schemathesis's ``unsupported_method`` and ``allow_header_conformance``
+    compare it with the schema)."""
+    schema = api.client.get("/api/v1/openapi.json").json()
+    answers = {}
+    for path, item in schema["paths"].items():
+        documented = ", ".join(sorted(method.upper() for method in item))
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        for method in sorted(set(METHODS) - set(documented.split(", "))):
+            response = api.client.request(method, url, headers=api.headers("admin"))
+            allowed = ", ".join(
+                sorted(m.strip() for m in response.headers.get("Allow", "").split(","))
+            )
+            answers[f"{method} {path}"] = (
+                response.status_code,
+                response.headers["content-type"],
+                allowed,
+                documented,
+            )
+    wrong = {
+        request: answer
+        for request, answer in answers.items()
+        if answer[:2] != (405, "application/problem+json") or answer[2] != answer[3]
+    }
+    assert len(answers) >= 100
+    assert wrong == {}

@@ -25,7 +25,7 @@ from protocol.decoding import (
 from protocol.errors import TopicError
 from protocol.topics import DeviceClass
 from storage.registry import Registration
-from storage.writer import DeadLetter, SampleRows, StorageBatch, telemetry_rows
+from storage.writer import DeadLetter, ReceivedAck, SampleRows, StorageBatch, telemetry_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,9 @@ def classify(
         elif isinstance(decoded, State):
             batch.states.append((decoded, message.received_at))
         else:
-            batch.command_acks.append((decoded, message.received_at))
+            batch.command_acks.append(
+                ReceivedAck(decoded, message.received_at, message.topic, message.payload)
+            )
     batch.telemetry = {cls: telemetry_rows(cls, rows) for cls, rows in samples.items()}
     return result
 

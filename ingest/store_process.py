@@ -267,9 +267,17 @@ def _stored(
         states=result.states_stored,
         command_acks=result.command_acks_stored,
         dead_letters=result.dead_letters_stored,
-        rejections=dict(classified.rejections),
+        rejections=_rejections(classified, result),
         write_seconds=write_seconds,
     )
+
+
+def _rejections(classified: Classified, result: WriteResult) -> dict[str, int]:
+    """Messages refused by reason: by the pipeline, and acknowledgements by the writer."""
+    rejections = dict(classified.rejections)
+    if result.unknown_command_acks:
+        rejections[RejectReason.UNKNOWN_COMMAND.value] = result.unknown_command_acks
+    return rejections
 
 
 def _combine(batch_id: int, parts: Sequence[BatchStored]) -> BatchStored:

@@ -48,6 +48,8 @@ class RejectReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     UNKNOWN_DEVICE = "unknown_device"
     DEVICE_MISMATCH = "device_mismatch"
+    UNKNOWN_COMMAND = "unknown_command"
+    """A command acknowledgement answering no command the platform sent to that device."""
     STORAGE_REJECTED = "storage_rejected"
     INTERNAL_ERROR = "internal_error"
     """Handling the message met a bug of the platform: set aside rather than crash-loop."""

@@ -4,6 +4,10 @@ Telemetry goes in with binary COPY into a per-class staging table, then one
 ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per class: COPY's speed, and a redelivered
 message changes nothing. Events, states, command acknowledgements and dead letters are few
 and go in with pipelined ``executemany``, also ``ON CONFLICT DO NOTHING``.
+
+A command acknowledgement is stored only if it answers a command recorded in ``commands`` for
+that device (the platform records a command before it sends it); any other is a dead letter,
+``unknown_command``, checked in the same transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from protocol.catalogue import CATALOGUE
-from protocol.decoding import CommandAck, Event, State
+from protocol.decoding import CommandAck, Event, RejectReason, State
 from protocol.topics import DeviceClass
 
 SampleRows = dict[tuple[str, datetime], dict[str, float]]
@@ -40,6 +44,29 @@ class DeadLetter:
         return hashlib.sha256(self.topic.encode() + b"\0" + self.payload).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivedAck:
+    """A command acknowledgement and the message that brought it (a dead letter keeps it)."""
+
+    ack: CommandAck
+    received_at: datetime
+    topic: str
+    payload: bytes
+
+    def unknown(self) -> DeadLetter:
+        """The dead letter of an acknowledgement that answers no command sent."""
+        device_id, command_id = self.ack.topic.device_id, self.ack.command_id
+        return DeadLetter(
+            self.received_at,
+            self.topic,
+            device_id,
+            RejectReason.UNKNOWN_COMMAND.value,
+            f"no command {command_id!r} was sent to device {device_id!r}: an acknowledgement"
+            " answers a command the platform recorded (table commands)",
+            self.payload,
+        )
+
+
 @dataclass(slots=True)
 class StorageBatch:
     """Everything one transaction stores."""
@@ -48,7 +75,7 @@ class StorageBatch:
     """Rows as made by :func:`telemetry_rows`, one per (device, time)."""
     events: list[tuple[Event, datetime]] = field(default_factory=list)
     states: list[tuple[State, datetime]] = field(default_factory=list)
-    command_acks: list[tuple[CommandAck, datetime]] = field(default_factory=list)
+    command_acks: list[ReceivedAck] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     def telemetry_row_count(self) -> int:
@@ -63,6 +90,8 @@ class WriteResult:
     states_stored: int
     command_acks_stored: int
     dead_letters_stored: int
+    unknown_command_acks: int = 0
+    """Acknowledgements of no command sent: dead letters (counted in dead_letters_stored)."""
 
     @property
     def telemetry_duplicates(self) -> int:
@@ -194,13 +223,23 @@ class BatchWriter:
                     for s, received_at in batch.states
                 ],
             )
+            sent = _commands_sent(cursor, batch.command_acks)
+            answers = [r for r in batch.command_acks if _command_of(r) in sent]
+            unknown = [r.unknown() for r in batch.command_acks if _command_of(r) not in sent]
             acks = _insert_many(
                 cursor,
                 "INSERT INTO command_acks (device_id, command_id, ts, outcome, reason,"
                 " received_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [
-                    (a.topic.device_id, a.command_id, a.ts, a.outcome.value, a.reason, received)
-                    for a, received in batch.command_acks
+                    (
+                        r.ack.topic.device_id,
+                        r.ack.command_id,
+                        r.ack.ts,
+                        r.ack.outcome.value,
+                        r.ack.reason,
+                        r.received_at,
+                    )
+                    for r in answers
                 ],
             )
             dead = _insert_many(
@@ -210,13 +249,13 @@ class BatchWriter:
                 " ON CONFLICT (digest) DO NOTHING",
                 [
                     (d.digest, d.received_at, d.topic, d.device_id, d.reason, d.detail, d.payload)
-                    for d in batch.dead_letters
+                    for d in [*batch.dead_letters, *unknown]
                 ],
             )
         # Only now: a partition created in a transaction that rolled back does not exist.
         self._partitioned_days |= new_days
         return WriteResult(
-            batch.telemetry_row_count(), telemetry_stored, events, states, acks, dead
+            batch.telemetry_row_count(), telemetry_stored, events, states, acks, dead, len(unknown)
         )
 
     def _insert_telemetry(
@@ -275,6 +314,21 @@ def _copy_rows(
         copy.set_types(layout.copy_types)
         for row in rows:
             copy.write_row(row)
+
+
+def _command_of(received: ReceivedAck) -> tuple[str, str]:
+    return received.ack.topic.device_id, received.ack.command_id
+
+
+def _commands_sent(cursor: psycopg.Cursor, received: list[ReceivedAck]) -> set[tuple[str, str]]:
+    """The (device, command id) of ``received`` that name a command recorded in ``commands``."""
+    if not received:
+        return set()
+    cursor.execute(
+        "SELECT device_id, id FROM commands WHERE id = ANY(%s)",
+        ([r.ack.command_id for r in received],),
+    )
+    return {(device_id, command_id) for device_id, command_id in cursor.fetchall()}
 
 
 def _insert_many(cursor: psycopg.Cursor, sql: str, rows: list[tuple[object, ...]]) -> int:

@@ -40,9 +40,10 @@ class _Command:
 
 
 class Commander:
-    """Sends commands as the control services do: recorded in ``commands``, published QoS 1
-    on a persistent session, sent again (same id) until answered. Each command is also
-    published a second time at once, as a redelivery would bring it."""
+    """Sends commands as the control services do: recorded in ``commands``, then published
+    QoS 1 on a persistent session (while the database is away, once it is back), sent again
+    (same id) until answered. Each command is also published a second time at once, as a
+    redelivery would bring it."""
 
     def __init__(
         self, port: int, database_url: str, fleet: ChaosFleet, resend_after_s: float
@@ -117,10 +118,18 @@ class Commander:
             topic = str(DeviceTopic(site, device.device_class, device.id, Channel.COMMAND))
             command = _Command(sent, topic, phase)
             self.commands[sent.id] = command
-            self._record()
-            self._publish(command)
-            self._publish(command)  # the same command again: the agent must not apply it twice
+        self._record()
+        self._send_recorded()
         return len(devices)
+
+    def _send_recorded(self) -> None:
+        """Publish the recorded commands not yet published: a command goes out only once it is
+        in ``commands``, as the control services and the API send them (ingest refuses the
+        acknowledgement of a command it does not find there)."""
+        for command in self.commands.values():
+            if command.recorded and command.publishes == 0:
+                self._publish(command)
+                self._publish(command)  # the same again: the agent must not apply it twice
 
     def _publish(self, command: _Command) -> None:
         self._client.publish(command.topic, command_payload(command.sent), qos=1)
@@ -146,14 +155,17 @@ class Commander:
             command.recorded = True
 
     def service(self) -> None:
-        """Send again what is unanswered; record what could not be recorded."""
+        """Record what could not be recorded (the database away) and send it; send again
+        what is unanswered."""
         self._record()
+        self._send_recorded()
         wall = time.monotonic()
         with self._lock:
             answered = set(self.answers)
         for command in self.commands.values():
             due = wall - command.last_published >= self.resend_after_s
-            if command.sent.id not in answered and due and self.connected:
+            sent_before = command.publishes > 0
+            if sent_before and command.sent.id not in answered and due and self.connected:
                 self._publish(command)
 
     def unanswered(self) -> list[str]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from api.command_queries import find_commands
 from ingest.metrics import serve_metrics
 from protocol.topics import DeviceClass
 from runtime.local_services import LocalMosquitto, free_port
@@ -55,9 +56,25 @@ def test_published_telemetry_appears_as_rows_with_exact_values_and_timestamps(
     ]
 
 
+def record_command(database_url: str, command_id: str, device_id: str, issued: datetime) -> None:
+    """A command as the platform records it before it sends it (table ``commands``)."""
+    with psycopg.connect(database_url) as connection:
+        connection.execute(
+            "INSERT INTO commands (id, device_id, action, params, source, issued_at, expires_at,"
+            " last_sent_at) VALUES (%s, %s, 'set_hvac', '{}', 'test', %s, %s, %s)",
+            (command_id, device_id, issued, issued + timedelta(minutes=5), issued),
+        )
+
+
+def ack(device_topic: str, command_id: str, ts: datetime) -> tuple[str, bytes]:
+    payload = {"v": 1, "id": command_id, "ts": ts.isoformat(), "outcome": "applied"}
+    return f"{device_topic}/cmd_ack", json.dumps(payload).encode()
+
+
 def test_events_states_and_acks_are_stored(database_url: str, broker: LocalMosquitto) -> None:
     provision_test_site(database_url)
     now = datetime.now(UTC).replace(microsecond=0)
+    record_command(database_url, "c-1", "hall-offices", now)
     stamp = now.isoformat()
     messages = [
         (
@@ -156,6 +173,52 @@ def test_each_kind_of_bad_input_lands_in_dead_letters_while_the_stream_continues
     for topic, _reason, detail, payload in letters:
         assert detail, "every dead letter says why"
         assert (topic, bytes(payload)) in stream, "raw bytes and topic are kept as sent"
+
+
+def test_an_acknowledgement_of_a_command_never_sent_is_refused_with_its_reason(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    """Only a command the platform recorded can be acknowledged: an answer to an id it never
+    sent, or sent to another device, is a dead letter (``unknown_command``), and nothing
+    appears applied; the answer to a command it sent is stored, and the command is applied."""
+    provision_test_site(database_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    record_command(database_url, "c-sent", "hall-offices", now)
+    record_command(database_url, "c-for-the-sign", "sign-1", now)
+    hall = "sc/sefrou/building/hall-offices"
+    never_sent = ack(hall, "c-never-sent", now)
+    not_to_this_device = ack(hall, "c-for-the-sign", now)
+    answered = ack(hall, "c-sent", now)
+    with running_ingest(database_url, broker.port) as service, publisher(broker.port) as device:
+        device.publish_all([never_sent, not_to_this_device, answered])
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM dead_letters") == 2)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM command_acks") == 1)
+        rejected = service.metrics.rejected.labels("unknown_command")._value.get()
+    assert rejected == 2
+    with psycopg.connect(database_url) as connection:
+        letters = connection.execute(
+            "SELECT topic, device_id, reason, detail, payload FROM dead_letters ORDER BY id"
+        ).fetchall()
+        acks = connection.execute(
+            "SELECT device_id, command_id, outcome FROM command_acks"
+        ).fetchall()
+        commands = find_commands(
+            connection, ["c-never-sent", "c-for-the-sign", "c-sent"], now + timedelta(minutes=1)
+        )
+    assert [(topic, bytes(payload)) for topic, _, _, _, payload in letters] == [
+        never_sent,
+        not_to_this_device,
+    ]
+    assert {(device_id, reason) for _, device_id, reason, _, _ in letters} == {
+        ("hall-offices", "unknown_command")
+    }
+    assert "'c-never-sent'" in letters[0][3]
+    assert "'c-for-the-sign'" in letters[1][3]
+    assert acks == [("hall-offices", "c-sent", "applied")]
+    assert [(c.id, c.device_id, c.outcome) for c in commands] == [
+        ("c-for-the-sign", "sign-1", "pending"),
+        ("c-sent", "hall-offices", "applied"),
+    ]
 
 
 def test_the_same_messages_published_twice_are_stored_once(

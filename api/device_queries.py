@@ -547,3 +547,49 @@ def unknown_places(
         + [f"street group {name!r}" for name in groups]
         + [f"building {name!r}" for name in places]
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceNames:
+    """The names the registry gives street groups and buildings (none where it has none)."""
+
+    street_groups: dict[str, str] = field(default_factory=dict)
+    buildings: dict[str, str] = field(default_factory=dict)
+
+
+def place_names(
+    connection: psycopg.Connection[Any], street_groups: Sequence[str], buildings: Sequence[str]
+) -> PlaceNames:
+    """The names of ``street_groups`` and ``buildings``. A building's is the name its site file
+    gives it (``metadata.building_name``); a street group's is its streetlights' run name
+    (``Route El Menzel, north carriageway #12`` without the number), or what the names of
+    several runs share (``Avenue Mohammed V`` for its north and south sides)."""
+    groups = connection.execute(
+        "SELECT street_group, array_agg(DISTINCT regexp_replace(name, ' #[0-9]+$', ''))"
+        " FROM devices WHERE street_group = ANY(%s) AND device_class = 'streetlight'"
+        " AND decommissioned_at IS NULL GROUP BY street_group",
+        (list(street_groups),),
+    ).fetchall()
+    places = connection.execute(
+        "SELECT building, max(metadata->>'building_name') FROM devices"
+        " WHERE building = ANY(%s) AND decommissioned_at IS NULL GROUP BY building",
+        (list(buildings),),
+    ).fetchall()
+    names = {group: _shared_name(runs) for group, runs in groups}
+    return PlaceNames(
+        {group: name for group, name in names.items() if name},
+        {building: name for building, name in places if name},
+    )
+
+
+def _shared_name(names: Sequence[str]) -> str:
+    """The leading comma-separated parts every name of ``names`` has
+    (``Qanater Khayriya garden`` for ``..., perimeter`` and ``..., central alley``)."""
+    shared = names[0].split(", ")
+    for name in names[1:]:
+        parts = name.split(", ")
+        common = 0
+        while common < min(len(shared), len(parts)) and shared[common] == parts[common]:
+            common += 1
+        shared = shared[:common]
+    return ", ".join(shared).strip()

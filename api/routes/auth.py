@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.accounts import check_password, find_user, issue_token, revoke_token
 from api.deps import Caller, Db, Now, State
+from api.device_queries import place_names
 from api.problems import (
     CallerFirstRoute,
     TooManyRequestsError,
@@ -32,6 +33,15 @@ class Me(BaseModel):
     role: Role
     street_groups: list[str]
     buildings: list[str]
+    street_group_names: dict[str, str] = Field(
+        description="The registry's names of the user's street groups, by id (one without a"
+        " name is left out).",
+        examples=[{"route-el-menzel-north": "Route El Menzel, north carriageway"}],
+    )
+    building_names: dict[str, str] = Field(
+        description="The registry's names of the user's buildings, by id.",
+        examples=[{"town-hall": "Town hall"}],
+    )
     language: str
     permissions: list[Permission] = Field(description="What this user may do.")
 
@@ -47,12 +57,15 @@ def _me(connection: Db, username: str) -> Me:
     if user is None:
         raise UnauthorizedError("the user of this token no longer exists")
     role = Role(user.role)
+    names = place_names(connection, user.street_groups, user.buildings)
     return Me(
         username=user.username,
         display_name=user.display_name,
         role=role,
         street_groups=user.street_groups,
         buildings=user.buildings,
+        street_group_names=names.street_groups,
+        building_names=names.buildings,
         language=user.language,
         permissions=sorted(PERMISSIONS[role]),
     )

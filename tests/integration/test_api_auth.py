@@ -48,6 +48,10 @@ def test_log_in_gives_a_session_token_that_logs_out(api: ApiSession) -> None:
     session = response.json()
     assert session["user"]["role"] == "crew"
     assert session["user"]["street_groups"] == ["route-el-menzel-north"]
+    assert session["user"]["street_group_names"] == {
+        "route-el-menzel-north": "Route El Menzel, north carriageway"
+    }
+    assert session["user"]["building_names"] == {"town-hall": "Municipality of Sefrou (town hall)"}
     assert "acknowledge" in session["user"]["permissions"]
     headers = {"Authorization": f"Bearer {session['token']}"}
     assert api.client.get("/api/v1/auth/me", headers=headers).json()["username"] == "crew-north"

@@ -34,7 +34,12 @@
   // ------------------------------------------------------------------ texts and languages
 
   function t(key, values) {
-    const text = (state.texts[state.language] || {})[key] ?? (state.texts.en || {})[key] ?? key;
+    let text = (state.texts[state.language] || {})[key] ?? (state.texts.en || {})[key] ?? key;
+    // A text with plural forms is an object by CLDR category ("one", "few"..., "other"
+    // always): values.count chooses (Arabic has six, English and French two).
+    if (typeof text === "object") {
+      text = text[new Intl.PluralRules(LOCALES[state.language]).select(values.count)] ?? text.other;
+    }
     // Each value is a bidi isolate (FSI ... PDI): a Latin name or number inside Arabic text
     // keeps its own order ("route-el-menzel-north", "2 km") instead of being scrambled.
     return text.replace(/\{(\w+)\}/g, (_, name) =>
@@ -295,9 +300,8 @@
   async function openList() {
     if ($("list-view").hidden) show("list-view");
     const me = state.me;
-    const zones = [...me.street_groups, ...me.buildings];
     $("who-name").replaceChildren(element("bdi", { text: me.display_name || me.username }));
-    $("who-zones").textContent = zones.length ? t("zones", { zones: zones.join(", ") }) : t("all_zones");
+    drawZones(me);
     $("list-title").textContent = may("read") ? t("all_alerts") : t("my_alerts");
     showPositionState();
     const query = new URLSearchParams({ status: "open", sort: "severity", limit: "200" });
@@ -314,6 +318,25 @@
       locate();
       openList();
     }, REFRESH_MS);
+  }
+
+  // The crew's zones come after its alerts, folded: a count ("93 streets and 10 buildings")
+  // that opens on their names (the registry's, else the ids).
+  function drawZones(me) {
+    const some = me.street_groups.length + me.buildings.length > 0;
+    $("zones").hidden = !some;
+    $("all-zones").hidden = some;
+    if (!some) return;
+    const locale = LOCALES[state.language];
+    const counts = [];
+    if (me.street_groups.length) counts.push(t("zones_streets", { count: me.street_groups.length }));
+    if (me.buildings.length) counts.push(t("zones_buildings", { count: me.buildings.length }));
+    const listed = new Intl.ListFormat(locale, { type: "conjunction" }).format(counts);
+    $("zones-summary").textContent = t("zones", { zones: listed });
+    const named = (ids, names) =>
+      ids.map((id) => (names || {})[id] || id).sort((a, b) => a.localeCompare(b, locale, { numeric: true }));
+    const names = [...named(me.street_groups, me.street_group_names), ...named(me.buildings, me.building_names)];
+    $("zones-list").replaceChildren(...names.map((name) => element("li", {}, [element("bdi", { text: name })])));
   }
 
   function drawList(alerts) {

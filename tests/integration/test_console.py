@@ -27,7 +27,9 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from alerts import store
+from api.accounts import create_user
 from api.config import ApiConfig
+from api.roles import Role
 from api.routes.console import ASSETS, CONSOLE_DIR
 from api.server import BackgroundApiServer
 from runtime.local_services import LocalMosquitto, free_port
@@ -80,7 +82,11 @@ def test_every_language_has_every_text_and_the_page_loads_nothing_from_outside()
     }
     assert set(texts["fr"]) == set(texts["en"]) == set(texts["ar"])
     for language, entries in texts.items():
-        assert all(value.strip() for value in entries.values()), language
+        for key, value in entries.items():
+            # A text with plural forms: one per CLDR category the language has, "other" always.
+            forms = value if isinstance(value, dict) else {"other": value}
+            assert "other" in forms, (language, key)
+            assert all(form.strip() for form in forms.values()), (language, key)
     unused = [
         key for key in texts["en"] if f'"{key}"' not in code and not key.startswith(DYNAMIC_TEXTS)
     ]
@@ -304,3 +310,76 @@ def test_a_notification_link_opens_its_alert_after_log_in(
     assert "pas dans vos zones" in page.text("#not-found")
     page.css("#back").click()
     assert set(page.listed_alerts()) == {console.alerts[name] for name in NORTH}
+
+
+def _everywhere(console: Console) -> tuple[list[str], list[str]]:
+    """A crew of every street group and building of Sefrou, as ``up`` makes its demo crew."""
+    groups = sorted({d.street_group for d in sefrou().devices if d.street_group})
+    buildings = sorted({d.building for d in sefrou().devices if d.building})
+    with psycopg.connect(console.database_url) as connection:
+        create_user(
+            connection, "crew-everywhere", Role.CREW, street_groups=groups, buildings=buildings,
+            language="en", password=PASSWORD,
+        )  # fmt: skip
+    return groups, buildings
+
+
+def _box(page: Page, selector: str) -> dict[str, float]:
+    box = page.script(
+        f"const r = document.querySelector({selector!r}).getBoundingClientRect();"
+        " return {top: r.top, width: r.width, height: r.height};"
+    )
+    assert isinstance(box, dict)
+    return box
+
+
+def test_a_crew_of_many_zones_sees_its_alerts_first_and_its_zones_folded_into_a_count(
+    console: Console, browser: Chrome, tmp_path: Path
+) -> None:
+    """The demo crew works on 93 street groups and 10 buildings: on a phone its first alert
+    shows on the first screen, the zones after the alerts, folded into their counts, opening
+    on the registry's names; the header's buttons are 48 px touch targets, and the alert
+    page's title wraps rather than being cut."""
+    groups, buildings = _everywhere(console)
+    assert (len(groups), len(buildings)) == (93, 10)
+    page = Page(browser, console, tmp_path)
+    page.open("/console/")
+    page.log_in("crew-everywhere")
+    everywhere = {console.alerts[name] for name in NORTH | SOUTH | {"fes-lamp"}}
+    page.wait(lambda _: everywhere <= set(page.listed_alerts()), "the alerts of every street")
+    page.wait_text("#zones-summary", "Zones: 93 streets and 10 buildings")
+    assert page.script("return document.getElementById('zones').open") is False
+    assert not page.css("#zones-list").is_displayed()
+    first_alert, zones = _box(page, "#alerts a"), _box(page, "#zones")
+    assert first_alert["top"] + first_alert["height"] <= PHONE["height"], "on the first screen"
+    assert zones["top"] > _box(page, "#alerts")["top"], "the zones after the alerts"
+
+    page.css("#zones-summary").click()
+    page.wait(lambda _: page.css("#zones-list").is_displayed(), "the zones opened")
+    names = page.text("#zones-list").splitlines()
+    assert len(names) == 103
+    assert "Route El Menzel, north carriageway" in names  # one run: its name
+    assert "Avenue Mohammed V" in names  # its north and south sides: what they share
+    assert "Municipality of Sefrou (town hall)" in names  # a building's name
+    page.script("window.scrollTo(0, document.getElementById('zones').offsetTop - 80)")
+    page.screenshot("console-zones-open-en")
+    page.language("ar")
+    page.wait_text("#zones-summary", "المناطق: 93 شارعًا و10 مبانٍ")
+    page.language("fr")
+    page.wait_text("#zones-summary", "Zones : 93 rues et 10 bâtiments")
+
+    page.script("window.scrollTo(0, 0)")  # the zones' names scrolled the page
+    page.css("#alerts a").click()
+    page.visible("alert-view")
+    for language in ("fr", "en", "ar"):
+        page.language(language)
+        for button in browser.find_elements(By.CSS_SELECTOR, "header button"):
+            size = button.size
+            assert size["height"] >= 48, (language, button.text, size)
+            assert size["width"] >= 48, (language, button.text, size)
+        for title in ("#heading", "#alert h2"):
+            clipped = page.script(
+                f"const e = document.querySelector({title!r});"
+                " return e.scrollWidth > e.clientWidth;"
+            )
+            assert clipped is False, (language, title, page.text(title))

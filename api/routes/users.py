@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from api.accounts import (
     AccountError,
@@ -82,11 +83,12 @@ class NewUser(BaseModel):
 
 
 class UserChange(BaseModel):
-    role: Role | None = None
-    display_name: str | None = Field(None, max_length=200)
-    street_groups: list[PlaceName] | None = Field(None, max_length=500)
-    buildings: list[PlaceName] | None = Field(None, max_length=500)
-    language: Language | None = None
+    # Left out: unchanged. Null is refused (below), so the schema does not offer it.
+    role: Role | SkipJsonSchema[None] = None
+    display_name: str | SkipJsonSchema[None] = Field(None, max_length=200)
+    street_groups: list[PlaceName] | SkipJsonSchema[None] = Field(None, max_length=500)
+    buildings: list[PlaceName] | SkipJsonSchema[None] = Field(None, max_length=500)
+    language: Language | SkipJsonSchema[None] = None
     password: str | None = Field(None, min_length=10, max_length=1024)
     disabled: bool | None = Field(None, description="True: the user and its tokens stop working.")
 

@@ -33,3 +33,21 @@ def test_no_example_of_the_schema_names_a_device_of_a_site() -> None:
     real = {device.id for site in SITES_DIR.glob("*.yaml") for device in load_site(site).devices}
     named = {e for e in examples if any(part in real for part in e.split("/"))}
     assert named == set()
+
+
+def test_a_user_change_offers_null_only_where_null_is_taken() -> None:
+    """A user always has a role, a name, places and a language: the API refuses null for them,
+    so the schema must not offer it (a fuzzer would rightly call the refusal a bug)."""
+    schema = create_app(ApiConfig(database_url="postgresql://unused/none")).openapi()
+    fields = schema["components"]["schemas"]["UserChange"]["properties"]
+    offers_null = {
+        name
+        for name, field in fields.items()
+        if field.get("type") == "null"
+        or any(option.get("type") == "null" for option in field.get("anyOf", []))
+    }
+    assert offers_null.isdisjoint(
+        {"role", "display_name", "street_groups", "buildings", "language"}
+    )
+    assert "password" in fields
+    assert "disabled" in fields

@@ -9,7 +9,7 @@ from typing import Annotated, Final
 
 import psycopg
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.config import JsonDict
 
 from alerts import store
@@ -63,7 +63,7 @@ class NewSilence(BaseModel):
     duration: str | None = Field(
         None, pattern=r"^[1-9]\d{0,5}(\.\d{1,3})?[smhd]$", examples=["4h", "30m", "7d"]
     )
-    maintenance: bool = Field(False, description="Planned work rather than a plain silence.")
+    maintenance: StrictBool = Field(False, description="Planned work rather than a plain silence.")
     reason: str = Field(min_length=1, max_length=500)
 
     @model_validator(mode="after")

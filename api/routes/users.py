@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StrictBool, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from api.accounts import (
@@ -90,7 +90,9 @@ class UserChange(BaseModel):
     buildings: list[PlaceName] | SkipJsonSchema[None] = Field(None, max_length=500)
     language: Language | SkipJsonSchema[None] = None
     password: str | None = Field(None, min_length=10, max_length=1024)
-    disabled: bool | None = Field(None, description="True: the user and its tokens stop working.")
+    disabled: StrictBool | None = Field(
+        None, description="True: the user and its tokens stop working."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -161,6 +161,18 @@ def test_a_user_field_set_to_null_is_refused_not_a_server_error(
     assert kept.json()[field] is not None
 
 
+@pytest.mark.parametrize("value", [0, 1, "yes", "false"])
+def test_a_user_disabled_only_by_true_or_false(api: ApiSession, value: object) -> None:
+    """Seen by the schema fuzzer: {"disabled": 0} was taken for false. Only a JSON boolean
+    disables or enables a user; anything else is refused, and the user stays as it was."""
+    refused = api.client.patch(
+        "/api/v1/users/crew-north", headers=api.headers("admin"), json={"disabled": value}
+    )
+    assert refused.status_code == 422, refused.text
+    kept = api.client.get("/api/v1/users/crew-north", headers=api.headers("admin"))
+    assert kept.json()["disabled"] is False
+
+
 def test_log_ins_wait_after_five_failures_even_with_the_right_password(api: ApiSession) -> None:
     for _ in range(5):
         wrong = api.client.post(

@@ -84,6 +84,58 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
         typer.echo(json.dumps(result.as_dict()))
 
 
+@bench_app.command("maintenance")
+def bench_maintenance(  # noqa: PLR0917 - each option is a CLI flag
+    devices: Annotated[
+        int, typer.Option(min=1, help="Streetlights, with the last day's samples stored.")
+    ] = 2_000,
+    rate: Annotated[float, typer.Option(min=1.0, help="Messages per second sent.")] = 800.0,
+    seconds: Annotated[float, typer.Option(min=1.0, help="How long each run sends.")] = 60.0,
+    interval: Annotated[
+        float, typer.Option(min=0.5, help="Ingest's maintenance interval in the measured run [s].")
+    ] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
+    timescaledb: Annotated[
+        bool,
+        typer.Option(
+            "--timescaledb",
+            help="The private PostgreSQL preloads TimescaleDB (it must be installed there).",
+        ),
+    ] = False,
+) -> None:
+    """How long ingest's writes pause while its maintenance runs, against no maintenance.
+
+    Stores the last day's samples of --devices streetlights (every hour left for the rollups
+    to recompute), then sends --rate messages/s for --seconds twice: with no maintenance during
+    the run (the reference), and with maintenance every --interval s. Prints the longest
+    pause of the stored rows while messages waited, and how long messages waited to be
+    stored. Uses a scratch database on the server of DATABASE_URL if set, else a private
+    PostgreSQL.
+    Example: smartcity bench maintenance --devices 2000 --rate 800 --seconds 60
+    """
+    import psycopg
+
+    from bench import maintenance as maintenance_bench
+    from runtime import logs
+
+    logs.configure("WARNING")
+    try:
+        result = maintenance_bench.run(
+            devices=devices,
+            rate=rate,
+            seconds=seconds,
+            interval_s=interval,
+            database_url=load_settings().database_url,
+            progress=progress_to_stderr,
+            timescaledb=timescaledb,
+        )
+    except (RuntimeError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(maintenance_bench.report(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+
+
 @bench_app.command("overload")
 def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
     minutes: Annotated[

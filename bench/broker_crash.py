@@ -11,10 +11,11 @@ memory, and a crash loses what it acknowledged since its last save. Each run:
    (open, on loopback: the listeners do not matter here);
 2. a persistent-session QoS 1 subscriber standing in for ingest (MQTT 5, ``clean_start``
    false, session expiry 7 days, ingest's topic filter) subscribes, and then either goes
-   away (``away``: disconnects; the broker queues for its session) or stays connected and
+   away (``away``: disconnects; the broker queues for its session), or stays connected and
    acknowledges nothing (``behind``: a receive window of ``behind_receive_maximum``
-   messages, full at once, as ingest's is while its database is away); the broker is made
-   to save (SIGUSR1), so the session is on disk as a real ingest's long-lived one is;
+   messages, full at once, as ingest's is while its database is away), or stays connected
+   and acknowledges everything (``connected``: ingest keeping up); the broker is made to
+   save (SIGUSR1), so the session is on disk as a real ingest's long-lived one is;
 3. a bare paho QoS 1 publisher (MQTT 3.1.1), as third-party firmware with no replay window,
    publishes numbered streetlight messages at ``rate`` and records which the broker
    acknowledged, and when;
@@ -22,7 +23,7 @@ memory, and a crash loses what it acknowledged since its last save. Each run:
    is read from the persistence file (its birth time, statx); it is restarted on that file
    and the subscriber reconnects and drains its session.
 
-Lost: acknowledged to the publisher and never delivered to the subscriber (a ``behind``
+Lost: acknowledged to the publisher and never delivered to the subscriber (a connected
 subscriber's messages received before the crash count as delivered: ingest holds them). The
 loss window is given as lost / rate and as the time from the start of the broker's last
 complete save to the kill (what a device's replay window must cover); the broker's disk
@@ -91,6 +92,8 @@ class Consumer(StrEnum):
 
     AWAY = "away"
     BEHIND = "behind"
+    CONNECTED = "connected"
+    """Connected and acknowledging everything at once: ingest keeping up."""
 
 
 def parse_setting(text: str) -> Autosave:
@@ -298,10 +301,13 @@ class Publisher:
         self.acknowledgements: list[tuple[int, float]] = []
         """(packet id, time.time()) as PUBACKs arrive (appended by paho's thread)."""
         self._connected = threading.Event()
+        self.disconnected = threading.Event()
+        """Set once paho has read everything the broker sent before its connection ended."""
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=PUBLISHER_ID, protocol=mqtt.MQTTv311
         )
         self._client.on_connect = lambda *_: self._connected.set()
+        self._client.on_disconnect = lambda *_: self.disconnected.set()
         self._client.on_publish = self._on_publish
         self._client.connect("127.0.0.1", port, keepalive=30)
         self._client.loop_start()
@@ -356,6 +362,8 @@ class Subscriber:
         self.session_present = False
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self.disconnected = threading.Event()
+        """Set once paho has read everything the broker sent before its connection ended."""
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=CONSUMER_ID,
@@ -365,6 +373,7 @@ class Subscriber:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.on_message = self._on_message
+        self._client.on_disconnect = lambda *_: self.disconnected.set()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         if receive_maximum is not None:
@@ -508,7 +517,7 @@ def crash_once(
             raise RuntimeError("the bench's broker is not running")
         ingest = Subscriber(
             broker.port,
-            acknowledge=consumer is Consumer.AWAY,
+            acknowledge=consumer is not Consumer.BEHIND,
             receive_maximum=behind_receive_maximum if consumer is Consumer.BEHIND else None,
         )
         ingest.subscribe()
@@ -523,15 +532,18 @@ def crash_once(
             written = written_bytes(pid) - written_before
             killed_at = time.time()
             broker.kill()
-            time.sleep(0.3)  # PUBACKs already in the socket are still read
+            # What the broker sent before it died (PUBACKs, messages) is still read.
+            publisher.disconnected.wait(10)
+            if consumer is not Consumer.AWAY:
+                ingest.disconnected.wait(10)
         finally:
             publisher.close()
-            if consumer is Consumer.BEHIND:
+            if consumer is not Consumer.AWAY:
                 ingest.abandon()
         killed_mid_save = (data_dir / f"{PERSISTENCE_FILE}.new").exists()
         saves = saves_logged(broker.layout.log_file) - saves_before
         stamp = last_save(file)
-        received_before = list(ingest.received) if consumer is Consumer.BEHIND else []
+        received_before = list(ingest.received) if consumer is not Consumer.AWAY else []
 
         broker.start()
         drained = Subscriber(broker.port)

@@ -439,8 +439,9 @@ def bench_broker_crash(  # noqa: PLR0917 - each option is a CLI flag
         list[str] | None,
         typer.Option(
             "--consumer",
-            help="What the stand-in for ingest does: away (disconnected) or behind (connected,"
-            " acknowledging nothing); repeat. Default: both.",
+            help="What the stand-in for ingest does: away (disconnected), behind (connected,"
+            " acknowledging nothing) or connected (keeping up); repeat. Default: away and"
+            " behind.",
         ),
     ] = None,
     delay_min: Annotated[
@@ -477,7 +478,7 @@ def bench_broker_crash(  # noqa: PLR0917 - each option is a CLI flag
             consumers=(
                 tuple(broker_crash.Consumer(text) for text in consumers)
                 if consumers
-                else tuple(broker_crash.Consumer)
+                else (broker_crash.Consumer.AWAY, broker_crash.Consumer.BEHIND)
             ),
             runs=runs,
             rate=rate,

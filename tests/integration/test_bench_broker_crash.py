@@ -22,12 +22,12 @@ def test_a_crash_loses_what_was_acknowledged_since_the_last_save_and_nothing_els
 ) -> None:
     config = CrashBenchConfig(
         settings=(EVERY_100,),
-        consumers=(Consumer.AWAY, Consumer.BEHIND),
+        consumers=(Consumer.AWAY, Consumer.BEHIND, Consumer.CONNECTED),
         runs=1,
-        rate=300,
-        delay_min_s=1.0,
-        delay_max_s=1.0,
-        drain_quiet_s=0.5,
+        rate=400,
+        delay_min_s=0.8,
+        delay_max_s=0.8,
+        drain_quiet_s=0.3,
         behind_receive_maximum=20,
     )
     result = run(config, progress=lambda _line: None, workdir=tmp_path)
@@ -37,6 +37,8 @@ def test_a_crash_loses_what_was_acknowledged_since_the_last_save_and_nothing_els
         ("changes=100", "away"),
         ("interval=2", "behind"),
         ("changes=100", "behind"),
+        ("interval=2", "connected"),
+        ("changes=100", "connected"),
     ]
     for crash in result.runs:
         assert crash.session_present, crash
@@ -52,10 +54,13 @@ def test_a_crash_loses_what_was_acknowledged_since_the_last_save_and_nothing_els
                 assert crash.lost_span_s <= crash.since_save_s
         if crash.consumer == "away":
             assert crash.duplicates == 0
+        if crash.consumer == "connected":
+            # Each message reached ingest before the publisher had its PUBACK.
+            assert crash.lost == 0
     by_setting = {(crash.setting, crash.consumer): crash for crash in result.runs}
     for consumer in ("away", "behind"):
         every_100 = by_setting["changes=100", consumer]
-        # ~300 messages queued: autosave_on_changes 100 saved at least twice, so at most
+        # ~320 messages queued: autosave_on_changes 100 saved at least twice, so at most
         # what was queued since the last of those saves is gone.
         assert every_100.saves >= 2
         assert every_100.lost < every_100.acknowledged
@@ -64,7 +69,7 @@ def test_a_crash_loses_what_was_acknowledged_since_the_last_save_and_nothing_els
     assert "interval=2 *" in text
     assert "changes=100" in text
     data = json.loads(to_json(result))
-    assert len(data["summaries"]) == 4
+    assert len(data["summaries"]) == 6
     assert data["config"]["settings"] == ["interval=2", "changes=100"]
 
     # The platform's own broker configuration is still the default one.

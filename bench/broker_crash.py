@@ -62,7 +62,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.synthetic import demo_values
-from broker_config import DEFAULT_AUTOSAVE, Autosave, BrokerConfigError
+from broker_config import DEFAULT_AUTOSAVE, Autosave
 from edge_agents.spool import DEFAULT_REPLAY_WINDOW
 from protocol.sites import Device
 from protocol.topics import Channel, DeviceClass, subscription
@@ -98,17 +98,7 @@ class Consumer(StrEnum):
 
 def parse_setting(text: str) -> Autosave:
     """``interval=N`` (a save every N + 1 s) or ``changes=N`` (``autosave_on_changes``)."""
-    kind, _, number = text.partition("=")
-    try:
-        value = int(number)
-    except ValueError:
-        value = -1
-    if kind not in {"interval", "changes"} or value < 1:
-        raise BrokerConfigError(
-            f"autosave setting {text!r}: write interval=N (seconds) or changes=N (a count),"
-            " N at least 1, e.g. interval=1 or changes=100"
-        )
-    return Autosave(value, on_changes=kind == "changes")
+    return Autosave.parse(text)
 
 
 def crash_delays(seed: int, runs: int, low_s: float, high_s: float) -> list[float]:

@@ -84,6 +84,22 @@ class Autosave:
     def label(self) -> str:
         return f"changes={self.interval}" if self.on_changes else f"interval={self.interval}"
 
+    @classmethod
+    def parse(cls, text: str) -> Autosave:
+        """``interval=N`` (a save every N + 1 s) or ``changes=N`` (after N changes), as
+        :attr:`label` writes them."""
+        kind, _, number = text.strip().partition("=")
+        try:
+            value = int(number)
+        except ValueError:
+            value = -1
+        if kind not in {"interval", "changes"} or value < 1:
+            raise BrokerConfigError(
+                f"autosave setting {text!r}: write interval=N (seconds) or changes=N (a count),"
+                " N at least 1, e.g. interval=1 or changes=100"
+            )
+        return cls(value, on_changes=kind == "changes")
+
 
 DEFAULT_AUTOSAVE = Autosave()
 """The platform's setting: a save every 3 s (``autosave_interval 2``)."""

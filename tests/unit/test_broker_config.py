@@ -300,3 +300,21 @@ def test_without_its_database_the_sync_keeps_the_revocation_list_alive_and_compl
     assert crl.last_update_utc > T0 + dt.timedelta(days=1)
     assert {entry.serial_number for entry in crl} == {old_a.serial, b.serial}
     assert layout.service_password_file.read_bytes() == services_before
+
+
+def test_the_operator_chooses_the_autosave_through_a_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from smartcity.settings import Settings
+
+    monkeypatch.delenv("SMARTCITY_BROKER_AUTOSAVE", raising=False)
+    assert Settings(_env_file=None).autosave == DEFAULT_AUTOSAVE
+    monkeypatch.setenv("SMARTCITY_BROKER_AUTOSAVE", " interval=1")
+    assert Settings(_env_file=None).autosave == Autosave(1)
+    monkeypatch.setenv("SMARTCITY_BROKER_AUTOSAVE", "changes=100")
+    assert Settings(_env_file=None).autosave == Autosave(100, on_changes=True)
+    monkeypatch.setenv("SMARTCITY_BROKER_AUTOSAVE", "every=3")
+    with pytest.raises(ValidationError, match="interval=N"):
+        Settings(_env_file=None)

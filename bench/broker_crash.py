@@ -755,7 +755,7 @@ def report(result: CrashBenchResult) -> str:
         " seconds of traffic; since save: from the start of the broker's last complete save"
         " to the kill (largest)",
         "",
-        f"{'setting':<15} {'ingest':<7} {'runs':>4}  {'lost min/med/max':>20}  {'lost/rate s':>11}"
+        f"{'setting':<15} {'ingest':<9} {'runs':>4}  {'lost min/med/max':>20}  {'lost/rate s':>11}"
         f"  {'since save s':>12}  {'saves/s':>7}  {'disk MB/s':>9}  {'x default':>9}"
         f"  {'file MB':>7}  {'acked/s':>7}  agents ({replay_s:g} s)",
     ]
@@ -767,7 +767,7 @@ def report(result: CrashBenchResult) -> str:
         if summary.sessions_lost:
             covered += f"; session lost {summary.sessions_lost}x"
         lines.append(
-            f"{name:<15} {summary.consumer:<7} {summary.runs:>4}  {lost:>20}"
+            f"{name:<15} {summary.consumer:<9} {summary.runs:>4}  {lost:>20}"
             f"  {summary.lost_over_rate_s:>11.2f}  {_seconds(summary.since_save_s):>12}"
             f"  {summary.saves_per_s:>7.2f}  {summary.write_rate / MB:>9.2f}  {ratio:>9}"
             f"  {summary.file_bytes / MB:>7.2f}  {summary.achieved_rate:>7,.0f}  {covered}"

@@ -58,11 +58,60 @@ class BrokerSecurity:
 
 
 @dataclass(frozen=True, slots=True)
+class Autosave:
+    """When Mosquitto writes its in-memory store to its persistence file (besides at a clean
+    stop). What it accepted since its last save is lost if it crashes (docs/chaos.md).
+
+    Each save writes the whole store (sessions, subscriptions, retained messages and every
+    message queued for a client) and fsyncs it; the broker serves no one meanwhile.
+    """
+
+    interval: int = 2
+    """Without ``on_changes``: seconds. Mosquitto 2.0 saves once more than ``interval`` whole
+    seconds have passed since the last save began, so every ``interval + 1`` s. With
+    ``on_changes``: a count of changes (a message queued for a client or moved from its queue
+    to in flight, a persistent session connecting, a subscription, a retained message)."""
+    on_changes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.interval < 1:
+            raise BrokerConfigError(
+                f"autosave interval {self.interval}: give 1 or more (0 would save only at a"
+                " clean stop, so a crash would lose everything queued since the start)"
+            )
+
+    @property
+    def label(self) -> str:
+        return f"changes={self.interval}" if self.on_changes else f"interval={self.interval}"
+
+    @classmethod
+    def parse(cls, text: str) -> Autosave:
+        """``interval=N`` (a save every N + 1 s) or ``changes=N`` (after N changes), as
+        :attr:`label` writes them."""
+        kind, _, number = text.strip().partition("=")
+        try:
+            value = int(number)
+        except ValueError:
+            value = -1
+        if kind not in {"interval", "changes"} or value < 1:
+            raise BrokerConfigError(
+                f"autosave setting {text!r}: write interval=N (seconds) or changes=N (a count),"
+                " N at least 1, e.g. interval=1 or changes=100"
+            )
+        return cls(value, on_changes=kind == "changes")
+
+
+DEFAULT_AUTOSAVE = Autosave()
+"""The platform's setting: a save every 3 s (``autosave_interval 2``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerLayout:
     port: int
     data_dir: Path
     bind_address: str = "127.0.0.1"
     security: BrokerSecurity | None = None
+    autosave: Autosave = DEFAULT_AUTOSAVE
 
     @property
     def config_file(self) -> Path:
@@ -120,6 +169,8 @@ def render(layout: BrokerLayout) -> str:
         persistence_location=f"{layout.data_dir}/",
         log_file=layout.log_file,
         user=getpass.getuser(),
+        autosave_interval=layout.autosave.interval,
+        autosave_on_changes="true" if layout.autosave.on_changes else "false",
     )
 
 

@@ -83,7 +83,8 @@ class SpoolSection(_Strict):
     max_age_days: float = Field(default=7, gt=0, le=90)
     replay_window_s: float = Field(default=DEFAULT_REPLAY_WINDOW.total_seconds(), ge=0, le=3_600)
     """What the broker acknowledged this long before a disconnection is sent again after it;
-    at least the broker's autosave interval (edge_agents/spool.py)."""
+    at least the time between the starts of two broker saves (``autosave_interval`` + 1 s with
+    Mosquitto 2.0; docs/agent.md)."""
 
 
 class SamplingSection(_Strict):

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Final
 
 DEFAULT_REPLAY_WINDOW: Final = timedelta(seconds=10)
-"""Five times Mosquitto's ``autosave_interval`` of 2 s in broker_config/mosquitto.conf."""
+"""More than three times the 3 s between the starts of two saves of the platform's Mosquitto
+(``autosave_interval 2``: Mosquitto 2.0 saves once more than 2 whole seconds have passed),
+the longest a crash can reach back (docs/chaos.md, broker crashes)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spooled (

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker_config import BrokerLayout, BrokerSecurity, write_config
+from broker_config import DEFAULT_AUTOSAVE, Autosave, BrokerLayout, BrokerSecurity, write_config
 from runtime.limits import raise_open_file_limit
 
 
@@ -76,11 +76,14 @@ class LocalMosquitto:
     bind_address: str = "127.0.0.1"
     security: BrokerSecurity | None = None
     """None: an open broker (anonymous, loopback only), for tests not about the broker."""
+    autosave: Autosave = DEFAULT_AUTOSAVE
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def layout(self) -> BrokerLayout:
-        return BrokerLayout(self.port, self.data_dir, self.bind_address, self.security)
+        return BrokerLayout(
+            self.port, self.data_dir, self.bind_address, self.security, self.autosave
+        )
 
     def start(self, timeout_s: float = 10.0) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -118,6 +121,11 @@ class LocalMosquitto:
             return "\n".join(self.layout.log_file.read_text().splitlines()[-10:])
         except OSError:
             return "(no log)"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while this object runs it."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def running(self) -> bool:

@@ -194,7 +194,10 @@ def broker(
     try:
         listener = security.device_listener(tls_port, host or [], tls_bind) if tls_port else None
         mosquitto = LocalMosquitto(
-            state_dir / "broker", port, security=BrokerSecurity(listener, device_port or None)
+            state_dir / "broker",
+            port,
+            security=BrokerSecurity(listener, device_port or None),
+            autosave=settings.autosave,
         )
         authority = security.certificate_authority() if listener is not None else None
         access = BrokerAccess(
@@ -315,6 +318,7 @@ def up(  # noqa: PLR0917 - each option is a CLI flag
         api_port=settings.api_port,
         mqtt_device_port=mqtt_device_port,
         mqtt_tls_port=mqtt_tls_port or None,
+        broker_autosave=settings.autosave,
     )
     try:
         load_rules(options.rules_file)  # a bad file stops here, before anything starts

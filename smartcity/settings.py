@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker_config import Autosave, BrokerConfigError
 from broker_config.accounts import Service, read_password, service_password_file
 from ingest.config import DEFAULT_MAX_HELD_BYTES
 from protocol.mqtt_account import MqttAccount
@@ -50,6 +51,22 @@ class Settings(BaseSettings):
     --tls-port``); 0: none."""
     state_dir: Path = Path(".smartcity")
     """Where `up` and `broker` keep the broker's and the local database's files."""
+    broker_autosave: str = "interval=2"
+    """When the broker `up` and `broker` start saves its persistence file: ``interval=N``
+    (every N + 1 s) or ``changes=N`` (after N changes). A broker crash loses what it
+    acknowledged since its last save while ingest is away or behind (docs/chaos.md)."""
+
+    @field_validator("broker_autosave")
+    @classmethod
+    def _autosave_parses(cls, value: str) -> str:
+        try:
+            return Autosave.parse(value).label
+        except BrokerConfigError as error:
+            raise ValueError(str(error)) from error
+
+    @property
+    def autosave(self) -> Autosave:
+        return Autosave.parse(self.broker_autosave)
 
     ingest_client_id: str = "smartcity-ingest"
     ingest_batch_max_messages: PositiveInt = 2_000

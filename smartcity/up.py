@@ -31,7 +31,7 @@ from api.config import ApiConfig, DeviceBroker
 from api.roles import Role
 from api.secrets import new_password
 from api.server import ApiServerError, BackgroundApiServer
-from broker_config import BrokerSecurity
+from broker_config import DEFAULT_AUTOSAVE, Autosave, BrokerSecurity
 from broker_config.accounts import Service
 from broker_config.files import write_private
 from control.hvac_service import ControlConfig, HvacControlService
@@ -81,6 +81,8 @@ class UpOptions:
     """The simulated devices' listener (loopback, their passwords)."""
     mqtt_tls_port: int | None = None
     """The devices' TLS listener (on loopback here); None: none."""
+    broker_autosave: Autosave = DEFAULT_AUTOSAVE
+    """When the broker saves its persistence file (SMARTCITY_BROKER_AUTOSAVE)."""
 
 
 def local_postgres_dir(state_dir: Path) -> Path:
@@ -200,6 +202,7 @@ def _secured_broker(
         state_dir / "broker",
         options.mqtt_port,
         security=BrokerSecurity(listener, options.mqtt_device_port),
+        autosave=options.broker_autosave,
     )
 
 

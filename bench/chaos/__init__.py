@@ -11,7 +11,7 @@ injected one after the other, each preceded by steady traffic:
 - ``database-restart``: ``pg_ctl stop -m immediate`` (a crash), then start;
 - ``ingest-kill``: the ingest process SIGKILLed, restarted;
 - ``broker-kill-ingest-away``: ingest SIGKILLed, and while the broker queues for its session
-  (in memory, saved to disk every 2 s) the broker is SIGKILLed too; both restarted;
+  (in memory, saved to disk every 3 s) the broker is SIGKILLed too; both restarted;
 - ``rules-kill``: a pole is knocked down, and while its alert's timer runs the rules engine is
   SIGKILLed, then restarted;
 - ``agent-offline``: one streetlight's link is cut for an hour of device time (it keeps

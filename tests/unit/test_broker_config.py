@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker_config import (
+    DEFAULT_AUTOSAVE,
+    Autosave,
     BrokerConfigError,
     BrokerLayout,
     BrokerSecurity,
@@ -58,6 +60,32 @@ def test_rendered_config_keeps_an_hour_of_outage_and_persists_often(tmp_path: Pa
     assert int(settings["autosave_interval"]) <= 5
     assert int(settings["max_queued_messages"]) >= 600_000
     assert "$" not in text
+
+
+def test_the_platform_saves_every_2_s_unless_told_otherwise(tmp_path: Path) -> None:
+    default = settings_of(render(BrokerLayout(18830, tmp_path)))
+    assert ("autosave_interval", "2") in default
+    assert ("autosave_on_changes", "false") in default
+    explicit = BrokerLayout(18830, tmp_path, autosave=Autosave(interval=2, on_changes=False))
+    assert render(explicit) == render(BrokerLayout(18830, tmp_path))
+    assert Autosave(2, on_changes=False) == DEFAULT_AUTOSAVE
+
+
+def test_an_autosave_setting_changes_those_two_lines_only(tmp_path: Path) -> None:
+    default = settings_of(render(BrokerLayout(18830, tmp_path)))
+    changed = settings_of(render(BrokerLayout(18830, tmp_path, autosave=Autosave(100, True))))
+    assert [pair for pair in changed if pair not in default] == [
+        ("autosave_interval", "100"),
+        ("autosave_on_changes", "true"),
+    ]
+    assert len(changed) == len(default)
+
+
+def test_an_autosave_that_would_never_save_is_refused() -> None:
+    with pytest.raises(BrokerConfigError, match="1 or more"):
+        Autosave(0)
+    assert Autosave(1).label == "interval=1"
+    assert Autosave(1000, on_changes=True).label == "changes=1000"
 
 
 def test_an_open_broker_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
@@ -272,3 +300,21 @@ def test_without_its_database_the_sync_keeps_the_revocation_list_alive_and_compl
     assert crl.last_update_utc > T0 + dt.timedelta(days=1)
     assert {entry.serial_number for entry in crl} == {old_a.serial, b.serial}
     assert layout.service_password_file.read_bytes() == services_before
+
+
+def test_the_operator_chooses_the_autosave_through_a_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from smartcity.settings import Settings
+
+    monkeypatch.delenv("SMARTCITY_BROKER_AUTOSAVE", raising=False)
+    assert Settings(_env_file=None).autosave == DEFAULT_AUTOSAVE
+    monkeypatch.setenv("SMARTCITY_BROKER_AUTOSAVE", " interval=1")
+    assert Settings(_env_file=None).autosave == Autosave(1)
+    monkeypatch.setenv("SMARTCITY_BROKER_AUTOSAVE", "changes=100")
+    assert Settings(_env_file=None).autosave == Autosave(100, on_changes=True)
+    monkeypatch.setenv("SMARTCITY_BROKER_AUTOSAVE", "every=3")
+    with pytest.raises(ValidationError, match="interval=N"):
+        Settings(_env_file=None)

@@ -103,7 +103,7 @@ def controlled_city(
     recorder = Recorder(broker.port, client_id="control-test-recorder")
     config = ControlConfig(
         database_url,
-        inventory,
+        inventory.site.id,
         load_strategy(PACKAGED_STRATEGY),
         mqtt_port=broker.port,
         event_time=event_time,

@@ -124,7 +124,7 @@ def lit_street(
     recorder = Recorder(broker.port, client_id="lighting-test-recorder")
     config = LightingConfig(
         database_url,
-        inventory,
+        inventory.site.id,
         load_strategy(PACKAGED_STRATEGY),
         mqtt_port=broker.port,
         event_time=True,

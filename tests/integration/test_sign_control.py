@@ -53,7 +53,7 @@ def test_signs_get_the_policys_photocell_curve_and_light_by_it(
     service = SignControlService(
         SignConfig(
             database_url,
-            inventory,
+            inventory.site.id,
             dim_signs,
             mqtt_port=broker.port,
             event_time=True,

@@ -326,15 +326,28 @@ class CommandBook:
         self, latest: Iterable[Sent], applied: Iterable[Sent], awaiting: Iterable[Sent]
     ) -> None:
         """The commands of a previous run (each device's latest, latest applied, and those
-        still awaiting an answer; an older one of those is superseded by the latest)."""
-        self.latest = {sent.device_id: sent for sent in latest}
-        self.applied = {sent.device_id: sent for sent in applied}
-        self.awaiting = {}
+        still awaiting an answer; an older one of those is superseded by the latest), for
+        devices the book does not hold yet: at the start, or taken up while it runs."""
+        self.latest.update((sent.device_id, sent) for sent in latest)
+        self.applied.update((sent.device_id, sent) for sent in applied)
         for sent in awaiting:
             newest = self.latest.get(sent.device_id, sent)
             self.awaiting[sent.id] = (
                 sent if newest.id == sent.id else replace(sent, superseded_by=newest.id)
             )
+
+    def forget(self, devices: Iterable[str]) -> list[Sent]:
+        """Drop what the book holds of ``devices`` (decommissioned: no more resends); the
+        commands of theirs that were still awaiting an answer."""
+        gone = set(devices)
+        dropped = [sent for sent in self.awaiting.values() if sent.device_id in gone]
+        for sent in dropped:
+            del self.awaiting[sent.id]
+        for device in gone:
+            self.latest.pop(device, None)
+            self.applied.pop(device, None)
+            self._expired_in_a_row.pop(device, None)
+        return dropped
 
     def add(self, sent: Sent) -> None:
         """A new command: the device's latest; an older one awaiting its answer is superseded

@@ -32,8 +32,8 @@ dT/dt = -b (T - T_out) drifting at night. a, b and c are learnt on line from the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Final
@@ -44,7 +44,7 @@ import numpy.typing as npt
 from control.opening import ZonePlace
 from control.strategy import Hvac
 from protocol.commands import HvacMode, SetHvac
-from protocol.sites import Device, SiteInventory
+from protocol.sites import Device
 from protocol.topics import DeviceClass
 
 FloatArray = npt.NDArray[np.float64]
@@ -93,18 +93,17 @@ class Zones:
 
 @dataclass(frozen=True, slots=True)
 class ControlledZones:
-    """A site's building zones (one building device each), in the order decisions use."""
+    """Building zones (one building device each), in the order decisions use."""
 
     devices: tuple[Device, ...]
     places: tuple[ZonePlace, ...]
     zones: Zones
 
 
-def controlled_zones(inventory: SiteInventory) -> ControlledZones:
-    """The site's building zones as the decision core and the schedules see them."""
-    devices = inventory.by_class(DeviceClass.BUILDING)
-    if not devices:
-        raise ValueError(f"site {inventory.site.id} has no building zones to control")
+def controlled_zones(devices: Iterable[Device]) -> ControlledZones:
+    """The building zones among ``devices`` as the decision core and the schedules see them
+    (none at all is no error: a live service takes up zones added later)."""
+    devices = tuple(device for device in devices if device.device_class is DeviceClass.BUILDING)
     buildings = list(dict.fromkeys(str(device.building) for device in devices))
     places = tuple(
         ZonePlace(
@@ -195,6 +194,23 @@ class Memory:
             was_empty=np.ones(zones, dtype=np.bool_),
             window_was_open=never,
         )
+
+    def reindexed(self, ids: Sequence[str], new_ids: Sequence[str]) -> Memory:
+        """The memory of the zones ``new_ids`` (the zones changed): what was learnt of a
+        zone of ``ids`` is kept, a new zone starts as :meth:`initial` does."""
+        fresh = Memory.initial(len(new_ids))
+        old_index = {zone: index for index, zone in enumerate(ids)}
+        kept = [(new, old_index[zone]) for new, zone in enumerate(new_ids) if zone in old_index]
+        new_rows = np.array([new for new, _ in kept], dtype=np.intp)
+        old_rows = np.array([old for _, old in kept], dtype=np.intp)
+        columns = {}
+        for column in fields(self):
+            value = getattr(self, column.name)
+            if isinstance(value, np.ndarray):
+                carried = getattr(fresh, column.name).copy()
+                carried[new_rows] = value[old_rows]
+                columns[column.name] = carried
+        return replace(self, **columns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,12 @@ fast device time runs (:class:`control.commanding.DevicePace`).
 What the service learns of each zone (:class:`control.hvac.Memory`) lives in the process; the
 commands it sent live in the database, so a restart carries on with them.
 
+The zones are the registry's building devices of the site, followed while the service runs
+(:mod:`control.service`): a zone added is decided for and commanded from the next decision
+once heard from; one decommissioned is no longer commanded; one moved to another
+building (or given another building kind, or heating and cooling) follows its new opening
+hours. What was learnt of the zones that stay is kept.
+
 The service's skeleton (MQTT, the loop, acknowledgements, retries, alerts, the ``commands``
 table) is :class:`control.service.CommandingService`, which
 :mod:`control.lighting_service` shares; what is HVAC's is here: the decisions, the following of
@@ -29,21 +35,21 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from alerts.lifecycle import Scope
 from control.commanding import DevicePace, Following, FollowPolicy, ZoneReading, due, follow, issue
 from control.hvac import Level, Memory, Observation, controlled_zones, decide, learn_from_history
 from control.opening import calendar_for, open_grid, outlook
 from control.service import CommandingService, Counters, ServiceConfig, ServiceKind
 from protocol.calendar import MoroccanCalendar
 from protocol.commands import SetHvac
+from protocol.sites import Device
 from protocol.sun import solar_elevation
 from protocol.topics import DeviceClass
 from runtime.mqtt_session import utc_now
@@ -62,9 +68,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class ControlConfig(ServiceConfig):
-    """``inventory``: the site whose building zones are controlled (one zone per building
-    device); with ``follow_active_strategy``, the activated strategy is taken up before each
-    decision."""
+    """``site``: the site whose building zones are controlled (one zone per building device
+    of the registry); with ``follow_active_strategy``, the activated strategy is taken up
+    before each decision."""
 
     client_id: str = "smartcity-hvac-control"
     period_s: float = 300.0
@@ -125,26 +131,55 @@ class _Latest:
             if name in values:
                 flags[index] = values[name] >= 0.5
 
+    def reindexed(self, ids: Sequence[str], new_ids: Sequence[str]) -> _Latest:
+        """The latest readings of the zones ``new_ids``: those of a zone of ``ids`` kept, a
+        new zone's unknown."""
+        fresh = _Latest(len(new_ids))
+        old_index = {zone: index for index, zone in enumerate(ids)}
+        for new, zone in enumerate(new_ids):
+            old = old_index.get(zone)
+            if old is None:
+                continue
+            for column in fields(self):
+                if column.name != "count":
+                    getattr(fresh, column.name)[new] = getattr(self, column.name)[old]
+        return fresh
+
 
 class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
     kind = ServiceKind("hvac-control", DeviceClass.BUILDING, log, "hvac control", "zones")
 
     def __init__(self, config: ControlConfig, *, clock: Callable[[], datetime] = utc_now) -> None:
         super().__init__(config, ControlCounters(), clock=clock, pace=DevicePace())
-        controlled = controlled_zones(config.inventory)
-        self.devices = {device.id: device for device in controlled.devices}
+        controlled = controlled_zones(())
         self.places = controlled.places
         self.zones = controlled.zones
-        self._index = {device_id: i for i, device_id in enumerate(self.zones.ids)}
-        self.memory = Memory.initial(self.zones.size)
+        self._index: dict[str, int] = {}
+        self.memory = Memory.initial(0)
         self.levels: dict[str, Level] = {}
         """The level of each zone at the latest decision."""
-        self._latest = _Latest(self.zones.size)
+        self._latest = _Latest(0)
         self._next_decision: datetime | None = None
         self._calendar: tuple[tuple[int, int, int], MoroccanCalendar] | None = None
         self._following: dict[str, Following] = {}
-        self._open(self.zones.ids)
+        self._open()
         self._learn_from_history()
+
+    def _take_up(self, before: Mapping[str, Device]) -> None:
+        """The zones as the registry now has them, in a new order: what was known and learnt
+        of the zones that stay is carried over. A new zone, or one whose building, kind or
+        plant changed, is decided for as it now stands at the next decision (not at once: a
+        decision sooner than ``period_s`` would teach the rates from too short a step)."""
+        controlled = controlled_zones(self.devices.values())
+        ids = self.zones.ids
+        self.places = controlled.places
+        self.zones = controlled.zones
+        self._index = {device_id: i for i, device_id in enumerate(self.zones.ids)}
+        self.memory = self.memory.reindexed(ids, self.zones.ids)
+        self._latest = self._latest.reindexed(ids, self.zones.ids)
+        for gone in before.keys() - self.devices.keys():
+            self.levels.pop(gone, None)
+            self._following.pop(gone, None)
 
     # ------------------------------------------------------------------------- running
 
@@ -286,12 +321,6 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
         )
         to_start, to_end = outlook(grid, step_s)
         return grid[:, 0].copy(), to_start[:, 0].copy(), to_end[:, 0].copy()
-
-    # ------------------------------------------------------------------------- alerts
-
-    def _scope(self, device_id: str) -> Scope:
-        device = self.devices[device_id]
-        return Scope(device_id, building=device.building, site_id=self.site.id)
 
     # ------------------------------------------------------------------------- restart
 

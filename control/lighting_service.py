@@ -17,6 +17,12 @@ then all in, and a light that does not answer at once has time for its resends b
 A light first heard later in the night gets the remainder of the night; a light never heard
 from (or one that never reported its charge) gets nothing. A new lighting policy replans the
 night at once; lights whose schedule it changes get a new command.
+
+Which lights: the registry's streetlights of the site, followed while the service runs
+(:mod:`control.service`). A light added is planned as soon as it reports its charge; one
+decommissioned gets nothing more; one moved to another street group, or given another
+model, is planned again at once, by the profile of its new group's place kind
+(:func:`lights_of`).
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -35,7 +41,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 
-from alerts.lifecycle import Scope
 from control.commanding import CommandPolicy, DevicePace, Reason, Sent, due, issue
 from control.lighting import NightPlan, PlanReason, night_window, plan_night
 from control.lighting_policy import LightingPolicy
@@ -43,7 +48,7 @@ from control.service import CommandingService, Counters, ServiceConfig, ServiceK
 from control.strategy import Strategy
 from protocol.catalogue import CATALOGUE
 from protocol.commands import SetSchedule
-from protocol.sites import SiteHeader, SiteInventory, StreetlightModel
+from protocol.sites import Device, SiteHeader
 from protocol.solar import usable_energy_wh
 from protocol.sun import elevation_at
 from protocol.topics import DeviceClass
@@ -75,7 +80,7 @@ REASON_LABELS: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Light:
-    """What planning needs to know of one streetlight (from the site file)."""
+    """What planning needs to know of one streetlight (from the registry)."""
 
     device_id: str
     place_kind: str
@@ -85,19 +90,45 @@ class Light:
     """Battery capacity [Wh]."""
 
 
-def lights_of(inventory: SiteInventory) -> tuple[list[Light], list[str]]:
-    """The site's streetlights with a rated model, and the ids of those without one (they
-    cannot be planned: no lamp power, no battery capacity)."""
+def lights_of(devices: Iterable[Device]) -> tuple[list[Light], list[str]]:
+    """The streetlights among ``devices`` (as the registry holds them: their model's ratings
+    in ``metadata``, :func:`storage.registry.as_registered`) with a lamp power and a battery
+    capacity, and the ids of those without (they cannot be planned).
+
+    A light is dimmed by the place kind of its street group: the kind most of the group's
+    lights have (``metadata.place_kind``, which a site file's run sets), so a light moved to
+    another group follows that group's profile; its own kind only without a group (or a
+    tie), ``road`` without either."""
+    lights = [device for device in devices if device.device_class is DeviceClass.STREETLIGHT]
+    kinds = group_kinds(lights)
     rated: list[Light] = []
     unrated: list[str] = []
-    for device in inventory.by_class(DeviceClass.STREETLIGHT):
-        model = device.rating
-        if not isinstance(model, StreetlightModel):
+    for device in lights:
+        ratings = device.metadata.get("ratings") or {}
+        lamp_w, battery_wh = ratings.get("lamp_w"), ratings.get("battery_wh")
+        if not lamp_w or not battery_wh:
             unrated.append(device.id)
             continue
-        kind = str(device.metadata.get("place_kind", "road"))
-        rated.append(Light(device.id, kind, model.lamp_w, model.battery_wh))
+        own = device.metadata.get("place_kind")
+        kind = kinds.get(device.street_group or "") or own or "road"
+        rated.append(Light(device.id, str(kind), float(lamp_w), float(battery_wh)))
     return rated, unrated
+
+
+def group_kinds(lights: Iterable[Device]) -> dict[str, str]:
+    """The place kind of each street group: the one most of its lights have; none for a
+    group whose lights have none, or are split evenly between two."""
+    counted: dict[str, Counter[str]] = {}
+    for light in lights:
+        kind = light.metadata.get("place_kind")
+        if light.street_group and kind:
+            counted.setdefault(light.street_group, Counter())[str(kind)] += 1
+    kinds = {}
+    for group, counts in counted.items():
+        ranked = counts.most_common(2)
+        if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:
+            kinds[group] = ranked[0][0]
+    return kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +282,19 @@ class Plans:
     by_light: Mapping[str, Planned] = field(default_factory=dict)
     replanned: date | None = None
     """The night a new policy replanned: a command sent before it no longer stands."""
+    afresh: frozenset[str] = frozenset()
+    """Lights moved to another place or given another model, not planned since: a command
+    sent them before no longer stands."""
 
     def after_policy_change(self, now: datetime, zone: ZoneInfo) -> Plans:
         """Plans to be made again, from the lights' latest state."""
-        return Plans({}, night_of(now, zone))
+        return Plans({}, night_of(now, zone), self.afresh)
+
+    def after_lights_changed(self, changed: Iterable[str]) -> Plans:
+        """The plans of ``changed`` lights to be made again, from their latest state."""
+        again = self.afresh | frozenset(changed)
+        kept = {key: value for key, value in self.by_light.items() if key not in again}
+        return Plans(kept, self.replanned, again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,9 +329,10 @@ def plan_step(
     latest: each light's latest command. Within the night's planning window, every light
     with a known charge is planned once (:func:`plan_night`, from its latest state); a light
     whose latest command is tonight's keeps it (after a restart) unless a new policy
-    replanned the night. A light gets a command when it has none for tonight, when its plan
-    changed, or when tonight's was not applied (:func:`control.commanding.due`: an expired one
-    at once, a refused or unanswered one ``again_after_s`` later).
+    replanned the night or the light moved since (``plans.afresh``). A light gets a command
+    when it has none for tonight, when its plan changed, or when tonight's was not applied
+    (:func:`control.commanding.due`: an expired one at once, a refused or unanswered one
+    ``again_after_s`` later).
     """
     zone = ZoneInfo(settings.site.timezone)
     night = night_of(now, zone)
@@ -308,6 +349,7 @@ def plan_step(
         current = latest.get(light.device_id)
         if (
             adopt
+            and light.device_id not in plans.afresh
             and current is not None
             and night_of(current.issued_at, zone) == night
             and isinstance(current.params, SetSchedule)
@@ -329,7 +371,7 @@ def plan_step(
         if reason is not None:
             why = f"{planned.why}; {REASON_LABELS[reason]}"
             orders.append(Order(light.device_id, planned.schedule, why, reason))
-    return Plans(by_light, plans.replanned), orders
+    return Plans(by_light, plans.replanned, plans.afresh - by_light.keys()), orders
 
 
 def plan_lights(
@@ -426,14 +468,9 @@ class LightingControlService(CommandingService[LightingConfig, LightingCounters]
     def __init__(self, config: LightingConfig, *, clock: Callable[[], datetime] = utc_now) -> None:
         pace = DevicePace(granularity_s=READING_INTERVAL_S)
         super().__init__(config, LightingCounters(), clock=clock, pace=pace)
-        self.zone = ZoneInfo(self.site.timezone)
-        self.lights, unrated = lights_of(config.inventory)
-        if unrated:
-            log.warning(
-                "streetlights without a rated model are not planned",
-                extra={"count": len(unrated), "first": unrated[0]},
-            )
-        self.devices = {device.id: device for device in config.inventory.devices}
+        self.lights: list[Light] = []
+        """The streetlights planned: the registry's with a lamp power and a battery."""
+        self._unrated: frozenset[str] = frozenset()
         self.policy = LightingPolicy.from_mapping(config.strategy.lighting)
         self.states: dict[str, LightState] = {}
         """What the service knows of each light it heard from."""
@@ -443,7 +480,37 @@ class LightingControlService(CommandingService[LightingConfig, LightingCounters]
         self._seeded_night: date | None = None
         self._seeded: set[str] = set()
         """Lights whose stored harvest was read for ``_seeded_night``."""
-        self._open(sorted(light.device_id for light in self.lights))
+        self._open()
+        self.zone = ZoneInfo(self.site.timezone)
+
+    def _take_up(self, before: Mapping[str, Device]) -> None:
+        """The lights as the registry now has them: one gone is forgotten (nothing more is
+        sent to it); one whose place kind, lamp or battery changed is planned again at the
+        next look, which comes at once."""
+        lights, unrated = lights_of(self.devices.values())
+        newly_unrated = sorted(set(unrated) - self._unrated)
+        if newly_unrated:
+            log.warning(
+                "streetlights without a rated model are not planned",
+                extra={"count": len(newly_unrated), "first": newly_unrated[0]},
+            )
+        self._unrated = frozenset(unrated)
+        was = {light.device_id: light for light in self.lights}
+        self.lights = lights
+        planned = {light.device_id for light in lights}
+        changed = {
+            light.device_id
+            for light in lights
+            if light.device_id in was and was[light.device_id] != light
+        }
+        for device_id in before.keys() - self.devices.keys():
+            self.states.pop(device_id, None)
+        if changed:
+            self.plans = self.plans.after_lights_changed(changed)
+        if self._outbox:
+            kept = [o for o in self._outbox if o.device_id in planned - changed]
+            self._outbox = deque(kept)
+        self._next_look = None
 
     def settings(self) -> PlanSettings:
         return PlanSettings(
@@ -482,7 +549,10 @@ class LightingControlService(CommandingService[LightingConfig, LightingCounters]
     # ------------------------------------------------------------------------- in
 
     def _reading(self, device_id: str, taken: datetime, values: dict[str, float]) -> None:
-        self.states[device_id] = observe(self.states.get(device_id), taken, values, self.zone)
+        state = self.states.get(device_id)
+        if state is None:
+            self._next_look = None  # a light first heard in the window is planned at once
+        self.states[device_id] = observe(state, taken, values, self.zone)
 
     # ------------------------------------------------------------------------- out
 
@@ -537,17 +607,6 @@ class LightingControlService(CommandingService[LightingConfig, LightingCounters]
                 )
             )
         self._record_and_publish(batch)
-
-    # ------------------------------------------------------------------------- alerts
-
-    def _scope(self, device_id: str) -> Scope:
-        device = self.devices[device_id]
-        return Scope(
-            device_id,
-            street_group=device.street_group,
-            cabinet=device.cabinet,
-            site_id=self.site.id,
-        )
 
     # ------------------------------------------------------------------------- storage
 

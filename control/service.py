@@ -12,7 +12,15 @@ a database error waits for the database to come back), the acknowledgements and 
 of its commands (:class:`control.commanding.CommandBook`, the ``commands`` table, the alerts),
 a strategy handed over from another thread and the one activated in the database.
 A service adds what is its own: what a reading means to it (``_reading``), what it does
-at each turn (``_act``), and the scope of its alerts (``_scope``).
+at each turn (``_act``), and what it does when its devices change (``_take_up``).
+
+Its devices are the registry's (the ``devices`` table, as ``smartcity provision`` and the
+API's ``/devices`` write it): those of its class and site in service, with their street
+group, cabinet, building, zone and ``metadata``. It looks at the registry every
+``registry_check_s`` (:class:`storage.registry.RegistryWatch`, the rules engine's mechanism
+too), and at once when a device it does not know speaks: a device added is commanded, one
+decommissioned is no longer (its commands awaiting an answer are given up, not resent), one
+moved is commanded as its new place wants, without a restart.
 """
 
 from __future__ import annotations
@@ -21,8 +29,8 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
@@ -57,9 +65,10 @@ from protocol.decoding import (
 )
 from protocol.mqtt_account import MqttAccount
 from protocol.payloads import PROTOCOL_VERSION, CommandPayload, encode
-from protocol.sites import SiteInventory
+from protocol.sites import Device, SiteHeader
 from protocol.topics import ROOT, Channel, DeviceClass, DeviceTopic
 from runtime.mqtt_session import Inbox, MqttSession, Received, SessionConfig
+from storage.registry import RegistryWatch, registered_devices, registered_site
 from storage.set_aside import SetAside, describe, record_set_aside
 
 SESSION_EXPIRY_S: Final = 3_600
@@ -74,8 +83,9 @@ class ServiceConfig:
     """What every commanding service is configured with (the first three positionally)."""
 
     database_url: str
-    inventory: SiteInventory
-    """The site whose devices of the service's class are commanded."""
+    site: str
+    """The id of the site whose devices of the service's class are commanded, as the
+    registry holds them (``smartcity provision`` puts a site file there)."""
     strategy: Strategy
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
@@ -95,6 +105,9 @@ class ServiceConfig:
     """Take up the strategy activated in the database since the last look (``smartcity
     energy strategy activate``), at each decision or look; off when the strategy came from a
     file."""
+    registry_check_s: float = 5.0
+    """How often the registry is looked at for devices added, changed or decommissioned [s]
+    (of the wall clock)."""
 
 
 @dataclass(slots=True)
@@ -132,7 +145,8 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
     """The skeleton of a service that commands the devices of one class of a site.
 
     A subclass says what it is (``kind``), calls ``super().__init__`` first, sets up its own
-    state, then calls :meth:`_open` with the ids of the devices it commands."""
+    state, then calls :meth:`_open`, which reads the site and its devices from the registry
+    and hands them to :meth:`_take_up`."""
 
     kind: ClassVar[ServiceKind]
 
@@ -146,14 +160,19 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
     ) -> None:
         self.config = config
         self._wall_clock = clock
-        self.site = config.inventory.site
+        self.site: SiteHeader
+        """The site, as the registry holds it (read by :meth:`_open`)."""
+        self.devices: Mapping[str, Device] = {}
+        """The devices commanded, by id: the registry's of the service's class and site in
+        service, as last loaded."""
+        self._registry = RegistryWatch(config.registry_check_s)
+        self._loaded = False
         self.counters = counters
         self.book = CommandBook(config.commands)
         """Each device's latest command, the latest it applied, and those awaiting an
         answer."""
         self._event_time: datetime | None = None
         self._pace = pace
-        self._controlled: frozenset[str] = frozenset()
         self._active_version: tuple[str, int] | None = None
         """The database's active strategy when last looked at."""
         self._next_strategy: Strategy | None = None
@@ -167,13 +186,24 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
         self.messages_set_aside = 0
         self._arrived = self._inbox.arrived
 
-    def _open(self, devices: Sequence[str]) -> None:
-        """Connect the database, restore the commands of a previous run to ``devices`` (the
-        devices whose messages the service takes), note the active strategy, and make the
-        MQTT client."""
-        self._controlled = frozenset(devices)
+    def _open(self) -> None:
+        """Connect the database, read the site and its devices from the registry (the
+        commands of a previous run to them restored), note the active strategy, and make the
+        MQTT client. ValueError when the registry has no such site."""
         self._db = psycopg.connect(self.config.database_url, autocommit=True)
-        self._restore(devices)
+        site = registered_site(self._db, self.config.site)
+        if site is None:
+            self._db.close()
+            raise ValueError(
+                f"site {self.config.site!r} is not in the registry: provision it first "
+                "(smartcity provision SITE_FILE)"
+            )
+        self.site = site
+        self._load_devices()
+        if not self.devices:
+            self.kind.logger.warning(
+                "no %s in the registry yet: they are taken up when added", self.kind.units
+            )
         if self.config.follow_active_strategy:
             started = active_strategy(self._db)  # the one the caller read, or none yet
             self._active_version = (started.name, started.version) if started else None
@@ -281,8 +311,10 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
                 return
 
     def _step(self) -> None:
-        """One turn of the loop: the messages in, then (once the service's time and pace are
-        known) the retries, then what the service does (:meth:`_act`)."""
+        """One turn of the loop: the registry looked at (when due), the messages in, then
+        (once the service's time and pace are known) the retries, then what the service does
+        (:meth:`_act`)."""
+        self._follow_registry()
         inbox = self._inbox.messages
         while inbox:
             message = inbox.popleft()
@@ -348,6 +380,67 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
         self._active_version = version
         return load_strategy(PACKAGED_STRATEGY) if active is None else active.strategy
 
+    # ------------------------------------------------------------------------- registry
+
+    def _follow_registry(self, *, asked: bool = False) -> None:
+        """Load the devices again if the registry changed (looked at when due, or soon after
+        the last look when ``asked``)."""
+        if self._registry.changed(self._db, asked=asked):
+            self._load_devices()
+
+    def _load_devices(self) -> None:
+        """The service's devices as the registry holds them now: those added get their
+        commands of an earlier run restored, those gone are forgotten, then the service takes
+        the change up (:meth:`_take_up`)."""
+        try:
+            self._registry.loaded(self._db)
+            found = registered_devices(self._db, self.site.id, self.kind.device_class)
+            before = self.devices
+            now = {device.id: device for device in found}
+            added = sorted(now.keys() - before.keys())
+            removed = sorted(before.keys() - now.keys())
+            changed = sorted(key for key in now.keys() & before.keys() if now[key] != before[key])
+            restored = restore_commands(self._db, self.kind.source, added) if added else None
+        except psycopg.Error:
+            self._registry.forget()  # read again at the next look
+            raise
+        if self._loaded and not (added or removed or changed):
+            return  # another class's or site's devices changed
+        dropped = self.book.forget(removed)
+        if restored is not None:
+            self._restore(*restored)
+        self.devices = now
+        self._take_up(before)
+        self.kind.logger.info(
+            "registry changed: devices taken up" if self._loaded else "devices from the registry",
+            extra={
+                self.kind.units: len(now),
+                "added": len(added),
+                "removed": len(removed),
+                "changed": len(changed),
+            },
+        )
+        self._loaded = True
+        self._give_up(dropped)
+
+    @abstractmethod
+    def _take_up(self, before: Mapping[str, Device]) -> None:
+        """``self.devices`` changed from ``before`` (empty at the start): added devices are to
+        be commanded, removed ones forgotten, changed ones commanded as they now stand."""
+
+    def _give_up(self, dropped: Sequence[Sent]) -> None:
+        """Commands to devices no longer in service that were awaiting an answer: given up
+        in the table (``unanswered``, no alert); the book no longer resends them."""
+        now = self.now() or self._wall_clock()
+        for sent in dropped:
+            gone = replace(
+                sent,
+                outcome=Outcome.UNANSWERED,
+                outcome_at=now,
+                reason="device no longer in service; not sent again",
+            )
+            record_outcome(self._db, gone)
+
     # ------------------------------------------------------------------------- in
 
     def _take(self, message: Received) -> None:
@@ -355,8 +448,10 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
         if isinstance(decoded, Rejected):
             return  # ingest records the reason
         device_id = decoded.topic.device_id
-        if device_id not in self._controlled:
-            return
+        if device_id not in self.devices:
+            self._follow_registry(asked=True)  # added a moment ago?
+            if device_id not in self.devices:
+                return
         if isinstance(decoded, Telemetry):
             for taken, values in sorted(decoded.samples, key=lambda sample: sample[0]):
                 self._observe_time(taken)
@@ -419,9 +514,13 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
 
     # ------------------------------------------------------------------------- alerts
 
-    @abstractmethod
     def _scope(self, device_id: str) -> Scope:
-        """Where a device's alerts belong (silences and maintenance windows by place)."""
+        """Where a device's alerts belong (silences and maintenance windows by place), as
+        the registry places it now (the rules engine scopes its alerts alike)."""
+        device = self.devices.get(device_id)
+        if device is None:
+            return Scope(device_id, site_id=self.site.id)
+        return Scope(device_id, device.street_group, device.cabinet, device.building, self.site.id)
 
     def _alert(self, finding: Finding) -> None:
         """Raise or resolve a control alert (:func:`record_finding`)."""
@@ -437,11 +536,12 @@ class CommandingService(ABC, Generic[ConfigT, CountersT]):
 
     # ------------------------------------------------------------------------- restart
 
-    def _restore(self, devices: Sequence[str]) -> None:
-        """The commands of a previous run: each device's latest, latest applied, and those
-        still awaiting an answer (answered late, resent or given up as usual)."""
-        self.book.restore(*restore_commands(self._db, self.kind.source, devices))
-        if self.book.latest:
+    def _restore(self, latest: list[Sent], applied: list[Sent], awaiting: list[Sent]) -> None:
+        """The commands of a previous run to devices new to the book (:func:`restore_commands`):
+        each device's latest, latest applied, and those still awaiting an answer (answered
+        late, resent or given up as usual)."""
+        self.book.restore(latest, applied, awaiting)
+        if self.book.latest and not self._loaded:
             self.kind.logger.info(
                 "commands restored",
                 extra={self.kind.units: len(self.book.latest), "awaiting": len(self.book.awaiting)},

@@ -6,18 +6,18 @@ from 15 % in the dark to 100 % in full sun. A lighting policy may want other end
 (``sign_minimum_level``, ``sign_maximum_level``): this service sends each sign it hears from a
 ``set_brightness`` without a level, which moves the ends of its curve until the next one, and
 sends it again when the policy changes or a sign did not apply it. Commands, acknowledgements,
-resends and alerts are those of every commanding service (:mod:`control.service`).
+resends, alerts and the signs themselves (the registry's, followed while it runs) are those of
+every commanding service (:mod:`control.service`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from alerts.lifecycle import Scope
 from control.commanding import DevicePace, due, issue
 from control.lighting_policy import LightingPolicy
 from control.service import (
@@ -28,6 +28,7 @@ from control.service import (
 )
 from control.strategy import Strategy
 from protocol.commands import SetBrightness
+from protocol.sites import Device
 from protocol.topics import DeviceClass
 from runtime.mqtt_session import utc_now
 
@@ -53,12 +54,15 @@ class SignControlService(CommandingService[SignConfig, Counters]):
     def __init__(self, config: SignConfig, *, clock: Callable[[], datetime] = utc_now) -> None:
         super().__init__(config, Counters(), clock=clock, pace=DevicePace())
         self.policy = LightingPolicy.from_mapping(config.strategy.lighting)
-        self.devices = {
-            device.id: device for device in config.inventory.by_class(DeviceClass.SIGNAGE)
-        }
         self.heard: set[str] = set()
+        """The signs in service heard from: those that get a command."""
         self._next_look: datetime | None = None
-        self._open(sorted(self.devices))
+        self._open()
+
+    def _take_up(self, before: Mapping[str, Device]) -> None:
+        """A sign added is commanded once heard from; one gone is no longer."""
+        del before
+        self.heard &= self.devices.keys()
 
     def use_strategy(self, strategy: Strategy) -> None:
         LightingPolicy.from_mapping(strategy.lighting)  # a bad one is refused here
@@ -99,7 +103,6 @@ class SignControlService(CommandingService[SignConfig, Counters]):
 
     def _reading(self, device_id: str, taken: datetime, values: dict[str, float]) -> None:
         del taken, values
-        self.heard.add(device_id)
-
-    def _scope(self, device_id: str) -> Scope:
-        return Scope(device_id, site_id=self.site.id)
+        if device_id not in self.heard:
+            self.heard.add(device_id)
+            self._next_look = None  # a sign heard for the first time is commanded at once

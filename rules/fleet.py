@@ -1,4 +1,5 @@
-"""The devices the engine watches, as the registry holds them, and a cheap sign of change."""
+"""The devices the engine watches, as the registry holds them (followed while it runs by
+:class:`storage.registry.RegistryWatch`)."""
 
 from __future__ import annotations
 
@@ -33,15 +34,3 @@ def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
             place, scope, name, str(place_name), peer_group(building, meta)
         )
     return fleet
-
-
-def registry_fingerprint(connection: psycopg.Connection) -> tuple[int, int]:
-    """A value that changes whenever a device is added, changed or decommissioned (every
-    writer of the registry sets ``updated_at``): read in a few milliseconds for thousands of
-    devices, so the engine can look often."""
-    row = connection.execute(
-        "SELECT count(*), coalesce(sum(hashtextextended("
-        " device_id || updated_at::text || coalesce(decommissioned_at::text, ''), 0)), 0)"
-        " FROM devices"
-    ).fetchone()
-    return (0, 0) if row is None else (int(row[0]), int(row[1]))

@@ -55,12 +55,13 @@ from protocol.topics import Channel, subscription
 from rules.announce import DeliveryRecorder, alert_message, notice_for, site_of
 from rules.errors import RuleError
 from rules.evaluator import Evaluator, EventKind, FleetDevice, RuleEvent
-from rules.fleet import load_fleet, registry_fingerprint
+from rules.fleet import load_fleet
 from rules.model import RuleSet, load_rules
 from rules.partition import Partition
 from rules.root_causes import RootCauses
 from rules.rule_set_follower import RuleSetFollower, RuleSetRef
 from runtime.mqtt_session import Inbox, MqttSession, Received, SessionConfig
+from storage.registry import RegistryWatch
 from storage.set_aside import SetAside, describe, record_set_aside
 
 log = logging.getLogger("smartcity.rules")
@@ -122,7 +123,8 @@ class RulesService:
         self._arrived = self._inbox.arrived
         self.rules = load_rules(config.rules_path)
         self._db = psycopg.connect(config.database_url, autocommit=False)
-        self._registry = registry_fingerprint(self._db)
+        self._registry = RegistryWatch(config.registry_check_s)
+        self._registry.loaded(self._db)
         self.fleet = load_fleet(self._db)
         self._db.commit()
         self.follow_active_rule_set()  # an active rule set is in force from the start
@@ -268,16 +270,16 @@ class RulesService:
     def _reload_fleet(self) -> None:
         """The registry as it is now, and the evaluator rebuilt over it from the saved states
         (save them first)."""
-        self._registry = registry_fingerprint(self._db)
+        self._registry.loaded(self._db)
         self.fleet = load_fleet(self._db)
         self._db.commit()
         self.evaluator = self._restored_evaluator(self.rules)
 
     def _follow_registry(self) -> None:
         """Take up devices added, changed or decommissioned since the last look."""
-        seen = registry_fingerprint(self._db)
+        changed = self._registry.changed(self._db)
         self._db.commit()
-        if seen == self._registry:
+        if not changed:
             return
         before = set(self.fleet)
         self._save_states()
@@ -333,14 +335,11 @@ class RulesService:
         self._session.start()
         next_tick = time.monotonic()
         next_rule_set_check = next_tick + self.config.rule_set_check_s
-        next_registry_check = next_tick + self.config.registry_check_s
         try:
             while not self._stop.is_set():
                 self._arrived.wait(min(BATCH_WAIT_S * 4, max(0.0, next_tick - time.monotonic())))
                 self._arrived.clear()
-                if time.monotonic() >= next_registry_check:
-                    self._safely(self._follow_registry, "registry check")
-                    next_registry_check = time.monotonic() + self.config.registry_check_s
+                self._safely(self._follow_registry, "registry check")
                 if time.monotonic() >= next_rule_set_check or self._rule_sets.recheck.is_set():
                     self._safely(self._follow_rule_set_quietly, "rule set check")
                     next_rule_set_check = time.monotonic() + self.config.rule_set_check_s

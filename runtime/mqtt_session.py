@@ -178,6 +178,10 @@ class MqttSession:
         sock = self.client.socket()
         if sock is not None:
             sock.close()
+        # Its loop's wake-up socket pair too: paho closes it only when the client is
+        # collected, and a client in a reference cycle (its callbacks are ours) may be
+        # collected after its sockets, which then warn.
+        self.client._reset_sockets(sockpair_only=True)  # paho has no public way
         self._started = False
         self.connected.clear()
 

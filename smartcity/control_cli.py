@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from control.hvac_service import ControlConfig
     from control.service import CommandingService, ServiceConfig
     from control.strategy import Strategy
-    from protocol.sites import SiteInventory
     from smartcity.settings import Settings
 import typer
 
@@ -34,7 +33,11 @@ from smartcity.cli_support import (
 )
 
 SiteOption = Annotated[
-    Path, typer.Option(help="Site file, or the name of one in sites/ (e.g. sefrou).")
+    str,
+    typer.Option(
+        help="The site in the registry whose devices are commanded (e.g. sefrou), or a site "
+        "file, whose id is taken."
+    ),
 ]
 AckTimeoutOption = Annotated[
     float, typer.Option(help="Seconds to wait for an answer before sending again.", min=1)
@@ -96,7 +99,8 @@ class ControlStart:
     """What a control command starts its service with, options and environment read."""
 
     database_url: str
-    inventory: SiteInventory
+    site: str
+    """The site's id: its devices are the registry's."""
     strategy: Strategy
     follow: bool
     """The strategy is the database's: one activated later is taken up."""
@@ -109,7 +113,7 @@ class ControlStart:
 
         return kind(
             self.database_url,
-            self.inventory,
+            self.site,
             self.strategy,
             mqtt_host=self.settings.mqtt_host,
             mqtt_port=self.settings.mqtt_port,
@@ -122,8 +126,17 @@ class ControlStart:
         )
 
 
+def site_id(site: str) -> str:
+    """The site a control command names: an id as it is, a site file (a path, or a name
+    ending in ``.yaml``) by the id it declares."""
+    path = Path(site)
+    if path.suffix in {".yaml", ".yml"} or len(path.parts) > 1:
+        return read_site(path).site.id
+    return site
+
+
 def start_control(  # noqa: PLR0917 - the options of the command
-    site: Path,
+    site: str,
     strategy: Path | None,
     expiry: float,
     ack_timeout: float,
@@ -142,7 +155,7 @@ def start_control(  # noqa: PLR0917 - the options of the command
 
     logs.configure(log_level)
     try:
-        inventory = read_site(site)
+        site = site_id(site)
         chosen = load_strategy(strategy) if strategy is not None else None
         policy = CommandPolicy(expiry_s=expiry, ack_timeout_s=ack_timeout, max_attempts=attempts)
     except (SiteFileError, StrategyFileError, ValueError) as error:
@@ -154,7 +167,7 @@ def start_control(  # noqa: PLR0917 - the options of the command
     if chosen is None:
         chosen, label = strategy_from_database(url)
         typer.echo(f"strategy: {label}{followed}", err=True)
-    return ControlStart(url, inventory, chosen, follow, policy, settings)
+    return ControlStart(url, site, chosen, follow, policy, settings)
 
 
 def serve(run: Callable[[], None]) -> None:
@@ -169,7 +182,7 @@ def serve(run: Callable[[], None]) -> None:
 
 def control(  # noqa: PLR0917 - each option is a CLI flag
     strategy: Annotated[Path | None, strategy_option("Strategy file (docs/energy.md)")] = None,
-    site: SiteOption = Path("sefrou"),
+    site: SiteOption = "sefrou",
     period: Annotated[float, typer.Option(help="Seconds between decisions.", min=10)] = 300.0,
     expiry: Annotated[float, expiry_option("zone")] = 120.0,
     ack_timeout: AckTimeoutOption = 60.0,

@@ -289,19 +289,19 @@ def _services(
 
     def settings(kind: type[ControlSettings]) -> ControlSettings:
         return _control_config(
-            kind, database_url, inventory, strategy, options, account=control_account
+            kind, database_url, inventory.site.id, strategy, options, account=control_account
         )
 
-    makers: tuple[tuple[DeviceClass, Callable[[], Control]], ...] = (
-        (DeviceClass.BUILDING, lambda: HvacControlService(settings(ControlConfig))),
-        (DeviceClass.SIGNAGE, lambda: SignControlService(settings(SignConfig))),
-        (DeviceClass.STREETLIGHT, lambda: LightingControlService(settings(LightingConfig))),
+    # Each runs even without devices of its class yet: it takes up those added later.
+    makers: tuple[Callable[[], Control], ...] = (
+        lambda: HvacControlService(settings(ControlConfig)),
+        lambda: SignControlService(settings(SignConfig)),
+        lambda: LightingControlService(settings(LightingConfig)),
     )
     controls: list[Control] = []
-    for device_class, make in makers:
-        if inventory.by_class(device_class):  # a site may have no devices of a class
-            controls.append(make())
-            made.append(controls[-1])
+    for make in makers:
+        controls.append(make())
+        made.append(controls[-1])
     return _Services(ingest, engine, controls, label)
 
 
@@ -397,7 +397,7 @@ ControlSettings = TypeVar("ControlSettings", ControlConfig, LightingConfig, Sign
 def _control_config(
     kind: type[ControlSettings],
     database_url: str,
-    inventory: SiteInventory,
+    site: str,
     strategy: Strategy,
     options: UpOptions,
     *,
@@ -407,7 +407,7 @@ def _control_config(
     accelerated city runs on its devices' time."""
     return kind(
         database_url,
-        inventory,
+        site,
         strategy,
         mqtt_port=options.mqtt_port,
         mqtt_account=account,

@@ -1,16 +1,23 @@
-"""The device registry: sites and devices, loaded from site files and read by ingest."""
+"""The device registry: sites and devices, loaded from site files, read by ingest, and
+followed by the services that watch or command devices (:class:`RegistryWatch`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Final
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from protocol.sites import Device, SignageModel, SiteInventory, StreetlightModel
+from protocol.sites import Device, SignageModel, SiteHeader, SiteInventory, StreetlightModel
 from protocol.topics import DeviceClass
+
+Fingerprint = tuple[int, int]
+SOONEST_LOOK_S: Final = 1.0
+"""A look asked for early (an unknown device spoke) comes at most this often [s]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +75,18 @@ def upsert_site(connection: psycopg.Connection, inventory: SiteInventory) -> int
                         device.cabinet,
                         device.building,
                         device.zone,
-                        Jsonb({**device.metadata, "ratings": ratings_of(device)}),
+                        Jsonb(dict(device.metadata)),
                     )
-                    for device in inventory.devices
+                    for device in map(as_registered, inventory.devices)
                 ],
             )
     return len(inventory.devices)
+
+
+def as_registered(device: Device) -> Device:
+    """A device as the registry holds it: its model's ratings inside ``metadata``
+    (:func:`ratings_of`), which is where every reader of the registry finds them."""
+    return replace(device, metadata={**device.metadata, "ratings": ratings_of(device)})
 
 
 def ratings_of(device: Device) -> dict[str, float]:
@@ -146,3 +159,121 @@ def device_password_hashes(connection: psycopg.Connection) -> list[tuple[str, st
         """
     ).fetchall()
     return [(username, password_hash) for username, password_hash in rows]
+
+
+# ----------------------------------------------------------------------------- following
+
+
+def registry_fingerprint(connection: psycopg.Connection) -> Fingerprint:
+    """A value that changes whenever a device is added, changed or decommissioned (every
+    writer of the registry sets ``updated_at``): read in a few milliseconds for thousands of
+    devices, so a service can look often."""
+    row = connection.execute(
+        "SELECT count(*), coalesce(sum(hashtextextended("
+        " device_id || updated_at::text || coalesce(decommissioned_at::text, ''), 0)), 0)"
+        " FROM devices"
+    ).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+class RegistryWatch:
+    """When a service should load its devices from the registry again: it looks at the
+    registry's fingerprint every ``every_s`` seconds, or sooner when asked (a device it does
+    not know spoke; at most every :data:`SOONEST_LOOK_S`), and says whether it changed since
+    the service last loaded.
+
+    The one mechanism by which the rules engine and the control services take up devices
+    added, changed (street group, building, ratings...) or decommissioned while they run.
+    Call :meth:`loaded` just *before* loading: a change made while loading then shows at the
+    next look, never goes unseen.
+    """
+
+    def __init__(
+        self,
+        every_s: float,
+        *,
+        soonest_s: float = SOONEST_LOOK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if every_s <= 0 or soonest_s < 0:
+            raise ValueError("every_s must be positive and soonest_s not negative")
+        self.every_s = every_s
+        self.soonest_s = soonest_s
+        self._clock = clock
+        self._seen: Fingerprint | None = None
+        self._looked = clock()
+
+    def loaded(self, connection: psycopg.Connection) -> None:
+        """The service is about to load the registry as it is now."""
+        self._seen = registry_fingerprint(connection)
+        self._looked = self._clock()
+
+    def forget(self) -> None:
+        """Loading failed: the next look says the registry changed."""
+        self._seen = None
+
+    def changed(self, connection: psycopg.Connection, *, asked: bool = False) -> bool:
+        """Whether the registry changed since :meth:`loaded`, if it is time to look (every
+        ``every_s``; with ``asked``, ``soonest_s`` after the last look); False otherwise."""
+        wait_s = self.soonest_s if asked else self.every_s
+        now = self._clock()
+        if now - self._looked < wait_s:
+            return False
+        self._looked = now
+        return registry_fingerprint(connection) != self._seen
+
+
+def registered_site(connection: psycopg.Connection, site_id: str) -> SiteHeader | None:
+    """A site of the registry (its height is not stored: 0 m), or None."""
+    row = connection.execute(
+        "SELECT site_id, name, timezone, latitude, longitude FROM sites WHERE site_id = %s",
+        (site_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    found, name, timezone, latitude, longitude = row
+    return SiteHeader(
+        id=found, name=name, timezone=timezone, latitude=latitude, longitude=longitude
+    )
+
+
+def registered_devices(
+    connection: psycopg.Connection, site_id: str, device_class: DeviceClass
+) -> tuple[Device, ...]:
+    """The devices of a class of a site in service, by id, as :func:`as_registered` makes
+    them (their ratings in ``metadata``; ``rating`` is None: the registry keeps the figures,
+    not the model)."""
+    rows = connection.execute(
+        "SELECT device_id, name, model, latitude, longitude, street_group, cabinet, building,"
+        " zone, metadata FROM devices"
+        " WHERE site_id = %s AND device_class = %s AND decommissioned_at IS NULL"
+        " ORDER BY device_id",
+        (site_id, device_class.value),
+    ).fetchall()
+    return tuple(
+        Device(
+            device_id,
+            device_class,
+            name,
+            model,
+            latitude,
+            longitude,
+            street_group=street_group,
+            cabinet=cabinet,
+            building=building,
+            zone=zone,
+            metadata=dict(metadata or {}),
+        )
+        for (
+            device_id,
+            name,
+            model,
+            latitude,
+            longitude,
+            street_group,
+            cabinet,
+            building,
+            zone,
+            metadata,
+        ) in rows
+    )

@@ -163,7 +163,9 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
         )
     yardstick = strategies[0].hvac
     began = time.monotonic()
-    site = controlled_zones(inventory)
+    site = controlled_zones(inventory.devices)
+    if not site.devices:
+        raise ValueError(f"site {inventory.site.id} has no building zones to control")
     tz = inventory.site.timezone
     location = Place(inventory.site.latitude, inventory.site.longitude, inventory.site.altitude)
     zones = site.zones

@@ -1,21 +1,25 @@
-"""Shared pieces of the integration tests: a device-like publisher, ingest in a thread."""
+"""Shared pieces of the integration tests: a device-like publisher, ingest in a thread, the
+registry changed as the API changes it, a service running in a thread."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api import device_queries
 from ingest.service import IngestConfig, IngestService
 from protocol.sites import SiteInventory, parse_site
+from protocol.topics import Channel, DeviceClass, DeviceTopic
 from storage.registry import upsert_site
 
 TEST_SITE = """
@@ -148,3 +152,95 @@ def publisher(port: int, client_id: str = "test-publisher") -> Iterator[Publishe
         yield client
     finally:
         client.close()
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def add_device(
+    database_url: str,
+    device_id: str,
+    device_class: DeviceClass,
+    site_id: str,
+    *,
+    model: str = "",
+    street_group: str | None = None,
+    building: str | None = None,
+    zone: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Add a device to the registry as ``POST /api/v1/devices`` does (its model's ratings
+    taken from a device of that model), while services run."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        ratings: dict[str, Any] | None = {}
+        if device_class in device_queries.RATED_CLASSES:
+            ratings = device_queries.model_ratings(connection, device_class, model)
+        assert ratings is not None, f"no device of model {model!r} to take its ratings from"
+        new = device_queries.NewDevice(
+            device_id, site_id, device_class, device_id, model, None, None,
+            street_group, None, building, zone, metadata or {},
+        )  # fmt: skip
+        assert device_queries.insert_device(connection, new, ratings, datetime.now(UTC))
+
+
+def change_device(database_url: str, device_id: str, **changes: object) -> None:
+    """Change a device's editable fields as ``PATCH /api/v1/devices/{id}`` does."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        record = device_queries.find_device(connection, device_id)
+        assert record is not None
+        device_queries.update_device(connection, record, changes, datetime.now(UTC))
+
+
+def decommission(database_url: str, device_id: str) -> None:
+    """Take a device out of service as ``DELETE /api/v1/devices/{id}`` does."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        device_queries.decommission_device(connection, device_id, datetime.now(UTC))
+
+
+def reading(
+    site_id: str,
+    device_class: DeviceClass,
+    device_id: str,
+    ts: datetime,
+    values: Mapping[str, float | bool],
+    *,
+    seq: int = 1,
+) -> tuple[str, bytes]:
+    """One telemetry message of a device: its topic and payload."""
+    topic = DeviceTopic(site_id, device_class, device_id, Channel.TELEMETRY)
+    sample = {"ts": ts.isoformat(), "values": dict(values)}
+    return str(topic), json.dumps({"v": 1, "seq": seq, "samples": [sample]}).encode()
+
+
+def commands_to(database_url: str, device_id: str) -> list[dict[str, Any]]:
+    """The rows of ``commands`` to a device, oldest first."""
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, action, params, source, reason, attempts, outcome, outcome_reason"
+            " FROM commands WHERE device_id = %s ORDER BY issued_at, id",
+            (device_id,),
+        )
+        names = [column.name for column in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class Service(Protocol):
+    ready: threading.Event
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@contextmanager
+def running(service: Service, name: str) -> Iterator[None]:
+    """``service`` running in a thread, subscribed; stopped (and checked so) on the way out."""
+    thread = threading.Thread(target=service.run, name=name)
+    thread.start()
+    try:
+        assert service.ready.wait(30), f"{name} did not subscribe"
+        yield
+    finally:
+        service.stop()
+        thread.join(30)
+        assert not thread.is_alive(), f"{name} did not stop"

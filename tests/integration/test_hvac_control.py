@@ -7,7 +7,9 @@ real database.
   the rooms cool down);
 - a zone that loses its link leaves its commands unanswered: resent, then given up, and an
   alert; a stuck valve that heats a set-back zone is an alert too;
-- a command that arrives after its expiry is refused by the agent and never applied.
+- a command that arrives after its expiry is refused by the agent and never applied;
+- the zones are the registry's: one added while the service runs is commanded, one
+  decommissioned is sent nothing more.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from alerts import store
 from alerts.catalogue import COMMAND_REFUSED, COMMAND_UNANSWERED, HVAC_NOT_FOLLOWING
@@ -37,15 +40,26 @@ from protocol.decoding import AcceptanceWindow
 from protocol.faults import FaultType
 from protocol.payloads import CommandPayload
 from protocol.sites import SiteInventory, parse_site
+from protocol.topics import DeviceClass
 from runtime.local_services import LocalMosquitto
 from simulators.city import SimulatedCity
 from simulators.faults import FaultEvent
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
+from smartcity.cli import app
 from storage.registry import upsert_site
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import (
+    add_device,
+    commands_to,
+    decommission,
+    publisher,
+    reading,
+    running,
+    wait_until,
+)
 from tests.simulation_helpers import Recorder
 
 pytestmark = pytest.mark.integration
+BUILDING = DeviceClass.BUILDING
 
 SITE = """
 site: {id: simtown, name: Simtown, timezone: Africa/Casablanca,
@@ -103,7 +117,7 @@ def controlled_city(
     recorder = Recorder(broker.port, client_id="control-test-recorder")
     config = ControlConfig(
         database_url,
-        inventory,
+        inventory.site.id,
         load_strategy(PACKAGED_STRATEGY),
         mqtt_port=broker.port,
         event_time=event_time,
@@ -335,3 +349,97 @@ def test_a_command_past_its_expiry_is_refused_and_never_applied(
     refused = {alert.subject: alert for alert in found if alert.rule_id == COMMAND_REFUSED}
     assert set(refused) == {OFFICES, ARCHIVES}
     assert "commands in a row expired" in (refused[OFFICES].cause or "")
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@contextmanager
+def hall_commanded(database_url: str, broker: LocalMosquitto) -> Iterator[Callable[[str], None]]:
+    """The town hall's zones reporting on the wall clock, a decision every second, each zone
+    commanded once; yields how a zone reports. Nobody answers: commands await theirs."""
+    with psycopg.connect(database_url) as connection:
+        upsert_site(connection, parse_site(SITE))
+    config = ControlConfig(
+        database_url,
+        "simtown",
+        load_strategy(PACKAGED_STRATEGY),
+        mqtt_port=broker.port,
+        period_s=1.0,
+        commands=CommandPolicy(ack_timeout_s=3.0),
+        registry_check_s=0.5,
+    )
+    service = HvacControlService(config)
+    with running(service, "hvac-control"), publisher(broker.port) as client:
+
+        def report(device_id: str) -> None:
+            values = {"air_temperature": 18.0, "occupancy": 0.0, "outdoor_temperature": 8.0}
+            now = datetime.now(UTC)
+            client.publish_all([reading("simtown", BUILDING, device_id, now, values)])
+
+        for zone in (OFFICES, ARCHIVES):
+            report(zone)
+        wait_until(
+            lambda: all(commands_to(database_url, zone) for zone in (OFFICES, ARCHIVES)),
+            15,
+            "both zones commanded",
+        )
+        yield report
+
+
+def test_a_zone_added_while_it_runs_is_commanded(database_url: str, broker: LocalMosquitto) -> None:
+    """No restart: a zone provisioned as the API does is decided for and commanded once it
+    reports, within seconds."""
+    with hall_commanded(database_url, broker) as report:
+        add_device(database_url, "hall-lobby", BUILDING, "simtown", building="hall",
+                   zone="lobby", metadata={"building_kind": "town_hall"})  # fmt: skip
+        began = time.monotonic()
+
+        def commanded() -> bool:
+            report("hall-lobby")  # it reports, as a zone does
+            return bool(commands_to(database_url, "hall-lobby"))
+
+        wait_until(commanded, 15, "the added zone commanded")
+        assert time.monotonic() - began < 10
+    [sent] = commands_to(database_url, "hall-lobby")
+    assert (sent["source"], sent["action"]) == ("hvac-control", "set_hvac")
+    assert sent["reason"].endswith(": first")
+
+
+def test_a_zone_decommissioned_is_sent_nothing_more(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    """Its command awaiting an answer is given up at once and never resent; its readings get
+    it nothing at the decisions that follow, while the other zone's command is resent."""
+    with hall_commanded(database_url, broker) as report:
+        decommission(database_url, ARCHIVES)
+        wait_until(
+            lambda: commands_to(database_url, ARCHIVES)[0]["outcome"] is not None,
+            10,
+            "its command given up",
+        )
+        report(ARCHIVES)
+        report(OFFICES)
+        wait_until(
+            lambda: commands_to(database_url, OFFICES)[0]["attempts"] >= 2,
+            15,
+            "the other zone's command resent",
+        )
+    [given_up] = commands_to(database_url, ARCHIVES)
+    assert given_up["outcome"] == "unanswered"
+    assert given_up["outcome_reason"] == "device no longer in service; not sent again"
+    assert given_up["attempts"] == 1, "never resent"
+
+
+def test_a_site_missing_from_the_registry_is_named_and_the_command_exits_2(
+    database_url: str,
+) -> None:
+    """The zones are the registry's: a site never provisioned is an error, not an idle
+    service."""
+    result = CliRunner().invoke(
+        app,
+        ["energy", "control", "--site", "atlantis"],
+        env={"DATABASE_URL": database_url, "SMARTCITY_DATABASE_URL": None},
+    )
+    assert result.exit_code == 2
+    assert "site 'atlantis' is not in the registry: provision it first" in result.output

@@ -47,7 +47,7 @@ def test_warm_up_rates_come_from_the_last_days_of_readings(database_url: str) ->
                 rows,
             )
     service = HvacControlService(
-        ControlConfig(database_url, inventory, load_strategy(PACKAGED_STRATEGY))
+        ControlConfig(database_url, inventory.site.id, load_strategy(PACKAGED_STRATEGY))
     )
     try:
         offices, archives = (
@@ -71,7 +71,7 @@ def test_a_version_activated_later_is_taken_up(database_url: str) -> None:
     with psycopg.connect(database_url) as connection:
         upsert_site(connection, inventory)
     service = HvacControlService(
-        ControlConfig(database_url, inventory, packaged, follow_active_strategy=True)
+        ControlConfig(database_url, inventory.site.id, packaged, follow_active_strategy=True)
     )
     try:
         assert not service.take_up_active_strategy()  # nothing activated: the packaged one

@@ -9,14 +9,16 @@ by the service, its commands and alerts in a real database.
   stored before the service started count;
 - a new lighting policy replans the night at once;
 - a light that lost its link leaves its command unanswered: resent, given up, an alert;
-- a light never heard from gets nothing.
+- a light never heard from gets nothing;
+- the lights are the registry's: one added while the service runs is planned, one moved to
+  another street follows that street's profile, one decommissioned is sent nothing more.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,10 +56,20 @@ from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
 from storage.registry import upsert_site
 from storage.rollups import refresh_period
 from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import (
+    add_device,
+    change_device,
+    commands_to,
+    decommission,
+    publisher,
+    reading,
+    running,
+    wait_until,
+)
 from tests.simulation_helpers import Recorder
 
 pytestmark = pytest.mark.integration
+STREETLIGHT = DeviceClass.STREETLIGHT
 
 SITE = """
 site: {id: lighttown, name: Lighttown, timezone: Africa/Casablanca,
@@ -124,7 +136,7 @@ def lit_street(
     recorder = Recorder(broker.port, client_id="lighting-test-recorder")
     config = LightingConfig(
         database_url,
-        inventory,
+        inventory.site.id,
         load_strategy(PACKAGED_STRATEGY),
         mqtt_port=broker.port,
         event_time=True,
@@ -291,3 +303,124 @@ def test_each_light_gets_its_night_dimmed_to_its_battery_and_a_silent_one_an_ale
     assert alert.status is Status.FIRING
     assert unanswered[0]["id"] in (alert.cause or "")
     assert {a.subject for a in found} == {SILENT}, "healthy lights raise nothing"
+
+
+# ----------------------------------------------------------------------------- registry
+
+STREETS = """
+site: {id: lighttown, name: Lighttown, timezone: Africa/Casablanca,
+       latitude: 33.83, longitude: -4.84, altitude: 850}
+models:
+  sl-60w: {class: streetlight, panel_wp: 200, battery_ah: 101.5625, lamp_w: 60}
+streetlight_runs:
+  - {id_prefix: sl-main, street_group: main, name: Main road, count: 3, model: sl-60w,
+     start: [33.8268, -4.8236], end: [33.8391, -4.8049]}
+  - {id_prefix: sl-plaza, street_group: plaza, name: Plaza, count: 3, model: sl-60w,
+     place_kind: square, start: [33.8296, -4.8378], end: [33.8305, -4.8360]}
+"""
+STREET_LIGHTS = [f"sl-{street}-{k:03d}" for street in ("main", "plaza") for k in (1, 2, 3)]
+IN_THE_WINDOW = datetime(2025, 12, 15, 16, 40, tzinfo=UTC)
+"""A few minutes after the night's planning window opened, half an hour before dusk."""
+
+
+@dataclass
+class Streets:
+    service: LightingControlService
+    report: Callable[[str], None]
+    """A light's reading now: full, at dusk (no harvest)."""
+
+
+@contextmanager
+def streets_planned(database_url: str, broker: LocalMosquitto) -> Iterator[Streets]:
+    """Two streets' lights in the planning window, on a clock that runs from it; every light
+    reported and got its night. Nobody answers: commands wait for their acknowledgement."""
+    with psycopg.connect(database_url) as connection:
+        upsert_site(connection, parse_site(STREETS))
+    started = datetime.now(UTC)
+
+    def clock() -> datetime:
+        return IN_THE_WINDOW + (datetime.now(UTC) - started)
+
+    config = LightingConfig(
+        database_url,
+        "lighttown",
+        load_strategy(PACKAGED_STRATEGY),
+        mqtt_port=broker.port,
+        commands=CommandPolicy(ack_timeout_s=3.0),
+        window=AcceptanceWindow(max_age=timedelta(days=3_650), max_ahead=timedelta(days=1)),
+        registry_check_s=0.5,
+    )
+    service = LightingControlService(config, clock=clock)
+    with running(service, "lighting-control"), publisher(broker.port) as client:
+
+        def report(device_id: str) -> None:
+            values = {"battery_soc": 100.0, "pv_power": 0.0}
+            client.publish_all([reading("lighttown", STREETLIGHT, device_id, clock(), values)])
+
+        for device_id in STREET_LIGHTS:
+            report(device_id)
+        wait_until(
+            lambda: all(commands_to(database_url, light) for light in STREET_LIGHTS),
+            15,
+            "every light's night sent",
+        )
+        yield Streets(service, report)
+
+
+def test_a_light_added_is_planned_and_one_moved_follows_its_new_groups_profile(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    """No restart: a light provisioned as the API does (no place kind of its own) is planned
+    as its street's lights are; a road light moved to the plaza gets the plaza's night."""
+    with streets_planned(database_url, broker) as streets:
+        add_device(database_url, "sl-main-004", STREETLIGHT, "lighttown", model="sl-60w",
+                   street_group="main")  # fmt: skip
+        began = time.monotonic()
+
+        def planned(device_id: str, count: int) -> bool:
+            streets.report(device_id)  # it reports, as a light does
+            return len(commands_to(database_url, device_id)) >= count
+
+        wait_until(lambda: planned("sl-main-004", 1), 15, "the added light planned")
+        assert time.monotonic() - began < 10
+        change_device(database_url, "sl-main-001", street_group="plaza")
+        wait_until(lambda: planned("sl-main-001", 2), 15, "the moved light planned again")
+        [added] = commands_to(database_url, "sl-main-004")
+        first, moved = commands_to(database_url, "sl-main-001")
+        [road] = commands_to(database_url, "sl-main-002")
+        [plaza] = commands_to(database_url, "sl-plaza-001")
+    assert added["params"] == road["params"], "the road's night: same battery, same street"
+    assert added["reason"].endswith("; tonight's plan")
+    assert first["params"] == road["params"]
+    assert moved["params"] == plaza["params"], "the plaza's night now"
+    assert moved["params"] != road["params"]
+    assert moved["reason"].endswith("; replanned")
+    assert len(commands_to(database_url, "sl-main-002")) == 1, "the others keep theirs"
+
+
+def test_a_light_decommissioned_is_sent_nothing_more(
+    database_url: str, broker: LocalMosquitto
+) -> None:
+    """Its command awaiting an answer is given up at once, never resent; its readings get it
+    nothing, while the others' commands are resent as usual."""
+    gone = "sl-main-002"
+    with streets_planned(database_url, broker) as streets:
+        decommission(database_url, gone)
+        wait_until(
+            lambda: commands_to(database_url, gone)[0]["outcome"] is not None,
+            10,
+            "its command given up",
+        )
+        streets.report(gone)
+        streets.report("sl-main-003")
+
+        def resent() -> bool:
+            return bool(commands_to(database_url, "sl-main-003")[0]["attempts"] >= 2)
+
+        wait_until(resent, 15, "another light's command resent")
+        assert gone not in streets.service.devices
+        assert gone not in {light.device_id for light in streets.service.lights}
+    [given_up] = commands_to(database_url, gone)
+    assert given_up["outcome"] == "unanswered"
+    assert given_up["outcome_reason"] == "device no longer in service; not sent again"
+    assert given_up["attempts"] == 1, "never resent"

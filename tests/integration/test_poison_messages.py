@@ -131,7 +131,7 @@ def test_a_control_service_sets_a_poison_message_aside_and_goes_on(
     monkeypatch.setattr(CommandingService, "_take", failing_for(sign.id, take_and_note))
     config = SignConfig(
         database_url,
-        inventory,
+        inventory.site.id,
         load_strategy(PACKAGED_STRATEGY),
         mqtt_port=broker.port,
         client_id="poison-signs",

@@ -276,6 +276,24 @@ def test_the_book_supersedes_resends_and_settles() -> None:
     assert restored.awaiting["s2"].superseded_by is None
 
 
+def test_a_device_gone_is_forgotten_and_one_taken_up_later_keeps_the_others() -> None:
+    """Decommissioned: its command awaiting an answer is handed back and never resent. Taken
+    up while the service runs: its commands of before are restored next to the others."""
+    book = CommandBook(POLICY)
+    kept = issue("k1", "sl-1", NIGHT, at(0), POLICY)
+    gone = issue("g1", "sl-2", NIGHT, at(0), POLICY)
+    book.add(kept)
+    book.add(gone)
+    assert book.forget(["sl-2"]) == [gone]
+    assert {s.id for s, _ in book.retries(at(600))} == {"k1"}, "nothing more to sl-2"
+    assert "sl-2" not in book.latest
+    earlier = answered(issue("n0", "sl-3", DIMMER, at(-60), POLICY), Outcome.APPLIED, at(-59))
+    book.restore([earlier], [earlier], [])
+    assert book.latest["sl-3"] is earlier
+    assert book.latest["sl-1"] is kept, "restoring one device leaves the others as they were"
+    assert set(book.awaiting) == {"k1"}
+
+
 def test_expired_commands_are_counted_in_a_row_by_the_book() -> None:
     book = CommandBook(POLICY)
     found = []
@@ -406,7 +424,7 @@ def test_a_policy_refuses_nonsense() -> None:
 
 
 def test_the_zones_are_the_sites_building_devices_in_order() -> None:
-    controlled = controlled_zones(small_site())
+    controlled = controlled_zones(small_site().devices)
     assert controlled.zones.ids == ("hall-offices", "hall-archives")
     assert controlled.zones.buildings == ("hall",)
     assert [place.kind for place in controlled.places] == ["town_hall", "town_hall"]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from control.hvac import (
+    INITIAL_HEAT_RATE,
     Level,
     Memory,
     Observation,
@@ -418,3 +419,20 @@ def test_a_zone_colder_than_its_setback_is_not_shed_for_nothing() -> None:
     _, decision = decide(capped.hvac, zones(2), observation, memory)
     assert decision.level[0] == Level.SETBACK  # still heats, to its setback: nothing to shed
     assert decision.level[1] == Level.SHED
+
+
+def test_zones_added_and_removed_keep_what_was_learnt_of_the_others() -> None:
+    memory = Memory.initial(3)
+    learnt = replace(
+        memory,
+        heat_rate=np.array([3.0, 4.0, 5.0]),
+        empty_for_s=np.array([10.0, 20.0, 30.0]),
+        was_empty=np.zeros(3, dtype=np.bool_),
+        rotation=2,
+    )
+    moved = learnt.reindexed(("z0", "z1", "z2"), ("z2", "new", "z0"))
+    np.testing.assert_allclose(moved.heat_rate, [5.0, INITIAL_HEAT_RATE, 3.0])
+    np.testing.assert_allclose(moved.empty_for_s, [30.0, math.inf, 10.0])
+    assert moved.rotation == 2
+    assert moved.was_empty.tolist() == [False, True, False]
+    assert learnt.reindexed(("z0", "z1", "z2"), ()).heat_rate.shape == (0,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from control.commanding import CommandPolicy, Outcome, Sent, answered, issue
+from control.commanding import CommandPolicy, Outcome, Reason, Sent, answered, issue
 from control.lighting import night_window
 from control.lighting_policy import DEFAULT_LIGHTING, LightingPolicy
 from control.lighting_service import (
@@ -34,12 +35,13 @@ from protocol.commands import SetSchedule
 from protocol.sites import load_site
 from protocol.sun import solar_elevation
 from smartcity.lighting_cli import lighting
+from storage.registry import as_registered
 from tests.simulation_helpers import small_site
 
 INVENTORY = small_site()
 SITE = INVENTORY.site
 ZONE = ZoneInfo(SITE.timezone)
-LIGHTS, _ = lights_of(INVENTORY)
+LIGHTS, _ = lights_of(map(as_registered, INVENTORY.devices))
 NIGHT = date(2026, 12, 15)
 SETTINGS = PlanSettings(DEFAULT_LIGHTING, SITE)
 WINDOW = planning_window(DEFAULT_LIGHTING, NIGHT, SITE, SETTINGS.above_gate_deg)
@@ -225,7 +227,7 @@ def test_after_a_restart_tonights_command_stands() -> None:
 
 def test_the_whole_of_sefrou_is_planned_in_well_under_a_second() -> None:
     inventory = load_site(Path("sites/sefrou.yaml"))
-    lights, unrated = lights_of(inventory)
+    lights, unrated = lights_of(map(as_registered, inventory.devices))
     assert (len(lights), unrated) == (2_106, [])
     states = {
         light.device_id: state(20.0 + 75.0 * (i % 10) / 9, harvest_wh=100.0 + i % 500)
@@ -288,3 +290,44 @@ def test_the_lighting_command_has_an_example_and_names_a_bad_strategy(tmp_path: 
     result = CliRunner().invoke(app, ["lighting", "--strategy", str(bad)])
     assert result.exit_code == 2
     assert "minimum_level" in result.output
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_a_light_is_dimmed_by_the_place_kind_of_its_street_group() -> None:
+    """Moved to the park (its own metadata still says road), a light is a garden light; alone
+    in a new group, or without one, it keeps its own kind."""
+    registered = {device.id: as_registered(device) for device in INVENTORY.devices}
+
+    def kinds(moves: dict[str, str | None]) -> dict[str, str]:
+        devices = [
+            replace(device, street_group=moves[device.id]) if device.id in moves else device
+            for device in registered.values()
+        ]
+        return {light.device_id: light.place_kind for light in lights_of(devices)[0]}
+
+    assert kinds({})[ROAD] == "road"
+    assert kinds({ROAD: "park"})[ROAD] == "garden"
+    assert kinds({ROAD: "park"})[ROAD_LOW] == "road", "the others stay"
+    assert kinds({ROAD: "new-street"})[ROAD] == "road"
+    assert kinds({GARDEN: None})[GARDEN] == "garden"
+    unrated = replace(registered[ROAD], metadata={"place_kind": "road"})
+    assert lights_of([unrated]) == ([], [ROAD]), "no ratings in the registry: not planned"
+
+
+def test_a_moved_light_is_planned_again_the_same_night_and_the_others_keep_theirs() -> None:
+    plans, _ = step(OPENS)
+    latest = sent_all(OPENS, plans)
+    moved = [replace(light, place_kind="garden") if light.device_id == ROAD else light
+             for light in LIGHTS]  # fmt: skip
+    later = OPENS + timedelta(minutes=30)
+    for before in (plans, Plans()):  # running, and after a restart
+        replanned, orders = plan_step(
+            moved, STATES, latest, before.after_lights_changed([ROAD]), later, settings=SETTINGS
+        )
+        assert [(order.device_id, order.reason) for order in orders] == [(ROAD, Reason.CHANGED)]
+        assert orders[0].why.endswith("; replanned")
+        assert replanned.by_light[ROAD].schedule != plans.by_light[ROAD].schedule
+        assert replanned.by_light[ROAD_LOW].schedule == plans.by_light[ROAD_LOW].schedule
+        assert replanned.afresh == frozenset(), "planned: adopted again after a restart"

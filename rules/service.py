@@ -275,9 +275,10 @@ class RulesService:
         self._db.commit()
         self.evaluator = self._restored_evaluator(self.rules)
 
-    def _follow_registry(self) -> None:
-        """Take up devices added, changed or decommissioned since the last look."""
-        changed = self._registry.changed(self._db)
+    def _follow_registry(self, *, asked: bool = False) -> None:
+        """Take up devices added, changed or decommissioned since the last look (periodic,
+        or ``asked`` by a message from a device the engine does not know)."""
+        changed = self._registry.changed(self._db, asked=asked)
         self._db.commit()
         if not changed:
             return
@@ -459,7 +460,7 @@ class RulesService:
         or decommissioned and not yet shut out.)"""
         speakers = {_device_of(message.topic) for message in batch} - {""}
         if not speakers <= self.fleet.keys():
-            self._follow_registry()
+            self._follow_registry(asked=True)
 
     def _evaluate(self, message: Received) -> list[RuleEvent]:
         if not self.partition.whole and _device_of(message.topic) not in self.evaluator.fleet:

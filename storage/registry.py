@@ -16,8 +16,11 @@ from protocol.sites import Device, SignageModel, SiteHeader, SiteInventory, Stre
 from protocol.topics import DeviceClass
 
 Fingerprint = tuple[int, int]
-SOONEST_LOOK_S: Final = 1.0
-"""A look asked for early (an unknown device spoke) comes at most this often [s]."""
+SOONEST_LOOK_S: Final = 0.0
+"""A look asked for early (an unknown device spoke) comes at most this often [s]: at once by
+default. Only provisioned devices get past the broker, so an unknown speaker is one added a
+moment ago (whose first readings must not be ignored) or one decommissioned and not yet shut
+out (for the broker's next access sync, 10 s at most): one cheap query per message then."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ import psycopg
 
 from bench.chaos.services import ServiceProcess
 from bench.ingest import bench_site, build_messages, publish
-from bench.services import bench_services
+from bench.services import bench_services, scraped_metrics
 from protocol.catalogue import CATALOGUE
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
@@ -243,6 +243,18 @@ def _with_metrics_port(env: dict[str, str]) -> dict[str, str]:
     return {**env, "SMARTCITY_INGEST_METRICS_PORT": str(free_port())}
 
 
+def _ready(ingest: Started, metrics_port: int, within_s: float = 120.0) -> None:
+    """Wait until ingest says it is subscribed with the database reachable: a burst published
+    before its first subscription would find no session to queue in, and be dropped."""
+    deadline = time.monotonic() + within_s
+    while scraped_metrics(metrics_port).get("smartcity_ingest_ready") != 1:
+        if not ingest.alive():
+            raise RuntimeError(f"ingest stopped (exit {ingest.process.exit_code})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ingest was not ready within {within_s:.0f} s")
+        time.sleep(0.2)
+
+
 def _settled(service: Started, settle_s: float) -> Memory:
     deadline = time.monotonic() + settle_s
     while time.monotonic() < deadline:
@@ -290,7 +302,9 @@ def _burst(
     messages = build_messages(bench_site(200), burst)
     before = _telemetry_rows(env["DATABASE_URL"])
     argv = _smartcity(("ingest",), {})
-    with started("ingest", argv, _with_metrics_port(env), workdir / "ingest-burst.log") as ingest:
+    own = _with_metrics_port(env)
+    with started("ingest", argv, own, workdir / "ingest-burst.log") as ingest:
+        _ready(ingest, int(own["SMARTCITY_INGEST_METRICS_PORT"]))
         _settled(ingest, settle_s)
         peak = Memory(0.0, 0.0)
         stop = threading.Event()

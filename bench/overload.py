@@ -38,7 +38,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.ingest import bench_site
-from bench.services import bench_services
+from bench.services import bench_services, scraped_metrics
 from bench.synthetic import demo_values
 from ingest.config import DEFAULT_MAX_HELD_BYTES
 from protocol.sites import Device, SiteInventory
@@ -349,20 +348,9 @@ class IngestProcess:
     log_file: Path
 
     def metrics(self) -> dict[str, float]:
-        """Each metric's samples summed over their labels; empty while it does not answer."""
-        try:
-            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-            with urllib.request.urlopen(url, timeout=5) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        totals: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("smartcity_ingest_"):
-                name_part, _, value = line.rpartition(" ")
-                name = name_part.split("{", 1)[0]
-                totals[name] = totals.get(name, 0.0) + float(value)
-        return totals
+        """Each ingest metric's samples summed over their labels; empty while it does not
+        answer."""
+        return scraped_metrics(self.metrics_port, "smartcity_ingest_")
 
     def stop(self) -> None:
         if self.process.poll() is None:

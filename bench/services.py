@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,24 @@ import psycopg
 from runtime.local_services import LocalMosquitto, LocalPostgres, free_port
 
 Progress = Callable[[str], None]
+
+
+def scraped_metrics(port: int, prefix: str = "smartcity_") -> dict[str, float]:
+    """Each metric named ``prefix...`` served on ``port``'s /metrics, its samples summed over
+    their labels; empty while nothing answers there."""
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            name_part, _, value = line.rpartition(" ")
+            name = name_part.split("{", 1)[0]
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,34 +128,15 @@ def plain_refresh_function(device_class: str, metrics: Metrics, replace: bool = 
         END $$"""
 
 
-def day_by_day_refresh_function(device_class: str, metrics: Metrics) -> str:
-    """Plain PostgreSQL: refresh_rollups_<class>() as migration 0007 makes it, recomputing the
-    hours marked dirty and their days, one day at a time.
-
-    :func:`plain_refresh_function` joins the dirty hours to the raw table, which the planner
-    can only do by reading every day partition once per dirty hour: a minute's two dirty hours
-    read the whole retained history, and a 90-day backfill's 2,160 hours never finish. Here
-    each day with dirty hours reads its own partition once (its bounds are known when the
-    statement runs, so the others are pruned), and its hourly rollups once for the day.
-    """
+def _recompute_dirty_days(device_class: str, metrics: Metrics) -> str:
+    """The PL/pgSQL loop both day-by-day refresh functions share: for each day holding one of
+    ``hours`` (a timestamptz[] variable, the dirty hours), recompute those hours from the raw
+    table (one partition read), then the day's daily rollup from its hourly rows."""
     table = f"telemetry_{device_class}"
     columns = rollup_columns(metrics)
     column_list = ", ".join(columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
-    return f"""
-        CREATE OR REPLACE FUNCTION refresh_rollups_{device_class}() RETURNS integer
-        LANGUAGE plpgsql AS $$
-        DECLARE
-            hours timestamptz[];
-            day timestamptz;
-        BEGIN
-            WITH taken AS (
-                DELETE FROM rollup_dirty WHERE device_class = '{device_class}' RETURNING bucket
-            ) SELECT array_agg(bucket) INTO hours FROM taken;
-            IF hours IS NULL THEN
-                RETURN 0;
-            END IF;
-            FOR day IN
+    return f"""            FOR day IN
                 SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(hours) h ORDER BY 1
             LOOP
                 INSERT INTO {table}_hourly (bucket, device_id, {column_list})
@@ -174,7 +155,33 @@ def day_by_day_refresh_function(device_class: str, metrics: Metrics) -> str:
                 GROUP BY r.device_id
                 ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
             END LOOP;
-            RETURN cardinality(hours);
+"""
+
+
+def day_by_day_refresh_function(device_class: str, metrics: Metrics) -> str:
+    """Plain PostgreSQL: refresh_rollups_<class>() as migration 0007 makes it, recomputing the
+    hours marked dirty and their days, one day at a time.
+
+    :func:`plain_refresh_function` joins the dirty hours to the raw table, which the planner
+    can only do by reading every day partition once per dirty hour: a minute's two dirty hours
+    read the whole retained history, and a 90-day backfill's 2,160 hours never finish. Here
+    each day with dirty hours reads its own partition once (its bounds are known when the
+    statement runs, so the others are pruned), and its hourly rollups once for the day.
+    """
+    return f"""
+        CREATE OR REPLACE FUNCTION refresh_rollups_{device_class}() RETURNS integer
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            hours timestamptz[];
+            day timestamptz;
+        BEGIN
+            WITH taken AS (
+                DELETE FROM rollup_dirty WHERE device_class = '{device_class}' RETURNING bucket
+            ) SELECT array_agg(bucket) INTO hours FROM taken;
+            IF hours IS NULL THEN
+                RETURN 0;
+            END IF;
+{_recompute_dirty_days(device_class, metrics)}            RETURN cardinality(hours);
         END $$"""
 
 
@@ -189,10 +196,6 @@ def refresh_by_generation_function(device_class: str, metrics: Metrics) -> str:
     ``generation`` unchanged): those stay dirty for the next refresh. Markers are locked in
     hour order, as the marking trigger takes them, so the two cannot deadlock.
     """
-    table = f"telemetry_{device_class}"
-    columns = rollup_columns(metrics)
-    column_list = ", ".join(columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
     return f"""
         CREATE OR REPLACE FUNCTION refresh_rollups_{device_class}() RETURNS integer
         LANGUAGE plpgsql AS $$
@@ -207,26 +210,7 @@ def refresh_by_generation_function(device_class: str, metrics: Metrics) -> str:
             IF hours IS NULL THEN
                 RETURN 0;
             END IF;
-            FOR day IN
-                SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(hours) h ORDER BY 1
-            LOOP
-                INSERT INTO {table}_hourly (bucket, device_id, {column_list})
-                SELECT date_trunc('hour', t.ts, 'UTC'), t.device_id,
-                       {", ".join(hourly_expressions(metrics, False, "t."))}
-                FROM {table} t
-                WHERE t.ts >= day AND t.ts < day + INTERVAL '1 day'
-                  AND date_trunc('hour', t.ts, 'UTC') = ANY(hours)
-                GROUP BY 1, 2
-                ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
-                INSERT INTO {table}_daily (bucket, device_id, {column_list})
-                SELECT day, r.device_id,
-                       {", ".join(daily_expressions(metrics, False, "r."))}
-                FROM {table}_hourly r
-                WHERE r.bucket >= day AND r.bucket < day + INTERVAL '1 day'
-                GROUP BY r.device_id
-                ON CONFLICT (device_id, bucket) DO UPDATE SET {updates};
-            END LOOP;
-            PERFORM 1 FROM rollup_dirty
+{_recompute_dirty_days(device_class, metrics)}            PERFORM 1 FROM rollup_dirty
             WHERE device_class = '{device_class}' AND bucket = ANY(hours)
             ORDER BY bucket FOR UPDATE;
             DELETE FROM rollup_dirty d

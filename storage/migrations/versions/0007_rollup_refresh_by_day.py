@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from storage.migrations import rolled_up_metrics
 from storage.telemetry_sql import day_by_day_refresh_function
 
 revision: str = "0007"
@@ -33,15 +34,9 @@ def upgrade() -> None:
     if connection.exec_driver_sql("SELECT timescaledb FROM storage_backend").scalar():
         return
     for device_class in CLASSES:
-        metrics = [
-            name.removesuffix("_count")
-            for (name,) in connection.exec_driver_sql(
-                "SELECT column_name FROM information_schema.columns"
-                f" WHERE table_name = 'telemetry_{device_class}_hourly'"
-                " AND column_name LIKE '%%\\_count' ORDER BY ordinal_position"
-            )
-        ]
-        op.execute(day_by_day_refresh_function(device_class, metrics))
+        op.execute(
+            day_by_day_refresh_function(device_class, rolled_up_metrics(connection, device_class))
+        )
 
 
 def downgrade() -> None:

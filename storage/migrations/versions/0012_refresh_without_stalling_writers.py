@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from storage.migrations import rolled_up_metrics
 from storage.telemetry_sql import refresh_by_generation_function
 
 revision: str = "0012"
@@ -49,15 +50,11 @@ def upgrade() -> None:
         END $$"""
     )
     for device_class in CLASSES:
-        metrics = [
-            name.removesuffix("_count")
-            for (name,) in connection.exec_driver_sql(
-                "SELECT column_name FROM information_schema.columns"
-                f" WHERE table_name = 'telemetry_{device_class}_hourly'"
-                " AND column_name LIKE '%%\\_count' ORDER BY ordinal_position"
+        op.execute(
+            refresh_by_generation_function(
+                device_class, rolled_up_metrics(connection, device_class)
             )
-        ]
-        op.execute(refresh_by_generation_function(device_class, metrics))
+        )
 
 
 def downgrade() -> None:

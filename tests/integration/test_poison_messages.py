@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,13 @@ from rules.service import RulesConfig, RulesService
 from runtime.local_services import LocalMosquitto
 from runtime.mqtt_session import Received
 from storage.set_aside import set_aside_messages
-from tests.integration.helpers import provision_test_site, publisher, scalar, wait_until
+from tests.integration.helpers import (
+    provision_test_site,
+    publisher,
+    running,
+    scalar,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -59,19 +63,6 @@ def sign_reading(seq: int) -> bytes:
 def lights(inventory: SiteInventory) -> tuple[str, str]:
     first, second, *_ = (device.id for device in inventory.by_class(DeviceClass.STREETLIGHT))
     return first, second
-
-
-@contextmanager
-def running(service: Any, name: str) -> Iterator[None]:
-    thread = threading.Thread(target=service.run, name=name)
-    thread.start()
-    try:
-        assert service.ready.wait(30), f"{name} did not subscribe"
-        yield
-    finally:
-        service.stop()
-        thread.join(30)
-        assert not thread.is_alive(), f"{name} did not stop"
 
 
 def failing_for(device_id: str, handler: Callable[..., Any]) -> Callable[..., Any]:

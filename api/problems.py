@@ -25,7 +25,7 @@ from http import HTTPStatus
 from typing import Any, Final
 
 import psycopg
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -344,6 +344,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def guarded_router(tag: str) -> APIRouter:
+    """The router of an API resource tagged ``tag``: each route checks its caller before its
+    body (:class:`CallerFirstRoute`) and documents the 401, 403 and 422 problems."""
+    return APIRouter(
+        tags=[tag], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
+    )
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

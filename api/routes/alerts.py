@@ -20,7 +20,7 @@ from http import HTTPStatus
 from typing import Annotated, Final, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from alerts import lifecycle, store
@@ -42,19 +42,17 @@ from api.audit import record_action
 from api.deps import Caller, Db, Moment, Now, require
 from api.fault_guides import LANGUAGES, FaultGuide, fault_guides
 from api.problems import (
-    CallerFirstRoute,
     ConflictError,
     ForbiddenError,
     NotFoundError,
     UnprocessableError,
+    guarded_router,
     problem_responses,
 )
 from api.roles import Permission, Places, Principal, Role, role_names, roles_with
 from protocol.payloads import Severity
 
-router = APIRouter(
-    tags=["alerts"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("alerts")
 
 MAX_PAGE: Final = 500
 _ID_MAX: Final = 2**63 - 1

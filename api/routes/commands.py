@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import Depends, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -27,11 +27,11 @@ from api import device_queries as devices
 from api.audit import record_action
 from api.deps import AwareMoment, Db, Now, Reader, State, now, require
 from api.problems import (
-    CallerFirstRoute,
     ConflictError,
     NotFoundError,
     UnavailableError,
     UnprocessableError,
+    guarded_router,
     problem_responses,
 )
 from api.roles import Permission, Principal
@@ -39,9 +39,7 @@ from control.commanding import Sent
 from control.service import command_payload, insert_commands
 from protocol.topics import IDENTIFIER_PATTERN, Channel, DeviceClass, DeviceTopic
 
-router = APIRouter(
-    tags=["commands"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("commands")
 
 Commander = Annotated[Principal, Depends(require(Permission.COMMAND))]
 MAX_WAIT_S: Final = 30.0

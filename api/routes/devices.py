@@ -10,26 +10,24 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Self
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import Path, Query, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from api import device_queries as queries
 from api.audit import record_action
 from api.deps import Admin, Db, Now, Reader, State
 from api.problems import (
-    CallerFirstRoute,
     ConflictError,
     NotFoundError,
     UnprocessableError,
+    guarded_router,
     problem_responses,
 )
 from broker_config.accounts import mosquitto_hash, new_device_password
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 from storage.registry import store_credentials
 
-router = APIRouter(
-    tags=["devices"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("devices")
 
 MAX_PAGE: Final = 500
 MAX_METADATA_BYTES: Final = 16_384

@@ -9,17 +9,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Final, Self
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import Path, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.deps import AwareMoment, Db, Reader, State
 from api.jobs import Job, JobRunner, JobStatus, Progress, find_job, list_jobs
-from api.problems import CallerFirstRoute, NotFoundError, UnavailableError, problem_responses
+from api.problems import NotFoundError, UnavailableError, guarded_router, problem_responses
 from api.roles import Permission, Principal
 
-router = APIRouter(
-    tags=["jobs"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("jobs")
 
 JOB_ID_PATTERN: Final = r"^[0-9a-f]{32}$"
 JobIdPath = Annotated[

@@ -15,18 +15,18 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Self
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Depends, Request, Response, status
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.audit import record_action
 from api.deps import Caller, Db, Now, Reader, State, require
 from api.jobs import Progress
 from api.problems import (
-    CallerFirstRoute,
     ConflictError,
     NotFoundError,
     UnavailableError,
     UnprocessableError,
+    guarded_router,
     problem_responses,
 )
 from api.roles import Permission
@@ -53,9 +53,7 @@ from storage import versions as store
 if TYPE_CHECKING:
     from rules.backtest import BacktestResult
 
-router = APIRouter(
-    tags=["rules"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("rules")
 
 MAX_ALERTS_SHOWN: Final = 1000
 """A backtest's result lists at most this many alerts (their count is always given)."""

@@ -8,7 +8,7 @@ from http import HTTPStatus
 from typing import Annotated, Final
 
 import psycopg
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.config import JsonDict
 
@@ -18,14 +18,12 @@ from api.alert_queries import StoredSilence, find_silence, find_silences
 from api.audit import record_action
 from api.deps import Db, Moment, Now, Reader, require
 from api.device_queries import unknown_places
-from api.problems import CallerFirstRoute, UnprocessableError, problem_responses
+from api.problems import UnprocessableError, guarded_router
 from api.roles import Permission, Principal
 from api.routes.alerts import Name, as_utc
 from protocol.durations import parse_duration
 
-router = APIRouter(
-    tags=["alerts"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("alerts")
 
 MAX_SILENCE: Final = timedelta(days=366)
 

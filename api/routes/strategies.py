@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Final, Self
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Depends, Request, Response, status
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.audit import record_action
 from api.deps import Caller, Db, Now, Reader, State, require
 from api.jobs import Progress
-from api.problems import CallerFirstRoute, NotFoundError, UnprocessableError, problem_responses
+from api.problems import NotFoundError, UnprocessableError, guarded_router, problem_responses
 from api.roles import Permission
 from api.routes.jobs import ACCEPTED, JobOut, Period, submit
 from api.routes.versioned import (
@@ -36,9 +36,7 @@ from control.strategy import Strategy
 from protocol.sites import SiteFileError, SiteInventory, load_site
 from storage.versions import digest_of
 
-router = APIRouter(
-    tags=["strategies"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("strategies")
 
 SITES_DIR: Final = Path(__file__).resolve().parents[2] / "sites"
 """Site files (``sefrou.yaml``): the buildings a what-if replays."""

@@ -9,19 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from api import device_queries as devices
 from api import telemetry_queries as telemetry
 from api.deps import AwareMoment, Db, Now, Reader
-from api.problems import CallerFirstRoute, NotFoundError, UnprocessableError, problem_responses
+from api.problems import NotFoundError, UnprocessableError, guarded_router, problem_responses
 from protocol.catalogue import CATALOGUE, ValueKind
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 
-router = APIRouter(
-    tags=["telemetry"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("telemetry")
 
 BucketName = Literal[
     "auto", "1m", "5m", "10m", "15m", "30m", "1h", "2h", "3h", "6h", "12h", "1d", "7d"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import Path, Query, status
 from pydantic import BaseModel, Field, StrictBool, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
@@ -26,17 +26,15 @@ from api.audit import record_action
 from api.deps import Admin, Db, Now
 from api.device_queries import unknown_places
 from api.problems import (
-    CallerFirstRoute,
     ConflictError,
     NotFoundError,
     UnprocessableError,
+    guarded_router,
     problem_responses,
 )
 from api.roles import Role
 
-router = APIRouter(
-    tags=["users"], responses=problem_responses(401, 403, 422), route_class=CallerFirstRoute
-)
+router = guarded_router("users")
 
 Username = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$"), Field(examples=["crew-north"])

@@ -27,12 +27,11 @@ from typing import Final
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.routing import NotificationConfig, parse_notification_config
 from alerts.wording import AlertNotice
-from bench.services import BenchServices, bench_services
+from bench.services import BenchServices, bench_services, migrated_and_provisioned
 from protocol.catalogue import CATALOGUE
 from protocol.sites import Device, SiteInventory
 from protocol.topics import Channel, DeviceClass, DeviceTopic
@@ -41,8 +40,6 @@ from rules.backtest import backtest
 from rules.model import load_rules, parse_rules
 from rules.service import RulesConfig, RulesService
 from simulators.history import HistoryOptions, generate_history
-from storage.migrate import migrate
-from storage.registry import upsert_site
 
 Progress = Callable[[str], None]
 FAULT_LIGHTS: Final = 300
@@ -399,9 +396,7 @@ def run(
     progress: Progress,
 ) -> tuple[list[LatencyFigures], BacktestFigures | None]:
     with bench_services(database_url, progress, "alerts") as services:
-        migrate(services.database_url)
-        with psycopg.connect(services.database_url) as connection:
-            upsert_site(connection, inventory)
+        migrated_and_provisioned(services.database_url, inventory)
         latency = measure_latency(
             inventory, services, loads=loads, faults_per_load=faults, progress=progress
         )

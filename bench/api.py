@@ -32,7 +32,7 @@ from api.accounts import create_user, issue_token
 from api.config import ApiConfig
 from api.roles import Role
 from api.server import BackgroundApiServer
-from bench.services import bench_services
+from bench.services import bench_services, migrated_and_provisioned
 from dashboards.build import panel_queries
 from dashboards.macros import TimeRange
 from dashboards.run import expanded_sql, variable_values
@@ -40,8 +40,6 @@ from protocol.payloads import Severity
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from runtime.local_services import free_port
-from storage.migrate import migrate
-from storage.registry import upsert_site
 from storage.rollups import refresh_period
 
 Progress = Callable[[str], None]
@@ -149,9 +147,7 @@ def history_database(  # noqa: PLR0917 - the bench's options, passed down
     from simulators.history import HistoryOptions, generate_history
 
     with bench_services(server_url, progress, "api") as services:
-        migrate(services.database_url)
-        with psycopg.connect(services.database_url) as connection:
-            upsert_site(connection, inventory)
+        migrated_and_provisioned(services.database_url, inventory)
         started = time.monotonic()
         options = HistoryOptions(inventory, end - timedelta(days=days), end, seed=7)
         generate_history(options, services.database_url, progress=progress)

@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.services import bench_services
+from bench.services import bench_services, migrated_and_provisioned
 from bench.synthetic import demo_values
 from ingest.pipeline import Inbound, classify
 from ingest.service import IngestConfig, IngestService
@@ -35,9 +35,7 @@ from protocol.catalogue import CATALOGUE
 from protocol.payloads import PROTOCOL_VERSION, Sample, TelemetryPayload, encode
 from protocol.sites import Device, SiteInventory, parse_site
 from protocol.topics import Channel, DeviceClass, DeviceTopic
-from storage.migrate import migrate
-from storage.registry import Registration, upsert_site
-from storage.rollups import uses_timescaledb
+from storage.registry import Registration
 from storage.writer import BatchWriter
 
 Progress = Callable[[str], None]
@@ -358,11 +356,7 @@ def run(
     writer_runs: list[Measurement] = []
     with bench_services(database_url, progress, "ingest", timescaledb) as services:
         port, url = services.mqtt_port, services.database_url
-        progress("migrating and provisioning")
-        migrate(url)
-        with psycopg.connect(url) as connection:
-            upsert_site(connection, inventory)
-            backend = "timescaledb" if uses_timescaledb(connection) else "postgresql"
+        backend = migrated_and_provisioned(url, inventory, progress=progress)
         config = IngestConfig(
             url,
             "127.0.0.1",

@@ -29,14 +29,12 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.ingest import bench_site
-from bench.services import bench_services
+from bench.services import bench_services, migrated_and_provisioned
 from bench.synthetic import demo_values
 from ingest.service import IngestConfig, IngestService
 from protocol.payloads import PROTOCOL_VERSION, Sample, TelemetryPayload, encode
 from protocol.sites import SiteInventory
 from protocol.topics import Channel, DeviceClass, DeviceTopic
-from storage.migrate import migrate
-from storage.registry import upsert_site
 from storage.rollups import uses_timescaledb
 from storage.writer import BatchWriter, SampleRows, StorageBatch, telemetry_rows
 
@@ -224,11 +222,7 @@ def run(
     inventory = bench_site(devices)
     with bench_services(database_url, progress, "maintenance", timescaledb) as services:
         port, url = services.mqtt_port, services.database_url
-        progress("migrating and provisioning")
-        migrate(url)
-        with psycopg.connect(url) as connection:
-            upsert_site(connection, inventory)
-            backend = "timescaledb" if uses_timescaledb(connection) else "postgresql"
+        backend = migrated_and_provisioned(url, inventory, progress=progress)
         history = fill_last_day(url, inventory, progress)
         config = IngestConfig(url, "127.0.0.1", port, maintenance_interval_s=3600)
         progress(f"reference: {rate:g} msg/s for {seconds:g} s, no maintenance during the run")

@@ -39,13 +39,11 @@ import psycopg
 
 from bench.chaos.services import ServiceProcess
 from bench.ingest import bench_site, build_messages, publish
-from bench.services import bench_services, scraped_metrics
+from bench.services import bench_services, migrated_and_provisioned, scraped_metrics
 from protocol.catalogue import CATALOGUE
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from runtime.local_services import free_port
-from storage.migrate import migrate
-from storage.registry import upsert_site
 
 Progress = Callable[[str], None]
 MIB: Final = 1024 * 1024
@@ -432,11 +430,7 @@ def run(
     progress: Progress,
 ) -> MemoryBenchResult:
     with bench_services(server_url, progress, prefix="memory") as bench:
-        progress("migrating and provisioning")
-        migrate(bench.database_url)
-        with psycopg.connect(bench.database_url) as connection:
-            upsert_site(connection, inventory)
-            upsert_site(connection, bench_site(200))
+        migrated_and_provisioned(bench.database_url, inventory, bench_site(200), progress=progress)
         env = _environment(bench.database_url, bench.mqtt_port, bench.workdir)
         reference, at_rest = _at_rest(env, bench.workdir, runs, settle_s, progress)
         peak, stored = _burst(env, bench.workdir, burst, settle_s, progress)

@@ -50,13 +50,11 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.ingest import bench_site
-from bench.services import bench_services, scraped_metrics
+from bench.services import bench_services, migrated_and_provisioned, scraped_metrics
 from bench.synthetic import demo_values
 from ingest.config import DEFAULT_MAX_HELD_BYTES
 from protocol.sites import Device, SiteInventory
 from runtime.local_services import free_port
-from storage.migrate import migrate
-from storage.registry import upsert_site
 
 Progress = Callable[[str], None]
 
@@ -520,10 +518,7 @@ def run(  # noqa: PLR0915 - its phases read as one story
     inventory = bench_site(devices)
     with bench_services(database_url, progress, "overload") as services:
         port, url = services.mqtt_port, services.database_url
-        progress("migrating and provisioning")
-        migrate(url)
-        with psycopg.connect(url) as connection:
-            upsert_site(connection, inventory)
+        migrated_and_provisioned(url, inventory, progress=progress)
         # Sample times from 8 hours ago: a 10-minute run at 40,000 msg/s from 2,000 devices
         # covers 3.3 hours, inside ingest's acceptance window and never in the future.
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8)

@@ -14,7 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from protocol.sites import SiteInventory
 from runtime.local_services import LocalMosquitto, LocalPostgres, free_port
+from storage.migrate import migrate
+from storage.registry import upsert_site
+from storage.rollups import uses_timescaledb
 
 Progress = Callable[[str], None]
 
@@ -84,3 +88,17 @@ def bench_services(
         if postgres is not None:
             postgres.stop("immediate")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def migrated_and_provisioned(
+    database_url: str, *inventories: SiteInventory, progress: Progress | None = None
+) -> str:
+    """Bring the scratch database to the newest schema and provision every device of
+    ``inventories``; the storage backend it runs on ("timescaledb" or "postgresql")."""
+    if progress is not None:
+        progress("migrating and provisioning")
+    migrate(database_url)
+    with psycopg.connect(database_url) as connection:
+        for inventory in inventories:
+            upsert_site(connection, inventory)
+        return "timescaledb" if uses_timescaledb(connection) else "postgresql"

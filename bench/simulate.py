@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from bench.services import bench_services
+from bench.services import bench_services, migrated_and_provisioned
 from protocol.catalogue import CATALOGUE
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
@@ -30,8 +30,6 @@ from simulators.city import SimulatedCity
 from simulators.history import HistoryOptions, generate_history
 from simulators.runner import FleetRunner, RunnerSettings, SimulationClock
 from storage.bulk import ParallelCopy, encode_rows
-from storage.migrate import migrate
-from storage.registry import upsert_site
 
 Progress = Callable[[str], None]
 BASELINE_DAYS = 10
@@ -179,9 +177,7 @@ def run(
         port, url, workdir = services.mqtt_port, services.database_url, services.workdir
         cores, idle, rate = measure_realtime(inventory, port, workdir, realtime_seconds, progress)
         progress(f"real time: {cores:.3f} core ({idle:.3f} idle), {rate:.1f} messages/s")
-        migrate(url)
-        with psycopg.connect(url) as connection:
-            upsert_site(connection, inventory)
+        migrated_and_provisioned(url, inventory)
         start = datetime(2026, 1, 1, tzinfo=UTC)
         progress(f"history: {history_days:g} days of {len(inventory.devices)} devices")
         history = generate_history(

@@ -96,6 +96,15 @@ class Consumer(StrEnum):
     """Connected and acknowledging everything at once: ingest keeping up."""
 
 
+def parse_consumer(text: str) -> Consumer:
+    """A :class:`Consumer` by its name, or a ValueError naming the known ones."""
+    try:
+        return Consumer(text)
+    except ValueError:
+        known = ", ".join(consumer.value for consumer in Consumer)
+        raise ValueError(f"consumer {text!r}: not one of {known}") from None
+
+
 def parse_setting(text: str) -> Autosave:
     """``interval=N`` (a save every N + 1 s) or ``changes=N`` (``autosave_on_changes``)."""
     return Autosave.parse(text)

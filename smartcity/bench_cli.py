@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-if TYPE_CHECKING:
-    pass
 import typer
 
 from smartcity.cli_support import (
@@ -528,7 +526,7 @@ def bench_broker_crash(  # noqa: PLR0917 - each option is a CLI flag
                 else broker_crash.DEFAULT_SETTINGS
             ),
             consumers=(
-                tuple(broker_crash.Consumer(text) for text in consumers)
+                tuple(broker_crash.parse_consumer(text) for text in consumers)
                 if consumers
                 else (broker_crash.Consumer.AWAY, broker_crash.Consumer.BEHIND)
             ),

@@ -33,7 +33,11 @@ from runtime.local_services import (
 )
 from storage.migrate import migrate
 
-TEMPLATE_DATABASE = "smartcity_test_template"
+TEMPLATE_DATABASE = "smartcity_test_template" + (
+    f"_{os.environ['PYTEST_XDIST_WORKER']}" if "PYTEST_XDIST_WORKER" in os.environ else ""
+)
+"""One per test process (pytest-xdist's workers): on a server they share
+(``SMARTCITY_TEST_DATABASE_URL``), each drops and rebuilds only its own."""
 TEST_CLUSTER_SETTINGS = {"max_worker_processes": "64"}
 """TimescaleDB starts a job scheduler per database that has the extension (docs/storage.md)."""
 

@@ -48,7 +48,7 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record comes, not the one at start-up: a
     command run in-process (tests, a shell) may have swapped it, and the old one closed."""
 
@@ -62,7 +62,7 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(level: str = "INFO", json_lines: bool = True) -> None:
-    handler = _CurrentStderr()
+    handler = CurrentStderrHandler()
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

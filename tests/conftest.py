@@ -10,6 +10,7 @@ Mosquitto: always our own, started from broker_config/ on a free port.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ from runtime.local_services import (
     free_port,
     postgres_bindir,
 )
+from runtime.logs import CurrentStderrHandler
 from storage.migrate import migrate
 
 TEMPLATE_DATABASE = "smartcity_test_template" + (
@@ -40,6 +42,20 @@ TEMPLATE_DATABASE = "smartcity_test_template" + (
 (``SMARTCITY_TEST_DATABASE_URL``), each drops and rebuilds only its own."""
 TEST_CLUSTER_SETTINGS = {"max_worker_processes": "64"}
 """TimescaleDB starts a job scheduler per database that has the extension (docs/storage.md)."""
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """A command run in-process configures the root logger (``runtime.logs.configure``); the
+    next test in the same process must not inherit its level and handler (its output would
+    carry log lines: the order of tests differs from one process to another)."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in root.handlers[:]:
+        if isinstance(handler, CurrentStderrHandler):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

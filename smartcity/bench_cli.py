@@ -434,17 +434,19 @@ def bench_memory(  # noqa: PLR0917 - each option is a CLI flag
     load: Annotated[
         float,
         typer.Option(
-            min=0, help="Seconds of the city in real time before the platform is measured; 0: skip."
+            min=0,
+            help="Seconds of the city in real time over which the platform's memory is sampled"
+            " (each second; the default spans the lights' 5-minute reporting cycle); 0: skip.",
         ),
-    ] = 120.0,
+    ] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object.")] = False,
 ) -> None:
     """Each service's resident memory at rest, ingest's under a burst, and the whole
     platform's at the site's real-time load, beside a bare paho subscriber's (the reference).
 
     Uses a scratch database on the server of DATABASE_URL if set, else a private PostgreSQL,
-    and a private Mosquitto. About 12 minutes with the defaults.
-    Example: smartcity bench memory --runs 5 --load 120 --json
+    and a private Mosquitto. About 15 minutes with the defaults.
+    Example: smartcity bench memory --runs 5 --load 300 --json
     """
     import psycopg
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.memory import MIB, Memory, MemoryBenchResult, memory_of, process_tree, report
+from bench.memory import MIB, Memory, MemoryBenchResult, memory_of, peaks, process_tree, report
 
 
 def _vm_rss(pid: int) -> int:
@@ -49,6 +49,7 @@ def test_the_report_gives_medians_the_reference_ratio_and_the_platform_total() -
         burst_peak=Memory(150 * MIB, 120 * MIB),
         burst_stored=20_000,
         at_load={"API": Memory(95 * MIB, 70 * MIB), "Mosquitto": Memory(15 * MIB, 9 * MIB)},
+        at_load_busiest=Memory(105 * MIB, 75 * MIB),
         load_s=120,
         messages_at_load=4_800,
     )
@@ -57,6 +58,23 @@ def test_the_report_gives_medians_the_reference_ratio_and_the_platform_total() -
     assert "peak 150.0 MiB resident, 120.0 MiB PSS; 20,000 rows stored" in text
     assert "(40.0 rows/s stored)" in text
     assert (
-        "total                                        110.0 MiB resident,    79.0 MiB PSS" in text
+        "sum of the peaks                             110.0 MiB resident,    79.0 MiB PSS" in text
     )
-    assert result.as_dict()["at_load_total"] == {"rss_mib": 110.0, "pss_mib": 79.0}
+    assert (
+        "total at the busiest moment                  105.0 MiB resident,    75.0 MiB PSS" in text
+    )
+    figures = result.as_dict()
+    assert figures["at_load_sum_of_peaks"] == {"rss_mib": 110.0, "pss_mib": 79.0}
+    assert figures["at_load_total_busiest"] == {"rss_mib": 105.0, "pss_mib": 75.0}
+
+
+def test_each_part_keeps_its_peak_and_the_busiest_moment_is_the_highest_total() -> None:
+    samples = [
+        {"rules": Memory(70.0, 50.0), "ingest": Memory(120.0, 80.0)},  # total PSS 130
+        {"rules": Memory(100.0, 60.0), "ingest": Memory(110.0, 75.0)},  # 135: the busiest
+        {"rules": Memory(90.0, 55.0), "ingest": Memory(125.0, 70.0)},  # 125
+    ]
+    peak, busiest = peaks(samples)
+    assert peak == {"rules": Memory(100.0, 60.0), "ingest": Memory(125.0, 80.0)}
+    assert busiest == Memory(210.0, 135.0)
+    assert peaks([]) == ({}, Memory(0.0, 0.0))

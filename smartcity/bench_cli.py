@@ -451,9 +451,13 @@ def bench_memory(  # noqa: PLR0917 - each option is a CLI flag
     import psycopg
 
     from bench import memory
+    from protocol.sites import SiteFileError
 
     settings = load_settings()
-    inventory = read_site(site)
+    try:
+        inventory = read_site(site)
+    except SiteFileError as error:
+        raise fail(str(error)) from error
     try:
         result = memory.run(
             inventory,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -45,3 +47,10 @@ def test_bench_broker_crash_refuses_delays_that_run_backwards() -> None:
 @pytest.mark.parametrize(("option", "value"), [("--runs", "0"), ("--rate", "0")])
 def test_bench_broker_crash_refuses_an_option_below_its_least(option: str, value: str) -> None:
     assert option in refused("broker-crash", option, value)
+
+
+@pytest.mark.parametrize("bench", ["memory", "simulate", "alerts", "api", "whatif", "chaos"])
+def test_a_bench_given_a_site_file_it_cannot_read_names_it(bench: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    output = refused(bench, "--site", str(missing))
+    assert f"{missing}: cannot read the site file" in output

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Protocol, TypeVar
 
 import typer
 
@@ -18,6 +19,38 @@ from smartcity.cli_support import (
 )
 
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+
+Result = TypeVar("Result")
+
+
+class _Figures(Protocol):
+    def as_dict(self) -> dict[str, object]: ...
+
+
+def _as_json(result: _Figures) -> str:
+    return json.dumps(result.as_dict())
+
+
+def _measured(
+    run: Callable[[], Result],
+    report: Callable[[Result], str],
+    to_json: Callable[[Result], str] | None,
+) -> Result:
+    """Run a benchmark and print its report, then its JSON when ``to_json`` is given.
+
+    A failure the run reports (a service that stopped, a broker or database that would not
+    start or answer) is an error message and exit code 2, not a traceback.
+    """
+    import psycopg
+
+    try:
+        result = run()
+    except (RuntimeError, OSError, psycopg.Error) as error:
+        raise fail(str(error)) from error
+    typer.echo(report(result))
+    if to_json is not None:
+        typer.echo(to_json(result))
+    return result
 
 
 @bench_app.command("decode")
@@ -56,16 +89,13 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
     (with TimescaleDB if --timescaledb).
     Example: smartcity bench ingest --messages 50000 --json
     """
-    import psycopg
-
     from bench import ingest as ingest_bench
     from runtime import logs
 
     logs.configure("WARNING")
     database_url = load_settings().database_url
-
-    try:
-        result = ingest_bench.run(
+    _measured(
+        lambda: ingest_bench.run(
             messages,
             devices=devices,
             batch_messages=batch,
@@ -74,12 +104,10 @@ def bench_ingest(  # noqa: PLR0917 - each option is a CLI flag
             database_url=database_url,
             progress=progress_to_stderr,
             timescaledb=timescaledb,
-        )
-    except (RuntimeError, psycopg.Error) as error:
-        raise fail(str(error)) from error
-    typer.echo(ingest_bench.report(result))
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
+        ),
+        ingest_bench.report,
+        _as_json if as_json else None,
+    )
 
 
 @bench_app.command("maintenance")
@@ -111,27 +139,24 @@ def bench_maintenance(  # noqa: PLR0917 - each option is a CLI flag
     PostgreSQL.
     Example: smartcity bench maintenance --devices 2000 --rate 800 --seconds 60
     """
-    import psycopg
-
     from bench import maintenance as maintenance_bench
     from runtime import logs
 
     logs.configure("WARNING")
-    try:
-        result = maintenance_bench.run(
+    database_url = load_settings().database_url
+    _measured(
+        lambda: maintenance_bench.run(
             devices=devices,
             rate=rate,
             seconds=seconds,
             interval_s=interval,
-            database_url=load_settings().database_url,
+            database_url=database_url,
             progress=progress_to_stderr,
             timescaledb=timescaledb,
-        )
-    except (RuntimeError, psycopg.Error) as error:
-        raise fail(str(error)) from error
-    typer.echo(maintenance_bench.report(result))
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
+        ),
+        maintenance_bench.report,
+        _as_json if as_json else None,
+    )
 
 
 @bench_app.command("overload")
@@ -167,16 +192,13 @@ def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
 
     Example: smartcity bench overload --minutes 2 --json
     """
-    import psycopg
-
     from bench import overload
     from runtime import logs
 
     logs.configure("WARNING")
     database_url = load_settings().database_url
-
-    try:
-        result = overload.run(
+    result = _measured(
+        lambda: overload.run(
             minutes=minutes,
             ratio=ratio,
             devices=devices,
@@ -187,12 +209,10 @@ def bench_overload(  # noqa: PLR0917 - each option is a CLI flag
             drain_timeout_s=drain_timeout,
             database_url=database_url,
             progress=progress_to_stderr,
-        )
-    except (RuntimeError, OSError, psycopg.Error) as error:
-        raise fail(str(error)) from error
-    typer.echo(overload.report(result))
-    if as_json:
-        typer.echo(overload.to_json(result))
+        ),
+        overload.report,
+        overload.to_json if as_json else None,
+    )
     if result.lost or result.doubled:
         raise typer.Exit(code=1)
 
@@ -218,16 +238,17 @@ def bench_simulate(
         inventory = read_site(site)
     except SiteFileError as error:
         raise fail(str(error)) from error
-    result = run(
-        inventory,
-        realtime_seconds=seconds,
-        history_days=days,
-        database_url=settings.database_url,
-        progress=lambda line: typer.echo(line, err=True),
+    _measured(
+        lambda: run(
+            inventory,
+            realtime_seconds=seconds,
+            history_days=days,
+            database_url=settings.database_url,
+            progress=progress_to_stderr,
+        ),
+        report,
+        _as_json if as_json else None,
     )
-    typer.echo(report(result))
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
 
 
 @bench_app.command("alerts")
@@ -257,17 +278,18 @@ def bench_alerts(
         inventory = read_site(site)
     except SiteFileError as error:
         raise fail(str(error)) from error
-    latency, backtest = run(
-        inventory,
-        loads=loads or [1.0, 10.0],
-        faults=faults,
-        days=days,
-        database_url=settings.database_url,
-        progress=lambda line: typer.echo(line, err=True),
+    _measured(
+        lambda: run(
+            inventory,
+            loads=loads or [1.0, 10.0],
+            faults=faults,
+            days=days,
+            database_url=settings.database_url,
+            progress=progress_to_stderr,
+        ),
+        lambda figures: report(*figures),
+        (lambda figures: to_json(*figures)) if as_json else None,
     )
-    typer.echo(report(latency, backtest))
-    if as_json:
-        typer.echo(to_json(latency, backtest))
 
 
 @bench_app.command("api")
@@ -300,17 +322,18 @@ def bench_api(
         inventory = read_site(site)
     except SiteFileError as error:
         raise fail(str(error)) from error
-    result = run(
-        inventory,
-        days=days,
-        history_url=history_url,
-        server_url=settings.database_url,
-        samples=samples,
-        progress=lambda line: typer.echo(line, err=True),
+    _measured(
+        lambda: run(
+            inventory,
+            days=days,
+            history_url=history_url,
+            server_url=settings.database_url,
+            samples=samples,
+            progress=progress_to_stderr,
+        ),
+        report,
+        to_json if as_json else None,
     )
-    typer.echo(report(result))
-    if as_json:
-        typer.echo(to_json(result))
 
 
 @bench_app.command("whatif")
@@ -331,15 +354,12 @@ def bench_whatif(
         inventory = read_site(site)
     except SiteFileError as error:
         raise fail(str(error)) from error
-    result = run(
-        inventory,
-        parse_moment(start, "--from"),
-        parse_moment(end, "--to"),
-        progress=lambda line: typer.echo(line, err=True),
+    start_at, end_at = parse_moment(start, "--from"), parse_moment(end, "--to")
+    _measured(
+        lambda: run(inventory, start_at, end_at, progress=progress_to_stderr),
+        report,
+        _as_json if as_json else None,
     )
-    typer.echo(report(result))
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
 
 
 @bench_app.command("chaos")
@@ -387,8 +407,6 @@ def bench_chaos(  # noqa: PLR0917 - each option is a CLI flag
 
     Example: smartcity bench chaos --streetlights 60 --speed 600 --json
     """
-    import psycopg
-
     from bench.chaos import FAULTS, ChaosConfig, report, run, to_json
     from protocol.sites import SiteFileError
 
@@ -410,13 +428,9 @@ def bench_chaos(  # noqa: PLR0917 - each option is a CLI flag
         )
     except (SiteFileError, ValueError) as error:
         raise fail(str(error)) from error
-    try:
-        result = run(config, progress=progress_to_stderr)
-    except (RuntimeError, OSError, psycopg.Error) as error:
-        raise fail(str(error)) from error
-    typer.echo(report(result))
-    if as_json:
-        typer.echo(to_json(result))
+    result = _measured(
+        lambda: run(config, progress=progress_to_stderr), report, to_json if as_json else None
+    )
     if not result.ok:
         raise typer.Exit(1)
 
@@ -448,8 +462,6 @@ def bench_memory(  # noqa: PLR0917 - each option is a CLI flag
     and a private Mosquitto. About 15 minutes with the defaults.
     Example: smartcity bench memory --runs 5 --load 300 --json
     """
-    import psycopg
-
     from bench import memory
     from protocol.sites import SiteFileError
 
@@ -458,8 +470,8 @@ def bench_memory(  # noqa: PLR0917 - each option is a CLI flag
         inventory = read_site(site)
     except SiteFileError as error:
         raise fail(str(error)) from error
-    try:
-        result = memory.run(
+    _measured(
+        lambda: memory.run(
             inventory,
             site,
             settings.database_url,
@@ -468,12 +480,10 @@ def bench_memory(  # noqa: PLR0917 - each option is a CLI flag
             burst=burst,
             load_s=load,
             progress=progress_to_stderr,
-        )
-    except (RuntimeError, psycopg.Error) as error:
-        raise fail(str(error)) from error
-    typer.echo(memory.report(result))
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
+        ),
+        memory.report,
+        _as_json if as_json else None,
+    )
 
 
 @bench_app.command("broker-crash")
@@ -522,7 +532,6 @@ def bench_broker_crash(  # noqa: PLR0917 - each option is a CLI flag
     """
     from bench import broker_crash
     from broker_config import BrokerConfigError
-    from runtime.local_services import LocalServiceError
 
     try:
         config = broker_crash.CrashBenchConfig(
@@ -545,10 +554,8 @@ def bench_broker_crash(  # noqa: PLR0917 - each option is a CLI flag
         broker_crash.crash_delays(seed, runs, delay_min, delay_max)
     except (BrokerConfigError, ValueError) as error:
         raise fail(str(error)) from error
-    try:
-        result = broker_crash.run(config, progress_to_stderr)
-    except (RuntimeError, OSError, LocalServiceError) as error:
-        raise fail(str(error)) from error
-    typer.echo(broker_crash.report(result))
-    if as_json:
-        typer.echo(broker_crash.to_json(result))
+    _measured(
+        lambda: broker_crash.run(config, progress_to_stderr),
+        broker_crash.report,
+        broker_crash.to_json if as_json else None,
+    )

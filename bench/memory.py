@@ -315,7 +315,7 @@ def _telemetry_rows(database_url: str) -> int:
 
 
 def _burst(
-    env: dict[str, str], workdir: Path, burst: int, settle_s: float, progress: Progress
+    env: dict[str, str], workdir: Path, burst: int, progress: Progress
 ) -> tuple[Memory, int]:
     """Ingest's peak memory while it stores ``burst`` messages published as fast as they go."""
     messages = build_messages(bench_site(200), burst)
@@ -324,7 +324,6 @@ def _burst(
     own = _with_metrics_port(env)
     with started("ingest", argv, own, workdir / "ingest-burst.log") as ingest:
         _ready(ingest, int(own["SMARTCITY_INGEST_METRICS_PORT"]))
-        _settled(ingest, settle_s)
         peak = Memory(0.0, 0.0)
         stop = threading.Event()
 
@@ -457,7 +456,7 @@ def run(
         migrated_and_provisioned(bench.database_url, inventory, bench_site(200), progress=progress)
         env = _environment(bench.database_url, bench.mqtt_port, bench.workdir)
         reference, at_rest = _at_rest(env, bench.workdir, runs, settle_s, progress)
-        peak, stored = _burst(env, bench.workdir, burst, settle_s, progress)
+        peak, stored = _burst(env, bench.workdir, burst, progress)
         at_load, busiest, messages = (
             _at_load(env, bench.workdir, site, inventory, load_s, progress)
             if load_s > 0

@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -31,6 +29,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench.services import scraped_metrics
 from protocol.payloads import DeviceStatus, StatePayload, encode
 from rules.partition import Partition, partition_of
 from rules.service import RulesConfig, RulesService
@@ -77,11 +76,10 @@ class IngestWorker:
 
     def metric(self, name: str) -> float:
         """The sum of a Prometheus metric's samples (over its labels)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", re.MULTILINE)
-        return sum(float(value) for value in pattern.findall(text))
+        served = scraped_metrics(self.metrics_port)
+        if not served:
+            raise AssertionError(f"worker {self.name} serves no metrics on {self.metrics_port}")
+        return served.get(name, 0.0)
 
     def stop(self) -> None:
         if self.process.poll() is None:

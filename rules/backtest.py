@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from protocol.catalogue import CATALOGUE
+from protocol.faults import FaultType
 from protocol.topics import DeviceClass
 from rules.context import DevicePlace, derive, peer_median
 from rules.core import intervals
@@ -45,10 +46,12 @@ from rules.names import (
     PEER_METRICS,
     peer_group,
 )
+from rules.observability import HIDDEN_BY, names_read_by_class, observable_from
 from rules.offline import Cause, Gone, cause_from_last_values, missing_intervals
 from rules.scoring import (
     DEFAULT_FLAP_WINDOW,
     DEFAULT_GRACE,
+    NEVER,
     AlertInterval,
     FaultInterval,
     Score,
@@ -137,29 +140,34 @@ def rules_for(rules: Iterable[Rule], device: DeviceInfo) -> tuple[Rule, ...]:
     )
 
 
-def metrics_read(rules: Iterable[Rule], device_class: DeviceClass) -> tuple[str, ...]:
+def metrics_read(
+    rules: Iterable[Rule], device_class: DeviceClass, also: Collection[str] = ()
+) -> tuple[str, ...]:
     """The metrics of ``device_class`` the rules need, in catalogue order: those their
-    conditions read, directly or through a derived name, and for a missing-data rule those
-    that tell why a device went. A name this does not know makes it ask for every metric."""
+    conditions (and the names ``also``) read, directly or through a derived name, and for a
+    missing-data rule those that tell why a device went. A name this does not know makes it
+    ask for every metric."""
     catalogue = tuple(CATALOGUE[device_class].metrics)
     words = {prefix: word for word, prefix, _bits in BIT_NAMES.values()}
     needed: set[str] = set()
+    names = set(also)
     for rule in rules:
         if rule.device_class is not device_class:
             continue
         if rule.missing is not None:
             needed.update(CAUSE_METRICS[device_class])
-        for name in rule.names:
-            stem = next((name[len(p) :] for p in _CHANGE_PREFIXES if name.startswith(p)), name)
-            prefix = name.split("_", 1)[0]
-            if stem in catalogue:
-                needed.add(stem)
-            elif prefix in words and words[prefix] in catalogue:
-                needed.add(words[prefix])
-            elif name in _DERIVED_FROM:
-                needed.update(_DERIVED_FROM[name])
-            elif name not in _RATINGS:
-                return catalogue
+        names.update(rule.names)
+    for name in sorted(names):
+        stem = next((name[len(p) :] for p in _CHANGE_PREFIXES if name.startswith(p)), name)
+        prefix = name.split("_", 1)[0]
+        if stem in catalogue:
+            needed.add(stem)
+        elif prefix in words and words[prefix] in catalogue:
+            needed.add(words[prefix])
+        elif name in _DERIVED_FROM:
+            needed.update(_DERIVED_FROM[name])
+        elif name not in _RATINGS:
+            return catalogue
     return tuple(metric for metric in catalogue if metric in needed)
 
 
@@ -730,6 +738,48 @@ class _Options:
     flap_window: timedelta
 
 
+def _mark_when_shown(
+    faults: list[FaultInterval],
+    positions: Sequence[int],
+    history: DeviceHistory,
+    min_span_s: Mapping[str, float],
+) -> None:
+    """Set ``shows_from`` of the device's faults from its own readings (in place).
+
+    min_span_s: per fault type, the shortest ``for`` of the rules detecting it."""
+    if not positions or not len(history.unix_s):
+        return
+    environment = derive(history.device.place, history.unix_s, history.metrics)
+    mine = [faults[position] for position in positions]
+    for position in positions:
+        fault = faults[position]
+        try:
+            kind = FaultType(fault.fault)
+        except ValueError:
+            continue  # a fault type of another version of the simulator: from its start
+        hiders = HIDDEN_BY.get(kind, frozenset())
+        shows = observable_from(
+            kind,
+            fault.start,
+            fault.end,
+            history.unix_s,
+            environment,
+            min_span_s=min_span_s.get(fault.fault, 0.0),
+            hidden=[(other.start, other.end) for other in mine if other.fault in hiders],
+        )
+        faults[position] = replace(fault, shows_from=NEVER if shows is None else shows)
+
+
+def _shortest_for(rule_set: RuleSet) -> dict[str, float]:
+    """Per fault type, the shortest ``for`` [s] of the rules of ``rule_set`` detecting it."""
+    shortest: dict[str, float] = {}
+    for rule in rule_set.rules:
+        for fault in rule.detects:
+            span = rule.for_.total_seconds()
+            shortest[fault] = min(shortest.get(fault, span), span)
+    return shortest
+
+
 def _select(fleet: Sequence[DeviceInfo], devices: Sequence[str] | None) -> set[str]:
     known = {device.device_id for device in fleet}
     if devices is None:
@@ -759,7 +809,14 @@ def _backtest(
     classes = {rule.device_class for rule in every_rule}
     watched = {d.device_id for d in fleet if d.device_id in selected and d.device_class in classes}
     chunks = plan_chunks(fleet, watched, end - start + options.warmup)
-    metrics = {device_class: metrics_read(every_rule, device_class) for device_class in classes}
+    metrics = {
+        device_class: metrics_read(every_rule, device_class, names_read_by_class(device_class))
+        for device_class in classes
+    }
+    min_spans = _shortest_for(rule_sets[0])
+    faults_of: dict[str, list[int]] = {}
+    for position, fault in enumerate(faults):
+        faults_of.setdefault(fault.device_id, []).append(position)
     alerts: list[list[RawAlert]] = [[] for _ in rule_sets]
     rows = [Counter[str]() for _ in rule_sets]
     readings = done = 0
@@ -780,6 +837,9 @@ def _backtest(
                     if other is not history
                 ]
                 readings += len(history.unix_s)
+                _mark_when_shown(
+                    faults, faults_of.get(history.device.device_id, ()), history, min_spans
+                )
                 for index, rule_set in enumerate(rule_sets):
                     applied = rules_for(rule_set.rules, history.device)
                     outcome = evaluate_device(applied, history, until_s, peers)
@@ -814,6 +874,7 @@ def _backtest(
                     device_count=len(selected),
                     grace=options.grace,
                     flap_window=options.flap_window,
+                    bounds={rule.id: rule.fires_within for rule in rule_set.rules},
                 ),
                 readings=readings,
                 rows_evaluated=rows[index].total(),

@@ -32,14 +32,19 @@ Precision
 Recall and detection delay
     A fault that does not overlap the period (it starts at or after ``period_end``, or ends at
     or before ``period_start``) is ignored; the others are clipped to the period (start no
-    earlier than ``period_start``, end no later than ``period_end``). A clipped fault is
+    earlier than ``period_start``, end no later than ``period_end``). A fault *shows* from
+    the later of its clipped start and its ``shows_from`` (the first moment it could be
+    observed, ``rules.observability``: a dead lamp when it is switched on); one that never
+    shows before its clipped end is not counted as injected but as *never shown*. A fault is
     *detected* when at least one alert matches it. Its delay is the first matching alert's
-    start minus the clipped fault's start, or zero when a matching alert was already open as
-    the fault began. Per fault type: recall = detected / injected (``None`` when none was
-    injected); delay p50 and p90 interpolate linearly between the detected faults' delays
-    (numpy.percentile's default method), and max is the largest; ``None`` when none was
-    detected. A fault type no rule detects is *not covered*: it is listed with recall 0 but
-    left out of the overall recall, which counts only faults of covered types.
+    start minus the moment it shows, or zero when a matching alert was already open then. It
+    is detected *within bound* when some rule detecting its type fired no later than that
+    rule's ``fires_within`` after it showed. Per fault type: recall = detected / injected
+    (``None`` when none was injected); delay p50 and p90 interpolate linearly between the
+    detected faults' delays (numpy.percentile's default method), and max is the largest;
+    ``None`` when none was detected. A fault type no rule detects is *not covered*: it is
+    listed with recall 0 but left out of the overall recall, which counts only faults of
+    covered types.
 
 Flapping
     For each (rule, device), alerts in order of firing: an alert of the period is a *flap* when
@@ -70,6 +75,8 @@ from rules.errors import RuleError
 
 FAR_FUTURE: Final = datetime.max.replace(tzinfo=UTC)
 """Stands for the end of an interval that never ends."""
+NEVER: Final = FAR_FUTURE
+"""A fault's ``shows_from`` when it could never be observed while it lasted."""
 DEFAULT_GRACE: Final = timedelta(hours=1)
 DEFAULT_FLAP_WINDOW: Final = timedelta(hours=1)
 DEVICE_DAYS_PER_RATE: Final = 1000
@@ -133,11 +140,18 @@ class FaultInterval:
     start: datetime
     end: datetime | None = None
     """``None``: lasts beyond the period."""
+    shows_from: datetime | None = None
+    """When it could first be observed (``rules.observability``): ``None`` at its start,
+    :data:`NEVER` when it never could while it lasted. Delays are measured from it."""
 
     def __post_init__(self) -> None:
         if not self.device_id or not self.fault:
             raise ScoringError("a fault needs a device_id and a fault type; both were not given")
         _check_interval(f"fault {self.fault!r} on {self.device_id!r}", self.start, self.end)
+        if self.shows_from is not None:
+            _require_aware(
+                f"fault {self.fault!r} on {self.device_id!r} shows_from", self.shows_from
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +167,10 @@ class FaultScore:
     delay_p50: timedelta | None
     delay_p90: timedelta | None
     delay_max: timedelta | None
+    within_bound: int = 0
+    """Detected by a rule no later than its ``fires_within`` after the fault could show."""
+    never_shown: int = 0
+    """Faults that could never be observed while they lasted: not in ``injected``."""
 
     @property
     def covered(self) -> bool:
@@ -163,7 +181,9 @@ class FaultScore:
             "rules": list(self.rules),
             "covered": self.covered,
             "injected": self.injected,
+            "never_shown": self.never_shown,
             "detected": self.detected,
+            "within_bound": self.within_bound,
             "recall": self.recall,
             "delay_p50_s": _seconds(self.delay_p50),
             "delay_p90_s": _seconds(self.delay_p90),
@@ -336,10 +356,9 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def _fault_score(
-    fault: str, rules: Iterable[str], injected: int, delays: list[timedelta]
-) -> FaultScore:
-    delays = sorted(delays)
+def _fault_score(fault: str, rules: Iterable[str], found: _Detections) -> FaultScore:
+    delays = sorted(found.delays[fault])
+    injected = found.injected[fault]
     return FaultScore(
         fault=fault,
         rules=tuple(sorted(rules)),
@@ -349,6 +368,8 @@ def _fault_score(
         delay_p50=_percentile(delays, 50) if delays else None,
         delay_p90=_percentile(delays, 90) if delays else None,
         delay_max=delays[-1] if delays else None,
+        within_bound=found.within_bound[fault],
+        never_shown=found.never_shown[fault],
     )
 
 
@@ -421,35 +442,65 @@ def _count_flaps(
     return flaps
 
 
+@dataclass(frozen=True, slots=True)
+class _Detections:
+    """By fault type: faults injected in the period (that could show), the delays of those
+    detected, how many within their rule's bound, and how many could never show."""
+
+    injected: Counter[str]
+    delays: dict[str, list[timedelta]]
+    within_bound: Counter[str]
+    never_shown: Counter[str]
+
+
 def _detection_delays(
     alerts: Sequence[AlertInterval],
     faults: Sequence[FaultInterval],
     detects: Mapping[str, frozenset[str]],
+    bounds: Mapping[str, timedelta | None],
     *,
     period_start: datetime,
     period_end: datetime,
     grace: timedelta,
-) -> tuple[Counter[str], dict[str, list[timedelta]]]:
-    """Faults injected in the period, and the delays of those detected, by fault type."""
+) -> _Detections:
     candidates: dict[tuple[str, str], list[AlertInterval]] = defaultdict(list)
+    by_rule: dict[tuple[str, str], list[AlertInterval]] = defaultdict(list)
     for alert in alerts:
+        by_rule[alert.device_id, alert.rule_id].append(alert)
         for fault_type in detects[alert.rule_id]:
             candidates[alert.device_id, fault_type].append(alert)
     alert_indexes = {key: _AlertIndex(group) for key, group in candidates.items()}
-    injected: Counter[str] = Counter()
-    delays: dict[str, list[timedelta]] = defaultdict(list)
+    rule_indexes = {key: _AlertIndex(group) for key, group in by_rule.items()}
+    rules_detecting: dict[str, list[str]] = defaultdict(list)
+    for rule_id, fault_types in detects.items():
+        for fault_type in fault_types:
+            rules_detecting[fault_type].append(rule_id)
+    found = _Detections(Counter(), defaultdict(list), Counter(), Counter())
     for fault in faults:
         if fault.start >= period_end or (fault.end is not None and fault.end <= period_start):
             continue
-        injected[fault.fault] += 1
+        clipped_end = period_end if fault.end is None else min(fault.end, period_end)
+        shows = max(fault.start, period_start, fault.shows_from or fault.start)
+        if fault.shows_from is not None and fault.shows_from >= clipped_end:
+            found.never_shown[fault.fault] += 1
+            continue
+        found.injected[fault.fault] += 1
         alert_index = alert_indexes.get((fault.device_id, fault.fault))
         if alert_index is None:
             continue
-        clipped_end = period_end if fault.end is None else min(fault.end, period_end)
-        delay = alert_index.delay(max(fault.start, period_start), _window_end(clipped_end, grace))
-        if delay is not None:
-            delays[fault.fault].append(delay)
-    return injected, delays
+        window_end = _window_end(clipped_end, grace)
+        delay = alert_index.delay(shows, window_end)
+        if delay is None:
+            continue
+        found.delays[fault.fault].append(delay)
+        for rule_id in rules_detecting[fault.fault]:
+            bound = bounds.get(rule_id)
+            index = rule_indexes.get((fault.device_id, rule_id))
+            own = None if index is None else index.delay(shows, window_end)
+            if bound is not None and own is not None and own <= bound:
+                found.within_bound[fault.fault] += 1
+                break
+    return found
 
 
 def score(
@@ -462,11 +513,13 @@ def score(
     device_count: int,
     grace: timedelta = DEFAULT_GRACE,
     flap_window: timedelta = DEFAULT_FLAP_WINDOW,
+    bounds: Mapping[str, timedelta | None] | None = None,
 ) -> Score:
     """Score ``alerts`` against ``faults`` over ``[period_start, period_end)``.
 
     ``detects`` maps every rule id to the fault types it is meant to detect (an empty set for
-    an informational rule); ``device_count`` is the fleet size the rates are relative to.
+    an informational rule); ``device_count`` is the fleet size the rates are relative to;
+    ``bounds`` each rule's documented ``fires_within`` (for the faults found within bound).
     Runs in O((alerts x types per rule + faults) x log) time.
     """
     _check_arguments(period_start, period_end, device_count, grace, flap_window)
@@ -487,18 +540,21 @@ def score(
         seen, all_faults, detects, period_start, grace
     )
     flaps = _count_flaps(seen, period_start, flap_window)
-    injected, delays = _detection_delays(
+    found = _detection_delays(
         seen,
         all_faults,
         detects,
+        bounds or {},
         period_start=period_start,
         period_end=period_end,
         grace=grace,
     )
 
     by_fault = {
-        name: _fault_score(name, rules_detecting.get(name, ()), injected[name], delays[name])
-        for name in sorted(injected.keys() | rules_detecting.keys())
+        name: _fault_score(name, rules_detecting.get(name, ()), found)
+        for name in sorted(
+            found.injected.keys() | found.never_shown.keys() | rules_detecting.keys()
+        )
     }
     by_rule = {
         rule_id: RuleScore(
@@ -619,6 +675,7 @@ def format_report(result: Score) -> str:
             fault.fault,
             str(fault.injected),
             str(fault.detected) if fault.covered else "-",
+            str(fault.within_bound) if fault.covered else "-",
             _recall_cell(fault),
             format_duration(fault.delay_p50),
             format_duration(fault.delay_p90),
@@ -639,9 +696,21 @@ def format_report(result: Score) -> str:
     ]
     lines = [_heading(result), "", "Faults"]
     lines += _table(
-        ["fault", "injected", "detected", "recall", "delay p50", "delay p90", "delay max"],
+        [
+            "fault",
+            "injected",
+            "detected",
+            "in bound",
+            "recall",
+            "delay p50",
+            "delay p90",
+            "delay max",
+        ],
         fault_rows,
     )
+    never = [f"{f.fault} {f.never_shown}" for f in result.by_fault.values() if f.never_shown]
+    if never:
+        lines += [f"Never observable while they lasted (not counted): {', '.join(never)}"]
     lines += ["", "Rules"]
     lines += _table(["rule", "alerts", "tp", "fp", "precision", "flaps"], rule_rows)
     lines += [

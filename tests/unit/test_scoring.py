@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from rules.errors import RuleError
 from rules.scoring import (
+    NEVER,
     AlertInterval,
     FaultInterval,
     Score,
@@ -424,13 +425,14 @@ def test_the_report_shows_the_figures_in_columns() -> None:
         "lamp_failure",
         "4",
         "3",
+        "0",  # no bounds given
         "75.0 %",
         "12 min",
         "2.8 h",  # 12 min + 0.8 x (210 - 12) min
         "3.5 h",
     ]
-    assert columns(report, "power_loss") == ["power_loss", "0", "0", "-", "-", "-", "-"]
-    assert columns(report, "window_open")[:4] == ["window_open", "1", "-", "not covered"]
+    assert columns(report, "power_loss") == ["power_loss", "0", "0", "0", "-", "-", "-", "-"]
+    assert columns(report, "window_open")[:5] == ["window_open", "1", "-", "-", "not covered"]
     assert columns(report, "lamp-out") == ["lamp-out", "4", "3", "1", "75.0 %", "0"]
     assert columns(report, "door-info") == ["door-info", "2", "-", "-", "unscored", "1"]
     assert columns(report, "power") == ["power", "0", "0", "0", "-", "0"]
@@ -635,3 +637,51 @@ def test_rates_match_exact_fractions_for_odd_periods() -> None:
     device_days = 7 * Fraction(5, 24)
     assert result.alerts_per_1000_device_days == float(2000 / device_days)
     assert result.false_positives_per_1000_device_days == float(1000 / device_days)
+
+
+def test_a_delay_counts_from_when_the_fault_could_first_show() -> None:
+    """A lamp dead from noon shows at switch-on (17:30): an alert at 17:40 took 10 min."""
+    dead = FaultInterval("sl-1", "lamp_failure", at(12 * 60), None, shows_from=at(17.5 * 60))
+    result = score(
+        [alert(17 * 60 + 40)],
+        [dead],
+        DETECTS,
+        period_start=T0,
+        period_end=T0 + WEEK,
+        device_count=1,
+        bounds={"lamp-out": timedelta(minutes=15), "power": None},
+    )
+    found = result.by_fault["lamp_failure"]
+    assert (found.detected, found.delay_max) == (1, timedelta(minutes=10))
+    assert found.within_bound == 1
+    assert found.to_json()["within_bound"] == 1
+
+
+def test_within_bound_is_each_rules_own_bound() -> None:
+    """Only lamp-out fired, 10 min after the fault showed; its bound is 5 min: late, although
+    the other rule detecting the type allows a day."""
+    dead = FaultInterval("sl-1", "lamp_failure", at(0), None, shows_from=at(60))
+    result = score(
+        [alert(70)],
+        [dead],
+        DETECTS,
+        period_start=T0,
+        period_end=T0 + WEEK,
+        device_count=1,
+        bounds={"lamp-out": timedelta(minutes=5), "power": timedelta(days=1)},
+    )
+    assert (
+        result.by_fault["lamp_failure"].detected,
+        result.by_fault["lamp_failure"].within_bound,
+    ) == (1, 0)
+
+
+def test_a_fault_that_never_showed_is_not_counted_as_missed() -> None:
+    """A lamp dead from 10:00 to 15:00 and mended before dusk could not be seen."""
+    mended = FaultInterval("sl-1", "lamp_failure", at(600), at(900), shows_from=NEVER)
+    result = run([], [mended])
+    found = result.by_fault["lamp_failure"]
+    assert (found.injected, found.never_shown, found.recall) == (0, 1, None)
+    assert "Never observable while they lasted (not counted): lamp_failure 1" in format_report(
+        result
+    )

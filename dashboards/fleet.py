@@ -56,9 +56,9 @@ METRICS: Final = {
 }
 """Every class's metric columns (protocol.catalogue)."""
 DEVICE_CLASSES: Final = tuple(METRICS)
-LAMP_OUT_FRACTION: Final = 0.05
-"""A switched-on lamp drawing less than this share of its rated power is out (the
-``lamp-out`` rule of rules/default_rules.yaml)."""
+LAMP_OUT_FRACTION: Final = 0.25
+"""A lamp commanded on drawing less than this share of what its commanded level should draw
+(rating x level / 100) is out (the ``lamp-out`` rule of rules/default_rules.yaml)."""
 SILENT_AFTER_INTERVALS: Final = 3
 """A device that sent nothing for this many reporting intervals counts as offline."""
 COMFORT_BAND_C: Final = (19.0, 26.0)

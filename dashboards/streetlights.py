@@ -74,17 +74,18 @@ def harvest(tier: Tier) -> str:
 
 
 def lamps_out(tier: Tier) -> str:
-    """How many lights were out: switched on, yet drawing less than the ``lamp-out`` rule's
-    share of their rated power, in a sample (raw) or throughout an hour or a day (rollups:
-    ``lamp_power_max`` under the threshold), as the rule's ``for: 1h`` asks before it fires.
+    """How many lights were out: commanded on, yet drawing less than the ``lamp-out`` rule's
+    share of what their commanded level should draw, in a sample (raw) or whenever on in an
+    hour or a day (rollups: ``lamp_power_max`` under the share of the highest level).
 
     Rows are counted and scaled by how long each stands for against the bucket's length: the
     mean number of lights out over the bucket, which is simply the count when a light has one
     row per bucket (raw buckets are at least 5 minutes, a streetlight's reporting interval)."""
     row_s = tier.row_seconds("streetlight")
     dark = (
-        f"{tier.row_sum('lamp_on')} > 0"
-        f" AND {tier.row_high('lamp_power')} < {LAMP_OUT_FRACTION} * {RATINGS[0]}"
+        f"{tier.row_sum('lamp_on')} > 0 AND {tier.row_high('dimming_level')} > 0"
+        f" AND {tier.row_high('lamp_power')}"
+        f" < {LAMP_OUT_FRACTION} * {RATINGS[0]} * {tier.row_high('dimming_level')} / 100"
     )
     return _by_group(
         tier,

@@ -28,6 +28,7 @@ from aiosmtpd.controller import Controller
 from alerts import store
 from alerts.lifecycle import Alert
 from alerts.routing import parse_notification_config
+from control.lighting_policy import LightingPolicy
 from protocol.decoding import AcceptanceWindow
 from protocol.faults import FaultType
 from protocol.sites import SiteInventory, parse_site
@@ -54,6 +55,8 @@ from tests.integration.test_fault_signatures import (
 pytestmark = pytest.mark.integration
 
 DEFAULT_RULES: Final = PACKAGED_RULES
+SWITCH_ON_BELOW: Final = LightingPolicy().dusk_elevation_deg
+"""The sun's elevation below which the agents switch their lamps on (the default policy)."""
 
 
 def _first(after: datetime, holds: object) -> datetime:
@@ -66,9 +69,10 @@ def _first(after: datetime, holds: object) -> datetime:
 
 
 def observable_from(fault: FaultType, start: datetime) -> datetime:
-    """When a fault starting at ``start`` can first show in the telemetry."""
+    """When a fault starting at ``start`` can first show in the telemetry: a lamp's faults
+    when the agents switch it on at dusk, day burning in daylight, a dead charger in sun."""
     if fault in (FaultType.LAMP_FAILURE, FaultType.CYCLING_DRIVER, FaultType.BATTERY_FADE):
-        return _first(start, lambda e: e < -4)
+        return _first(start, lambda e: e < SWITCH_ON_BELOW)
     if fault is FaultType.DAY_BURNING:
         return _first(start, lambda e: e > 5)
     if fault is FaultType.CHARGE_CONTROLLER_FAULT:
@@ -283,12 +287,18 @@ def test_fault_raises_its_alert_within_the_documented_bound(
     mine = [a for a in outcome.alerts if a.subject == event.device_id and a.rule_id in detecting]
     assert mine, f"no alert for {fault.value} on {event.device_id}"
     first = min(mine, key=lambda a: a.fired_at)
-    bound = detecting[first.rule_id].fires_within
-    assert bound is not None, f"rule {first.rule_id} documents no fires_within"
     shows = observable_from(fault, event.start)
-    assert first.fired_at <= shows + bound, (
-        f"{first.rule_id} fired {first.fired_at - shows} after {fault.value} could show"
-    )
+    # In time when some rule detecting the type fired within its own bound (a cycling driver
+    # may raise lamp-out late, by chance, and lamp-flickering within its bound).
+    late = []
+    for rule_id, rule in detecting.items():
+        assert rule.fires_within is not None, f"rule {rule_id} documents no fires_within"
+        fired = [a.fired_at for a in mine if a.rule_id == rule_id]
+        if fired and min(fired) <= shows + rule.fires_within:
+            break
+        late.append(f"{rule_id}: {min(fired) - shows if fired else 'none'}")
+    else:
+        pytest.fail(f"{fault.value}: no rule within its bound after it could show ({late})")
     assert first.fired_at >= event.start - timedelta(minutes=1), "fired before the fault"
 
 

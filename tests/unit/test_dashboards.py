@@ -262,7 +262,9 @@ def test_the_fleet_figures_are_those_of_the_catalogue_rules_and_strategy() -> No
     } == fleet.SAMPLE_INTERVAL_S
     rules = yaml.safe_load(PACKAGED_RULES.read_text(encoding="utf-8"))
     [lamp_out] = [rule for rule in rules["rules"] if rule["id"] == "lamp-out"]
-    assert f"lamp_power < {fleet.LAMP_OUT_FRACTION} * lamp_w" in lamp_out["when"]
+    assert (
+        f"lamp_power < {fleet.LAMP_OUT_FRACTION} * lamp_w * dimming_level / 100" in lamp_out["when"]
+    )
     band = parse_strategy(PACKAGED_STRATEGY.read_text(encoding="utf-8")).hvac.comfort_band
     assert (band.low, band.high) == fleet.COMFORT_BAND_C
 

@@ -10,12 +10,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from protocol.sites import SiteInventory
-from runtime.local_services import LocalMosquitto, LocalPostgres, free_port
+from runtime.local_services import LocalMosquitto, free_port, scratch_database
 from storage.migrate import migrate
 from storage.registry import upsert_site
 from storage.rollups import uses_timescaledb
@@ -59,34 +58,15 @@ def bench_services(
     workdir = Path(tempfile.mkdtemp(prefix=f"smartcity-{prefix}-", dir="/tmp"))
     workdir.chmod(0o755)
     broker = LocalMosquitto(workdir / "broker", free_port())
-    postgres: LocalPostgres | None = None
-    scratch = f"smartcity_{prefix}_{os.getpid()}"
-    created = False
+    preload = {"shared_preload_libraries": "timescaledb"} if timescaledb else {}
     try:
         broker.start()
-        if server_url is None:
-            preload = {"shared_preload_libraries": "timescaledb"} if timescaledb else {}
-            postgres = LocalPostgres(
-                workdir / "postgres", free_port(), durable=True, settings=preload
-            )
-            progress(
-                f"starting a private PostgreSQL{' with TimescaleDB' if timescaledb else ''}"
-                f" (fsync on) in {postgres.data_dir}"
-            )
-            postgres.start()
-            server_url = postgres.url()
-        with psycopg.connect(server_url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{scratch}"')
-        created = True
-        url = urlunsplit(urlsplit(server_url)._replace(path=f"/{scratch}"))
-        yield BenchServices(broker.port, url, workdir)
+        with scratch_database(
+            server_url, workdir, f"smartcity_{prefix}_{os.getpid()}", progress, preload
+        ) as url:
+            yield BenchServices(broker.port, url, workdir)
     finally:
         broker.kill()
-        if created and server_url is not None:
-            with psycopg.connect(server_url, autocommit=True) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        if postgres is not None:
-            postgres.stop("immediate")
         shutil.rmtree(workdir, ignore_errors=True)
 
 

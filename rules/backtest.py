@@ -350,6 +350,8 @@ class BacktestResult:
     seconds: float
     """Wall time of the whole backtest (reading, evaluating, scoring)."""
     rows_evaluated_by_rule: Mapping[str, int] = field(default_factory=dict)
+    device_ids: tuple[str, ...] = ()
+    """The devices backtested (``device_count`` of them)."""
 
     @property
     def rows_per_second(self) -> float:
@@ -880,6 +882,7 @@ def _backtest(
                 rows_evaluated=rows[index].total(),
                 seconds=0.0,
                 rows_evaluated_by_rule=dict(rows[index]),
+                device_ids=tuple(sorted(selected)),
             )
         )
     seconds = time.monotonic() - started

@@ -601,6 +601,55 @@ def score(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FaultFree:
+    """The alerts of the devices that had no fault: what a healthy fleet costs the crews."""
+
+    devices: int
+    device_days: float
+    alerts: int
+    """Alerts fired in the period on those devices, of every rule (informational included)."""
+
+    @property
+    def per_1000_device_days(self) -> float | None:
+        return DEVICE_DAYS_PER_RATE * self.alerts / self.device_days if self.device_days else None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "devices": self.devices,
+            "device_days": self.device_days,
+            "alerts": self.alerts,
+            "alerts_per_1000_device_days": self.per_1000_device_days,
+        }
+
+
+def fault_free(
+    alerts: Iterable[AlertInterval],
+    faults: Iterable[FaultInterval],
+    device_ids: Iterable[str],
+    period_start: datetime,
+    period_end: datetime,
+    *,
+    grace: timedelta = DEFAULT_GRACE,
+) -> FaultFree:
+    """The alerts fired in ``[period_start, period_end)`` on the devices of ``device_ids``
+    that had no fault from ``grace`` before the period to its end, and their rate."""
+    _check_arguments(period_start, period_end, 0, grace, timedelta(0))
+    faulty = {
+        fault.device_id
+        for fault in faults
+        if fault.start < period_end and _reach(fault.end) > period_start - grace
+    }
+    healthy = set(device_ids) - faulty
+    fired = sum(
+        1
+        for alert in alerts
+        if alert.device_id in healthy and period_start <= alert.start < period_end
+    )
+    days = (period_end - period_start) / timedelta(days=1)
+    return FaultFree(len(healthy), len(healthy) * days, fired)
+
+
 # ---------------------------------------------------------------------------------- reporting
 
 

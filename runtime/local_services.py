@@ -14,8 +14,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from broker_config import DEFAULT_AUTOSAVE, Autosave, BrokerLayout, BrokerSecurity, write_config
 from runtime.limits import raise_open_file_limit
@@ -303,3 +305,38 @@ class LocalPostgres:
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@contextlib.contextmanager
+def scratch_database(
+    server_url: str | None,
+    workdir: Path,
+    name: str,
+    progress: Callable[[str], None],
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """The URL of an empty database ``name`` on ``server_url``, or on a private PostgreSQL
+    (fsync on, in ``workdir``, with ``settings``) when None; dropped (and the private server
+    stopped) afterwards, so that a benchmark or a scoring run never touches the city's data."""
+    import psycopg
+
+    postgres: LocalPostgres | None = None
+    created = False
+    try:
+        if server_url is None:
+            postgres = LocalPostgres(
+                workdir / "postgres", free_port(), durable=True, settings=dict(settings or {})
+            )
+            progress(f"starting a private PostgreSQL (fsync on) in {postgres.data_dir}")
+            postgres.start()
+            server_url = postgres.url()
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        created = True
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        if created and server_url is not None:
+            with psycopg.connect(server_url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if postgres is not None:
+            postgres.stop("immediate")

@@ -20,6 +20,7 @@ from rules.scoring import (
     FaultInterval,
     Score,
     ScoringError,
+    fault_free,
     format_comparison,
     format_duration,
     format_report,
@@ -685,3 +686,17 @@ def test_a_fault_that_never_showed_is_not_counted_as_missed() -> None:
     assert "Never observable while they lasted (not counted): lamp_failure 1" in format_report(
         result
     )
+
+
+def test_fault_free_counts_the_alerts_of_devices_that_had_no_fault() -> None:
+    """sl-1 had a fault, sl-2 and sl-3 none; sl-3's alert before the period does not count,
+    and sl-4's fault ended 30 min before the period (within the grace): it is not healthy."""
+    found = fault_free(
+        [alert(60, device="sl-1"), alert(90, device="sl-2"), alert(-30, device="sl-3")],
+        [fault(0, device="sl-1"), fault(-120, -30, device="sl-4")],
+        ["sl-1", "sl-2", "sl-3", "sl-4"],
+        T0,
+        T0 + WEEK,
+    )
+    assert (found.devices, found.device_days, found.alerts) == (2, 14.0, 1)
+    assert found.per_1000_device_days == pytest.approx(1000 / 14)

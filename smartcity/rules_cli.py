@@ -147,6 +147,18 @@ def backtest_command(  # noqa: PLR0917 - each option is a CLI flag
         typer.echo(json.dumps(document))
 
 
+@rules_app.command("bounds")
+def bounds_command(rules: RulesOption = DEFAULT_RULES) -> None:
+    """Print the detection bound of every fault type, as the rules state it: the table of
+    docs/faults.md (paste it between its markers after changing a rule).
+
+    Example: smartcity rules bounds --rules rules/default_rules.yaml
+    """
+    from rules.bounds import bounds_table
+
+    typer.echo(bounds_table(read_rules(rules)))
+
+
 @rules_app.command("score")
 def score_command(  # noqa: PLR0917 - each option is a CLI flag
     start: Annotated[str, typer.Option("--from", help="First instant (ISO; UTC if no zone).")],

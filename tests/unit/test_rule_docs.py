@@ -22,9 +22,13 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from protocol.catalogue import CATALOGUE, ValueKind
+from protocol.durations import spoken
 from protocol.faults import FaultType
 from protocol.topics import IDENTIFIER_PATTERN, DeviceClass
 from rules import PACKAGED_RULES
+from rules.bounds import BEGIN as BOUNDS_BEGIN
+from rules.bounds import END as BOUNDS_END
+from rules.bounds import bounds_table
 from rules.core import Change, ConditionState, intervals, step
 from rules.expressions import Expression
 from rules.model import Missing, Occurrences, Rule, Scope, _RuleEntry, load_rules, parse_rules
@@ -47,20 +51,7 @@ CONDITION_FIELDS = ("when", "for", "clear", "clear_for", "occurrences", "missing
 """The fields of a rule each section of docs/faults.md quotes as they are in the file."""
 
 
-def spoken_duration(span: timedelta) -> str:
-    """How docs/faults.md writes a duration: 45 s, 20 min, 7 h, 1 day, 4 days.
-
-    The largest unit that divides it exactly, so 90 minutes is 90 min and 36 hours 36 h.
-    """
-    seconds = span.total_seconds()
-    if seconds >= 86_400 and seconds % 86_400 == 0:
-        days = seconds / 86_400
-        return f"{days:g} day" if days == 1 else f"{days:g} days"
-    if seconds >= 3_600 and seconds % 3_600 == 0:
-        return f"{seconds / 3_600:g} h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"
+spoken_duration = spoken
 
 
 def _section(document: str, heading: str) -> str:
@@ -349,3 +340,25 @@ def test_the_documented_options_of_the_rules_commands_exist(command: str) -> Non
     section = _section(RULES_DOC, f"### `smartcity rules {command}`")
     for option in set(re.findall(r"`(--[a-z][a-z-]*)", section)):
         assert re.search(rf"{re.escape(option)}(?![a-z-])", result.output), option
+
+
+def test_the_bounds_table_is_the_rules_own() -> None:
+    """docs/faults.md's table of bounds by fault type is what `smartcity rules bounds` writes
+    from the rule file, so a bound cannot change without the page."""
+    result = CliRunner().invoke(app, ["rules", "bounds", "--rules", str(RULE_FILE)])
+    assert result.exit_code == 0, result.output
+    table = result.stdout.strip()
+    assert table == bounds_table(RULES)
+    begin, end = FAULTS_DOC.index(BOUNDS_BEGIN), FAULTS_DOC.index(BOUNDS_END) + len(BOUNDS_END)
+    assert FAULTS_DOC[begin:end] == table, (
+        "docs/faults.md's bounds table differs from the rules: paste "
+        "`smartcity rules bounds` between its markers"
+    )
+    for fault in FaultType:
+        assert f"| `{fault.value}` |" in table, fault
+    lamp_out = RULES.by_id("lamp-out")
+    assert lamp_out.fires_within is not None
+    assert (
+        f"| `lamp_failure` | the first reading with `dimming_level > 0` | [lamp-out](#lamp-out) "
+        f"| {spoken(lamp_out.fires_within)} | showing for {spoken(lamp_out.for_)} |"
+    ) in table

@@ -340,6 +340,9 @@ ROOT_CAUSE_SHARE: Final = 0.5
 """A cabinet, street or site is down when at least this share of its devices is missing..."""
 ROOT_CAUSE_MIN_DEVICES: Final = 3
 """...and at least this many."""
+DEFAULT_GROUP_WAIT: Final = timedelta(seconds=30)
+"""How long a missing device's alert waits before it is told, in case its cabinet, street or
+the site turns out to be the cause (then it is muted instead)."""
 
 
 def failing_groups(

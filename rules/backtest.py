@@ -31,6 +31,8 @@ import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
+from alerts.catalogue import GROUP_OFFLINE
+from alerts.lifecycle import Scope as AlertScope
 from protocol.catalogue import CATALOGUE
 from protocol.faults import FaultType
 from protocol.topics import DeviceClass
@@ -48,6 +50,7 @@ from rules.names import (
 )
 from rules.observability import HIDDEN_BY, names_read_by_class, observable_from
 from rules.offline import Cause, Gone, cause_from_last_values, missing_intervals
+from rules.outages import DEFAULT_GROUP_WAIT, group_outages
 from rules.scoring import (
     DEFAULT_FLAP_WINDOW,
     DEFAULT_GRACE,
@@ -108,10 +111,18 @@ class DeviceInfo:
     building: str | None = None
     peer_group: str | None = None
     """Devices of one peer group are compared with each other (``peer_`` names)."""
+    site_id: str | None = None
 
     @property
     def device_id(self) -> str:
         return self.place.device_id
+
+    @property
+    def scope(self) -> AlertScope:
+        """Where it stands for root causes, as the engine's fleet has it."""
+        return AlertScope(
+            self.device_id, self.street_group, self.cabinet, self.building, self.site_id
+        )
 
     @property
     def device_class(self) -> DeviceClass:
@@ -393,7 +404,7 @@ def list_devices(connection: psycopg.Connection, start: datetime) -> list[Device
         """
         SELECT d.device_id, d.device_class, coalesce(d.latitude, s.latitude),
                coalesce(d.longitude, s.longitude), s.timezone, d.street_group, d.cabinet,
-               d.building, d.metadata
+               d.building, d.metadata, d.site_id
         FROM devices d JOIN sites s USING (site_id)
         WHERE d.decommissioned_at IS NULL OR d.decommissioned_at > %(start)s
         ORDER BY d.device_class, d.device_id""",
@@ -413,6 +424,7 @@ def list_devices(connection: psycopg.Connection, start: datetime) -> list[Device
             cabinet,
             building,
             peer_group(building, metadata),
+            site_id,
         )
         for (
             device_id,
@@ -424,6 +436,7 @@ def list_devices(connection: psycopg.Connection, start: datetime) -> list[Device
             cabinet,
             building,
             metadata,
+            site_id,
         ) in rows
     ]
 
@@ -738,6 +751,7 @@ class _Options:
     warmup: timedelta
     grace: timedelta
     flap_window: timedelta
+    group_wait: timedelta = DEFAULT_GROUP_WAIT
 
 
 def _mark_when_shown(
@@ -770,6 +784,11 @@ def _mark_when_shown(
             hidden=[(other.start, other.end) for other in mine if other.fault in hiders],
         )
         faults[position] = replace(fault, shows_from=NEVER if shows is None else shows)
+
+
+def _detected_by(rules: Sequence[Rule]) -> frozenset[str]:
+    """What a root cause detects: what the missing-device rules behind it do."""
+    return frozenset().union(*(frozenset(rule.detects) for rule in rules))
 
 
 def _shortest_for(rule_set: RuleSet) -> dict[str, float]:
@@ -857,8 +876,25 @@ def _backtest(
     finally:
         reader.close()
     results = []
+    scopes = {device.device_id: device.scope for device in fleet}
     for index, rule_set in enumerate(rule_sets):
-        found = tuple(alert.interval() for alert in alerts[index])
+        missing_rules = [rule for rule in rule_set.rules if rule.missing is not None]
+        found = tuple(
+            group_outages(
+                [alert.interval() for alert in alerts[index]],
+                scopes,
+                {rule.id for rule in missing_rules},
+                options.group_wait,
+            )
+        )
+        detects = {**rule_set.detects, GROUP_OFFLINE: _detected_by(missing_rules)}
+        bounds: dict[str, timedelta | None] = {
+            rule.id: rule.fires_within for rule in rule_set.rules
+        }
+        bounds[GROUP_OFFLINE] = max(
+            (rule.fires_within for rule in missing_rules if rule.fires_within is not None),
+            default=None,
+        )
         results.append(
             BacktestResult(
                 rule_set=rule_set,
@@ -870,13 +906,13 @@ def _backtest(
                 score=score(
                     found,
                     faults,
-                    rule_set.detects,
+                    detects,
                     period_start=start,
                     period_end=end,
                     device_count=len(selected),
                     grace=options.grace,
                     flap_window=options.flap_window,
-                    bounds={rule.id: rule.fires_within for rule in rule_set.rules},
+                    bounds=bounds,
                 ),
                 readings=readings,
                 rows_evaluated=rows[index].total(),

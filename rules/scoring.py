@@ -121,6 +121,11 @@ class AlertInterval:
     start: datetime
     end: datetime | None = None
     """``None``: still open when the period ended."""
+    muted: bool = False
+    """Never told to anyone: a root cause over its device muted it all its life."""
+    members: tuple[str, ...] = ()
+    """A root cause's (``group-offline``): the devices found missing behind it; its
+    ``device_id`` is the group (``street:...``)."""
 
     def __post_init__(self) -> None:
         if not self.rule_id or not self.device_id:
@@ -202,6 +207,8 @@ class RuleScore:
     false_positives: int
     precision: float | None
     flaps: int
+    muted: int = 0
+    """Alerts never told (a root cause muted them): not in ``alerts``."""
 
     @property
     def scored(self) -> bool:
@@ -217,6 +224,7 @@ class RuleScore:
             "false_positives": self.false_positives,
             "precision": self.precision,
             "flaps": self.flaps,
+            "muted": self.muted,
         }
 
 
@@ -232,6 +240,7 @@ class Score:
     by_fault: Mapping[str, FaultScore]
     by_rule: Mapping[str, RuleScore]
     alerts: int
+    """Alerts told (fired in the period and not muted by a root cause)."""
     unscored_alerts: int
     true_positives: int
     false_positives: int
@@ -244,6 +253,8 @@ class Score:
     device_days: float
     false_positives_per_1000_device_days: float | None
     alerts_per_1000_device_days: float | None
+    muted: int = 0
+    """Alerts fired in the period but never told: a root cause over their device muted them."""
 
     @property
     def not_covered(self) -> tuple[str, ...]:
@@ -271,6 +282,7 @@ class Score:
                 "recall": self.recall,
                 "false_positives_per_1000_device_days": self.false_positives_per_1000_device_days,
                 "alerts_per_1000_device_days": self.alerts_per_1000_device_days,
+                "muted": self.muted,
             },
             "not_covered": list(self.not_covered),
             "by_fault": {name: fault.to_json() for name, fault in self.by_fault.items()},
@@ -401,8 +413,9 @@ def _judge_alerts(
     detects: Mapping[str, frozenset[str]],
     period_start: datetime,
     grace: timedelta,
-) -> tuple[Counter[str], Counter[str], Counter[str]]:
-    """Alerts, true positives and false positives of each rule in the period."""
+) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
+    """Alerts told, true positives, false positives and alerts muted, of each rule in the
+    period. A root cause's alert is right when a fault it detects struck one of its members."""
     fault_indexes = {
         key: _FaultIndex(group, grace)
         for key, group in _group(faults, lambda fault: (fault.device_id, fault.fault)).items()
@@ -410,29 +423,35 @@ def _judge_alerts(
     counts: Counter[str] = Counter()
     true_positives: Counter[str] = Counter()
     false_positives: Counter[str] = Counter()
+    muted: Counter[str] = Counter()
     for alert in alerts:
         if alert.start < period_start:
+            continue
+        if alert.muted:
+            muted[alert.rule_id] += 1
             continue
         counts[alert.rule_id] += 1
         fault_types = detects[alert.rule_id]
         if not fault_types:
             continue
         if any(
-            (index := fault_indexes.get((alert.device_id, fault_type))) is not None
+            (index := fault_indexes.get((device_id, fault_type))) is not None
             and index.matches(alert)
             for fault_type in fault_types
+            for device_id in alert.members or (alert.device_id,)
         ):
             true_positives[alert.rule_id] += 1
         else:
             false_positives[alert.rule_id] += 1
-    return counts, true_positives, false_positives
+    return counts, true_positives, false_positives, muted
 
 
 def _count_flaps(
     alerts: Sequence[AlertInterval], period_start: datetime, flap_window: timedelta
 ) -> Counter[str]:
     flaps: Counter[str] = Counter()
-    for (rule_id, _device), series in _group(alerts, lambda a: (a.rule_id, a.device_id)).items():
+    told = [alert for alert in alerts if not alert.muted]
+    for (rule_id, _device), series in _group(told, lambda a: (a.rule_id, a.device_id)).items():
         series.sort(key=lambda alert: (alert.start, _reach(alert.end)))
         for previous, alert in pairwise(series):
             if alert.start >= period_start and (
@@ -466,9 +485,10 @@ def _detection_delays(
     candidates: dict[tuple[str, str], list[AlertInterval]] = defaultdict(list)
     by_rule: dict[tuple[str, str], list[AlertInterval]] = defaultdict(list)
     for alert in alerts:
-        by_rule[alert.device_id, alert.rule_id].append(alert)
-        for fault_type in detects[alert.rule_id]:
-            candidates[alert.device_id, fault_type].append(alert)
+        for device_id in alert.members or (alert.device_id,):
+            by_rule[device_id, alert.rule_id].append(alert)
+            for fault_type in detects[alert.rule_id]:
+                candidates[device_id, fault_type].append(alert)
     alert_indexes = {key: _AlertIndex(group) for key, group in candidates.items()}
     rule_indexes = {key: _AlertIndex(group) for key, group in by_rule.items()}
     rules_detecting: dict[str, list[str]] = defaultdict(list)
@@ -536,7 +556,7 @@ def score(
         for fault_type in fault_types:
             rules_detecting[fault_type].add(rule_id)
 
-    counts, true_positives, false_positives = _judge_alerts(
+    counts, true_positives, false_positives, muted = _judge_alerts(
         seen, all_faults, detects, period_start, grace
     )
     flaps = _count_flaps(seen, period_start, flap_window)
@@ -565,6 +585,7 @@ def score(
             false_positives=false_positives[rule_id],
             precision=_ratio(true_positives[rule_id], counts[rule_id]) if fault_types else None,
             flaps=flaps[rule_id],
+            muted=muted[rule_id],
         )
         for rule_id, fault_types in sorted(detects.items())
     }
@@ -598,6 +619,7 @@ def score(
         device_days=float(device_days),
         false_positives_per_1000_device_days=per_1000_device_days(fp_total),
         alerts_per_1000_device_days=per_1000_device_days(counts.total()),
+        muted=muted.total(),
     )
 
 
@@ -632,8 +654,9 @@ def fault_free(
     *,
     grace: timedelta = DEFAULT_GRACE,
 ) -> FaultFree:
-    """The alerts fired in ``[period_start, period_end)`` on the devices of ``device_ids``
-    that had no fault from ``grace`` before the period to its end, and their rate."""
+    """The alerts told in ``[period_start, period_end)`` on the devices of ``device_ids``
+    that had no fault from ``grace`` before the period to its end (a root cause's: when all
+    its members are such devices), and their rate."""
     _check_arguments(period_start, period_end, 0, grace, timedelta(0))
     faulty = {
         fault.device_id
@@ -644,7 +667,9 @@ def fault_free(
     fired = sum(
         1
         for alert in alerts
-        if alert.device_id in healthy and period_start <= alert.start < period_end
+        if not alert.muted
+        and set(alert.members or (alert.device_id,)) <= healthy
+        and period_start <= alert.start < period_end
     )
     days = (period_end - period_start) / timedelta(days=1)
     return FaultFree(len(healthy), len(healthy) * days, fired)
@@ -772,6 +797,10 @@ def format_report(result: Score) -> str:
     ]
     if result.not_covered:
         lines.append(f"Not covered (no rule detects them): {', '.join(result.not_covered)}")
+    if result.muted:
+        lines.append(
+            f"Muted behind a root cause, never told (not counted above): {result.muted} alerts"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -381,6 +381,7 @@ def test_to_json_survives_json_dumps_with_seconds_and_nulls() -> None:
             "false_positives": 0,
             "precision": None,
             "flaps": 1,
+            "muted": 0,
         },
         "lamp-out": {
             "detects": ["lamp_failure"],
@@ -390,6 +391,7 @@ def test_to_json_survives_json_dumps_with_seconds_and_nulls() -> None:
             "false_positives": 1,
             "precision": 0.75,
             "flaps": 0,
+            "muted": 0,
         },
         "power": {
             "detects": ["lamp_failure", "power_loss"],
@@ -399,6 +401,7 @@ def test_to_json_survives_json_dumps_with_seconds_and_nulls() -> None:
             "false_positives": 0,
             "precision": None,
             "flaps": 0,
+            "muted": 0,
         },
     }
 

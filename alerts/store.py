@@ -397,10 +397,11 @@ def mute_open_alerts(
     )
 
 
-def muted_firing_alerts(connection: psycopg.Connection, reason: str) -> list[int]:
-    """The firing alerts muted by ``reason``."""
+def muted_firing_alerts(connection: psycopg.Connection, reason: str) -> list[tuple[int, str, str]]:
+    """The firing alerts muted by ``reason``: id, rule and subject of each."""
     rows = connection.execute(
-        "SELECT alert_id FROM alerts WHERE muted_by = %s AND status = 'firing' ORDER BY alert_id",
+        "SELECT alert_id, rule_id, subject FROM alerts WHERE muted_by = %s AND status = 'firing'"
+        " ORDER BY alert_id",
         (reason,),
     ).fetchall()
-    return [alert_id for (alert_id,) in rows]
+    return [(int(alert_id), str(rule_id), str(subject)) for alert_id, rule_id, subject in rows]

@@ -93,7 +93,7 @@ class RootCauses:
                     continue  # hand over once it is raised; stay muted meanwhile
                 self._hand_over(db, self._open.pop(key), wider_alert, wider, now)
                 continue
-            queued += self._resolve(db, self._open.pop(key), now)
+            queued += self._resolve(db, self._open.pop(key), now, missing, missing_rules)
         return queued
 
     def _raise(
@@ -125,13 +125,22 @@ class RootCauses:
         return alert.alert_id, notices
 
     def _resolve(
-        self, db: psycopg.Connection, alert_id: int, now: datetime
+        self,
+        db: psycopg.Connection,
+        alert_id: int,
+        now: datetime,
+        missing: set[str],
+        missing_rules: Sequence[str],
     ) -> list[store.QueuedNotice]:
+        """Resolve the cause and tell what still fires behind it; a missing-device alert of a
+        device that is back is not (its resolution is recorded in the same commit)."""
         _, _, queued = store.change_alert(
             db, alert_id, lambda a: lifecycle.resolve(a, now, "devices back")
         )
         self._changed(alert_id)
-        for muted_id in store.muted_firing_alerts(db, f"suppressed:{alert_id}"):
+        for muted_id, rule_id, subject in store.muted_firing_alerts(db, f"suppressed:{alert_id}"):
+            if rule_id in missing_rules and subject not in missing:
+                continue
             _, _, notices = store.change_alert(db, muted_id, lambda a: lifecycle.unmute(a, now))
             queued += notices
         return queued

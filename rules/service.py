@@ -38,7 +38,7 @@ from alerts import lifecycle, store
 from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE
 from alerts.dispatch import Dispatcher
 from alerts.errors import AlertError
-from alerts.lifecycle import Alert, Outcome, Policy, Status
+from alerts.lifecycle import DEFAULT_GROUP_WAIT, Alert, Outcome, Policy, Status
 from alerts.routing import NotificationConfig
 from alerts.wording import AlertNotice
 from protocol.decoding import (
@@ -90,7 +90,7 @@ class RulesConfig:
     """Take the time from the devices' readings (simulations faster than real time)."""
     window: AcceptanceWindow = DEFAULT_WINDOW
     """Readings outside it are not evaluated (ingest refuses them too)."""
-    group_wait_s: float = 30.0
+    group_wait_s: float = DEFAULT_GROUP_WAIT.total_seconds()
     """How long a missing device's alert waits before it is notified, in case its street,
     cabinet or the site link turns out to be the cause (then it is muted instead)."""
     rule_set_check_s: float = 30.0
@@ -173,6 +173,13 @@ class RulesService:
         if self.config.event_time and self._event_time is not None:
             return self._event_time
         return self._wall_clock()
+
+    def _held_clock(self) -> float:
+        """The clock a held alert waits by [s]: device time in event time (a replay runs
+        faster than real time), else the monotonic clock."""
+        if self.config.event_time:
+            return self.now().timestamp()
+        return time.monotonic()
 
     def _latest_reading(self) -> datetime | None:
         """The time of the latest reading applied before a restart: event time goes on."""
@@ -558,7 +565,7 @@ class RulesService:
         if alert.alert_id is not None:
             self._publish_later(alert.alert_id)
             if lifecycle.held(alert):
-                self._held[alert.alert_id] = time.monotonic()
+                self._held[alert.alert_id] = self._held_clock()
         return queued
 
     def _update_root_causes(self) -> list[store.QueuedNotice]:
@@ -626,7 +633,7 @@ class RulesService:
                 queued += notices
         if lifecycle.held(alert):
             since = self._held.get(alert.alert_id)
-            if since is not None and time.monotonic() - since < self.config.group_wait_s:
+            if since is not None and self._held_clock() - since < self.config.group_wait_s:
                 return queued  # still waiting for a root cause to show
             self._held.pop(alert.alert_id, None)
             _, _, notices = store.change_alert(

@@ -38,6 +38,15 @@ from protocol.faults import FaultType
 from protocol.topics import DeviceClass
 from rules.context import DevicePlace, derive, peer_median
 from rules.core import intervals
+from rules.darkness import (
+    GO_DARK_RULE,
+    DarkNight,
+    GoDarkScore,
+    dark_moments,
+    format_go_dark,
+    score_go_dark,
+)
+from rules.darkness import NAMES_READ as DARKNESS_NAMES
 from rules.errors import RuleError
 from rules.model import Rule, RuleSet, Scope
 from rules.names import (
@@ -225,11 +234,13 @@ def evaluate_device(
     history: DeviceHistory,
     until_s: float,
     peers: Sequence[DeviceHistory] = (),
+    environment: dict[str, Floats] | None = None,
 ) -> DeviceOutcome:
     """Every alert ``rules`` raise over one device's history, up to ``until_s`` [s].
 
     rules: those that watch the device (:func:`rules_for`); peers: the other devices of its
-    peer group, for the ``peer_`` names. The context is derived once for all condition rules.
+    peer group, for the ``peer_`` names; environment: the context already derived from the
+    history (:func:`rules.context.derive`), else derived here once for all condition rules.
     """
     device = history.device
     unix_s = history.unix_s
@@ -237,7 +248,11 @@ def evaluate_device(
     silences = [rule for rule in rules if rule.missing is not None]
     found: list[RawAlert] = []
     if conditions and len(unix_s):
-        env = derive(device.place, unix_s, history.metrics)
+        env = (
+            environment
+            if environment is not None
+            else derive(device.place, unix_s, history.metrics)
+        )
         _add_peers(env, history, peers, frozenset().union(*(rule.names for rule in conditions)))
         for rule in conditions:
             for alert in intervals(rule, unix_s, env):
@@ -363,6 +378,8 @@ class BacktestResult:
     rows_evaluated_by_rule: Mapping[str, int] = field(default_factory=dict)
     device_ids: tuple[str, ...] = ()
     """The devices backtested (``device_count`` of them)."""
+    go_dark: GoDarkScore | None = None
+    """The lights that went dark in the period, and how well they were foretold."""
 
     @property
     def rows_per_second(self) -> float:
@@ -374,8 +391,9 @@ class BacktestResult:
         return {rule_id: rule.alerts for rule_id, rule in self.score.by_rule.items()}
 
     def summary(self) -> str:
-        """One line: the work done and its speed."""
-        return (
+        """The lights gone dark and their forecasts, then the work done and its speed."""
+        dark = "" if self.go_dark is None else format_go_dark(self.go_dark) + "\n"
+        return dark + (
             f"{self.rows_evaluated:,} rows evaluated ({self.readings:,} readings x rules) "
             f"in {self.seconds:.1f} s: {self.rows_per_second:,.0f} rows/s"
         )
@@ -392,6 +410,7 @@ class BacktestResult:
             "rows_per_second": round(self.rows_per_second),
             "alerts_by_rule": self.alerts_by_rule,
             "score": self.score.to_json(),
+            "go_dark": None if self.go_dark is None else self.go_dark.to_json(),
         }
 
 
@@ -759,13 +778,14 @@ def _mark_when_shown(
     positions: Sequence[int],
     history: DeviceHistory,
     min_span_s: Mapping[str, float],
+    environment: Mapping[str, Floats],
 ) -> None:
     """Set ``shows_from`` of the device's faults from its own readings (in place).
 
-    min_span_s: per fault type, the shortest ``for`` of the rules detecting it."""
+    min_span_s: per fault type, the shortest ``for`` of the rules detecting it; environment:
+    the rules' values at the readings."""
     if not positions or not len(history.unix_s):
         return
-    environment = derive(history.device.place, history.unix_s, history.metrics)
     mine = [faults[position] for position in positions]
     for position in positions:
         fault = faults[position]
@@ -831,7 +851,12 @@ def _backtest(
     watched = {d.device_id for d in fleet if d.device_id in selected and d.device_class in classes}
     chunks = plan_chunks(fleet, watched, end - start + options.warmup)
     metrics = {
-        device_class: metrics_read(every_rule, device_class, names_read_by_class(device_class))
+        device_class: metrics_read(
+            every_rule,
+            device_class,
+            names_read_by_class(device_class)
+            | (DARKNESS_NAMES if device_class is DeviceClass.STREETLIGHT else frozenset()),
+        )
         for device_class in classes
     }
     min_spans = _shortest_for(rule_sets[0])
@@ -841,6 +866,7 @@ def _backtest(
     alerts: list[list[RawAlert]] = [[] for _ in rule_sets]
     rows = [Counter[str]() for _ in rule_sets]
     readings = done = 0
+    dark: list[DarkNight] = []
     until_s = end.timestamp()
     reader = _Reader(connection, chunks, (start - options.warmup, end), metrics)
     try:
@@ -858,12 +884,18 @@ def _backtest(
                     if other is not history
                 ]
                 readings += len(history.unix_s)
+                device = history.device
+                environment = derive(device.place, history.unix_s, history.metrics)
                 _mark_when_shown(
-                    faults, faults_of.get(history.device.device_id, ()), history, min_spans
+                    faults, faults_of.get(device.device_id, ()), history, min_spans, environment
                 )
+                if device.device_class is DeviceClass.STREETLIGHT:
+                    dark += dark_moments(
+                        device.device_id, history.unix_s, environment, device.place.timezone
+                    )
                 for index, rule_set in enumerate(rule_sets):
-                    applied = rules_for(rule_set.rules, history.device)
-                    outcome = evaluate_device(applied, history, until_s, peers)
+                    applied = rules_for(rule_set.rules, device)
+                    outcome = evaluate_device(applied, history, until_s, peers, environment)
                     alerts[index].extend(outcome.alerts)
                     for rule in applied:
                         rows[index][rule.id] += len(history.unix_s)
@@ -875,51 +907,77 @@ def _backtest(
             )
     finally:
         reader.close()
-    results = []
-    scopes = {device.device_id: device.scope for device in fleet}
-    for index, rule_set in enumerate(rule_sets):
-        missing_rules = [rule for rule in rule_set.rules if rule.missing is not None]
-        found = tuple(
-            group_outages(
-                [alert.interval() for alert in alerts[index]],
-                scopes,
-                {rule.id for rule in missing_rules},
-                options.group_wait,
-            )
-        )
-        detects = {**rule_set.detects, GROUP_OFFLINE: _detected_by(missing_rules)}
-        bounds: dict[str, timedelta | None] = {
-            rule.id: rule.fires_within for rule in rule_set.rules
-        }
-        bounds[GROUP_OFFLINE] = max(
-            (rule.fires_within for rule in missing_rules if rule.fires_within is not None),
-            default=None,
-        )
-        results.append(
-            BacktestResult(
-                rule_set=rule_set,
-                start=start,
-                end=end,
-                device_count=len(selected),
-                alerts=found,
-                faults=tuple(faults),
-                score=score(
-                    found,
-                    faults,
-                    detects,
-                    period_start=start,
-                    period_end=end,
-                    device_count=len(selected),
-                    grace=options.grace,
-                    flap_window=options.flap_window,
-                    bounds=bounds,
-                ),
-                readings=readings,
-                rows_evaluated=rows[index].total(),
-                seconds=0.0,
-                rows_evaluated_by_rule=dict(rows[index]),
-                device_ids=tuple(sorted(selected)),
-            )
-        )
+    found = _Found(fleet, tuple(sorted(selected)), tuple(faults), dark, readings)
+    results = [
+        _result(rule_set, alerts[index], rows[index], found, options)
+        for index, rule_set in enumerate(rule_sets)
+    ]
     seconds = time.monotonic() - started
     return [replace(result, seconds=seconds) for result in results]
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What the reading pass found, for every rule set alike."""
+
+    fleet: Sequence[DeviceInfo]
+    selected: tuple[str, ...]
+    faults: tuple[FaultInterval, ...]
+    dark: Sequence[DarkNight]
+    readings: int
+
+
+def _result(
+    rule_set: RuleSet,
+    raw: Sequence[RawAlert],
+    rows: Counter[str],
+    found: _Found,
+    options: _Options,
+) -> BacktestResult:
+    """One rule set's alerts as the crews would have had them (root causes judged), scored."""
+    missing_rules = [rule for rule in rule_set.rules if rule.missing is not None]
+    alerts = tuple(
+        group_outages(
+            [alert.interval() for alert in raw],
+            {device.device_id: device.scope for device in found.fleet},
+            {rule.id for rule in missing_rules},
+            options.group_wait,
+        )
+    )
+    detects = {**rule_set.detects, GROUP_OFFLINE: _detected_by(missing_rules)}
+    bounds: dict[str, timedelta | None] = {rule.id: rule.fires_within for rule in rule_set.rules}
+    bounds[GROUP_OFFLINE] = max(
+        (rule.fires_within for rule in missing_rules if rule.fires_within is not None),
+        default=None,
+    )
+    start, end = options.start, options.end
+    return BacktestResult(
+        rule_set=rule_set,
+        start=start,
+        end=end,
+        device_count=len(found.selected),
+        alerts=alerts,
+        faults=found.faults,
+        score=score(
+            alerts,
+            found.faults,
+            detects,
+            period_start=start,
+            period_end=end,
+            device_count=len(found.selected),
+            grace=options.grace,
+            flap_window=options.flap_window,
+            bounds=bounds,
+        ),
+        readings=found.readings,
+        rows_evaluated=rows.total(),
+        seconds=0.0,
+        rows_evaluated_by_rule=dict(rows),
+        device_ids=found.selected,
+        go_dark=score_go_dark(
+            [alert for alert in alerts if alert.rule_id == GO_DARK_RULE],
+            found.dark,
+            {device.device_id: device.place.timezone for device in found.fleet},
+            (start, end),
+        ),
+    )

@@ -76,6 +76,7 @@ class ScoringRun:
             },
             "fault_free": self.fault_free.to_json(),
             "totals": score.to_json()["totals"],
+            "go_dark": None if self.result.go_dark is None else self.result.go_dark.to_json(),
             "rows_per_second": round(self.result.rows_per_second),
         }
 

@@ -57,7 +57,7 @@ from rules.names import (
     PEER_METRICS,
     peer_group,
 )
-from rules.observability import HIDDEN_BY, names_read_by_class, observable_from
+from rules.observability import hidden_by, names_read_by_class, observable_from
 from rules.offline import Cause, Gone, cause_from_last_values, missing_intervals
 from rules.outages import DEFAULT_GROUP_WAIT, group_outages
 from rules.scoring import (
@@ -793,7 +793,7 @@ def _mark_when_shown(
             kind = FaultType(fault.fault)
         except ValueError:
             continue  # a fault type of another version of the simulator: from its start
-        hiders = HIDDEN_BY.get(kind, frozenset())
+        hiders = hidden_by(kind)
         shows = observable_from(
             kind,
             fault.start,

@@ -6,9 +6,10 @@ fault type has a condition, written in the rules' own language over the device's
 and a fault is *observable from* the first reading at or after its start that begins a
 stretch of readings where the condition holds for at least the minimum duration a rule needs
 to tell (its ``for``), and where no other fault of the device hides it (a dead lamp hides one
-stuck on: :data:`HIDDEN_BY`). A type without a condition shows at its start. A fault that never
-shows so before it ends (a lamp that died at noon and was mended by dusk) was never
-observable; it has no moment.
+stuck on, a power loss hides everything: :func:`hidden_by`). A type without a condition shows
+at its first reading, the same way; a link or power loss from its start (it shows by silence).
+A fault that never shows so before it ends (a lamp that died at noon and was mended by dusk, a
+door open for less than the rule waits) was never observable; it has no moment.
 
 The conditions, per fault type (the simulator's signatures: docs/simulators.md):
 
@@ -20,7 +21,8 @@ The conditions, per fault type (the simulator's signatures: docs/simulators.md):
   than 15 degrees high (a charger that should be charging);
 - ``panel_soiling``, ``panel_shading``: daylight (the sun above 5 degrees);
 - ``heating_failure``: the zone calls for heat (``heating_active``);
-- every other type (a pole knocked down, a sign's supply, a link): at its start.
+- a link or power loss: at its start; every other type (a pole knocked down, a sign's supply):
+  at its first reading.
 """
 
 from __future__ import annotations
@@ -51,13 +53,23 @@ OBSERVABLE_WHEN: Final[dict[FaultType, str]] = {
 }
 """The condition under which each fault type can show; absent: it shows at its start."""
 
+LINK_FAULTS: Final = frozenset({FaultType.COMMUNICATION_LOSS, FaultType.POWER_LOSS})
+"""Faults that show by the device's silence: from their start."""
 HIDDEN_BY: Final[dict[FaultType, frozenset[FaultType]]] = {
     FaultType.DAY_BURNING: frozenset(
         {FaultType.LAMP_FAILURE, FaultType.KNOCK_DOWN, FaultType.CYCLING_DRIVER}
     ),
 }
-"""Faults of the same device that hide a fault type while they last: a lamp that is dead, down
-or dropping out cannot be seen burning."""
+"""Faults of the same device that hide a fault type while they last, besides a power loss
+(which hides every other fault: nothing is read): a lamp that is dead, down or dropping out
+cannot be seen burning."""
+
+
+def hidden_by(fault: FaultType) -> frozenset[FaultType]:
+    """The faults that hide ``fault`` while they last."""
+    if fault in LINK_FAULTS:
+        return frozenset()
+    return HIDDEN_BY.get(fault, frozenset()) | {FaultType.POWER_LOSS}
 
 
 def _parsed() -> dict[FaultType, Expression]:
@@ -97,16 +109,20 @@ def observable_from(
     unix_s: the device's reading times [s], increasing; environment: the values the rules
     read at those times (:func:`rules.context.derive`); min_span_s: how long the condition
     must hold, reading after reading, to count; hidden: the intervals of the device's other
-    faults that hide this one. ``start`` itself for a type that shows at once; ``None`` when
-    it never shows while the fault lasts.
+    faults that hide this one. ``start`` itself for a link or power loss; ``None`` when it
+    never shows while the fault lasts.
     """
-    condition = CONDITIONS.get(fault)
-    if condition is None:
+    if fault in LINK_FAULTS:
         return start
+    condition = CONDITIONS.get(fault)
     first = int(np.searchsorted(unix_s, start.timestamp(), "left"))
     last = len(unix_s) if end is None else int(np.searchsorted(unix_s, end.timestamp(), "left"))
     times = unix_s[first:last]
-    holds = condition.holds(dict(environment))[first:last].copy()
+    holds = (
+        np.ones(len(times), dtype=np.bool_)
+        if condition is None
+        else condition.holds(dict(environment))[first:last].copy()
+    )
     for hidden_start, hidden_end in hidden:
         until = np.inf if hidden_end is None else hidden_end.timestamp()
         holds &= ~((times >= hidden_start.timestamp()) & (times < until))

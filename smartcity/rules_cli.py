@@ -192,7 +192,10 @@ def score_command(  # noqa: PLR0917 - each option is a CLI flag
       smartcity rules score --from 2027-01-04 --to 2027-01-18 --random-faults 12 --seed 12
       smartcity rules score --from 2026-10-05 --to 2026-10-19 --faults my_faults.yaml --json
     """
+    import psycopg
+
     from protocol.sites import SiteFileError
+    from rules.errors import RuleError
     from simulators.errors import SimulatorError
     from smartcity import fault_scoring
 
@@ -216,10 +219,15 @@ def score_command(  # noqa: PLR0917 - each option is a CLI flag
             state_dir=settings.state_dir,
             progress=progress_to_stderr,
         )
-    except (SiteFileError, SimulatorError) as error:
-        raise fail(str(error)) from error
-    except (RuntimeError, OSError) as error:
-        raise fail(str(error)) from error
+    except (
+        SiteFileError,
+        SimulatorError,
+        RuleError,
+        RuntimeError,
+        OSError,
+        psycopg.Error,
+    ) as error:
+        raise fail(str(error).strip()) from error
     typer.echo(fault_scoring.report(run))
     if as_json:
         typer.echo(fault_scoring.to_json(run))

@@ -93,3 +93,17 @@ def test_bad_input_is_named(arguments: list[str], named: str) -> None:
     result = CliRunner().invoke(app, ["rules", "score", *arguments])
     assert result.exit_code == 2, result.output
     assert named in result.output
+
+
+def test_a_server_that_refuses_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["rules", "score", "--from", "2026-01-12T12:00Z", "--to", "2026-01-13T12:00Z"],
+        env={
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "SMARTCITY_STATE_DIR": str(tmp_path),
+        },
+    )
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output
+    assert "Traceback" not in result.output

@@ -26,7 +26,8 @@ from protocol.sites import SiteInventory
 from rules.backtest import BacktestResult, backtest
 from rules.model import RuleSet
 from rules.names import DEFAULT_WARMUP
-from rules.scoring import FaultFree, fault_free, format_duration
+from rules.scoring import FaultFree, fault_free
+from rules.scoring_report import format_duration
 from runtime.local_services import scratch_database
 from simulators.history import HistoryOptions, generate_history
 from simulators.simulate import SimulationOptions, plan_faults

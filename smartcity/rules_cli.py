@@ -116,7 +116,7 @@ def backtest_command(  # noqa: PLR0917 - each option is a CLI flag
     import psycopg
 
     from rules.backtest import BacktestError, backtest_many
-    from rules.scoring import format_comparison, format_report
+    from rules.scoring_report import format_comparison, format_report
 
     url = require_database_url(load_settings())
     first, last = parse_moment(start, "--from"), parse_moment(end, "--to")

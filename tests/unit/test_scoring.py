@@ -21,11 +21,9 @@ from rules.scoring import (
     Score,
     ScoringError,
     fault_free,
-    format_comparison,
-    format_duration,
-    format_report,
     score,
 )
+from rules.scoring_report import format_comparison, format_duration, format_report
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 WEEK = timedelta(days=7)

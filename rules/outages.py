@@ -15,9 +15,11 @@ device. Pure: no database, no clock.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import groupby
 
 from alerts.catalogue import GROUP_OFFLINE
 from alerts.lifecycle import DEFAULT_GROUP_WAIT, Scope, failing_groups, group_sizes
@@ -48,7 +50,10 @@ def group_outages(
     and ended before the group came back. Each group alert carries its ``members``.
     """
     gone = [alert for alert in alerts if alert.rule_id in missing_rules]
-    moments = sorted({alert.start for alert in gone} | {a.end for a in gone if a.end is not None})
+    changes = sorted(
+        [(alert.start, 1, alert.device_id) for alert in gone]
+        + [(alert.end, -1, alert.device_id) for alert in gone if alert.end is not None]
+    )
     sizes = group_sizes(list(scopes.values()))
     opened: dict[str, _Open] = {}
     groups: list[AlertInterval] = []
@@ -61,12 +66,12 @@ def group_outages(
         groups.append(AlertInterval(GROUP_OFFLINE, key, done.start, at, members=members))
         down.setdefault(key, []).append((done.start, _reach(at)))
 
-    for moment in moments:
-        missing = {
-            alert.device_id
-            for alert in gone
-            if alert.start <= moment and (alert.end is None or alert.end > moment)
-        }
+    open_alerts: Counter[str] = Counter()
+    """Device -> its missing-device alerts open now."""
+    for moment, together in groupby(changes, key=lambda change: change[0]):
+        for _, step, device_id in together:
+            open_alerts[device_id] += step
+        missing = {device_id for device_id, count in open_alerts.items() if count > 0}
         failing = failing_groups(missing, scopes, sizes)
         for key, members in failing.items():
             now = opened.get(key)

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from protocol.localtime import utc_offsets
 from protocol.sun import SECONDS_PER_DAY
 from rules.scoring import AlertInterval
+from rules.scoring_report import percent
 
 Floats = npt.NDArray[np.float64]
 
@@ -137,10 +138,6 @@ def score_go_dark(
 def format_go_dark(result: GoDarkScore) -> str:
     """One line: the nights that went dark and how well they were foretold."""
     hours = result.lead.total_seconds() / 3600
-
-    def percent(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.1f} %"
-
     lead = "" if result.lead_p50 is None else f", median lead {result.lead_p50}"
     return (
         f"Lights gone dark: {result.dark_nights} light-nights; {GO_DARK_RULE}: "

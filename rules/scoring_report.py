@@ -31,15 +31,15 @@ def format_duration(duration: timedelta | None) -> str:
     return f"{sign}{seconds / 86400:.1f} d"
 
 
-def _percent(fraction: float | None) -> str:
+def percent(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.1f} %"
 
 
-def _rate(value: float | None) -> str:
+def rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     """Fixed-width columns: the first left-aligned, the others right-aligned."""
     body = [list(row) for row in rows]
     widths = [max(len(row[column]) for row in [header, *body]) for column in range(len(header))]
@@ -66,13 +66,13 @@ def _heading(result: Score) -> str:
 def _recall_cell(fault: FaultScore | None) -> str:
     if fault is None:
         return "-"
-    return _percent(fault.recall) if fault.covered else "not covered"
+    return percent(fault.recall) if fault.covered else "not covered"
 
 
 def _precision_cell(rule: RuleScore | None) -> str:
     if rule is None:
         return "-"
-    return _percent(rule.precision) if rule.scored else "unscored"
+    return percent(rule.precision) if rule.scored else "unscored"
 
 
 def format_report(result: Score) -> str:
@@ -102,7 +102,7 @@ def format_report(result: Score) -> str:
         for rule in result.by_rule.values()
     ]
     lines = [_heading(result), "", "Faults"]
-    lines += _table(
+    lines += table(
         [
             "fault",
             "injected",
@@ -119,14 +119,14 @@ def format_report(result: Score) -> str:
     if never:
         lines += [f"Never observable while they lasted (not counted): {', '.join(never)}"]
     lines += ["", "Rules"]
-    lines += _table(["rule", "alerts", "tp", "fp", "precision", "flaps"], rule_rows)
+    lines += table(["rule", "alerts", "tp", "fp", "precision", "flaps"], rule_rows)
     lines += [
         "",
         f"Totals: {result.alerts} alerts ({result.unscored_alerts} unscored), "
-        f"precision {_percent(result.precision)}, recall {_percent(result.recall)} "
+        f"precision {percent(result.precision)}, recall {percent(result.recall)} "
         f"({result.detected} of {result.injected} faults), flaps {result.flaps}",
-        f"Per 1,000 device-days: {_rate(result.false_positives_per_1000_device_days)} "
-        f"false positives, {_rate(result.alerts_per_1000_device_days)} alerts",
+        f"Per 1,000 device-days: {rate(result.false_positives_per_1000_device_days)} "
+        f"false positives, {rate(result.alerts_per_1000_device_days)} alerts",
     ]
     if result.not_covered:
         lines.append(f"Not covered (no rule detects them): {', '.join(result.not_covered)}")
@@ -236,7 +236,7 @@ def format_comparison(
             ]
         )
     lines += ["", "Faults"]
-    lines += _table(
+    lines += table(
         [
             "fault",
             "injected",
@@ -282,7 +282,7 @@ def format_comparison(
             ]
         )
     lines += ["", "Rules"]
-    lines += _table(
+    lines += table(
         [
             "rule",
             f"alerts {first}",
@@ -322,14 +322,14 @@ def format_comparison(
         ],
         [
             "precision",
-            _percent(current.precision),
-            _percent(draft.precision),
+            percent(current.precision),
+            percent(draft.precision),
             _delta_points(current.precision, draft.precision),
         ],
         [
             "recall",
-            _percent(current.recall),
-            _percent(draft.recall),
+            percent(current.recall),
+            percent(draft.recall),
             _delta_points(current.recall, draft.recall),
         ],
         [
@@ -340,8 +340,8 @@ def format_comparison(
         ],
         [
             "false positives per 1,000 device-days",
-            _rate(current.false_positives_per_1000_device_days),
-            _rate(draft.false_positives_per_1000_device_days),
+            rate(current.false_positives_per_1000_device_days),
+            rate(draft.false_positives_per_1000_device_days),
             _delta_rate(
                 current.false_positives_per_1000_device_days,
                 draft.false_positives_per_1000_device_days,
@@ -349,11 +349,11 @@ def format_comparison(
         ],
         [
             "alerts per 1,000 device-days",
-            _rate(current.alerts_per_1000_device_days),
-            _rate(draft.alerts_per_1000_device_days),
+            rate(current.alerts_per_1000_device_days),
+            rate(draft.alerts_per_1000_device_days),
             _delta_rate(current.alerts_per_1000_device_days, draft.alerts_per_1000_device_days),
         ],
     ]
     lines += ["", "Totals"]
-    lines += _table(["figure", first, second, "change"], total_rows)
+    lines += table(["figure", first, second, "change"], total_rows)
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from rules.backtest import BacktestResult, backtest
 from rules.model import RuleSet
 from rules.names import DEFAULT_WARMUP
 from rules.scoring import FaultFree, fault_free
-from rules.scoring_report import format_duration
+from rules.scoring_report import format_duration, percent, rate, table
 from runtime.local_services import scratch_database
 from simulators.history import HistoryOptions, generate_history
 from simulators.simulate import SimulationOptions, plan_faults
@@ -145,31 +145,21 @@ def report(run: ScoringRun) -> str:
             name,
             str(fault.injected),
             str(fault.within_bound),
-            _percent(fault.recall),
-            _percent(run.precision_of(name)),
+            percent(fault.recall),
+            percent(run.precision_of(name)),
             format_duration(fault.delay_p50),
             format_duration(fault.delay_max),
         )
         for name, fault in score.by_fault.items()
         if fault.covered and (fault.injected or fault.never_shown)
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        first, *rest = cells
-        return "  ".join(
-            [first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))]
-        )
-
     lines = [
         f"{run.run_name}: {run.result.device_count:,} devices, {run.planned:,} faults injected, "
         f"{run.result.start:%Y-%m-%d} to {run.result.end:%Y-%m-%d}, "
         f"rules {run.result.rule_set.source}",
         "Delays from the moment each fault could first be observed (docs/rules.md).",
         "",
-        line(header),
-        line(tuple("-" * width for width in widths)),
-        *(line(row) for row in rows),
+        *table(header, rows),
     ]
     never = [f"{n} {f.never_shown}" for n, f in score.by_fault.items() if f.never_shown]
     if never:
@@ -181,7 +171,7 @@ def report(run: ScoringRun) -> str:
     lines += [
         "",
         f"Fault-free devices: {free.devices:,} ({free.device_days:,.1f} device-days), "
-        f"{free.alerts} alerts: {_rate(free.per_1000_device_days)} per 1,000 device-days",
+        f"{free.alerts} alerts: {rate(free.per_1000_device_days)} per 1,000 device-days",
         run.result.summary(),
     ]
     return "\n".join(lines)
@@ -189,11 +179,3 @@ def report(run: ScoringRun) -> str:
 
 def to_json(run: ScoringRun) -> str:
     return json.dumps(run.to_json())
-
-
-def _percent(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{100 * fraction:.1f} %"
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"

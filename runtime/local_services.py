@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from broker_config import DEFAULT_AUTOSAVE, Autosave, BrokerLayout, BrokerSecurity, write_config
@@ -45,11 +47,26 @@ def stop_everything_started() -> None:
             continue
 
 
+PRIVATE_PORTS: Final = range(20_000, 32_000)
+"""Where :func:`free_port` looks: below Linux's ephemeral range (32768-60999), which the kernel
+hands to every outgoing connection. A broker restarted on its port (a test of a crash) would
+otherwise find it taken by some client's connection meanwhile ("Address already in use")."""
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
+    """A port nobody listens on now, outside the range outgoing connections are given."""
+    for _ in range(200):
+        port = random.choice(PRIVATE_PORTS)  # noqa: S311 - a port, not a secret
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # the range is crowded: any port the kernel gives
         probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+        found: int = probe.getsockname()[1]
+        return found
 
 
 def _listening(host: str, port: int) -> bool:

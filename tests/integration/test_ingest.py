@@ -193,7 +193,11 @@ def test_an_acknowledgement_of_a_command_never_sent_is_refused_with_its_reason(
         device.publish_all([never_sent, not_to_this_device, answered])
         wait_until(lambda: scalar(database_url, "SELECT count(*) FROM dead_letters") == 2)
         wait_until(lambda: scalar(database_url, "SELECT count(*) FROM command_acks") == 1)
-        rejected = service.metrics.rejected.labels("unknown_command")._value.get()
+        # The storing process commits, then reports the batch to the service: the rows can be
+        # visible a moment before the counter moves.
+        unknown_commands = service.metrics.rejected.labels("unknown_command")
+        wait_until(lambda: unknown_commands._value.get() >= 2)
+        rejected = unknown_commands._value.get()
     assert rejected == 2
     with psycopg.connect(database_url) as connection:
         letters = connection.execute(

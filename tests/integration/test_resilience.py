@@ -138,7 +138,8 @@ def test_database_stopped_for_30_s_mid_stream_loses_nothing_and_ingest_recovers_
             timeout_s=120,
             what="ingest to recover and catch up",
         )
-        assert service.metrics.database_up._value.get() == 1
+        # the storing process reports to the service just after it commits
+        wait_until(lambda: service.metrics.database_up._value.get() == 1, what="database up")
         assert service.metrics.write_retries._value.get() > 0
     assert_stored_exactly_once(database_url, messages)
 

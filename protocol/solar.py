@@ -61,6 +61,26 @@ def hours_until_sunrise(
     return result
 
 
+def night_hours(
+    unix_s: Floats,
+    latitude: float,
+    longitude: float,
+    elevation_deg: float = LAMP_SWITCH_ELEVATION_DEG,
+) -> Floats:
+    """Length of the night of each time's date [h]: 24 h less the time the sun spends above
+    ``elevation_deg`` (declination taken at the time asked: within a minute for that night)."""
+    unix = np.asarray(unix_s, dtype=np.float64)
+    gamma, _ = gamma_and_hours(unix)
+    declination, _ = declination_and_equation_of_time(gamma)
+    phi = np.radians(latitude)
+    cos_hour_angle = (np.sin(np.radians(elevation_deg)) - np.sin(phi) * np.sin(declination)) / (
+        np.cos(phi) * np.cos(declination)
+    )
+    half_day_deg = np.degrees(np.arccos(np.clip(cos_hour_angle, -1.0, 1.0)))
+    hours: Floats = 24.0 - 2.0 * half_day_deg / 15.0
+    return hours
+
+
 def clear_sky_irradiance(elevation_deg: Floats) -> Floats:
     """Global horizontal irradiance under a clear sky [W/m2] (Haurwitz), 0 with the sun down."""
     sine = np.sin(np.radians(np.asarray(elevation_deg, dtype=np.float64)))

@@ -44,6 +44,7 @@ from rules.darkness import (
     GoDarkScore,
     dark_moments,
     format_go_dark,
+    right_predictions,
     score_go_dark,
 )
 from rules.darkness import NAMES_READ as DARKNESS_NAMES
@@ -91,6 +92,17 @@ _DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
     **dict.fromkeys(HARVEST_NAMES, ("pv_power",)),
     "usable_energy_wh": ("battery_soc",),
     "night_energy_needed_wh": ("lamp_power",),
+    **dict.fromkeys(
+        (
+            "learnt_battery_wh",
+            "dusk_battery_soc",
+            "dusk_usable_energy_wh",
+            "dusk_estimated_usable_energy_wh",
+        ),
+        ("pv_power", "battery_soc", "lamp_power"),
+    ),
+    "coming_night_hours": (),
+    "last_night_mean_level": ("lamp_on", "dimming_level"),
     "clear_sky_pv_power": (),
     "scheduled_lamp_level": (),
     "night_hours_left": (),
@@ -380,6 +392,15 @@ class BacktestResult:
     """The devices backtested (``device_count`` of them)."""
     go_dark: GoDarkScore | None = None
     """The lights that went dark in the period, and how well they were foretold."""
+    dark_nights: tuple[DarkNight, ...] = ()
+    """Every night a light went dark (warm-up included)."""
+    timezones: Mapping[str, str] = field(default_factory=dict)
+    """Each device's time zone."""
+
+    def foretold_darkness(self) -> list[AlertInterval]:
+        """The "will go dark" alerts that came true."""
+        predictions = [alert for alert in self.alerts if alert.rule_id == GO_DARK_RULE]
+        return right_predictions(predictions, self.dark_nights, self.timezones)
 
     @property
     def rows_per_second(self) -> float:
@@ -951,6 +972,7 @@ def _result(
         default=None,
     )
     start, end = options.start, options.end
+    timezones = {device.device_id: device.place.timezone for device in found.fleet}
     return BacktestResult(
         rule_set=rule_set,
         start=start,
@@ -977,7 +999,9 @@ def _result(
         go_dark=score_go_dark(
             [alert for alert in alerts if alert.rule_id == GO_DARK_RULE],
             found.dark,
-            {device.device_id: device.place.timezone for device in found.fleet},
+            timezones,
             (start, end),
         ),
+        dark_nights=tuple(found.dark),
+        timezones=timezones,
     )

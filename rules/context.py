@@ -27,6 +27,7 @@ from protocol.solar import (
 from protocol.sun import SECONDS_PER_DAY
 from protocol.topics import DeviceClass
 from rules.names import BIT_NAMES, HARVEST_BANDS, HARVEST_DAYS, RATINGS
+from rules.night_forecast import ForecastMemory, LightPlace, derive_forecast
 
 Floats = npt.NDArray[np.float64]
 
@@ -66,10 +67,17 @@ class DevicePlace:
     ratings: Mapping[str, float] = field(default_factory=dict)
 
 
-def derive(place: DevicePlace, unix_s: Floats, metrics: Mapping[str, Floats]) -> dict[str, Floats]:
+def derive(
+    place: DevicePlace,
+    unix_s: Floats,
+    metrics: Mapping[str, Floats],
+    *,
+    forecast: bool = True,
+) -> dict[str, Floats]:
     """The environment of every reading of one device, readings in time order.
 
-    unix_s: reading times [s]; metrics: name -> values (NaN where a reading lacks the metric).
+    unix_s: reading times [s]; metrics: name -> values (NaN where a reading lacks the metric);
+    forecast: a streetlight's forecast names too (the streaming engine keeps its own).
     """
     count = len(unix_s)
     env: dict[str, Floats] = {
@@ -91,6 +99,8 @@ def derive(place: DevicePlace, unix_s: Floats, metrics: Mapping[str, Floats]) ->
     _bits(place.device_class, env, count)
     if place.device_class is DeviceClass.STREETLIGHT:
         _streetlight(place, unix_s, elevation, env)
+        if forecast:
+            env.update(derive_forecast(light_place(place), unix_s, env))
     return env
 
 
@@ -140,6 +150,16 @@ def _streetlight(
     env["night_energy_needed_wh"] = env.get("lamp_power", np.full(count, np.nan)) * night_left
 
 
+def light_place(place: DevicePlace) -> LightPlace:
+    return LightPlace(
+        place.latitude,
+        place.longitude,
+        place.timezone,
+        place.ratings.get("panel_wp", np.nan),
+        place.ratings.get("battery_wh", np.nan),
+    )
+
+
 def _scheduled_level(elevation: Floats, local_hour: Floats) -> Floats:
     """The default program's lamp level (edge_agents.control.lamp_level, no override)."""
     steps = sorted(DEFAULT_SCHEDULE.steps, key=lambda step: step.start)
@@ -185,6 +205,8 @@ class DeviceMemory:
     last_values: dict[str, float] = field(default_factory=dict)
     day_sums: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
     """Local day -> harvest name -> (sum of harvest, sum of clear-sky harvest) in band."""
+    forecast: ForecastMemory | None = None
+    """A streetlight's sums for tonight's forecast (:mod:`rules.night_forecast`)."""
 
     def derive(self, unix_s: float, values: Mapping[str, float]) -> dict[str, Floats]:
         """The environment of one new reading (later than every one before), as 1-element
@@ -199,9 +221,13 @@ class DeviceMemory:
             )
             for name in metrics
         }
-        env = {name: array[-1:] for name, array in derive(self.place, times, columns).items()}
+        whole = derive(self.place, times, columns, forecast=False)
+        env = {name: array[-1:] for name, array in whole.items()}
         if self.place.device_class is DeviceClass.STREETLIGHT:
             self._harvest(unix_s, env)
+            if self.forecast is None:
+                self.forecast = ForecastMemory(light_place(self.place))
+            env.update(self.forecast.derive(unix_s, env))
         self.last_unix_s = unix_s
         self.last_values = {name: float(values.get(name, np.nan)) for name in metrics}
         return env

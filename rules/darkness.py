@@ -1,11 +1,14 @@
 """Did a light go dark, and was it foretold: how "will go dark tonight" is judged.
 
-A light *went dark* on a night when, at a reading where its program asks for light
-(``scheduled_lamp_level > 0``), its charge controller had cut the lamp to save a flat battery
-(``status_low_voltage_disconnect``): the street was dark while it should have been lit. Its
-*dark moment* is the first such reading of the night; a night runs from local noon to the next
-local noon. These come from the history itself (the simulated city's own telemetry), not from
-the injected faults: a healthy light in a cloudy week goes dark as surely as a worn battery.
+A light *went dark* on a night when, at a reading where the sun is below the lamps'
+switching elevation (``scheduled_lamp_level > 0``), its charge controller had cut the lamp to
+save a flat battery (``status_low_voltage_disconnect``), or the lamp was lit below the
+lighting policy's minimum level (:data:`MINIMUM_LEVEL`: a plan that had to go below it, the
+battery unable to carry even the minimum): the street was dark, or darker than the city
+accepts, while it should have been lit. Its *dark moment* is the first such reading of the
+night; a night runs from local noon to the next local noon. These come from the history
+itself (the simulated city's own telemetry), not from the injected faults: a healthy light
+in a cloudy week goes dark as surely as a worn battery.
 
 A prediction (an alert of the rule that foretells darkness, ``will-go-dark``) is *right* when
 its light went dark later the same night; a dark night is *foretold* when a prediction fired
@@ -32,7 +35,12 @@ Floats = npt.NDArray[np.float64]
 
 GO_DARK_RULE: Final = "will-go-dark"
 DEFAULT_LEAD: Final = timedelta(hours=4)
-NAMES_READ: Final = frozenset({"scheduled_lamp_level", "status_low_voltage_disconnect"})
+MINIMUM_LEVEL: Final = 20.0
+"""The lighting policy's minimum level [%] (``control.lighting_policy``, by default): lit
+below it, a street counts as dark."""
+NAMES_READ: Final = frozenset(
+    {"scheduled_lamp_level", "status_low_voltage_disconnect", "lamp_on", "dimming_level"}
+)
 """What :func:`dark_moments` reads of a streetlight's readings."""
 
 
@@ -59,8 +67,11 @@ def dark_moments(
         return []
     count = len(unix_s)
     asked = environment.get("scheduled_lamp_level", np.full(count, np.nan))
-    cut = environment.get("status_low_voltage_disconnect", np.full(count, np.nan))
-    dark = (asked > 0) & (cut > 0)
+    missing = np.full(count, np.nan)
+    cut = environment.get("status_low_voltage_disconnect", missing)
+    lit = environment.get("lamp_on", missing) > 0.5
+    dim = environment.get("dimming_level", missing) < MINIMUM_LEVEL
+    dark = (asked > 0) & ((cut > 0) | (lit & dim))
     nights = night_of(unix_s, timezone)
     found: dict[int, float] = {}
     for index in np.flatnonzero(dark):
@@ -114,25 +125,46 @@ def score_go_dark(
     fired = [p for p in predictions if start <= p.start < end]
     dark_in = [night for night in dark if start <= night.at < end]
     by_night = {(night.device_id, night.night): night.at for night in dark_in}
-    right = 0
+    right = _right(fired, by_night, timezones)
     earliest: dict[tuple[str, int], datetime] = {}
-    for prediction in fired:
-        zone = timezones.get(prediction.device_id, "UTC")
-        night = int(night_of(np.array([prediction.start.timestamp()]), zone)[0])
-        key = (prediction.device_id, night)
-        went = by_night.get(key)
-        if went is not None and went > prediction.start:
-            right += 1
-            earliest[key] = min(earliest.get(key, prediction.start), prediction.start)
+    for prediction, key in right:
+        earliest[key] = min(earliest.get(key, prediction.start), prediction.start)
     leads = sorted(by_night[key] - at for key, at in earliest.items() if by_night[key] - at >= lead)
     return GoDarkScore(
         predictions=len(fired),
-        right=right,
+        right=len(right),
         dark_nights=len(dark_in),
         foretold=len(leads),
         lead=lead,
         lead_p50=leads[len(leads) // 2] if leads else None,
     )
+
+
+def _right(
+    predictions: Iterable[AlertInterval],
+    dark_at: Mapping[tuple[str, int], datetime],
+    timezones: Mapping[str, str],
+) -> list[tuple[AlertInterval, tuple[str, int]]]:
+    """The predictions whose light went dark later the same night, with that night."""
+    right = []
+    for prediction in predictions:
+        zone = timezones.get(prediction.device_id, "UTC")
+        night = int(night_of(np.array([prediction.start.timestamp()]), zone)[0])
+        key = (prediction.device_id, night)
+        went = dark_at.get(key)
+        if went is not None and went > prediction.start:
+            right.append((prediction, key))
+    return right
+
+
+def right_predictions(
+    predictions: Iterable[AlertInterval],
+    dark: Sequence[DarkNight],
+    timezones: Mapping[str, str],
+) -> list[AlertInterval]:
+    """The predictions that came true: not false alerts, whatever fault the light had."""
+    dark_at = {(night.device_id, night.night): night.at for night in dark}
+    return [prediction for prediction, _ in _right(predictions, dark_at, timezones)]
 
 
 def format_go_dark(result: GoDarkScore) -> str:

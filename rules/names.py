@@ -14,7 +14,10 @@ Names, by device class (``docs/rules.md`` explains each):
   complete days: harvest over clear-sky harvest, over the whole day, while the sun is low,
   and while it is high); ``night_hours_left`` [h]; ``usable_energy_wh`` (charge above the
   low-voltage disconnect) and ``night_energy_needed_wh`` (the lamp's present draw until
-  sunrise), whose comparison predicts a light going dark before dawn;
+  sunrise); tonight's forecast from the light's own readings (:mod:`rules.night_forecast`):
+  ``learnt_battery_wh``, ``dusk_battery_soc`` [%], ``dusk_usable_energy_wh`` and
+  ``dusk_estimated_usable_energy_wh`` (the charge at dusk in the learnt and the rated
+  capacity), ``coming_night_hours`` [h] and ``last_night_mean_level`` [%];
   ``scheduled_lamp_level`` [%], what the agents' default program asks of the lamp now (0 by
   day, the night's dimming profile after dark; a schedule sent to one device is not known
   here);
@@ -67,6 +70,12 @@ _STREETLIGHT_DERIVED: Final = (
     "night_hours_left",
     "usable_energy_wh",
     "night_energy_needed_wh",
+    "learnt_battery_wh",
+    "dusk_battery_soc",
+    "dusk_usable_energy_wh",
+    "dusk_estimated_usable_energy_wh",
+    "coming_night_hours",
+    "last_night_mean_level",
 )
 _TIME_NAMES: Final = ("sun_elevation", "local_hour", "weekday")
 PEER_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {

@@ -65,7 +65,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from itertools import accumulate, pairwise
@@ -630,7 +630,10 @@ class FaultFree:
     devices: int
     device_days: float
     alerts: int
-    """Alerts fired in the period on those devices, of every rule (informational included)."""
+    """Alerts fired in the period on those devices, of every rule (informational included),
+    but for the forecasts that came true."""
+    by_rule: Mapping[str, int] = field(default_factory=dict)
+    """Those alerts per rule (rules with some only)."""
 
     @property
     def per_1000_device_days(self) -> float | None:
@@ -642,6 +645,7 @@ class FaultFree:
             "device_days": self.device_days,
             "alerts": self.alerts,
             "alerts_per_1000_device_days": self.per_1000_device_days,
+            "by_rule": dict(self.by_rule),
         }
 
 
@@ -653,10 +657,12 @@ def fault_free(
     period_end: datetime,
     *,
     grace: timedelta = DEFAULT_GRACE,
+    came_true: Iterable[AlertInterval] = (),
 ) -> FaultFree:
     """The alerts told in ``[period_start, period_end)`` on the devices of ``device_ids``
     that had no fault from ``grace`` before the period to its end (a root cause's: when all
-    its members are such devices), and their rate."""
+    its members are such devices), and their rate. ``came_true``: forecasts borne out by what
+    happened (a healthy light foretold to go dark in a cloudy week that did): not false."""
     _check_arguments(period_start, period_end, 0, grace, timedelta(0))
     faulty = {
         fault.device_id
@@ -664,15 +670,17 @@ def fault_free(
         if fault.start < period_end and _reach(fault.end) > period_start - grace
     }
     healthy = set(device_ids) - faulty
-    fired = sum(
-        1
+    borne_out = {(alert.rule_id, alert.device_id, alert.start) for alert in came_true}
+    fired = Counter(
+        alert.rule_id
         for alert in alerts
         if not alert.muted
         and set(alert.members or (alert.device_id,)) <= healthy
         and period_start <= alert.start < period_end
+        and (alert.rule_id, alert.device_id, alert.start) not in borne_out
     )
     days = (period_end - period_start) / timedelta(days=1)
-    return FaultFree(len(healthy), len(healthy) * days, fired)
+    return FaultFree(len(healthy), len(healthy) * days, fired.total(), dict(sorted(fired.items())))
 
 
 def _seconds(duration: timedelta | None) -> float | None:

@@ -24,7 +24,7 @@ from protocol.faults import FaultType
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from simulators.building_fleet import BuildingFleet
-from simulators.environment import Conditions, Now, SiteWeather
+from simulators.environment import CloudyRun, Conditions, Now, SiteWeather
 from simulators.faults import FaultEvent
 from simulators.signage_fleet import SignageFleet
 from simulators.sky import Place
@@ -60,9 +60,11 @@ class SimulatedCity:
         faults: Sequence[FaultEvent] = (),
         step_s: int = DEFAULT_STEP_S,
         light_step_s: int | None = None,
+        overcast: CloudyRun | None = None,
     ) -> None:
         """light_step_s: step the streetlights only this often (a multiple of ``step_s``):
-        a history that samples them every 5 minutes need not step them every minute."""
+        a history that samples them every 5 minutes need not step them every minute;
+        overcast: days forced overcast, as in the lighting what-if."""
         self.inventory = inventory
         self.step_s = step_s
         self.light_step_s = light_step_s or step_s
@@ -74,6 +76,8 @@ class SimulatedCity:
         site = inventory.site
         self.place = Place(site.latitude, site.longitude, site.altitude)
         self.weather = SiteWeather(self.place, self.now, weather_rng)
+        if overcast is not None:
+            self.weather.force_overcast(overcast)
         self._day_seconds = -1
         self._day_conditions: Conditions | None = None
         first = self._weather_at(self.now)

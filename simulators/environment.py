@@ -8,7 +8,7 @@ accelerated one and a history generation with the same seed see the same sky.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final
 
 import numpy as np
@@ -62,6 +62,17 @@ class Now:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CloudyRun:
+    """Days forced overcast: their clearness index replaced by ``clearness``."""
+
+    first_day: date
+    """First overcast day (local date; daylight in Morocco falls within the same UTC day)."""
+    days: int
+    clearness: float
+    """Daily clearness index of those days: GHI over clear-sky GHI [-]."""
+
+
 class SiteWeather:
     """Deterministic weather of one site from ``first_day`` on, for :data:`DAYS_DRAWN` days."""
 
@@ -80,6 +91,11 @@ class SiteWeather:
         self.daily_clearness = draw_daily_clearness(days_of_year, sky, rng)
         self.daily_anomaly = temperature_anomaly(DAYS_DRAWN, climate, rng)
         self._climate = climate
+
+    def force_overcast(self, run: CloudyRun) -> None:
+        """Make the days of ``run`` overcast (those drawn before the first day are ignored)."""
+        first = (run.first_day - self.first_day.date()).days
+        self.daily_clearness[max(first, 0) : max(first + run.days, 0)] = run.clearness
 
     def conditions(self, times: pd.DatetimeIndex) -> Conditions:
         """The weather at ``times`` (aware, on or after the first day)."""

@@ -2,10 +2,11 @@
 
 The same :class:`simulators.city.SimulatedCity` as the live simulation, stepped as fast as
 it goes; every device runs the local program its agent would (:mod:`edge_agents.control`),
-and samples are taken at each class's reporting interval. Rows go in by binary COPY
-(:mod:`storage.bulk`), a day at a time, on a second connection fed by a writer thread, so the
-simulation (this process) and the inserts (the server) use both cores. Ground truth goes to
-CSV and to ``fault_ground_truth``.
+the streetlights the platform's nightly schedules when given a :class:`LightingProgram` (as
+the live lighting service sends them), and samples are taken at each class's reporting
+interval. Rows go in by binary COPY (:mod:`storage.bulk`), a day at a time, on a second
+connection fed by a writer thread, so the simulation (this process) and the inserts (the
+server) use both cores. Ground truth goes to CSV and to ``fault_ground_truth``.
 
 Faults act as in the live simulation, with one difference that matters for history: a
 communication loss leaves the data complete (the agent's spool replays it), a power loss
@@ -18,11 +19,11 @@ a power loss.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -34,6 +35,7 @@ from protocol.faults import FaultType
 from protocol.sites import SiteInventory
 from protocol.topics import DeviceClass
 from simulators.city import SimulatedCity, grid_time
+from simulators.environment import CloudyRun
 from simulators.faults import FAR_FUTURE, FaultEvent, write_ground_truth
 from storage.bulk import ParallelCopy, encode_rows
 from storage.faults import record_faults
@@ -43,6 +45,15 @@ WILL_AFTER: Final = timedelta(seconds=90)
 """When the broker publishes a lost device's will: 1.5 keepalives of 60 s."""
 BACK_AFTER: Final = timedelta(seconds=5)
 """When a device's birth arrives after its link or power came back."""
+
+
+class LightingProgram(Protocol):
+    """What a platform's schedules ask of the streetlights, step by step (the agents keep the
+    last schedule sent): the levels of every light [%], in the fleet's order, from the lights'
+    readings after the previous step; None while no schedule was sent (the agents' own
+    program runs)."""
+
+    def levels(self, now: datetime, readings: Mapping[str, np.ndarray]) -> np.ndarray | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,10 @@ class HistoryOptions:
     ground_truth_path: Path | None = None
     connections: int = 2
     """Connections COPYing in parallel."""
+    lighting: LightingProgram | None = None
+    """The platform's lighting schedules; None: every light runs its agent's own program."""
+    overcast: CloudyRun | None = None
+    """Days forced overcast (the batteries' test)."""
 
 
 @dataclass(slots=True)
@@ -126,8 +141,9 @@ class _Sampler:
 class _LocalPrograms:
     """What every device's agent does on its own, for the whole fleet at once."""
 
-    def __init__(self, city: SimulatedCity) -> None:
+    def __init__(self, city: SimulatedCity, lighting: LightingProgram | None) -> None:
         self.city = city
+        self.lighting = lighting
         self.zone = ZoneInfo(city.inventory.site.timezone)
         self.zone_states = [control.LocalState() for _ in city.zones.ids]
         self.signs = len(city.signs.ids)
@@ -137,7 +153,12 @@ class _LocalPrograms:
         level = control.lamp_level(
             control.LocalState(), now, city.current.sun_elevation, self.zone, autonomous=True
         )
-        city.lights.lamp_level[:] = level
+        planned = (
+            None
+            if self.lighting is None
+            else self.lighting.levels(now, city.class_values(DeviceClass.STREETLIGHT))
+        )
+        city.lights.lamp_level[:] = level if planned is None else planned
         ambient = float(city.signs.values()["ambient_light"][0]) if self.signs else 0.0
         city.signs.brightness_command[:] = control.sign_brightness_for_ambient(ambient)
         city.signs.message_id[:] = control.STANDING_MESSAGE.message_id
@@ -223,8 +244,9 @@ def generate_history(
         seed=options.seed,
         faults=options.faults,
         light_step_s=lights_interval,
+        overcast=options.overcast,
     )
-    programs = _LocalPrograms(city)
+    programs = _LocalPrograms(city, options.lighting)
     samplers = [
         _Sampler(city, device_class, ids)
         for device_class, ids in (

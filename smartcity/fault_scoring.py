@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,8 @@ from rules.names import DEFAULT_WARMUP
 from rules.scoring import FaultFree, fault_free
 from rules.scoring_report import format_duration, percent, rate, table
 from runtime.local_services import scratch_database
-from simulators.history import HistoryOptions, generate_history
+from simulators.environment import CloudyRun
+from simulators.history import HistoryOptions, LightingProgram, generate_history
 from simulators.simulate import SimulationOptions, plan_faults
 from storage.migrate import migrate
 from storage.registry import upsert_site
@@ -93,10 +94,13 @@ def score_fault_set(
     state_dir: Path,
     progress: Progress,
     warmup: timedelta = DEFAULT_WARMUP,
+    lighting: LightingProgram | None = None,
+    overcast: CloudyRun | None = None,
 ) -> ScoringRun:
     """Simulate ``[start - warmup, end)`` with ``faults`` (placed from ``start``) into a
     scratch database on ``server_url`` (or a private PostgreSQL), backtest ``rule_set`` over
-    ``[start, end)`` and score it; the scratch database is dropped afterwards."""
+    ``[start, end)`` and score it; the scratch database is dropped afterwards. ``lighting``
+    and ``overcast`` as in :class:`simulators.history.HistoryOptions`."""
     run_name = f"score-{start:%Y%m%d}-{end:%Y%m%d}-seed{faults.seed}"
     options = SimulationOptions(
         inventory,
@@ -125,14 +129,25 @@ def score_fault_set(
                     seed=faults.seed,
                     faults=tuple(events),
                     run_name=run_name,
+                    lighting=lighting,
+                    overcast=overcast,
                 ),
                 url,
                 progress=progress,
             )
-            result = backtest(url, rule_set, start, end, None, run_name, progress, warmup=warmup)
+            # A fault-free run records no ground truth: the scratch database holds no other.
+            run = run_name if events else None
+            result = backtest(url, rule_set, start, end, None, run, progress, warmup=warmup)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    free = fault_free(result.alerts, result.faults, result.device_ids, start, end)
+    free = fault_free(
+        result.alerts,
+        result.faults,
+        result.device_ids,
+        start,
+        end,
+        came_true=result.foretold_darkness(),
+    )
     return ScoringRun(run_name, len(events), result, free)
 
 
@@ -171,7 +186,9 @@ def report(run: ScoringRun) -> str:
     lines += [
         "",
         f"Fault-free devices: {free.devices:,} ({free.device_days:,.1f} device-days), "
-        f"{free.alerts} alerts: {rate(free.per_1000_device_days)} per 1,000 device-days",
+        f"{free.alerts} alerts: {rate(free.per_1000_device_days)} per 1,000 device-days"
+        + (f" ({_counts(free.by_rule)})" if free.by_rule else "")
+        + " (forecasts that came true are not counted)",
         run.result.summary(),
     ]
     return "\n".join(lines)
@@ -179,3 +196,7 @@ def report(run: ScoringRun) -> str:
 
 def to_json(run: ScoringRun) -> str:
     return json.dumps(run.to_json())
+
+
+def _counts(by_rule: Mapping[str, int]) -> str:
+    return ", ".join(f"{rule} {count}" for rule, count in by_rule.items())

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from protocol.mqtt_account import MqttAccount
@@ -31,6 +32,15 @@ from smartcity.cli_support import (
     progress_to_stderr,
     read_site,
     require_database_url,
+)
+from smartcity.simulation_options import (
+    ClearnessOption,
+    CloudyDaysOption,
+    CloudyFromOption,
+    Lighting,
+    LightingOption,
+    lighting_program,
+    overcast_run,
 )
 
 
@@ -269,14 +279,23 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
     run_name: Annotated[
         str | None, typer.Option(help="Name of the run in fault_ground_truth.")
     ] = None,
+    lighting: LightingOption = Lighting.PLATFORM,
+    cloudy_from: CloudyFromOption = None,
+    cloudy_days: CloudyDaysOption = 5,
+    clearness: ClearnessOption = 0.15,
 ) -> None:
     """Write the simulated city's telemetry for a past period straight into the database.
 
     Migrates the schema and provisions the site first; the ground truth of the faults goes
-    to fault_ground_truth and .smartcity/simulate/<run>/ground_truth.csv.
+    to fault_ground_truth and .smartcity/simulate/<run>/ground_truth.csv. The streetlights
+    run the lighting service's nightly schedules, as live (--lighting agents: their own
+    program); --cloudy-from forces a run of overcast days.
 
-    Example: DATABASE_URL=postgresql://postgres@127.0.0.1:54329/smartcity \
-      smartcity history --from 2026-08-01 --to 2026-11-01 --random-faults 6 --seed 3
+    \b
+    Examples:
+      DATABASE_URL=postgresql://postgres@127.0.0.1:54329/smartcity \
+        smartcity history --from 2026-08-01 --to 2026-11-01 --random-faults 6 --seed 3
+      smartcity history --from 2026-12-01 --to 2026-12-15 --cloudy-from 2026-12-05 --cloudy-days 6
     """
     import psycopg
 
@@ -297,6 +316,12 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
     name = run_name or f"history-{first:%Y%m%d}-{last:%Y%m%d}-seed{seed}"
     try:
         inventory = read_site(site)
+        overcast = overcast_run(
+            cloudy_from, cloudy_days, clearness, (first, last), ZoneInfo(inventory.site.timezone)
+        )
+        overcast = overcast_run(
+            cloudy_from, cloudy_days, clearness, (first, last), ZoneInfo(inventory.site.timezone)
+        )
         options = SimulationOptions(
             inventory,
             "",
@@ -320,6 +345,8 @@ def history(  # noqa: PLR0917 - each option is a CLI flag
                 faults=tuple(events),
                 run_name=name,
                 ground_truth_path=settings.state_dir / "simulate" / name / "ground_truth.csv",
+                lighting=lighting_program(lighting, inventory),
+                overcast=overcast,
             ),
             database_url,
             progress=typer.echo,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from whatif.lighting import WhatIfOptions
 
 from smartcity.cli_support import fail, progress_to_stderr, read_site
+from smartcity.simulation_options import overcast_run
 
 
 def _local_moment(text: str, option: str, zone: ZoneInfo) -> datetime:
@@ -62,7 +63,7 @@ def build_options(
     """Check the command line's values; a typer.Exit (code 2) saying what is wrong."""
     from protocol.sites import SiteFileError
     from protocol.topics import DeviceClass
-    from whatif.lighting import MAX_PERIOD_DAYS, CloudyRun, WhatIfOptions
+    from whatif.lighting import MAX_PERIOD_DAYS, WhatIfOptions
 
     try:
         inventory = read_site(site)
@@ -79,26 +80,7 @@ def build_options(
         raise fail(f"--step-s {step_s}: use 60, 120, 180, 300, 600 or 900 seconds")
     if start.timestamp() % step_s:
         raise fail(f"--from {period_from} must fall on the {step_s} s grid")
-    cloudy = None
-    if cloudy_from is not None:
-        try:
-            first_day = date.fromisoformat(cloudy_from)
-        except ValueError:
-            raise fail(
-                f"--cloudy-from {cloudy_from!r} is not an ISO date (e.g. 2026-12-10)"
-            ) from None
-        if cloudy_days < 1:
-            raise fail(f"--cloudy-days {cloudy_days}: give at least 1 day")
-        if not 0.0 <= clearness <= 1.0:
-            raise fail(f"--clearness {clearness}: a clearness index is between 0 and 1")
-        last_day = first_day + timedelta(days=cloudy_days - 1)
-        first_local, last_local = start.astimezone(zone).date(), (end - timedelta(seconds=1))
-        if first_day < first_local or last_day > last_local.astimezone(zone).date():
-            raise fail(
-                f"the overcast run {first_day} to {last_day} is not within the period "
-                f"{period_from} to {period_to}: move --cloudy-from or shorten --cloudy-days"
-            )
-        cloudy = CloudyRun(first_day, cloudy_days, clearness)
+    cloudy = overcast_run(cloudy_from, cloudy_days, clearness, (start, end), zone)
     if sample < 0:
         raise fail(f"--sample {sample}: give a number of lights, or 0 for all")
     if len(inventory.by_class(DeviceClass.STREETLIGHT)) == 0:

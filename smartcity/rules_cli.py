@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -22,6 +23,15 @@ from smartcity.cli_support import (
     require_database_url,
 )
 from smartcity.engine_cli import run_engine
+from smartcity.simulation_options import (
+    ClearnessOption,
+    CloudyDaysOption,
+    CloudyFromOption,
+    Lighting,
+    LightingOption,
+    lighting_program,
+    overcast_run,
+)
 
 if TYPE_CHECKING:
     from rules.model import RuleSet
@@ -175,6 +185,10 @@ def score_command(  # noqa: PLR0917 - each option is a CLI flag
     rules: RulesOption = DEFAULT_RULES,
     site: SiteOption = DEFAULT_SITE,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    lighting: LightingOption = Lighting.PLATFORM,
+    cloudy_from: CloudyFromOption = None,
+    cloudy_days: CloudyDaysOption = 5,
+    clearness: ClearnessOption = 0.15,
 ) -> None:
     """Score a rule set on a fault set of your own: the simulated city with those faults,
     then the backtest.
@@ -185,12 +199,17 @@ def score_command(  # noqa: PLR0917 - each option is a CLI flag
     rules over [--from, --to) and prints per fault type: injected, found within the rule's
     bound, recall, precision of the rules detecting it, and the delays from the moment each
     fault could first be observed; then the alerts of the devices that had no fault, per
-    1,000 device-days. With neither --faults nor --random-faults, only the latter.
+    1,000 device-days. With neither --faults nor --random-faults, only the latter. The
+    streetlights run the lighting service's nightly schedules, as live (--lighting agents:
+    their own program); --cloudy-from forces a run of overcast days, the batteries' test,
+    and the lights that go dark say how well "will go dark" foretold them.
 
     \b
     Examples:
       smartcity rules score --from 2027-01-04 --to 2027-01-18 --random-faults 12 --seed 12
       smartcity rules score --from 2026-10-05 --to 2026-10-19 --faults my_faults.yaml --json
+      smartcity rules score --from 2026-12-07 --to 2026-12-21 --cloudy-from 2026-12-09 \
+        --cloudy-days 6
     """
     import psycopg
 
@@ -208,6 +227,9 @@ def score_command(  # noqa: PLR0917 - each option is a CLI flag
     rule_set = read_rules(rules)
     try:
         inventory = read_site(site)
+        overcast = overcast_run(
+            cloudy_from, cloudy_days, clearness, (first, last), ZoneInfo(inventory.site.timezone)
+        )
         fault_set = fault_scoring.FaultSet(seed, faults, random_faults)
         run = fault_scoring.score_fault_set(
             inventory,
@@ -218,6 +240,8 @@ def score_command(  # noqa: PLR0917 - each option is a CLI flag
             server_url=settings.database_url,
             state_dir=settings.state_dir,
             progress=progress_to_stderr,
+            lighting=lighting_program(lighting, inventory),
+            overcast=overcast,
         )
     except (
         SiteFileError,

@@ -18,7 +18,7 @@ and the energy. ``docs/lighting.md`` shows a December run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Final
@@ -30,13 +30,15 @@ import pandas as pd
 
 from control.lighting import PlanReason, levels_by_minute, night_window, plan_night
 from control.lighting_policy import DEFAULT_LIGHTING, LightingPolicy
+from control.lighting_service import PLAN_ABOVE_GATE_DEG as LIVE_PLAN_ABOVE_GATE_DEG
+from control.lighting_service import group_kinds
 from protocol.commands import DEFAULT_SCHEDULE, DimmingStep, SetSchedule
 from protocol.faults import FaultType
-from protocol.sites import Device, SiteInventory
+from protocol.sites import Device, SiteHeader, SiteInventory
 from protocol.solar import LAMP_SWITCH_ELEVATION_DEG, usable_energy_wh
 from protocol.sun import elevation_at
 from protocol.topics import DeviceClass
-from simulators.environment import Now, SiteWeather
+from simulators.environment import CloudyRun, Now, SiteWeather
 from simulators.sky import Place
 from simulators.streetlight import StreetlightRating, panel_power
 from simulators.streetlight_fleet import StreetlightFleet, rating_of
@@ -60,17 +62,7 @@ switching elevation [deg]: a quarter of an hour before dusk, the day's harvest a
 HARVEST_DAYS: Final = 3
 """The expected harvest is the mean of this many last complete local days [d]."""
 MAX_PERIOD_DAYS: Final = 366
-
-
-@dataclass(frozen=True, slots=True)
-class CloudyRun:
-    """Days forced overcast: their clearness index replaced by ``clearness``."""
-
-    first_day: date
-    """First overcast day (local date)."""
-    days: int
-    clearness: float
-    """Daily clearness index of those days: GHI over clear-sky GHI [-]."""
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +163,7 @@ def _timeline(options: WhatIfOptions, zone: ZoneInfo, rng: np.random.Generator) 
     moments = pd.date_range(options.start, options.end, freq=f"{options.step_s}s")
     weather = SiteWeather(place, options.start, rng)
     if options.cloudy is not None:
-        # Daylight in Morocco falls within the UTC day of the same date.
-        first = (options.cloudy.first_day - weather.first_day.date()).days
-        weather.daily_clearness[first : first + options.cloudy.days] = options.cloudy.clearness
+        weather.force_overcast(options.cloudy)
     conditions = weather.conditions(moments)
     local = moments.tz_convert(zone)
     local_minute = (local.hour * 60 + local.minute).to_numpy().astype(np.intp)
@@ -197,15 +187,25 @@ class _SocAwarePlanner:
     """The platform's side of the soc-aware strategy: readings in, nightly schedules out."""
 
     def __init__(
-        self, options: WhatIfOptions, lights: list[Device], zone: ZoneInfo, step_s: int
+        self,
+        policy: LightingPolicy,
+        site: SiteHeader,
+        lights: Sequence[Device],
+        zone: ZoneInfo,
+        step_s: int,
     ) -> None:
-        self.policy = options.policy
-        self.site = options.inventory.site
+        self.policy = policy
+        self.site = site
         self.zone = zone
         self.step_hours = step_s / 3_600.0
         self.battery_wh = np.array([rating_of(light).battery_wh for light in lights])
         self.lamp_w = np.array([rating_of(light).lamp_w for light in lights])
-        kinds = [str(light.metadata.get("place_kind", "")) for light in lights]
+        # As the live service (control.lighting_service.lights_of): the street group's kind.
+        group = group_kinds(lights)
+        kinds = [
+            str(group.get(light.street_group or "") or light.metadata.get("place_kind") or "road")
+            for light in lights
+        ]
         self.groups = {
             kind: np.array([i for i, k in enumerate(kinds) if k == kind])
             for kind in dict.fromkeys(kinds)
@@ -213,10 +213,11 @@ class _SocAwarePlanner:
         self.daily_harvest_wh: dict[int, Floats] = {}
         self.reasons: dict[str, int] = dict.fromkeys(map(str, PlanReason), 0)
 
-    def record(self, local_day: int, pv_power: Floats) -> None:
-        """Add one step's panel output [W] to its local day's harvest."""
+    def record(self, local_day: int, pv_power: Floats, hours: float | None = None) -> None:
+        """Add one step's panel output [W] to its local day's harvest (a step of ``hours``,
+        the planner's step by default)."""
         today = self.daily_harvest_wh.setdefault(local_day, np.zeros(len(pv_power)))
-        today += pv_power * self.step_hours
+        today += pv_power * (self.step_hours if hours is None else hours)
 
     def expected_harvest(self, today: int) -> Floats:
         """Mean harvest of the last complete days [Wh/d]; 0 before a day is complete."""
@@ -246,6 +247,57 @@ class _SocAwarePlanner:
             for reason in plan.reasons:
                 self.reasons[str(reason)] += 1
         return table
+
+
+class PlatformLighting:
+    """The lighting service's nightly schedules for a simulated fleet (``smartcity history``,
+    ``smartcity rules score``): each night planned when the setting sun passes the live
+    service's planning elevation (:data:`control.lighting_service.PLAN_ABOVE_GATE_DEG`
+    above the lamps' switching elevation), from every light's charge then and its mean
+    harvest of the last days, and run as the agents run a ``set_schedule``: the level of the
+    clock time while the sun is below the switching elevation. Implements
+    :class:`simulators.history.LightingProgram`.
+    """
+
+    def __init__(self, inventory: SiteInventory, policy: LightingPolicy = DEFAULT_LIGHTING) -> None:
+        site = inventory.site
+        self.site = site
+        self.zone = ZoneInfo(site.timezone)
+        lights = list(inventory.by_class(DeviceClass.STREETLIGHT))
+        self.planner = _SocAwarePlanner(policy, site, lights, self.zone, step_s=60)
+        self.previous: datetime | None = None
+        self.gate = policy.gate_elevation_deg
+        self.plan_at = self.gate + LIVE_PLAN_ABOVE_GATE_DEG
+        self.previous_elevation = np.inf
+        self.table: Floats | None = None
+
+    @property
+    def plan_reasons(self) -> dict[str, int]:
+        """(light, night) plans so far, by reason (:class:`control.lighting.PlanReason`)."""
+        return dict(self.planner.reasons)
+
+    def levels(self, now: datetime, readings: Mapping[str, Floats]) -> Floats | None:
+        """Every light's level at ``now`` [%]; None before the first night is planned."""
+        elevation = float(elevation_at(np.array([now.timestamp()]), *self._place)[0])
+        local = now.astimezone(self.zone)
+        day = local.date().toordinal() - _EPOCH_ORDINAL
+        pv, soc = readings.get("pv_power"), readings.get("battery_soc")
+        if pv is not None and self.previous is not None:
+            self.planner.record(day, pv, (now - self.previous).total_seconds() / 3_600.0)
+        self.previous = now
+        if soc is not None and elevation < self.plan_at <= self.previous_elevation:
+            self.table = self.planner.plan(now, day, soc.copy())
+        self.previous_elevation = elevation
+        if self.table is None:
+            return None
+        if elevation >= self.gate:
+            return np.zeros(len(self.table))
+        column: Floats = self.table[:, local.hour * 60 + local.minute]
+        return column
+
+    @property
+    def _place(self) -> tuple[float, float]:
+        return self.site.latitude, self.site.longitude
 
 
 def _fleet(lights: list[Device], seed: int) -> StreetlightFleet:
@@ -380,7 +432,8 @@ def _run(
     count = len(lights)
     step_hours = options.step_s / 3_600.0
     no_faults = {fault: np.zeros(count, dtype=bool) for fault in FaultType}
-    planner = _SocAwarePlanner(options, lights, zone, options.step_s)
+    site = options.inventory.site
+    planner = _SocAwarePlanner(options.policy, site, lights, zone, options.step_s)
     tally = _Tally(lights, timeline, step_hours)
     ratings = [rating_of(light) for light in lights]
     groups = [

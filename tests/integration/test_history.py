@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from protocol.faults import FaultType
 from protocol.topics import DeviceClass
+from simulators.environment import CloudyRun
 from simulators.faults import FaultEvent
 from simulators.history import HistoryOptions, generate_history
 from storage.registry import upsert_site
 from tests.integration.helpers import scalar
 from tests.simulation_helpers import small_site
+from whatif.lighting import PlatformLighting
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +91,59 @@ def test_the_same_seed_writes_the_same_history(database_url: str) -> None:
     assert len(first) > 1_000
     assert _generate_and_read(database_url, seed=9) == first
     assert _generate_and_read(database_url, seed=10) != first
+
+
+WINTER = datetime(2026, 12, 10, 12, tzinfo=UTC)
+
+
+def _levels_at_night(database_url: str, options: HistoryOptions) -> dict[str, float]:
+    """Each light's dimming level at 22:30 local time on the history's second night."""
+    with psycopg.connect(database_url) as connection:
+        for device_class in DeviceClass:
+            connection.execute(f"DELETE FROM telemetry_{device_class}")  # noqa: S608 - ours
+    generate_history(options, database_url, progress=lambda _: None)
+    zone = ZoneInfo(options.inventory.site.timezone)
+    late_evening = datetime(2026, 12, 11, 22, 30, tzinfo=zone)
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT device_id, dimming_level FROM telemetry_streetlight WHERE ts = %s",
+            (late_evening,),
+        ).fetchall()
+    return {device: float(level) for device, level in rows}
+
+
+def test_the_lights_run_the_lighting_services_plans_and_an_overcast_run_dims_them(
+    database_url: str,
+) -> None:
+    """With the platform's lighting, each light runs the night planned for it: at 22:30 a
+    road light is at most at its profile's 70 % and a garden light at 40 %, where the agents'
+    own program still gives 100 %; after three overcast days the plans are dimmer still, and
+    never below the minimum level unless the battery cannot carry it."""
+    inventory = small_site()
+    with psycopg.connect(database_url) as connection:
+        upsert_site(connection, inventory)
+    end = WINTER + timedelta(days=2)
+    own = _levels_at_night(database_url, HistoryOptions(inventory, WINTER, end, seed=4))
+    planned = _levels_at_night(
+        database_url,
+        HistoryOptions(inventory, WINTER, end, seed=4, lighting=PlatformLighting(inventory)),
+    )
+    overcast = _levels_at_night(
+        database_url,
+        HistoryOptions(
+            inventory,
+            WINTER,
+            end,
+            seed=4,
+            lighting=PlatformLighting(inventory),
+            overcast=CloudyRun(WINTER.date(), 2, clearness=0.05),
+        ),
+    )
+    lights = [device.id for device in inventory.by_class(DeviceClass.STREETLIGHT)]
+    assert sorted(own) == sorted(planned) == sorted(overcast) == sorted(lights)
+    assert all(level == 100.0 for level in own.values()), "the agents' own evening level"
+    for light in lights:
+        profile = 70.0 if light.startswith("sl-main") else 40.0
+        assert 20.0 <= planned[light] <= profile, (light, planned[light])
+        assert overcast[light] <= planned[light], (light, overcast[light], planned[light])
+    assert sum(overcast.values()) < sum(planned.values()) - 10, "an overcast run dims the plans"

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from rules.darkness import GO_DARK_RULE, DarkNight, dark_moments, night_of, score_go_dark
+from control.lighting_policy import DEFAULT_LIGHTING
+from rules.darkness import (
+    GO_DARK_RULE,
+    MINIMUM_LEVEL,
+    DarkNight,
+    dark_moments,
+    night_of,
+    score_go_dark,
+)
 from rules.scoring import AlertInterval
 
 DUSK = datetime(2027, 1, 10, 17, 30, tzinfo=UTC)
@@ -25,6 +33,24 @@ def light(asked: list[float], cut: list[float]) -> list[DarkNight]:
 def test_a_light_cut_while_asked_for_went_dark_at_the_first_such_reading() -> None:
     found = light([100, 100, 100, 100, 0], [0, 0, 1, 1, 1])
     assert [night.at for night in found] == [DUSK + timedelta(minutes=10)]
+
+
+def test_a_light_lit_below_the_minimum_level_went_dark_but_not_one_still_switching_on() -> None:
+    """A plan that had to go below the policy's minimum leaves the street dark; the reading
+    at dusk before the agent switched on (off, level 0) is not darkness."""
+    unix_s = DUSK.timestamp() + STEP_S * np.arange(4, dtype=np.float64)
+    env = {
+        "scheduled_lamp_level": np.array([100.0, 100.0, 100.0, 100.0]),
+        "status_low_voltage_disconnect": np.zeros(4),
+        "lamp_on": np.array([0.0, 1.0, 1.0, 1.0]),
+        "dimming_level": np.array([0.0, MINIMUM_LEVEL, MINIMUM_LEVEL - 0.5, 12.0]),
+    }
+    found = dark_moments("sl-1", unix_s, env, "UTC")
+    assert [night.at for night in found] == [DUSK + timedelta(minutes=10)]
+
+
+def test_the_minimum_level_is_the_lighting_policys() -> None:
+    assert DEFAULT_LIGHTING.minimum_level == MINIMUM_LEVEL
 
 
 def test_a_light_cut_by_day_did_not_go_dark() -> None:

@@ -1,0 +1,327 @@
+"""Tonight's battery, foretold from a light's own readings: the names behind "will go dark".
+
+A solar light goes dark at night when its battery holds less than the night asks of it. The
+platform's lighting service plans each night from the charge the light reports and its
+*rated* capacity (``control.lighting.plan_night``: never more than 90 % of the usable
+energy, never below the minimum level unless the battery cannot carry even that), so two
+things darken a street:
+
+- a battery too low to carry the minimum level all night (a cloudy run, a dead charge
+  controller, a soiled panel): the plan has to go below the minimum;
+- a battery that holds less than its rating says (capacity fade): the plan spends what the
+  rating promises and the lamp is cut before dawn.
+
+The names here let a rule see both coming, hours before dusk, per light, from what the light
+itself showed:
+
+``learnt_battery_wh``
+    the capacity its last nights' discharge shows: energy the lamp drew (over the discharge
+    efficiency) per percent of charge lost, while the panel gave nothing [Wh]; NaN until the
+    last :data:`LEARN_NIGHTS` nights lost :data:`MIN_LEARNT_DROP` percent between them.
+``dusk_battery_soc``
+    the charge expected at the coming dusk [%]: the charge now, plus the rest of today's
+    harvest: today's clearness so far (harvest over clear-sky harvest) times the clear-sky
+    energy still to come before sunset, through the controller and into a battery of the
+    learnt capacity (the rated one until learnt); at most 100.
+``dusk_usable_energy_wh``
+    that charge above the low-voltage disconnect, in the learnt capacity: what the battery
+    will really give tonight [Wh].
+``dusk_estimated_usable_energy_wh``
+    the same charge counted in the rated capacity: what a plan made from the reported charge
+    will count on [Wh].
+``coming_night_hours``
+    the length of the night, from the sun going below the lamps' switching elevation to its
+    rising above it [h].
+``last_night_mean_level``
+    the lamp's mean dimming level while lit last night (local noon to noon) [%]: what its
+    plans ask of it.
+
+:func:`derive_forecast` computes them over a device's whole history (the backtest);
+:class:`ForecastMemory` from each new reading (the streaming engine), the same values from
+per-day and per-night sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from protocol.catalogue import CATALOGUE
+from protocol.localtime import utc_offsets
+from protocol.solar import (
+    LAMP_SWITCH_ELEVATION_DEG,
+    clear_sky_irradiance,
+    night_hours,
+    solar_elevation,
+    usable_energy_wh,
+)
+from protocol.sun import SECONDS_PER_DAY
+from protocol.topics import DeviceClass
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+NAMES: Final = (
+    "learnt_battery_wh",
+    "dusk_battery_soc",
+    "dusk_usable_energy_wh",
+    "dusk_estimated_usable_energy_wh",
+    "coming_night_hours",
+    "last_night_mean_level",
+)
+READING_INTERVAL_S: Final = float(CATALOGUE[DeviceClass.STREETLIGHT].expected_interval_s)
+MAX_GAP_S: Final = 2 * READING_INTERVAL_S
+"""A reading counts for the time since the previous one, at most this [s] (the first one for
+a reading interval)."""
+DISCHARGE_EFFICIENCY: Final = 0.97
+"""Share of the energy taken from a LiFePO4 battery that reaches the lamp [-]."""
+CHARGE_PATH_EFFICIENCY: Final = 0.96 * 0.97
+"""Share of the panel's output that ends up in the battery: MPPT controller, then charging."""
+LEARN_NIGHTS: Final = 3
+"""The capacity is learnt over this many nights before the present one."""
+MIN_LEARNT_DROP: Final = 5.0
+"""Charge the learning nights must have lost between them for a capacity to be learnt [%]."""
+NO_HARVEST_W: Final = 0.5
+"""Below this panel output a reading counts as discharge only [W]."""
+CURVE_STEP_S: Final = 300
+"""Step of the clear-sky curve of a day [s]."""
+
+
+@dataclass(frozen=True, slots=True)
+class LightPlace:
+    """What the forecast needs to know of a light."""
+
+    latitude: float
+    longitude: float
+    timezone: str
+    panel_wp: float
+    battery_wh: float
+
+
+def local_days(unix_s: Floats, timezone: str) -> Ints:
+    """The local calendar day of each time, as days since 1970-01-01."""
+    local = np.asarray(unix_s, dtype=np.float64) + utc_offsets(unix_s, timezone)
+    return np.floor(local / SECONDS_PER_DAY).astype(np.int64)
+
+
+def nights(unix_s: Floats, timezone: str) -> Ints:
+    """The night each time belongs to: local noon to the next local noon, as the day of its
+    evening (days since 1970-01-01)."""
+    local = np.asarray(unix_s, dtype=np.float64) + utc_offsets(unix_s, timezone)
+    return np.floor((local - SECONDS_PER_DAY / 2) / SECONDS_PER_DAY).astype(np.int64)
+
+
+def clear_day_curve(day: int, place: LightPlace) -> tuple[Floats, Floats]:
+    """Local day ``day``'s clear-sky panel energy: grid times [s] and the energy from the
+    day's start to each of them [Wh]."""
+    midnight = day * SECONDS_PER_DAY
+    offset = float(utc_offsets(np.array([midnight]), place.timezone)[0])
+    steps = np.arange(int(SECONDS_PER_DAY) // CURVE_STEP_S + 1, dtype=np.float64)
+    grid: Floats = midnight - offset + CURVE_STEP_S * steps
+    elevation = solar_elevation(grid, place.latitude, place.longitude)
+    power = place.panel_wp * clear_sky_irradiance(elevation) / 1_000.0
+    energy = (power[1:] + power[:-1]) / 2 * CURVE_STEP_S / 3_600.0
+    return grid, np.concatenate(([0.0], np.cumsum(energy)))
+
+
+def _remaining_clear_wh(unix_s: Floats, curve: tuple[Floats, Floats]) -> Floats:
+    """The clear-sky energy of the day still to come after each time [Wh]."""
+    grid, energy = curve
+    remaining: Floats = energy[-1] - np.interp(unix_s, grid, energy)
+    return remaining
+
+
+def gaps_h(unix_s: Floats) -> Floats:
+    """Hours each reading counts for: since the previous one, at most :data:`MAX_GAP_S`."""
+    gaps = np.diff(np.asarray(unix_s, dtype=np.float64), prepend=np.nan)
+    gaps[0] = READING_INTERVAL_S
+    return np.minimum(gaps, MAX_GAP_S) / 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """Per reading, what the forecast sums: the day's harvest and clear-sky harvest, the
+    discharge (energy drawn, charge lost) and the lamp's level while lit."""
+
+    harvest_wh: Floats
+    clear_wh: Floats
+    drawn_wh: Floats
+    drop: Floats
+    level: Floats
+    lit: Floats
+
+
+def _parts(gap_h: Floats, env: Mapping[str, Floats], count: int) -> _Parts:
+    missing = np.full(count, np.nan)
+    pv = env.get("pv_power", missing)
+    clear = env["clear_sky_pv_power"]
+    sunny = ~np.isnan(pv)
+    soc, previous = env.get("battery_soc", missing), env.get("prev_battery_soc", missing)
+    lamp = env.get("lamp_power", missing)
+    discharging = (
+        (np.nan_to_num(pv, nan=np.inf) <= NO_HARVEST_W)
+        & ~np.isnan(soc)
+        & ~np.isnan(previous)
+        & ~np.isnan(lamp)
+    )
+    lit = env.get("lamp_on", missing) > 0.5
+    level = env.get("dimming_level", missing)
+    lit &= ~np.isnan(level)
+    return _Parts(
+        harvest_wh=np.where(sunny, pv * gap_h, 0.0),
+        clear_wh=np.where(sunny, clear * gap_h, 0.0),
+        drawn_wh=np.where(discharging, lamp * gap_h / DISCHARGE_EFFICIENCY, 0.0),
+        drop=np.where(discharging, np.maximum(previous - soc, 0.0), 0.0),
+        level=np.where(lit, level, 0.0),
+        lit=lit.astype(np.float64),
+    )
+
+
+def _learnt(drawn_wh: float | Floats, drop: float | Floats) -> Floats:
+    drawn, lost = np.asarray(drawn_wh, np.float64), np.asarray(drop, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        learnt: Floats = np.where(lost >= MIN_LEARNT_DROP, 100.0 * drawn / lost, np.nan)
+    return learnt
+
+
+def _names(  # noqa: PLR0917 - the six parts of the forecast
+    place: LightPlace,
+    soc: Floats,
+    learnt: Floats,
+    expected_harvest_wh: Floats,
+    night_h: Floats,
+    last_level: Floats,
+) -> dict[str, Floats]:
+    capacity = np.where(np.isnan(learnt), place.battery_wh, learnt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gained = expected_harvest_wh * CHARGE_PATH_EFFICIENCY / capacity * 100.0
+    dusk_soc = np.minimum(100.0, soc + np.nan_to_num(gained, nan=0.0))
+    return {
+        "learnt_battery_wh": learnt,
+        "dusk_battery_soc": dusk_soc,
+        "dusk_usable_energy_wh": usable_energy_wh(dusk_soc, capacity),
+        "dusk_estimated_usable_energy_wh": usable_energy_wh(dusk_soc, place.battery_wh),
+        "coming_night_hours": night_h,
+        "last_night_mean_level": last_level,
+    }
+
+
+def _expected_harvest(harvest: Floats, clear: Floats, remaining_clear: Floats) -> Floats:
+    """The rest of today's harvest [Wh]: today's clearness so far times the clear-sky energy
+    still to come; 0 before the day has shown any."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        clearness = np.where(clear > 0, harvest / clear, 0.0)
+    expected: Floats = clearness * remaining_clear
+    return expected
+
+
+def derive_forecast(
+    place: LightPlace, unix_s: Floats, env: Mapping[str, Floats]
+) -> dict[str, Floats]:
+    """The forecast names of every reading of one light (``env``: its readings and
+    ``clear_sky_pv_power``, ``prev_battery_soc``), readings in time order."""
+    count = len(unix_s)
+    parts = _parts(gaps_h(unix_s), env, count)
+    days = local_days(unix_s, place.timezone)
+    unique_days, day_index = np.unique(days, return_inverse=True)
+    harvest_today = _cumulative_within(parts.harvest_wh, day_index)
+    clear_today = _cumulative_within(parts.clear_wh, day_index)
+    remaining = np.empty(count)
+    for position, day in enumerate(unique_days):
+        members = day_index == position
+        remaining[members] = _remaining_clear_wh(unix_s[members], clear_day_curve(int(day), place))
+    night_of = nights(unix_s, place.timezone)
+    unique_nights, night_index = np.unique(night_of, return_inverse=True)
+    size = len(unique_nights)
+    drawn = np.bincount(night_index, weights=parts.drawn_wh, minlength=size)
+    dropped = np.bincount(night_index, weights=parts.drop, minlength=size)
+    level_sum = np.bincount(night_index, weights=parts.level, minlength=size)
+    lit_count = np.bincount(night_index, weights=parts.lit, minlength=size)
+    learnt_by_night = np.empty(size)
+    last_level_by_night = np.full(size, np.nan)
+    for position, night in enumerate(unique_nights):
+        window = (unique_nights < night) & (unique_nights >= night - LEARN_NIGHTS)
+        learnt_by_night[position] = _learnt(drawn[window].sum(), dropped[window].sum())
+        previous = np.flatnonzero(unique_nights == night - 1)
+        if len(previous) and lit_count[previous[0]] > 0:
+            last_level_by_night[position] = level_sum[previous[0]] / lit_count[previous[0]]
+    missing = np.full(count, np.nan)
+    return _names(
+        place,
+        env.get("battery_soc", missing),
+        learnt_by_night[night_index],
+        _expected_harvest(harvest_today, clear_today, remaining),
+        night_hours(unix_s, place.latitude, place.longitude, LAMP_SWITCH_ELEVATION_DEG),
+        last_level_by_night[night_index],
+    )
+
+
+def _cumulative_within(values: Floats, group: npt.NDArray[np.intp]) -> Floats:
+    """Running sums of ``values`` restarting at each group (groups contiguous, in order)."""
+    total = np.cumsum(values)
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    before = np.concatenate(([0.0], total))[starts]
+    lengths = np.diff(np.append(starts, len(values)))
+    running: Floats = total - np.repeat(before, lengths)
+    return running
+
+
+@dataclass
+class ForecastMemory:
+    """What the streaming engine keeps of one light for its forecast names."""
+
+    place: LightPlace
+    last_unix_s: float | None = None
+    day_sums: dict[int, tuple[float, float]] = field(default_factory=dict)
+    """Local day -> (harvest, clear-sky harvest) so far [Wh]."""
+    night_sums: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
+    """Night -> (energy drawn [Wh], charge lost [%], sum of lit levels, lit readings)."""
+    curves: dict[int, tuple[Floats, Floats]] = field(default_factory=dict)
+
+    def derive(self, unix_s: float, env: Mapping[str, Floats]) -> dict[str, Floats]:
+        """The forecast names of one new reading (``env``: its 1-element arrays)."""
+        times = np.array([unix_s])
+        gap = (
+            READING_INTERVAL_S / 3_600.0
+            if self.last_unix_s is None
+            else min(unix_s - self.last_unix_s, MAX_GAP_S) / 3_600.0
+        )
+        self.last_unix_s = unix_s
+        parts = _parts(np.array([gap]), env, 1)
+        day = int(local_days(times, self.place.timezone)[0])
+        harvest, clear = self.day_sums.get(day, (0.0, 0.0))
+        harvest, clear = harvest + float(parts.harvest_wh[0]), clear + float(parts.clear_wh[0])
+        self.day_sums = {day: (harvest, clear)}
+        curve = self.curves.get(day)
+        if curve is None:
+            self.curves = {day: (curve := clear_day_curve(day, self.place))}
+        night = int(nights(times, self.place.timezone)[0])
+        drawn, lost, levels, lit = self.night_sums.get(night, (0.0, 0.0, 0.0, 0.0))
+        self.night_sums[night] = (
+            drawn + float(parts.drawn_wh[0]),
+            lost + float(parts.drop[0]),
+            levels + float(parts.level[0]),
+            lit + float(parts.lit[0]),
+        )
+        for old in [old for old in self.night_sums if old < night - LEARN_NIGHTS]:
+            del self.night_sums[old]
+        window = [sums for past, sums in self.night_sums.items() if past < night]
+        learnt = _learnt(sum(s[0] for s in window), sum(s[1] for s in window))
+        last = self.night_sums.get(night - 1)
+        last_level = last[2] / last[3] if last is not None and last[3] > 0 else float("nan")
+        return _names(
+            self.place,
+            env.get("battery_soc", np.array([np.nan])),
+            np.atleast_1d(learnt),
+            _expected_harvest(
+                np.array([harvest]), np.array([clear]), _remaining_clear_wh(times, curve)
+            ),
+            night_hours(
+                times, self.place.latitude, self.place.longitude, LAMP_SWITCH_ELEVATION_DEG
+            ),
+            np.array([last_level]),
+        )

@@ -1,0 +1,116 @@
+"""Tonight's battery foretold from a light's own readings (rules/night_forecast.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from protocol.solar import clear_sky_irradiance, night_hours, solar_elevation
+from protocol.topics import DeviceClass
+from rules.context import DeviceMemory, DevicePlace, derive
+from rules.night_forecast import CHARGE_PATH_EFFICIENCY, DISCHARGE_EFFICIENCY, NAMES
+
+SEFROU = (33.83, -4.84)
+RATED_WH = 1_300.0
+LAMP_W = 60.0
+STEP_S = 300.0
+
+
+def place(battery_wh: float = RATED_WH) -> DevicePlace:
+    return DevicePlace(
+        "sl-1",
+        DeviceClass.STREETLIGHT,
+        *SEFROU,
+        "Africa/Casablanca",
+        {"lamp_w": LAMP_W, "panel_wp": 200.0, "battery_wh": battery_wh},
+    )
+
+
+def simulated_light(
+    days: int, capacity_wh: float, clearness: float, level: float = 50.0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A light whose battery of ``capacity_wh`` charges from a panel under a sky of
+    ``clearness`` and feeds a lamp at ``level`` % while the sun is below -1 deg, as the
+    simulator's physics does (losses included), every 5 minutes from a January midnight."""
+    start = datetime(2027, 1, 10, tzinfo=UTC).timestamp()
+    unix = start + STEP_S * np.arange(days * 288, dtype=np.float64)
+    elevation = solar_elevation(unix, *SEFROU)
+    pv = clearness * 200.0 * clear_sky_irradiance(elevation) / 1_000.0
+    lit = elevation < -1.0
+    lamp = np.where(lit, LAMP_W * level / 100.0, 0.0)
+    soc = np.empty(len(unix))
+    charge = 40.0
+    for index in range(len(unix)):
+        hours = STEP_S / 3_600.0
+        change = pv[index] * CHARGE_PATH_EFFICIENCY - lamp[index] / DISCHARGE_EFFICIENCY
+        charge = float(np.clip(charge + change * hours / capacity_wh * 100.0, 0.0, 100.0))
+        soc[index] = charge
+    return unix, {
+        "pv_power": pv,
+        "battery_soc": soc,
+        "lamp_power": lamp,
+        "lamp_on": lit.astype(float),
+        "dimming_level": np.where(lit, level, 0.0),
+    }
+
+
+def test_the_capacity_is_learnt_from_the_nights_discharge() -> None:
+    """A battery worn to 30 % of its rating shows it after one night; until then, unknown."""
+    unix, metrics = simulated_light(3, capacity_wh=0.3 * RATED_WH, clearness=0.7, level=20.0)
+    env = derive(place(), unix, metrics)
+    assert np.isnan(env["learnt_battery_wh"][0])
+    assert env["learnt_battery_wh"][-1] == pytest.approx(0.3 * RATED_WH, rel=0.02)
+
+
+def test_a_healthy_battery_is_learnt_at_its_rating() -> None:
+    unix, metrics = simulated_light(3, capacity_wh=RATED_WH, clearness=0.7)
+    env = derive(place(), unix, metrics)
+    assert env["learnt_battery_wh"][-1] == pytest.approx(RATED_WH, rel=0.02)
+    assert env["dusk_usable_energy_wh"][-1] == pytest.approx(
+        env["dusk_estimated_usable_energy_wh"][-1], rel=0.02
+    )
+
+
+def test_dusk_charge_adds_the_rest_of_the_days_harvest_at_todays_clearness() -> None:
+    """At noon, the charge expected at dusk is the charge now plus what the afternoon brings
+    at the morning's clearness; by dusk it is the charge itself."""
+    unix, metrics = simulated_light(2, capacity_wh=RATED_WH, clearness=0.5)
+    env = derive(place(), unix, metrics)
+    local_noon = 288 + 11 * 12  # the second day, 12:00 local (UTC+1)
+    dusk = 288 + int(np.flatnonzero(metrics["lamp_on"][288 + 144 :] > 0)[0]) + 144
+    noon_forecast = env["dusk_battery_soc"][local_noon]
+    assert noon_forecast > metrics["battery_soc"][local_noon] + 1.0
+    # the light's own charge just before dusk, where the afternoon did bring that harvest
+    assert noon_forecast == pytest.approx(min(100.0, metrics["battery_soc"][dusk - 1]), abs=1.5)
+    assert env["dusk_battery_soc"][dusk] == pytest.approx(metrics["battery_soc"][dusk])
+
+
+def test_the_coming_night_is_long_in_winter_and_short_in_summer() -> None:
+    winter = datetime(2026, 12, 21, 12, tzinfo=UTC).timestamp()
+    summer = datetime(2026, 6, 21, 12, tzinfo=UTC).timestamp()
+    hours = night_hours(np.array([winter, summer]), *SEFROU)
+    assert 13.5 < hours[0] < 14.3
+    assert 9.3 < hours[1] < 10.0
+
+
+def test_last_nights_mean_level_while_lit() -> None:
+    unix, metrics = simulated_light(2, capacity_wh=RATED_WH, clearness=0.7, level=35.0)
+    env = derive(place(), unix, metrics)
+    assert np.isnan(env["last_night_mean_level"][0])
+    assert env["last_night_mean_level"][-1] == pytest.approx(35.0)
+
+
+def test_the_streaming_engine_forecasts_what_the_backtest_forecasts() -> None:
+    unix, metrics = simulated_light(5, capacity_wh=0.5 * RATED_WH, clearness=0.6)
+    whole = derive(place(), unix, metrics)
+    memory = DeviceMemory(place())
+    for index in range(len(unix)):
+        live = memory.derive(float(unix[index]), {k: float(v[index]) for k, v in metrics.items()})
+        if index % 53 and index != len(unix) - 1:
+            continue
+        for name in NAMES:
+            np.testing.assert_allclose(
+                live[name], whole[name][index : index + 1], rtol=1e-9, equal_nan=True, err_msg=name
+            )

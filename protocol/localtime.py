@@ -22,6 +22,13 @@ def utc_offsets(unix_s: npt.ArrayLike, timezone: str) -> Floats:
     return result
 
 
+def local_days(unix_s: npt.ArrayLike, timezone: str) -> npt.NDArray[np.int64]:
+    """The local calendar day of each time, as days since 1970-01-01."""
+    local = np.asarray(unix_s, dtype=np.float64) + utc_offsets(unix_s, timezone)
+    days: npt.NDArray[np.int64] = np.floor(local / 86_400.0).astype(np.int64)
+    return days
+
+
 @lru_cache(maxsize=100_000)
 def _offset_s(timezone: str, utc_hour: int) -> float:
     moment = datetime.fromtimestamp(utc_hour * 3_600, tz=UTC).astimezone(ZoneInfo(timezone))

@@ -35,8 +35,9 @@ from alerts.catalogue import GROUP_OFFLINE
 from alerts.lifecycle import Scope as AlertScope
 from protocol.catalogue import CATALOGUE
 from protocol.faults import FaultType
+from protocol.localtime import local_days
 from protocol.topics import DeviceClass
-from rules.context import DevicePlace, derive, peer_median
+from rules.context import DayRatios, DevicePlace, day_ratios, derive, peer_harvest, peer_median
 from rules.core import intervals
 from rules.darkness import (
     GO_DARK_RULE,
@@ -54,6 +55,7 @@ from rules.names import (
     BIT_NAMES,
     DEFAULT_WARMUP,
     HARVEST_NAMES,
+    PEER_CLASSES,
     PEER_MAX_AGE_INTERVALS,
     PEER_METRICS,
     peer_group,
@@ -89,9 +91,10 @@ CAUSE_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {
 }
 """The metrics :func:`rules.offline.cause_from_last_values` reads to tell why a device went."""
 _DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
-    **dict.fromkeys(HARVEST_NAMES, ("pv_power",)),
+    **dict.fromkeys(HARVEST_NAMES, ("pv_power", "controller_status")),
     "usable_energy_wh": ("battery_soc",),
     "night_energy_needed_wh": ("lamp_power",),
+    **{f"peer_{name}": ("pv_power", "controller_status") for name in HARVEST_NAMES},
     **dict.fromkeys(
         (
             "learnt_battery_wh",
@@ -263,7 +266,7 @@ def evaluate_device(
         env = (
             environment
             if environment is not None
-            else derive(device.place, unix_s, history.metrics)
+            else _environment(history, peers, _day_ratios([history, *peers]))
         )
         _add_peers(env, history, peers, frozenset().union(*(rule.names for rule in conditions)))
         for rule in conditions:
@@ -276,6 +279,33 @@ def evaluate_device(
             fired_s = gone.known_s if gone.known_s is not None else gone.since_s
             found.append(RawAlert(rule.id, device.device_id, fired_s, gone.back_s))
     return DeviceOutcome(tuple(found), len(unix_s) * (len(conditions) + len(silences)))
+
+
+def _day_ratios(histories: Iterable[DeviceHistory]) -> dict[str, DayRatios]:
+    """Each streetlight's harvest ratios by day, for its street's lights to compare with."""
+    return {
+        history.device.device_id: day_ratios(history.device.place, history.unix_s, history.metrics)
+        for history in histories
+        if history.device.device_class is DeviceClass.STREETLIGHT
+    }
+
+
+def _environment(
+    history: DeviceHistory, peers: Sequence[DeviceHistory], harvests: Mapping[str, DayRatios]
+) -> dict[str, Floats]:
+    """What the rules read of one device's history: the context, and a streetlight's harvest
+    against its street's."""
+    device = history.device
+    environment = derive(device.place, history.unix_s, history.metrics)
+    if device.device_class is DeviceClass.STREETLIGHT:
+        environment.update(
+            peer_harvest(
+                local_days(history.unix_s, device.place.timezone),
+                harvests[device.device_id],
+                [harvests[peer.device.device_id] for peer in peers],
+            )
+        )
+    return environment
 
 
 def _add_peers(
@@ -463,7 +493,7 @@ def list_devices(connection: psycopg.Connection, start: datetime) -> list[Device
             street_group,
             cabinet,
             building,
-            peer_group(building, metadata),
+            peer_group(DeviceClass(device_class), building, street_group, metadata),
             site_id,
         )
         for (
@@ -618,7 +648,7 @@ def plan_chunks(
         members = [device for device in fleet if device.device_class is device_class]
         per_device = span.total_seconds() / CATALOGUE[device_class].expected_interval_s
         size = int(max(1, min(MAX_CHUNK_DEVICES, CHUNK_READINGS // max(per_device, 1.0))))
-        if device_class in PEER_METRICS:
+        if device_class in PEER_CLASSES:
             groups = _by_peer_group(members, selected)
         else:
             groups = [[device] for device in members if device.device_id in selected]
@@ -896,6 +926,7 @@ def _backtest(
             for history in read.histories:
                 if history.device.peer_group is not None:
                     by_group.setdefault(history.device.peer_group, []).append(history)
+            harvests = _day_ratios(read.histories)
             for history in read.histories:
                 if history.device.device_id not in read.chunk.evaluate:
                     continue
@@ -906,7 +937,7 @@ def _backtest(
                 ]
                 readings += len(history.unix_s)
                 device = history.device
-                environment = derive(device.place, history.unix_s, history.metrics)
+                environment = _environment(history, peers, harvests)
                 _mark_when_shown(
                     faults, faults_of.get(device.device_id, ()), history, min_spans, environment
                 )

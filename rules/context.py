@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from protocol.catalogue import CATALOGUE
 from protocol.commands import DEFAULT_SCHEDULE
-from protocol.localtime import utc_offsets
+from protocol.localtime import local_days, utc_offsets
 from protocol.solar import (
     clear_sky_irradiance,
     hours_until_sunrise,
@@ -113,12 +113,6 @@ def _local_time(unix_s: Floats, timezone: str) -> tuple[Floats, Floats]:
     return hour, weekday
 
 
-def _local_days(unix_s: Floats, timezone: str) -> npt.NDArray[np.int64]:
-    """The local calendar day of each time, as days since 1970-01-01."""
-    local = np.asarray(unix_s, dtype=np.float64) + utc_offsets(unix_s, timezone)
-    return np.floor(local / SECONDS_PER_DAY).astype(np.int64)
-
-
 def _bits(device_class: DeviceClass, env: dict[str, Floats], count: int) -> None:
     if device_class not in BIT_NAMES:
         return
@@ -140,9 +134,11 @@ def _streetlight(
     clear = panel_wp * clear_sky_irradiance(elevation) / 1_000.0
     env["clear_sky_pv_power"] = clear
     pv = env.get("pv_power", np.full(count, np.nan))
-    days = _local_days(unix_s, place.timezone)
+    days = local_days(unix_s, place.timezone)
+    charging = _charging(env)
     for name, (low, high) in HARVEST_BANDS.items():
-        env[name] = _best_recent_ratio(days, pv, clear, (elevation > low) & (elevation <= high))
+        in_band = (elevation > low) & (elevation <= high) & charging
+        env[name] = _best_recent_ratio(days, pv, clear, in_band)
     night_left = hours_until_sunrise(unix_s, place.latitude, place.longitude)
     env["night_hours_left"] = night_left
     soc = env.get("battery_soc", np.full(count, np.nan))
@@ -170,6 +166,66 @@ def _scheduled_level(elevation: Floats, local_hour: Floats) -> Floats:
     dark = elevation < DEFAULT_SCHEDULE.dark_below_elevation
     level: Floats = np.where(dark, levels[index], 0.0)
     return level
+
+
+DayRatios = Mapping[int, Mapping[str, float]]
+"""Local day -> harvest name -> that day's harvest over clear-sky harvest in the band."""
+
+
+def _charging(env: Mapping[str, Floats]) -> npt.NDArray[np.bool_]:
+    """Readings whose harvest tells of the panel: not those of a controller reporting a
+    charging fault (it harvests nothing whatever the panel)."""
+    fault = env.get("status_charge_mosfet_fault")
+    return np.ones(1, dtype=bool) if fault is None else ~(fault > 0.5)
+
+
+def day_ratios(
+    place: DevicePlace, unix_s: Floats, metrics: Mapping[str, Floats]
+) -> dict[int, dict[str, float]]:
+    """Each local day's harvest ratio in every band of :data:`HARVEST_BANDS`, over the
+    readings of a charging controller (days without one in a band lack it): what a light's
+    peers compare with. ``metrics``: its ``pv_power`` and ``controller_status``."""
+    count = len(unix_s)
+    pv_power = metrics.get("pv_power", np.full(count, np.nan))
+    bits: dict[str, Floats] = {
+        "controller_status": metrics.get("controller_status", np.full(count, np.nan))
+    }
+    _bits(DeviceClass.STREETLIGHT, bits, count)
+    charging = _charging(bits)
+    elevation = solar_elevation(unix_s, place.latitude, place.longitude)
+    clear = place.ratings.get("panel_wp", np.nan) * clear_sky_irradiance(elevation) / 1_000.0
+    days = local_days(unix_s, place.timezone)
+    unique_days, index = np.unique(days, return_inverse=True)
+    found: dict[int, dict[str, float]] = {int(day): {} for day in unique_days}
+    for name, (low, high) in HARVEST_BANDS.items():
+        use = (elevation > low) & (elevation <= high) & ~np.isnan(pv_power) & charging
+        size = len(unique_days)
+        got = np.bincount(index, weights=np.where(use, pv_power, 0.0), minlength=size)
+        could = np.bincount(index, weights=np.where(use, clear, 0.0), minlength=size)
+        for position in np.flatnonzero(could > 0):
+            found[int(unique_days[position])][name] = float(got[position] / could[position])
+    return found
+
+
+def peer_harvest(
+    days: npt.NDArray[np.int64], own: DayRatios, peers: Sequence[DayRatios]
+) -> dict[str, Floats]:
+    """For readings of local ``days``: ``peer_<band>`` = the light's ratio of the day before
+    over the median of its peers' ratios of that day (NaN without either). A cloudy day
+    lowers every light of a street alike; a dirty or shaded panel lowers its own only."""
+    env = {f"peer_{name}": np.full(len(days), np.nan) for name in HARVEST_BANDS}
+    for day in np.unique(days):
+        yesterday = int(day) - 1
+        mine = own.get(yesterday, {})
+        theirs = [peer.get(yesterday, {}) for peer in peers]
+        at = days == day
+        for name in HARVEST_BANDS:
+            values = [ratios[name] for ratios in theirs if name in ratios]
+            if name in mine and values:
+                median = float(np.median(values))
+                if median > 0:
+                    env[f"peer_{name}"][at] = mine[name] / median
+    return env
 
 
 def _best_recent_ratio(
@@ -232,15 +288,23 @@ class DeviceMemory:
         self.last_values = {name: float(values.get(name, np.nan)) for name in metrics}
         return env
 
+    def day_ratios(self) -> dict[int, dict[str, float]]:
+        """Each remembered local day's harvest ratio per band, as :func:`day_ratios`."""
+        return {
+            day: {name: got / could for name, (got, could) in sums.items() if could > 0}
+            for day, sums in self.day_sums.items()
+        }
+
     def _harvest(self, unix_s: float, env: dict[str, Floats]) -> None:
-        day = int(_local_days(np.array([unix_s]), self.place.timezone)[0])
+        day = int(local_days(np.array([unix_s]), self.place.timezone)[0])
         elevation = float(env["sun_elevation"][0])
         pv = float(env.get("pv_power", np.array([np.nan]))[0])
         clear = float(env["clear_sky_pv_power"][0])
+        charging = bool(_charging(env)[0])
         sums = self.day_sums.setdefault(day, {})
         for name, (low, high) in HARVEST_BANDS.items():
             harvested, possible = sums.get(name, (0.0, 0.0))
-            if low < elevation <= high and not np.isnan(pv):
+            if low < elevation <= high and not np.isnan(pv) and charging:
                 harvested, possible = harvested + pv, possible + clear
             sums[name] = (harvested, possible)
             ratios = [

@@ -16,8 +16,9 @@ import numpy as np
 
 from alerts.lifecycle import Scope
 from protocol.catalogue import CATALOGUE
+from protocol.localtime import local_days
 from protocol.topics import DeviceClass
-from rules.context import DeviceMemory, DevicePlace, Floats, peer_median
+from rules.context import DeviceMemory, DevicePlace, Floats, peer_harvest, peer_median
 from rules.core import Change, ConditionState, Phase, step
 from rules.model import Rule, RuleSet
 from rules.names import PEER_MAX_AGE_INTERVALS, PEER_METRICS
@@ -133,14 +134,16 @@ class Evaluator:
 
     def _add_peers(self, device: FleetDevice, unix_s: float, env: dict[str, Floats]) -> None:
         device_class = device.place.device_class
-        metrics = PEER_METRICS.get(device_class, ())
-        if not metrics:
-            return
         others = [
             self.memories[peer]
             for peer in self._peers.get(device.place.device_id, ())
             if peer in self.memories and self.memories[peer].last_unix_s is not None
         ]
+        if device_class is DeviceClass.STREETLIGHT:
+            own = self.memories[device.place.device_id].day_ratios()
+            day = local_days(np.array([unix_s]), device.place.timezone)
+            env.update(peer_harvest(day, own, [memory.day_ratios() for memory in others]))
+        metrics = PEER_METRICS.get(device_class, ())
         max_age = PEER_MAX_AGE_INTERVALS * CATALOGUE[device_class].expected_interval_s
         for metric in metrics:
             peers = [

@@ -31,6 +31,6 @@ def load_fleet(connection: psycopg.Connection) -> dict[str, FleetDevice]:
         scope = Scope(device_id, group, cabinet, building, site)
         place_name = meta.get("building_name") or group or building or ""
         fleet[device_id] = FleetDevice(
-            place, scope, name, str(place_name), peer_group(building, meta)
+            place, scope, name, str(place_name), peer_group(DeviceClass(cls), building, group, meta)
         )
     return fleet

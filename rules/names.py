@@ -18,7 +18,10 @@ Names, by device class (``docs/rules.md`` explains each):
   ``learnt_battery_wh``, ``dusk_battery_soc`` [%], ``dusk_usable_energy_wh`` and
   ``dusk_estimated_usable_energy_wh`` (the charge at dusk in the learnt and the rated
   capacity), ``coming_night_hours`` [h] and ``last_night_mean_level`` [%];
-  ``scheduled_lamp_level`` [%], what the agents' default program asks of the lamp now (0 by
+  ``peer_harvest_ratio``, ``peer_low_sun_harvest_ratio``, ``peer_high_sun_harvest_ratio``
+  (yesterday's ratio of the band over the median of the other lights of its street group:
+  the weather cancels out); ``scheduled_lamp_level`` [%], what the agents' default program
+  asks of the lamp now (0 by
   day, the night's dimming profile after dark; a schedule sent to one device is not known
   here);
 - signs: the ratings ``pixels`` and ``max_power_w``; ``fault_<bit>`` for each bit of
@@ -59,6 +62,8 @@ HARVEST_BANDS: Final = {
     "high_sun_harvest_ratio": (32.0, 90.0),
 }
 """Sun elevation band [deg] over which each harvest ratio sums harvest and clear-sky harvest."""
+PEER_HARVEST_NAMES: Final = tuple(f"peer_{name}" for name in HARVEST_NAMES)
+"""Yesterday's harvest ratio of each band over the median of the street's other lights'."""
 HARVEST_DAYS: Final = 3
 """A harvest ratio is the best of this many complete days: one clear day among them will do."""
 DEFAULT_WARMUP: Final = timedelta(days=HARVEST_DAYS)
@@ -70,6 +75,7 @@ _STREETLIGHT_DERIVED: Final = (
     "night_hours_left",
     "usable_energy_wh",
     "night_energy_needed_wh",
+    *PEER_HARVEST_NAMES,
     "learnt_battery_wh",
     "dusk_battery_soc",
     "dusk_usable_energy_wh",
@@ -82,6 +88,9 @@ PEER_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {
     DeviceClass.BUILDING: ("air_temperature",),
 }
 """Metrics compared with the same metric of a device's peers (the zones of its building)."""
+PEER_CLASSES: Final = frozenset({DeviceClass.BUILDING, DeviceClass.STREETLIGHT})
+"""Classes whose devices are compared with their peers: zones (``PEER_METRICS``), streetlights
+(``PEER_HARVEST_NAMES``)."""
 PEER_MAX_AGE_INTERVALS: Final = 2.0
 
 
@@ -100,8 +109,16 @@ def names_for(device_class: DeviceClass) -> frozenset[str]:
     return frozenset(names)
 
 
-def peer_group(building: str | None, metadata: Mapping[str, object]) -> str | None:
-    """Zones of a building with the same heating and cooling are each other's peers."""
+def peer_group(
+    device_class: DeviceClass,
+    building: str | None,
+    street_group: str | None,
+    metadata: Mapping[str, object],
+) -> str | None:
+    """Zones of a building with the same heating and cooling are each other's peers; the
+    lights of a street group are (they share the sky)."""
+    if device_class is DeviceClass.STREETLIGHT:
+        return None if not street_group else f"street/{street_group}"
     if not building:
         return None
     return f"{building}/heating={metadata.get('heating')}/cooling={metadata.get('cooling')}"

@@ -51,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocol.catalogue import CATALOGUE
-from protocol.localtime import utc_offsets
+from protocol.localtime import local_days, utc_offsets
 from protocol.solar import (
     LAMP_SWITCH_ELEVATION_DEG,
     clear_sky_irradiance,
@@ -100,12 +100,6 @@ class LightPlace:
     timezone: str
     panel_wp: float
     battery_wh: float
-
-
-def local_days(unix_s: Floats, timezone: str) -> Ints:
-    """The local calendar day of each time, as days since 1970-01-01."""
-    local = np.asarray(unix_s, dtype=np.float64) + utc_offsets(unix_s, timezone)
-    return np.floor(local / SECONDS_PER_DAY).astype(np.int64)
 
 
 def nights(unix_s: Floats, timezone: str) -> Ints:

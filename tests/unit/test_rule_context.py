@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from edge_agents.control import LocalState, lamp_level
+from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS
+from protocol.localtime import local_days
 from protocol.solar import clear_sky_irradiance, hours_until_sunrise, solar_elevation
 from protocol.sun import solar_elevation as agent_elevation
 from protocol.topics import DeviceClass
-from rules.context import DeviceMemory, DevicePlace, derive
+from rules.context import DeviceMemory, DevicePlace, day_ratios, derive, peer_harvest
 from rules.core import Change, ConditionState, intervals, step
 from rules.model import parse_rules
 from rules.names import names_for
@@ -149,3 +151,47 @@ def test_scheduled_lamp_level_follows_the_agents_program() -> None:
     ]
     np.testing.assert_allclose(env["scheduled_lamp_level"], expected)
     assert {0.0, 100.0, 60.0, 90.0} <= set(env["scheduled_lamp_level"])
+
+
+def test_a_cloudy_day_lowers_the_street_alike_and_a_dirty_panel_its_own_only() -> None:
+    """peer_harvest_ratio: yesterday's harvest ratio over the median of the street's."""
+    unix, clean = _day_of_light(3, soiling=1.0)
+    _, cloudy = _day_of_light(3, soiling=0.25)  # every light of the street, on a grey run
+    _, dirty = _day_of_light(3, soiling=0.45)
+    street = [day_ratios(LIGHT, unix, clean), day_ratios(LIGHT, unix, clean)]
+    days = local_days(unix, LIGHT.timezone)
+    healthy = peer_harvest(days, day_ratios(LIGHT, unix, clean), street)
+    soiled = peer_harvest(days, day_ratios(LIGHT, unix, dirty), street)
+    grey = [day_ratios(LIGHT, unix, cloudy), day_ratios(LIGHT, unix, cloudy)]
+    grey_day = peer_harvest(days, day_ratios(LIGHT, unix, cloudy), grey)
+    last = len(unix) - 1
+    assert np.isnan(healthy["peer_harvest_ratio"][0]), "no yesterday on the first day"
+    assert healthy["peer_harvest_ratio"][last] == pytest.approx(1.0)
+    assert grey_day["peer_harvest_ratio"][last] == pytest.approx(1.0)
+    assert soiled["peer_harvest_ratio"][last] == pytest.approx(0.45)
+    alone = peer_harvest(days, day_ratios(LIGHT, unix, dirty), [])
+    assert np.isnan(alone["peer_harvest_ratio"]).all(), "no peers: unknown"
+
+
+def test_a_day_of_a_controller_that_does_not_charge_is_left_out_of_the_harvest() -> None:
+    unix, metrics = _day_of_light(3, soiling=1.0)
+    days = local_days(unix, LIGHT.timezone)
+    broken = dict(metrics)
+    broken["pv_power"] = np.where(days == days[-1] - 1, 0.0, metrics["pv_power"])
+    mosfet = float(1 << CHARGE_CONTROLLER_STATUS_BITS.index("charge_mosfet_fault"))
+    broken["controller_status"] = np.where(days == days[-1] - 1, mosfet, 0.0)
+    ratios = day_ratios(LIGHT, unix, broken)
+    assert "harvest_ratio" not in ratios[int(days[-1]) - 1]
+    assert ratios[int(days[-1]) - 2]["harvest_ratio"] == pytest.approx(1.0)
+
+
+def test_the_streaming_memory_keeps_the_day_ratios_the_backtest_computes() -> None:
+    unix, metrics = _day_of_light(4, soiling=0.6)
+    metrics["controller_status"] = np.zeros(len(unix))
+    memory = DeviceMemory(LIGHT)
+    for index in range(len(unix)):
+        memory.derive(float(unix[index]), {k: float(v[index]) for k, v in metrics.items()})
+    batch = day_ratios(LIGHT, unix, metrics)
+    for day, ratios in memory.day_ratios().items():
+        for name, value in ratios.items():
+            assert value == pytest.approx(batch[day][name], rel=1e-12), (day, name)

@@ -48,11 +48,7 @@ def hours_until_sunrise(
     unix = np.asarray(unix_s, dtype=np.float64)
     gamma, hours = gamma_and_hours(unix)
     declination, equation_of_time = declination_and_equation_of_time(gamma)
-    phi = np.radians(latitude)
-    cos_hour_angle = (np.sin(np.radians(elevation_deg)) - np.sin(phi) * np.sin(declination)) / (
-        np.cos(phi) * np.cos(declination)
-    )
-    half_day_deg = np.degrees(np.arccos(np.clip(cos_hour_angle, -1.0, 1.0)))
+    half_day_deg = _half_day_deg(declination, latitude, elevation_deg)
     # true solar time of sunrise [min] -> UTC minutes of the day
     sunrise_utc_h = (720.0 - 4 * half_day_deg - 4 * longitude - equation_of_time) / 60.0
     ahead = np.mod(sunrise_utc_h - hours, 24.0)
@@ -69,16 +65,21 @@ def night_hours(
 ) -> Floats:
     """Length of the night of each time's date [h]: 24 h less the time the sun spends above
     ``elevation_deg`` (declination taken at the time asked: within a minute for that night)."""
-    unix = np.asarray(unix_s, dtype=np.float64)
-    gamma, _ = gamma_and_hours(unix)
+    gamma, _ = gamma_and_hours(np.asarray(unix_s, dtype=np.float64))
     declination, _ = declination_and_equation_of_time(gamma)
+    hours: Floats = 24.0 - 2.0 * _half_day_deg(declination, latitude, elevation_deg) / 15.0
+    return hours
+
+
+def _half_day_deg(declination: Floats, latitude: float, elevation_deg: float) -> Floats:
+    """The hour angle at which the sun crosses ``elevation_deg`` [deg]: half the time it
+    spends above it, at 15 deg an hour (0 where it never rises above, 180 never below)."""
     phi = np.radians(latitude)
     cos_hour_angle = (np.sin(np.radians(elevation_deg)) - np.sin(phi) * np.sin(declination)) / (
         np.cos(phi) * np.cos(declination)
     )
-    half_day_deg = np.degrees(np.arccos(np.clip(cos_hour_angle, -1.0, 1.0)))
-    hours: Floats = 24.0 - 2.0 * half_day_deg / 15.0
-    return hours
+    half_day: Floats = np.degrees(np.arccos(np.clip(cos_hour_angle, -1.0, 1.0)))
+    return half_day
 
 
 def clear_sky_irradiance(elevation_deg: Floats) -> Floats:

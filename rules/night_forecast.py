@@ -15,9 +15,10 @@ The names here let a rule see both coming, hours before dusk, per light, from wh
 itself showed:
 
 ``learnt_battery_wh``
-    the capacity its last nights' discharge shows: energy the lamp drew (over the discharge
-    efficiency) per percent of charge lost, while the panel gave nothing [Wh]; NaN until the
-    last :data:`LEARN_NIGHTS` nights lost :data:`MIN_LEARNT_DROP` percent between them.
+    the capacity its latest night's discharge shows: energy the lamp drew (over the discharge
+    efficiency) per percent of charge lost, while the panel gave nothing [Wh], from the latest
+    of the last :data:`LEARN_NIGHTS` nights that lost :data:`MIN_LEARNT_DROP` percent; NaN
+    without one.
 ``dusk_battery_soc``
     the charge expected at the coming dusk [%]: the charge now, plus the rest of today's
     harvest: today's clearness so far (harvest over clear-sky harvest) times the clear-sky
@@ -43,7 +44,7 @@ per-day and per-night sums.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -82,9 +83,10 @@ DISCHARGE_EFFICIENCY: Final = 0.97
 CHARGE_PATH_EFFICIENCY: Final = 0.96 * 0.97
 """Share of the panel's output that ends up in the battery: MPPT controller, then charging."""
 LEARN_NIGHTS: Final = 3
-"""The capacity is learnt over this many nights before the present one."""
+"""The capacity comes from the latest of this many nights before the present one that lost
+enough charge."""
 MIN_LEARNT_DROP: Final = 5.0
-"""Charge the learning nights must have lost between them for a capacity to be learnt [%]."""
+"""Charge a night must have lost for the capacity it shows to count [%]."""
 NO_HARVEST_W: Final = 0.5
 """Below this panel output a reading counts as discharge only [W]."""
 CURVE_STEP_S: Final = 300
@@ -175,11 +177,15 @@ def _parts(gap_h: Floats, env: Mapping[str, Floats], count: int) -> _Parts:
     )
 
 
-def _learnt(drawn_wh: float | Floats, drop: float | Floats) -> Floats:
-    drawn, lost = np.asarray(drawn_wh, np.float64), np.asarray(drop, np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        learnt: Floats = np.where(lost >= MIN_LEARNT_DROP, 100.0 * drawn / lost, np.nan)
-    return learnt
+def _learnt(nights: Sequence[tuple[float, float]]) -> float:
+    """The capacity the latest night that lost :data:`MIN_LEARNT_DROP` of charge shows
+    (``nights``: energy drawn [Wh] and charge lost [%] of each, oldest first); NaN if none.
+    The latest such night alone, so that a battery that has just worn out shows it the next
+    day, not once its older nights have left the window."""
+    for drawn, lost in reversed(nights):
+        if lost >= MIN_LEARNT_DROP:
+            return 100.0 * drawn / lost
+    return float("nan")
 
 
 def _names(  # noqa: PLR0917 - the six parts of the forecast
@@ -204,12 +210,17 @@ def _names(  # noqa: PLR0917 - the six parts of the forecast
     }
 
 
-def _expected_harvest(harvest: Floats, clear: Floats, remaining_clear: Floats) -> Floats:
+def _expected_harvest(
+    harvest: Floats, clear: Floats, remaining_clear: Floats, env: Mapping[str, Floats]
+) -> Floats:
     """The rest of today's harvest [Wh]: today's clearness so far times the clear-sky energy
-    still to come; 0 before the day has shown any."""
+    still to come; 0 before the day has shown any, and while the controller reports that it
+    cannot charge."""
     with np.errstate(invalid="ignore", divide="ignore"):
         clearness = np.where(clear > 0, harvest / clear, 0.0)
-    expected: Floats = clearness * remaining_clear
+    fault = env.get("status_charge_mosfet_fault")
+    charging = 1.0 if fault is None else np.where(fault > 0.5, 0.0, 1.0)
+    expected: Floats = clearness * remaining_clear * charging
     return expected
 
 
@@ -238,8 +249,8 @@ def derive_forecast(
     learnt_by_night = np.empty(size)
     last_level_by_night = np.full(size, np.nan)
     for position, night in enumerate(unique_nights):
-        window = (unique_nights < night) & (unique_nights >= night - LEARN_NIGHTS)
-        learnt_by_night[position] = _learnt(drawn[window].sum(), dropped[window].sum())
+        window = np.flatnonzero((unique_nights < night) & (unique_nights >= night - LEARN_NIGHTS))
+        learnt_by_night[position] = _learnt([(float(drawn[k]), float(dropped[k])) for k in window])
         previous = np.flatnonzero(unique_nights == night - 1)
         if len(previous) and lit_count[previous[0]] > 0:
             last_level_by_night[position] = level_sum[previous[0]] / lit_count[previous[0]]
@@ -248,7 +259,7 @@ def derive_forecast(
         place,
         env.get("battery_soc", missing),
         learnt_by_night[night_index],
-        _expected_harvest(harvest_today, clear_today, remaining),
+        _expected_harvest(harvest_today, clear_today, remaining, env),
         night_hours(unix_s, place.latitude, place.longitude, LAMP_SWITCH_ELEVATION_DEG),
         last_level_by_night[night_index],
     )
@@ -303,16 +314,17 @@ class ForecastMemory:
         )
         for old in [old for old in self.night_sums if old < night - LEARN_NIGHTS]:
             del self.night_sums[old]
-        window = [sums for past, sums in self.night_sums.items() if past < night]
-        learnt = _learnt(sum(s[0] for s in window), sum(s[1] for s in window))
+        learnt = _learnt(
+            [(sums[0], sums[1]) for past, sums in sorted(self.night_sums.items()) if past < night]
+        )
         last = self.night_sums.get(night - 1)
         last_level = last[2] / last[3] if last is not None and last[3] > 0 else float("nan")
         return _names(
             self.place,
             env.get("battery_soc", np.array([np.nan])),
-            np.atleast_1d(learnt),
+            np.array([learnt]),
             _expected_harvest(
-                np.array([harvest]), np.array([clear]), _remaining_clear_wh(times, curve)
+                np.array([harvest]), np.array([clear]), _remaining_clear_wh(times, curve), env
             ),
             night_hours(
                 times, self.place.latitude, self.place.longitude, LAMP_SWITCH_ELEVATION_DEG

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS
 from protocol.solar import clear_sky_irradiance, night_hours, solar_elevation
 from protocol.topics import DeviceClass
 from rules.context import DeviceMemory, DevicePlace, derive
@@ -29,11 +30,16 @@ def place(battery_wh: float = RATED_WH) -> DevicePlace:
 
 
 def simulated_light(
-    days: int, capacity_wh: float, clearness: float, level: float = 50.0
+    days: int,
+    capacity_wh: float,
+    clearness: float,
+    level: float = 50.0,
+    worn_from_day: tuple[int, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A light whose battery of ``capacity_wh`` charges from a panel under a sky of
     ``clearness`` and feeds a lamp at ``level`` % while the sun is below -1 deg, as the
-    simulator's physics does (losses included), every 5 minutes from a January midnight."""
+    simulator's physics does (losses included), every 5 minutes from a January midnight;
+    ``worn_from_day``: (day, capacity) from which the battery holds only that much."""
     start = datetime(2027, 1, 10, tzinfo=UTC).timestamp()
     unix = start + STEP_S * np.arange(days * 288, dtype=np.float64)
     elevation = solar_elevation(unix, *SEFROU)
@@ -45,7 +51,10 @@ def simulated_light(
     for index in range(len(unix)):
         hours = STEP_S / 3_600.0
         change = pv[index] * CHARGE_PATH_EFFICIENCY - lamp[index] / DISCHARGE_EFFICIENCY
-        charge = float(np.clip(charge + change * hours / capacity_wh * 100.0, 0.0, 100.0))
+        capacity = capacity_wh
+        if worn_from_day is not None and index >= worn_from_day[0] * 288:
+            capacity = worn_from_day[1]
+        charge = float(np.clip(charge + change * hours / capacity * 100.0, 0.0, 100.0))
         soc[index] = charge
     return unix, {
         "pv_power": pv,
@@ -62,6 +71,28 @@ def test_the_capacity_is_learnt_from_the_nights_discharge() -> None:
     env = derive(place(), unix, metrics)
     assert np.isnan(env["learnt_battery_wh"][0])
     assert env["learnt_battery_wh"][-1] == pytest.approx(0.3 * RATED_WH, rel=0.02)
+
+
+def test_a_battery_that_has_just_worn_out_shows_it_the_next_day() -> None:
+    """Worn from the third day on: the afternoon after its first worn night, the learnt
+    capacity is the worn one, not a blend with the healthy nights before."""
+    unix, metrics = simulated_light(
+        4, capacity_wh=RATED_WH, clearness=0.7, level=20.0, worn_from_day=(2, 0.3 * RATED_WH)
+    )
+    env = derive(place(), unix, metrics)
+    afternoon_after = 3 * 288 + 14 * 12  # the fourth day, 14:00 UTC
+    assert env["learnt_battery_wh"][2 * 288 - 1] == pytest.approx(RATED_WH, rel=0.02)
+    assert env["learnt_battery_wh"][afternoon_after] == pytest.approx(0.3 * RATED_WH, rel=0.05)
+
+
+def test_no_more_harvest_is_expected_from_a_controller_that_cannot_charge() -> None:
+    unix, metrics = simulated_light(2, capacity_wh=RATED_WH, clearness=0.7)
+    mosfet = float(1 << CHARGE_CONTROLLER_STATUS_BITS.index("charge_mosfet_fault"))
+    noon = 288 + 12 * 12
+    healthy = derive(place(), unix, metrics)
+    broken = derive(place(), unix, {**metrics, "controller_status": np.full(len(unix), mosfet)})
+    assert healthy["dusk_battery_soc"][noon] > metrics["battery_soc"][noon] + 1.0
+    assert broken["dusk_battery_soc"][noon] == pytest.approx(metrics["battery_soc"][noon])
 
 
 def test_a_healthy_battery_is_learnt_at_its_rating() -> None:

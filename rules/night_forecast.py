@@ -134,7 +134,7 @@ def _remaining_clear_wh(unix_s: Floats, curve: tuple[Floats, Floats]) -> Floats:
 def gaps_h(unix_s: Floats) -> Floats:
     """Hours each reading counts for: since the previous one, at most :data:`MAX_GAP_S`."""
     gaps = np.diff(np.asarray(unix_s, dtype=np.float64), prepend=np.nan)
-    gaps[0] = READING_INTERVAL_S
+    gaps[:1] = READING_INTERVAL_S
     return np.minimum(gaps, MAX_GAP_S) / 3_600.0
 
 
@@ -230,6 +230,8 @@ def derive_forecast(
     """The forecast names of every reading of one light (``env``: its readings and
     ``clear_sky_pv_power``, ``prev_battery_soc``), readings in time order."""
     count = len(unix_s)
+    if count == 0:
+        return {name: np.empty(0) for name in NAMES}
     parts = _parts(gaps_h(unix_s), env, count)
     days = local_days(unix_s, place.timezone)
     unique_days, day_index = np.unique(days, return_inverse=True)

@@ -145,3 +145,9 @@ def test_the_streaming_engine_forecasts_what_the_backtest_forecasts() -> None:
             np.testing.assert_allclose(
                 live[name], whole[name][index : index + 1], rtol=1e-9, equal_nan=True, err_msg=name
             )
+
+
+def test_a_light_without_readings_has_an_empty_forecast() -> None:
+    env = derive(place(), np.empty(0), {"battery_soc": np.empty(0)})
+    for name in NAMES:
+        assert env[name].shape == (0,), name

@@ -57,6 +57,25 @@ def hours_until_sunrise(
     return result
 
 
+def hours_until_sunset(
+    unix_s: Floats,
+    latitude: float,
+    longitude: float,
+    elevation_deg: float = LAMP_SWITCH_ELEVATION_DEG,
+) -> Floats:
+    """Hours from each time until the sun next sets below ``elevation_deg``; 0 by night.
+    As :func:`hours_until_sunrise`, from the other end of the day."""
+    unix = np.asarray(unix_s, dtype=np.float64)
+    gamma, hours = gamma_and_hours(unix)
+    declination, equation_of_time = declination_and_equation_of_time(gamma)
+    half_day_deg = _half_day_deg(declination, latitude, elevation_deg)
+    sunset_utc_h = (720.0 + 4 * half_day_deg - 4 * longitude - equation_of_time) / 60.0
+    ahead = np.mod(sunset_utc_h - hours, 24.0)
+    day = solar_elevation(unix, latitude, longitude) >= elevation_deg
+    result: Floats = np.where(day, ahead, 0.0)
+    return result
+
+
 def night_hours(
     unix_s: Floats,
     latitude: float,

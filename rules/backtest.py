@@ -98,6 +98,8 @@ _DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
     **dict.fromkeys(
         (
             "learnt_battery_wh",
+            "tonight_battery_wh",
+            "tonight_usable_energy_wh",
             "dusk_battery_soc",
             "dusk_usable_energy_wh",
             "dusk_estimated_usable_energy_wh",

@@ -15,9 +15,10 @@ Names, by device class (``docs/rules.md`` explains each):
   and while it is high); ``night_hours_left`` [h]; ``usable_energy_wh`` (charge above the
   low-voltage disconnect) and ``night_energy_needed_wh`` (the lamp's present draw until
   sunrise); tonight's forecast from the light's own readings (:mod:`rules.night_forecast`):
-  ``learnt_battery_wh``, ``dusk_battery_soc`` [%], ``dusk_usable_energy_wh`` and
-  ``dusk_estimated_usable_energy_wh`` (the charge at dusk in the learnt and the rated
-  capacity), ``coming_night_hours`` [h] and ``last_night_mean_level`` [%];
+  ``learnt_battery_wh``, ``tonight_battery_wh``, ``tonight_usable_energy_wh``,
+  ``dusk_battery_soc`` [%],
+  ``dusk_usable_energy_wh`` and ``dusk_estimated_usable_energy_wh`` (the charge at dusk in
+  the learnt and the rated capacity), ``coming_night_hours`` [h] and ``last_night_mean_level`` [%];
   ``peer_harvest_ratio``, ``peer_low_sun_harvest_ratio``, ``peer_high_sun_harvest_ratio``
   (yesterday's ratio of the band over the median of the other lights of its street group:
   the weather cancels out); ``scheduled_lamp_level`` [%], what the agents' default program
@@ -77,6 +78,8 @@ _STREETLIGHT_DERIVED: Final = (
     "night_energy_needed_wh",
     *PEER_HARVEST_NAMES,
     "learnt_battery_wh",
+    "tonight_battery_wh",
+    "tonight_usable_energy_wh",
     "dusk_battery_soc",
     "dusk_usable_energy_wh",
     "dusk_estimated_usable_energy_wh",

@@ -19,11 +19,17 @@ itself showed:
     efficiency) per percent of charge lost, while the panel gave nothing [Wh], from the latest
     of the last :data:`LEARN_NIGHTS` nights that lost :data:`MIN_LEARNT_DROP` percent; NaN
     without one.
+``tonight_battery_wh``
+    the capacity tonight's discharge so far shows, the same way [Wh]; NaN until tonight lost
+    :data:`MIN_LEARNT_DROP` percent: a battery that wears out shows it within the night.
+``tonight_usable_energy_wh``
+    the charge now above the low-voltage disconnect, in that capacity [Wh].
 ``dusk_battery_soc``
     the charge expected at the coming dusk [%]: the charge now, plus the rest of today's
     harvest: today's clearness so far (harvest over clear-sky harvest) times the clear-sky
     energy still to come before sunset, through the controller and into a battery of the
-    learnt capacity (the rated one until learnt); at most 100.
+    learnt capacity (the rated one until learnt), less what a lamp lit by day draws until
+    sunset; between 0 and 100.
 ``dusk_usable_energy_wh``
     that charge above the low-voltage disconnect, in the learnt capacity: what the battery
     will really give tonight [Wh].
@@ -56,6 +62,7 @@ from protocol.localtime import local_days, utc_offsets
 from protocol.solar import (
     LAMP_SWITCH_ELEVATION_DEG,
     clear_sky_irradiance,
+    hours_until_sunset,
     night_hours,
     solar_elevation,
     usable_energy_wh,
@@ -68,6 +75,8 @@ Ints = npt.NDArray[np.int64]
 
 NAMES: Final = (
     "learnt_battery_wh",
+    "tonight_battery_wh",
+    "tonight_usable_energy_wh",
     "dusk_battery_soc",
     "dusk_usable_energy_wh",
     "dusk_estimated_usable_energy_wh",
@@ -188,20 +197,24 @@ def _learnt(nights: Sequence[tuple[float, float]]) -> float:
     return float("nan")
 
 
-def _names(  # noqa: PLR0917 - the six parts of the forecast
+def _names(  # noqa: PLR0917 - the parts of the forecast
     place: LightPlace,
     soc: Floats,
     learnt: Floats,
-    expected_harvest_wh: Floats,
+    net_wh: Floats,
     night_h: Floats,
     last_level: Floats,
+    tonight: Floats,
 ) -> dict[str, Floats]:
+    """net_wh: what the battery gains until dusk, harvest in less a lamp lit by day [Wh]."""
     capacity = np.where(np.isnan(learnt), place.battery_wh, learnt)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gained = expected_harvest_wh * CHARGE_PATH_EFFICIENCY / capacity * 100.0
-    dusk_soc = np.minimum(100.0, soc + np.nan_to_num(gained, nan=0.0))
+        gained = net_wh / capacity * 100.0
+    dusk_soc = np.clip(soc + np.nan_to_num(gained, nan=0.0), 0.0, 100.0)
     return {
         "learnt_battery_wh": learnt,
+        "tonight_battery_wh": tonight,
+        "tonight_usable_energy_wh": usable_energy_wh(soc, tonight),
         "dusk_battery_soc": dusk_soc,
         "dusk_usable_energy_wh": usable_energy_wh(dusk_soc, capacity),
         "dusk_estimated_usable_energy_wh": usable_energy_wh(dusk_soc, place.battery_wh),
@@ -210,18 +223,29 @@ def _names(  # noqa: PLR0917 - the six parts of the forecast
     }
 
 
-def _expected_harvest(
-    harvest: Floats, clear: Floats, remaining_clear: Floats, env: Mapping[str, Floats]
+def _net_until_dusk(  # noqa: PLR0917 - the parts of the day still to come
+    harvest: Floats,
+    clear: Floats,
+    remaining_clear: Floats,
+    env: Mapping[str, Floats],
+    unix_s: Floats,
+    place: LightPlace,
 ) -> Floats:
-    """The rest of today's harvest [Wh]: today's clearness so far times the clear-sky energy
-    still to come; 0 before the day has shown any, and while the controller reports that it
-    cannot charge."""
+    """What the battery gains from now until dusk [Wh]: the rest of today's harvest (today's
+    clearness so far times the clear-sky energy still to come, through the charge path; 0
+    before the day has shown any, and while the controller reports that it cannot charge),
+    less what a lamp lit now (by day: a stuck relay) draws until sunset."""
     with np.errstate(invalid="ignore", divide="ignore"):
         clearness = np.where(clear > 0, harvest / clear, 0.0)
     fault = env.get("status_charge_mosfet_fault")
     charging = 1.0 if fault is None else np.where(fault > 0.5, 0.0, 1.0)
-    expected: Floats = clearness * remaining_clear * charging
-    return expected
+    harvested = clearness * remaining_clear * charging * CHARGE_PATH_EFFICIENCY
+    lamp = np.nan_to_num(env.get("lamp_power", np.zeros(len(unix_s))), nan=0.0)
+    until_dusk = hours_until_sunset(
+        unix_s, place.latitude, place.longitude, LAMP_SWITCH_ELEVATION_DEG
+    )
+    net: Floats = harvested - lamp * until_dusk / DISCHARGE_EFFICIENCY
+    return net
 
 
 def derive_forecast(
@@ -261,10 +285,22 @@ def derive_forecast(
         place,
         env.get("battery_soc", missing),
         learnt_by_night[night_index],
-        _expected_harvest(harvest_today, clear_today, remaining, env),
+        _net_until_dusk(harvest_today, clear_today, remaining, env, unix_s, place),
         night_hours(unix_s, place.latitude, place.longitude, LAMP_SWITCH_ELEVATION_DEG),
         last_level_by_night[night_index],
+        _tonight(
+            _cumulative_within(parts.drawn_wh, night_index),
+            _cumulative_within(parts.drop, night_index),
+        ),
     )
+
+
+def _tonight(drawn_wh: Floats, lost: Floats) -> Floats:
+    """The capacity tonight's discharge so far shows [Wh]; NaN until it lost
+    :data:`MIN_LEARNT_DROP` of charge."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        capacity: Floats = np.where(lost >= MIN_LEARNT_DROP, 100.0 * drawn_wh / lost, np.nan)
+    return capacity
 
 
 def _cumulative_within(values: Floats, group: npt.NDArray[np.intp]) -> Floats:
@@ -325,11 +361,17 @@ class ForecastMemory:
             self.place,
             env.get("battery_soc", np.array([np.nan])),
             np.array([learnt]),
-            _expected_harvest(
-                np.array([harvest]), np.array([clear]), _remaining_clear_wh(times, curve), env
+            _net_until_dusk(
+                np.array([harvest]),
+                np.array([clear]),
+                _remaining_clear_wh(times, curve),
+                env,
+                times,
+                self.place,
             ),
             night_hours(
                 times, self.place.latitude, self.place.longitude, LAMP_SWITCH_ELEVATION_DEG
             ),
             np.array([last_level]),
+            _tonight(np.array([self.night_sums[night][0]]), np.array([self.night_sums[night][1]])),
         )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS
-from protocol.solar import clear_sky_irradiance, night_hours, solar_elevation
+from protocol.solar import clear_sky_irradiance, hours_until_sunset, night_hours, solar_elevation
 from protocol.topics import DeviceClass
 from rules.context import DeviceMemory, DevicePlace, derive
 from rules.night_forecast import CHARGE_PATH_EFFICIENCY, DISCHARGE_EFFICIENCY, NAMES
@@ -34,12 +34,13 @@ def simulated_light(
     capacity_wh: float,
     clearness: float,
     level: float = 50.0,
-    worn_from_day: tuple[int, float] | None = None,
+    worn_from_day: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A light whose battery of ``capacity_wh`` charges from a panel under a sky of
     ``clearness`` and feeds a lamp at ``level`` % while the sun is below -1 deg, as the
     simulator's physics does (losses included), every 5 minutes from a January midnight;
-    ``worn_from_day``: (day, capacity) from which the battery holds only that much."""
+    ``worn_from_day``: (day, capacity) from which (a fraction: within the day) the battery
+    holds only that much."""
     start = datetime(2027, 1, 10, tzinfo=UTC).timestamp()
     unix = start + STEP_S * np.arange(days * 288, dtype=np.float64)
     elevation = solar_elevation(unix, *SEFROU)
@@ -52,7 +53,7 @@ def simulated_light(
         hours = STEP_S / 3_600.0
         change = pv[index] * CHARGE_PATH_EFFICIENCY - lamp[index] / DISCHARGE_EFFICIENCY
         capacity = capacity_wh
-        if worn_from_day is not None and index >= worn_from_day[0] * 288:
+        if worn_from_day is not None and index >= round(worn_from_day[0] * 288):
             capacity = worn_from_day[1]
         charge = float(np.clip(charge + change * hours / capacity * 100.0, 0.0, 100.0))
         soc[index] = charge
@@ -151,3 +152,32 @@ def test_a_light_without_readings_has_an_empty_forecast() -> None:
     env = derive(place(), np.empty(0), {"battery_soc": np.empty(0)})
     for name in NAMES:
         assert env[name].shape == (0,), name
+
+
+def test_a_lamp_stuck_on_by_day_is_counted_until_dusk() -> None:
+    """A lamp lit at noon (its relay stuck) drains the battery until sunset as well."""
+    unix, metrics = simulated_light(2, capacity_wh=RATED_WH, clearness=0.7)
+    noon = 288 + 12 * 12
+    stuck_from = 288 + 8 * 12  # stuck on since 08:00: last night's discharge is as before
+    lamp = metrics["lamp_power"].copy()
+    lamp[stuck_from:] = LAMP_W
+    stuck = {**metrics, "lamp_power": lamp}
+    healthy = derive(place(), unix, metrics)["dusk_battery_soc"][noon]
+    burning = derive(place(), unix, stuck)["dusk_battery_soc"][noon]
+    hours = float(hours_until_sunset(unix[noon : noon + 1], *SEFROU)[0])
+    assert 4.5 < hours < 6.5, "Sefrou in January: sunset about 17:30 UTC"
+    drawn = LAMP_W * hours / DISCHARGE_EFFICIENCY / RATED_WH * 100.0
+    assert healthy < 100.0
+    assert burning == pytest.approx(healthy - drawn, abs=0.1)
+
+
+def test_a_battery_worn_since_last_night_shows_it_within_the_night() -> None:
+    unix, metrics = simulated_light(
+        2, capacity_wh=RATED_WH, clearness=0.7, level=60.0, worn_from_day=(1.5, 0.3 * RATED_WH)
+    )
+    env = derive(place(), unix, metrics)
+    evening = 288 + 21 * 12  # the second day, 21:00 UTC: hours into the worn night
+    assert env["learnt_battery_wh"][evening] == pytest.approx(RATED_WH, rel=0.02)
+    assert env["tonight_battery_wh"][evening] == pytest.approx(0.3 * RATED_WH, rel=0.05)
+    left = (metrics["battery_soc"][evening] - 10) / 100 * env["tonight_battery_wh"][evening]
+    assert env["tonight_usable_energy_wh"][evening] == pytest.approx(max(left, 0.0))

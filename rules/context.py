@@ -9,7 +9,7 @@ same values from what it remembers (the previous reading and the daily harvest s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -288,11 +288,14 @@ class DeviceMemory:
         self.last_values = {name: float(values.get(name, np.nan)) for name in metrics}
         return env
 
-    def day_ratios(self) -> dict[int, dict[str, float]]:
-        """Each remembered local day's harvest ratio per band, as :func:`day_ratios`."""
+    def day_ratios(self, days: Iterable[int] | None = None) -> dict[int, dict[str, float]]:
+        """Each remembered local day's harvest ratio per band (of ``days`` only, if given),
+        as :func:`day_ratios`."""
+        wanted = self.day_sums.keys() if days is None else days
         return {
             day: {name: got / could for name, (got, could) in sums.items() if could > 0}
-            for day, sums in self.day_sums.items()
+            for day in wanted
+            if (sums := self.day_sums.get(day)) is not None
         }
 
     def _harvest(self, unix_s: float, env: dict[str, Floats]) -> None:

@@ -140,9 +140,11 @@ class Evaluator:
             if peer in self.memories and self.memories[peer].last_unix_s is not None
         ]
         if device_class is DeviceClass.STREETLIGHT:
-            own = self.memories[device.place.device_id].day_ratios()
             day = local_days(np.array([unix_s]), device.place.timezone)
-            env.update(peer_harvest(day, own, [memory.day_ratios() for memory in others]))
+            yesterday = [int(day[0]) - 1]  # all peer_harvest reads
+            own = self.memories[device.place.device_id].day_ratios(yesterday)
+            street = [memory.day_ratios(yesterday) for memory in others]
+            env.update(peer_harvest(day, own, street))
         metrics = PEER_METRICS.get(device_class, ())
         max_age = PEER_MAX_AGE_INTERVALS * CATALOGUE[device_class].expected_interval_s
         for metric in metrics:

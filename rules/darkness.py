@@ -2,11 +2,12 @@
 
 A light *went dark* on a night when, at a reading where the sun is below the lamps'
 switching elevation (``scheduled_lamp_level > 0``), its charge controller had cut the lamp to
-save a flat battery (``status_low_voltage_disconnect``), or the lamp was lit below the
-lighting policy's minimum level (:data:`MINIMUM_LEVEL`: a plan that had to go below it, the
-battery unable to carry even the minimum): the street was dark, or darker than the city
-accepts, while it should have been lit. Its *dark moment* is the first such reading of the
-night; a night runs from local noon to the next local noon. These come from the history
+save a flat battery (``status_low_voltage_disconnect``), or the lamp was lit below 90 % of
+the lighting policy's minimum level (:data:`MINIMUM_LEVEL`, :data:`DIM_SHARE`: a plan that
+had to go below it, the battery unable to carry even the minimum): the street was dark, or
+noticeably darker than the city accepts, while it should have been lit. Its *dark moment*
+is the first such reading of the night; a night runs from local noon to the next local
+noon. These come from the history
 itself (the simulated city's own telemetry), not from the injected faults: a healthy light
 in a cloudy week goes dark as surely as a worn battery.
 
@@ -38,6 +39,9 @@ DEFAULT_LEAD: Final = timedelta(hours=4)
 MINIMUM_LEVEL: Final = 20.0
 """The lighting policy's minimum level [%] (``control.lighting_policy``, by default): lit
 below it, a street counts as dark."""
+DIM_SHARE: Final = 0.9
+"""A lamp lit below this share of the minimum level counts as dark: a tenth less light is
+about the least the eye notices, so a plan a hair under the minimum (19.9 %) is not."""
 NAMES_READ: Final = frozenset(
     {"scheduled_lamp_level", "status_low_voltage_disconnect", "lamp_on", "dimming_level"}
 )
@@ -70,7 +74,7 @@ def dark_moments(
     missing = np.full(count, np.nan)
     cut = environment.get("status_low_voltage_disconnect", missing)
     lit = environment.get("lamp_on", missing) > 0.5
-    dim = environment.get("dimming_level", missing) < MINIMUM_LEVEL
+    dim = environment.get("dimming_level", missing) < DIM_SHARE * MINIMUM_LEVEL
     dark = (asked > 0) & ((cut > 0) | (lit & dim))
     nights = night_of(unix_s, timezone)
     found: dict[int, float] = {}

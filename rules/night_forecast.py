@@ -25,11 +25,12 @@ itself showed:
 ``tonight_usable_energy_wh``
     the charge now above the low-voltage disconnect, in that capacity [Wh].
 ``dusk_battery_soc``
-    the charge expected at the coming dusk [%]: the charge now, plus the rest of today's
-    harvest: today's clearness so far (harvest over clear-sky harvest) times the clear-sky
-    energy still to come before sunset, through the controller and into a battery of the
-    learnt capacity (the rated one until learnt), less what a lamp lit by day draws until
-    sunset; between 0 and 100.
+    the charge expected at the coming dusk, as the lighting service will see it when it plans
+    the night (the setting sun at :data:`PLAN_ELEVATION_DEG`) [%]: the charge now, plus the
+    rest of today's harvest until then: the last two hours' clearness (harvest over clear-sky
+    harvest; the day's so far in the morning) times the clear-sky energy still to come,
+    through the controller and into a battery of the learnt capacity (the rated one until
+    learnt), less what a lamp lit by day draws until sunset; between 0 and 100.
 ``dusk_usable_energy_wh``
     that charge above the low-voltage disconnect, in the learnt capacity: what the battery
     will really give tonight [Wh].
@@ -50,6 +51,7 @@ per-day and per-night sums.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -98,6 +100,13 @@ MIN_LEARNT_DROP: Final = 5.0
 """Charge a night must have lost for the capacity it shows to count [%]."""
 NO_HARVEST_W: Final = 0.5
 """Below this panel output a reading counts as discharge only [W]."""
+PLAN_ELEVATION_DEG: Final = 6.0
+"""The lighting service plans the night from the charge it sees when the setting sun passes
+this elevation (``control.lighting_service``: 7 deg above the lamps' -1 deg)."""
+RECENT_S: Final = 2 * 3_600.0
+"""The rest of the day is expected as clear as the last this many seconds [s]."""
+RECENT_MIN_CLEAR_WH: Final = 10.0
+"""...if they could have harvested this much under a clear sky [Wh]; else as the day so far."""
 CURVE_STEP_S: Final = 300
 """Step of the clear-sky curve of a day [s]."""
 
@@ -121,14 +130,17 @@ def nights(unix_s: Floats, timezone: str) -> Ints:
 
 
 def clear_day_curve(day: int, place: LightPlace) -> tuple[Floats, Floats]:
-    """Local day ``day``'s clear-sky panel energy: grid times [s] and the energy from the
-    day's start to each of them [Wh]."""
+    """Local day ``day``'s clear-sky panel energy until the night is planned (the setting
+    sun at :data:`PLAN_ELEVATION_DEG`): grid times [s] and the energy from the day's start to
+    each of them [Wh]."""
     midnight = day * SECONDS_PER_DAY
     offset = float(utc_offsets(np.array([midnight]), place.timezone)[0])
     steps = np.arange(int(SECONDS_PER_DAY) // CURVE_STEP_S + 1, dtype=np.float64)
     grid: Floats = midnight - offset + CURVE_STEP_S * steps
     elevation = solar_elevation(grid, place.latitude, place.longitude)
-    power = place.panel_wp * clear_sky_irradiance(elevation) / 1_000.0
+    afternoon = np.arange(len(grid)) > np.argmax(elevation)
+    planned = afternoon & (elevation < PLAN_ELEVATION_DEG)
+    power = np.where(planned, 0.0, place.panel_wp * clear_sky_irradiance(elevation) / 1_000.0)
     energy = (power[1:] + power[:-1]) / 2 * CURVE_STEP_S / 3_600.0
     return grid, np.concatenate(([0.0], np.cumsum(energy)))
 
@@ -223,20 +235,38 @@ def _names(  # noqa: PLR0917 - the parts of the forecast
     }
 
 
-def _net_until_dusk(  # noqa: PLR0917 - the parts of the day still to come
-    harvest: Floats,
-    clear: Floats,
+@dataclass(frozen=True, slots=True)
+class _Sky:
+    """What the day has shown of the sky at each reading: harvest and clear-sky harvest [Wh],
+    today so far and over the last :data:`RECENT_S`."""
+
+    harvest_today: Floats
+    clear_today: Floats
+    harvest_recent: Floats
+    clear_recent: Floats
+
+    def clearness(self) -> Floats:
+        """The recent hours' clearness, today's so far while they showed too little sky
+        (mornings), 0 before the day showed any."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            today = np.where(self.clear_today > 0, self.harvest_today / self.clear_today, 0.0)
+            recent = self.harvest_recent / self.clear_recent
+        clearness: Floats = np.where(self.clear_recent >= RECENT_MIN_CLEAR_WH, recent, today)
+        return clearness
+
+
+def _net_until_dusk(
+    sky: _Sky,
     remaining_clear: Floats,
     env: Mapping[str, Floats],
     unix_s: Floats,
     place: LightPlace,
 ) -> Floats:
-    """What the battery gains from now until dusk [Wh]: the rest of today's harvest (today's
-    clearness so far times the clear-sky energy still to come, through the charge path; 0
-    before the day has shown any, and while the controller reports that it cannot charge),
-    less what a lamp lit now (by day: a stuck relay) draws until sunset."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        clearness = np.where(clear > 0, harvest / clear, 0.0)
+    """What the battery gains from now until dusk [Wh]: the rest of today's harvest (the
+    recent clearness times the clear-sky energy still to come, through the charge path; none
+    while the controller reports that it cannot charge), less what a lamp lit now (by day: a
+    stuck relay) draws until sunset."""
+    clearness = sky.clearness()
     fault = env.get("status_charge_mosfet_fault")
     charging = 1.0 if fault is None else np.where(fault > 0.5, 0.0, 1.0)
     harvested = clearness * remaining_clear * charging * CHARGE_PATH_EFFICIENCY
@@ -259,8 +289,15 @@ def derive_forecast(
     parts = _parts(gaps_h(unix_s), env, count)
     days = local_days(unix_s, place.timezone)
     unique_days, day_index = np.unique(days, return_inverse=True)
-    harvest_today = _cumulative_within(parts.harvest_wh, day_index)
-    clear_today = _cumulative_within(parts.clear_wh, day_index)
+    total_harvest, total_clear = np.cumsum(parts.harvest_wh), np.cumsum(parts.clear_wh)
+    since = np.searchsorted(unix_s, unix_s - RECENT_S, "right") - 1
+    before = np.clip(since, 0, None)
+    sky = _Sky(
+        harvest_today=_cumulative_within(parts.harvest_wh, day_index),
+        clear_today=_cumulative_within(parts.clear_wh, day_index),
+        harvest_recent=total_harvest - np.where(since >= 0, total_harvest[before], 0.0),
+        clear_recent=total_clear - np.where(since >= 0, total_clear[before], 0.0),
+    )
     remaining = np.empty(count)
     for position, day in enumerate(unique_days):
         members = day_index == position
@@ -285,7 +322,7 @@ def derive_forecast(
         place,
         env.get("battery_soc", missing),
         learnt_by_night[night_index],
-        _net_until_dusk(harvest_today, clear_today, remaining, env, unix_s, place),
+        _net_until_dusk(sky, remaining, env, unix_s, place),
         night_hours(unix_s, place.latitude, place.longitude, LAMP_SWITCH_ELEVATION_DEG),
         last_level_by_night[night_index],
         _tonight(
@@ -324,6 +361,8 @@ class ForecastMemory:
     night_sums: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
     """Night -> (energy drawn [Wh], charge lost [%], sum of lit levels, lit readings)."""
     curves: dict[int, tuple[Floats, Floats]] = field(default_factory=dict)
+    recent: deque[tuple[float, float, float]] = field(default_factory=deque)
+    """The readings of the last :data:`RECENT_S`: time, harvest, clear-sky harvest."""
 
     def derive(self, unix_s: float, env: Mapping[str, Floats]) -> dict[str, Floats]:
         """The forecast names of one new reading (``env``: its 1-element arrays)."""
@@ -339,6 +378,15 @@ class ForecastMemory:
         harvest, clear = self.day_sums.get(day, (0.0, 0.0))
         harvest, clear = harvest + float(parts.harvest_wh[0]), clear + float(parts.clear_wh[0])
         self.day_sums = {day: (harvest, clear)}
+        self.recent.append((unix_s, float(parts.harvest_wh[0]), float(parts.clear_wh[0])))
+        while self.recent[0][0] <= unix_s - RECENT_S:
+            self.recent.popleft()
+        sky = _Sky(
+            np.array([harvest]),
+            np.array([clear]),
+            np.array([sum(item[1] for item in self.recent)]),
+            np.array([sum(item[2] for item in self.recent)]),
+        )
         curve = self.curves.get(day)
         if curve is None:
             self.curves = {day: (curve := clear_day_curve(day, self.place))}
@@ -362,8 +410,7 @@ class ForecastMemory:
             env.get("battery_soc", np.array([np.nan])),
             np.array([learnt]),
             _net_until_dusk(
-                np.array([harvest]),
-                np.array([clear]),
+                sky,
                 _remaining_clear_wh(times, curve),
                 env,
                 times,

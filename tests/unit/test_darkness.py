@@ -8,6 +8,7 @@ import numpy as np
 
 from control.lighting_policy import DEFAULT_LIGHTING
 from rules.darkness import (
+    DIM_SHARE,
     GO_DARK_RULE,
     MINIMUM_LEVEL,
     DarkNight,
@@ -35,18 +36,22 @@ def test_a_light_cut_while_asked_for_went_dark_at_the_first_such_reading() -> No
     assert [night.at for night in found] == [DUSK + timedelta(minutes=10)]
 
 
-def test_a_light_lit_below_the_minimum_level_went_dark_but_not_one_still_switching_on() -> None:
-    """A plan that had to go below the policy's minimum leaves the street dark; the reading
-    at dusk before the agent switched on (off, level 0) is not darkness."""
-    unix_s = DUSK.timestamp() + STEP_S * np.arange(4, dtype=np.float64)
+def test_a_light_lit_well_below_the_minimum_level_went_dark_but_not_one_still_switching_on() -> (
+    None
+):
+    """A plan that had to go below 90 % of the policy's minimum leaves the street dark; a
+    hair under the minimum does not, nor the reading at dusk before the agent switched on
+    (off, level 0)."""
+    unix_s = DUSK.timestamp() + STEP_S * np.arange(5, dtype=np.float64)
+    level = DIM_SHARE * MINIMUM_LEVEL
     env = {
-        "scheduled_lamp_level": np.array([100.0, 100.0, 100.0, 100.0]),
-        "status_low_voltage_disconnect": np.zeros(4),
-        "lamp_on": np.array([0.0, 1.0, 1.0, 1.0]),
-        "dimming_level": np.array([0.0, MINIMUM_LEVEL, MINIMUM_LEVEL - 0.5, 12.0]),
+        "scheduled_lamp_level": np.full(5, 100.0),
+        "status_low_voltage_disconnect": np.zeros(5),
+        "lamp_on": np.array([0.0, 1.0, 1.0, 1.0, 1.0]),
+        "dimming_level": np.array([0.0, MINIMUM_LEVEL, MINIMUM_LEVEL - 0.1, level, level - 0.1]),
     }
     found = dark_moments("sl-1", unix_s, env, "UTC")
-    assert [night.at for night in found] == [DUSK + timedelta(minutes=10)]
+    assert [night.at for night in found] == [DUSK + timedelta(minutes=20)]
 
 
 def test_the_minimum_level_is_the_lighting_policys() -> None:

@@ -7,11 +7,18 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from control import lighting_service
+from control.lighting_policy import DEFAULT_LIGHTING
 from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS
 from protocol.solar import clear_sky_irradiance, hours_until_sunset, night_hours, solar_elevation
 from protocol.topics import DeviceClass
 from rules.context import DeviceMemory, DevicePlace, derive
-from rules.night_forecast import CHARGE_PATH_EFFICIENCY, DISCHARGE_EFFICIENCY, NAMES
+from rules.night_forecast import (
+    CHARGE_PATH_EFFICIENCY,
+    DISCHARGE_EFFICIENCY,
+    NAMES,
+    PLAN_ELEVATION_DEG,
+)
 
 SEFROU = (33.83, -4.84)
 RATED_WH = 1_300.0
@@ -181,3 +188,9 @@ def test_a_battery_worn_since_last_night_shows_it_within_the_night() -> None:
     assert env["tonight_battery_wh"][evening] == pytest.approx(0.3 * RATED_WH, rel=0.05)
     left = (metrics["battery_soc"][evening] - 10) / 100 * env["tonight_battery_wh"][evening]
     assert env["tonight_usable_energy_wh"][evening] == pytest.approx(max(left, 0.0))
+
+
+def test_the_forecast_stops_where_the_lighting_service_plans() -> None:
+    assert (
+        DEFAULT_LIGHTING.gate_elevation_deg + lighting_service.PLAN_ABOVE_GATE_DEG
+    ) == PLAN_ELEVATION_DEG

@@ -210,22 +210,35 @@ def day_ratios(
 def peer_harvest(
     days: npt.NDArray[np.int64], own: DayRatios, peers: Sequence[DayRatios]
 ) -> dict[str, Floats]:
-    """For readings of local ``days``: ``peer_<band>`` = the light's ratio of the day before
-    over the median of its peers' ratios of that day (NaN without either). A cloudy day
-    lowers every light of a street alike; a dirty or shaded panel lowers its own only."""
+    """For readings of local ``days``: ``peer_<band>`` = the light's ratio of its latest
+    complete day with one (yesterday, else up to :data:`HARVEST_DAYS` back: a day its
+    controller did not charge or it had no power has none) over the median of its peers'
+    ratios of that day (NaN without either). A cloudy day lowers every light of a street
+    alike; a dirty or shaded panel lowers its own only."""
     env = {f"peer_{name}": np.full(len(days), np.nan) for name in HARVEST_BANDS}
     for day in np.unique(days):
-        yesterday = int(day) - 1
-        mine = own.get(yesterday, {})
-        theirs = [peer.get(yesterday, {}) for peer in peers]
         at = days == day
         for name in HARVEST_BANDS:
-            values = [ratios[name] for ratios in theirs if name in ratios]
-            if name in mine and values:
-                median = float(np.median(values))
-                if median > 0:
-                    env[f"peer_{name}"][at] = mine[name] / median
+            latest = next(
+                (
+                    past
+                    for past in range(int(day) - 1, int(day) - 1 - HARVEST_DAYS, -1)
+                    if name in own.get(past, {})
+                ),
+                None,
+            )
+            if latest is None:
+                continue
+            values = [peer[latest][name] for peer in peers if name in peer.get(latest, {})]
+            median = float(np.median(values)) if values else 0.0
+            if median > 0:
+                env[f"peer_{name}"][at] = own[latest][name] / median
     return env
+
+
+def recent_days(day: int) -> list[int]:
+    """The days :func:`peer_harvest` may read for readings of local ``day``."""
+    return list(range(day - HARVEST_DAYS, day))
 
 
 def _best_recent_ratio(

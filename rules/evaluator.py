@@ -18,7 +18,14 @@ from alerts.lifecycle import Scope
 from protocol.catalogue import CATALOGUE
 from protocol.localtime import local_days
 from protocol.topics import DeviceClass
-from rules.context import DeviceMemory, DevicePlace, Floats, peer_harvest, peer_median
+from rules.context import (
+    DeviceMemory,
+    DevicePlace,
+    Floats,
+    peer_harvest,
+    peer_median,
+    recent_days,
+)
 from rules.core import Change, ConditionState, Phase, step
 from rules.model import Rule, RuleSet
 from rules.names import PEER_MAX_AGE_INTERVALS, PEER_METRICS
@@ -141,9 +148,9 @@ class Evaluator:
         ]
         if device_class is DeviceClass.STREETLIGHT:
             day = local_days(np.array([unix_s]), device.place.timezone)
-            yesterday = [int(day[0]) - 1]  # all peer_harvest reads
-            own = self.memories[device.place.device_id].day_ratios(yesterday)
-            street = [memory.day_ratios(yesterday) for memory in others]
+            wanted = recent_days(int(day[0]))
+            own = self.memories[device.place.device_id].day_ratios(wanted)
+            street = [memory.day_ratios(wanted) for memory in others]
             env.update(peer_harvest(day, own, street))
         metrics = PEER_METRICS.get(device_class, ())
         max_age = PEER_MAX_AGE_INTERVALS * CATALOGUE[device_class].expected_interval_s

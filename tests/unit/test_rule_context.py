@@ -195,3 +195,15 @@ def test_the_streaming_memory_keeps_the_day_ratios_the_backtest_computes() -> No
     for day, ratios in memory.day_ratios().items():
         for name, value in ratios.items():
             assert value == pytest.approx(batch[day][name], rel=1e-12), (day, name)
+
+
+def test_a_day_without_its_own_harvest_is_skipped_for_the_day_before() -> None:
+    """A day its controller did not charge leaves no ratio: the light is compared with its
+    street on the latest day it has one, not judged by clear sky in a grey week."""
+    street = {5: {"harvest_ratio": 0.3}, 6: {"harvest_ratio": 0.9}}
+    own = {5: {"harvest_ratio": 0.3}}  # day 6: its controller did not charge
+    found = peer_harvest(np.array([7, 7]), own, [street, street])
+    assert found["peer_harvest_ratio"].tolist() == [1.0, 1.0]
+    assert np.isnan(peer_harvest(np.array([9]), own, [street])["peer_harvest_ratio"][0]), (
+        "nothing within the last 3 days"
+    )

@@ -40,6 +40,7 @@ from rules.backtest import backtest
 from rules.model import load_rules, parse_rules
 from rules.service import RulesConfig, RulesService
 from simulators.history import HistoryOptions, generate_history
+from whatif.lighting import PlatformLighting
 
 Progress = Callable[[str], None]
 FAULT_LIGHTS: Final = 300
@@ -365,7 +366,15 @@ def measure_backtest(
     start = end - timedelta(days=days)
     progress(f"generating {days:g} days of history of {len(inventory.devices):,} devices")
     history = generate_history(
-        HistoryOptions(inventory, start, end, seed=11, faults=(), run_name="bench-alerts"),
+        HistoryOptions(
+            inventory,
+            start,
+            end,
+            seed=11,
+            faults=(),
+            run_name="bench-alerts",
+            lighting=PlatformLighting(inventory),  # the lights as live: the lighting service's
+        ),
         database_url,
         progress=lambda _: None,
     )

@@ -373,7 +373,7 @@ def measure_backtest(
             seed=11,
             faults=(),
             run_name="bench-alerts",
-            lighting=PlatformLighting(inventory),  # the lights as live: the lighting service's
+            lighting=PlatformLighting(inventory),  # the lights run as live, on nightly plans
         ),
         database_url,
         progress=lambda _: None,

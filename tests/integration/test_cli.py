@@ -153,6 +153,22 @@ def test_a_site_can_be_named_instead_of_given_as_a_path() -> None:
             "--from 'yesterday' is not an ISO date",
         ),
         (["history", "--from", "2026-01-02", "--to", "2026-01-01"], "--to must be after --from"),
+        (
+            [
+                "history",
+                "--from",
+                "2026-12-01",
+                "--to",
+                "2026-12-08",
+                "--cloudy-from",
+                "2027-01-01",
+            ],
+            "the overcast run 2027-01-01 to 2027-01-05 is not within the period",
+        ),
+        (
+            ["history", "--from", "2026-12-01", "--to", "2026-12-08", "--lighting", "x"],
+            "--lighting",
+        ),
         (["simulate", "--start", "noon"], "--start 'noon' is not an ISO date"),
         (["simulate", "--faults", "nowhere.yaml"], "cannot read the fault file"),
         (["simulate", "--speed", "0"], "speed must be positive"),

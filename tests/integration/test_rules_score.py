@@ -77,6 +77,9 @@ def test_a_fault_file_is_scored_from_when_each_fault_shows(
     assert _databases(postgres_server) == before, "the scratch database was dropped"
 
 
+OVERCAST = ["--from", "2026-12-07", "--to", "2026-12-21", "--cloudy-from", "2026-12-09"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [
@@ -87,6 +90,23 @@ def test_a_fault_file_is_scored_from_when_each_fault_shows(
             ["--from", "2026-01-12", "--to", "2026-01-13", "--random-faults", "-1"],
             "--random-faults",
         ),
+        (
+            ["--from", "2026-12-07", "--to", "2026-12-21", "--cloudy-from", "soon"],
+            "--cloudy-from 'soon' is not an ISO date",
+        ),
+        (
+            ["--from", "2026-12-07", "--to", "2026-12-21", "--cloudy-from", "2026-12-19"],
+            "the overcast run 2026-12-19 to 2026-12-23 is not within the period",
+        ),
+        (
+            [*OVERCAST, "--cloudy-days", "0"],
+            "--cloudy-days 0: give at least 1 day",
+        ),
+        (
+            [*OVERCAST, "--clearness", "1.5"],
+            "--clearness 1.5: a clearness index is between 0 and 1",
+        ),
+        (["--from", "2026-12-07", "--to", "2026-12-21", "--lighting", "sun"], "--lighting"),
     ],
 )
 def test_bad_input_is_named(arguments: list[str], named: str) -> None:

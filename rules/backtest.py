@@ -54,6 +54,7 @@ from rules.model import Rule, RuleSet, Scope
 from rules.names import (
     BIT_NAMES,
     DEFAULT_WARMUP,
+    FORECAST_NAMES,
     HARVEST_NAMES,
     PEER_CLASSES,
     PEER_MAX_AGE_INTERVALS,
@@ -95,17 +96,7 @@ _DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
     "usable_energy_wh": ("battery_soc",),
     "night_energy_needed_wh": ("lamp_power",),
     **{f"peer_{name}": ("pv_power", "controller_status") for name in HARVEST_NAMES},
-    **dict.fromkeys(
-        (
-            "learnt_battery_wh",
-            "tonight_battery_wh",
-            "tonight_usable_energy_wh",
-            "dusk_battery_soc",
-            "dusk_usable_energy_wh",
-            "dusk_estimated_usable_energy_wh",
-        ),
-        ("pv_power", "battery_soc", "lamp_power"),
-    ),
+    **dict.fromkeys(FORECAST_NAMES, ("pv_power", "battery_soc", "lamp_power", "controller_status")),
     "coming_night_hours": (),
     "last_night_mean_level": ("lamp_on", "dimming_level"),
     "clear_sky_pv_power": (),

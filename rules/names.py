@@ -69,14 +69,7 @@ HARVEST_DAYS: Final = 3
 """A harvest ratio is the best of this many complete days: one clear day among them will do."""
 DEFAULT_WARMUP: Final = timedelta(days=HARVEST_DAYS)
 """History a backtest reads before its period, so that every name starts as the live engine's."""
-_STREETLIGHT_DERIVED: Final = (
-    "scheduled_lamp_level",
-    "clear_sky_pv_power",
-    *HARVEST_NAMES,
-    "night_hours_left",
-    "usable_energy_wh",
-    "night_energy_needed_wh",
-    *PEER_HARVEST_NAMES,
+FORECAST_NAMES: Final = (
     "learnt_battery_wh",
     "tonight_battery_wh",
     "tonight_usable_energy_wh",
@@ -85,6 +78,17 @@ _STREETLIGHT_DERIVED: Final = (
     "dusk_estimated_usable_energy_wh",
     "coming_night_hours",
     "last_night_mean_level",
+)
+"""Tonight's forecast of a streetlight's battery (:mod:`rules.night_forecast`)."""
+_STREETLIGHT_DERIVED: Final = (
+    "scheduled_lamp_level",
+    "clear_sky_pv_power",
+    *HARVEST_NAMES,
+    "night_hours_left",
+    "usable_energy_wh",
+    "night_energy_needed_wh",
+    *PEER_HARVEST_NAMES,
+    *FORECAST_NAMES,
 )
 _TIME_NAMES: Final = ("sun_elevation", "local_hour", "weekday")
 PEER_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {

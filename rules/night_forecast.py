@@ -71,20 +71,12 @@ from protocol.solar import (
 )
 from protocol.sun import SECONDS_PER_DAY
 from protocol.topics import DeviceClass
+from rules.names import FORECAST_NAMES
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
-NAMES: Final = (
-    "learnt_battery_wh",
-    "tonight_battery_wh",
-    "tonight_usable_energy_wh",
-    "dusk_battery_soc",
-    "dusk_usable_energy_wh",
-    "dusk_estimated_usable_energy_wh",
-    "coming_night_hours",
-    "last_night_mean_level",
-)
+NAMES: Final = FORECAST_NAMES
 READING_INTERVAL_S: Final = float(CATALOGUE[DeviceClass.STREETLIGHT].expected_interval_s)
 MAX_GAP_S: Final = 2 * READING_INTERVAL_S
 """A reading counts for the time since the previous one, at most this [s] (the first one for

@@ -9,6 +9,7 @@ to the last bit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy.typing as npt
 from protocol.sun import (
     declination_and_equation_of_time,
     elevation_at,
+    elevation_from,
     gamma_and_hours,
 )
 
@@ -33,28 +35,57 @@ def solar_elevation(unix_s: Floats, latitude: float, longitude: float) -> Floats
     return elevation_at(unix_s, latitude, longitude)
 
 
+@dataclass(frozen=True, slots=True)
+class SunHours:
+    """The sun at each time, against one elevation (the agents' -1 deg by default)."""
+
+    elevation: Floats
+    """The sun's elevation [deg]."""
+    until_sunrise: Floats
+    """Hours until it next rises above the elevation; 0 while it is above."""
+    until_sunset: Floats
+    """Hours until it next sets below the elevation; 0 while it is below."""
+    night: Floats
+    """Length of the night of the time's date: 24 h less the time it spends above [h]."""
+
+
+def sun_hours(
+    unix_s: Floats,
+    latitude: float,
+    longitude: float,
+    elevation_deg: float = LAMP_SWITCH_ELEVATION_DEG,
+) -> SunHours:
+    """Sunrise, sunset and the night's length at each time, the sun's position computed once.
+
+    The crossings come from the hour angle at which the sun crosses ``elevation_deg``
+    (declination and equation of time taken at the time asked, which is within a minute of
+    exact for the hours of one night or day).
+    """
+    unix = np.asarray(unix_s, dtype=np.float64)
+    gamma, hours = gamma_and_hours(unix)
+    declination, equation_of_time = declination_and_equation_of_time(gamma)
+    elevation = elevation_from(hours, declination, equation_of_time, latitude, longitude)
+    half_day_deg = _half_day_deg(declination, latitude, elevation_deg)
+    # true solar time of the crossings [min] -> UTC hours of the day
+    noon_utc_h = (720.0 - 4 * longitude - equation_of_time) / 60.0
+    half_day_h = 4 * half_day_deg / 60.0
+    up = elevation >= elevation_deg
+    return SunHours(
+        elevation=elevation,
+        until_sunrise=np.where(up, 0.0, np.mod(noon_utc_h - half_day_h - hours, 24.0)),
+        until_sunset=np.where(up, np.mod(noon_utc_h + half_day_h - hours, 24.0), 0.0),
+        night=24.0 - 2.0 * half_day_deg / 15.0,
+    )
+
+
 def hours_until_sunrise(
     unix_s: Floats,
     latitude: float,
     longitude: float,
     elevation_deg: float = LAMP_SWITCH_ELEVATION_DEG,
 ) -> Floats:
-    """Hours from each time until the sun next rises above ``elevation_deg``; 0 by day.
-
-    The rising time comes from the hour angle at which the sun crosses ``elevation_deg``
-    (declination and equation of time taken at the time asked, which is within a minute of
-    exact for the hours of one night).
-    """
-    unix = np.asarray(unix_s, dtype=np.float64)
-    gamma, hours = gamma_and_hours(unix)
-    declination, equation_of_time = declination_and_equation_of_time(gamma)
-    half_day_deg = _half_day_deg(declination, latitude, elevation_deg)
-    # true solar time of sunrise [min] -> UTC minutes of the day
-    sunrise_utc_h = (720.0 - 4 * half_day_deg - 4 * longitude - equation_of_time) / 60.0
-    ahead = np.mod(sunrise_utc_h - hours, 24.0)
-    night = solar_elevation(unix, latitude, longitude) < elevation_deg
-    result: Floats = np.where(night, ahead, 0.0)
-    return result
+    """Hours from each time until the sun next rises above ``elevation_deg``; 0 by day."""
+    return sun_hours(unix_s, latitude, longitude, elevation_deg).until_sunrise
 
 
 def hours_until_sunset(
@@ -63,17 +94,8 @@ def hours_until_sunset(
     longitude: float,
     elevation_deg: float = LAMP_SWITCH_ELEVATION_DEG,
 ) -> Floats:
-    """Hours from each time until the sun next sets below ``elevation_deg``; 0 by night.
-    As :func:`hours_until_sunrise`, from the other end of the day."""
-    unix = np.asarray(unix_s, dtype=np.float64)
-    gamma, hours = gamma_and_hours(unix)
-    declination, equation_of_time = declination_and_equation_of_time(gamma)
-    half_day_deg = _half_day_deg(declination, latitude, elevation_deg)
-    sunset_utc_h = (720.0 + 4 * half_day_deg - 4 * longitude - equation_of_time) / 60.0
-    ahead = np.mod(sunset_utc_h - hours, 24.0)
-    day = solar_elevation(unix, latitude, longitude) >= elevation_deg
-    result: Floats = np.where(day, ahead, 0.0)
-    return result
+    """Hours from each time until the sun next sets below ``elevation_deg``; 0 by night."""
+    return sun_hours(unix_s, latitude, longitude, elevation_deg).until_sunset
 
 
 def night_hours(
@@ -83,11 +105,8 @@ def night_hours(
     elevation_deg: float = LAMP_SWITCH_ELEVATION_DEG,
 ) -> Floats:
     """Length of the night of each time's date [h]: 24 h less the time the sun spends above
-    ``elevation_deg`` (declination taken at the time asked: within a minute for that night)."""
-    gamma, _ = gamma_and_hours(np.asarray(unix_s, dtype=np.float64))
-    declination, _ = declination_and_equation_of_time(gamma)
-    hours: Floats = 24.0 - 2.0 * _half_day_deg(declination, latitude, elevation_deg) / 15.0
-    return hours
+    ``elevation_deg``."""
+    return sun_hours(unix_s, latitude, longitude, elevation_deg).night
 
 
 def _half_day_deg(declination: Floats, latitude: float, elevation_deg: float) -> Floats:

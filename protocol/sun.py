@@ -29,6 +29,14 @@ def elevation_at(unix_s: Floats, latitude: float, longitude: float) -> Floats:
     """:func:`solar_elevation` at each UNIX time [s] of an array (the rules' backtests)."""
     gamma, hours = gamma_and_hours(np.asarray(unix_s, dtype=np.float64))
     declination, equation_of_time = declination_and_equation_of_time(gamma)
+    return elevation_from(hours, declination, equation_of_time, latitude, longitude)
+
+
+def elevation_from(
+    hours: Floats, declination: Floats, equation_of_time: Floats, latitude: float, longitude: float
+) -> Floats:
+    """The elevation [deg] from the UTC hour, declination [rad] and equation of time [min]
+    (:func:`gamma_and_hours`, :func:`declination_and_equation_of_time`)."""
     true_solar_minutes = hours * 60 + equation_of_time + 4 * longitude
     hour_angle = np.radians(true_solar_minutes / 4 - 180)
     phi = np.radians(latitude)

@@ -19,9 +19,10 @@ from protocol.catalogue import CATALOGUE
 from protocol.commands import DEFAULT_SCHEDULE
 from protocol.localtime import local_days, utc_offsets
 from protocol.solar import (
+    SunHours,
     clear_sky_irradiance,
-    hours_until_sunrise,
     solar_elevation,
+    sun_hours,
     usable_energy_wh,
 )
 from protocol.sun import SECONDS_PER_DAY
@@ -83,7 +84,17 @@ def derive(
     env: dict[str, Floats] = {
         name: np.asarray(values, np.float64) for name, values in metrics.items()
     }
-    elevation = solar_elevation(unix_s, place.latitude, place.longitude)
+    # A streetlight's names need the sunrise and sunset as well: the sun is computed once.
+    sun = (
+        sun_hours(unix_s, place.latitude, place.longitude)
+        if place.device_class is DeviceClass.STREETLIGHT
+        else None
+    )
+    elevation = (
+        sun.elevation
+        if sun is not None
+        else solar_elevation(unix_s, place.latitude, place.longitude)
+    )
     env["sun_elevation"] = elevation
     local_hour, weekday = _local_time(unix_s, place.timezone)
     env["local_hour"], env["weekday"] = local_hour, weekday
@@ -97,10 +108,10 @@ def derive(
         env[f"delta_{metric}"] = values - previous
         env[f"rate_{metric}"] = (values - previous) / gaps_h
     _bits(place.device_class, env, count)
-    if place.device_class is DeviceClass.STREETLIGHT:
-        _streetlight(place, unix_s, elevation, env)
+    if sun is not None:
+        _streetlight(place, unix_s, sun, env)
         if forecast:
-            env.update(derive_forecast(light_place(place), unix_s, env))
+            env.update(derive_forecast(light_place(place), unix_s, env, sun))
     return env
 
 
@@ -124,10 +135,9 @@ def _bits(device_class: DeviceClass, env: dict[str, Floats], count: int) -> None
         env[f"{prefix}_{bit}"] = np.where(known, (whole >> position) & 1, np.nan).astype(np.float64)
 
 
-def _streetlight(
-    place: DevicePlace, unix_s: Floats, elevation: Floats, env: dict[str, Floats]
-) -> None:
+def _streetlight(place: DevicePlace, unix_s: Floats, sun: SunHours, env: dict[str, Floats]) -> None:
     count = len(unix_s)
+    elevation = sun.elevation
     panel_wp = place.ratings.get("panel_wp", np.nan)
     battery_wh = place.ratings.get("battery_wh", np.nan)
     env["scheduled_lamp_level"] = _scheduled_level(elevation, env["local_hour"])
@@ -139,7 +149,7 @@ def _streetlight(
     for name, (low, high) in HARVEST_BANDS.items():
         in_band = (elevation > low) & (elevation <= high) & charging
         env[name] = _best_recent_ratio(days, pv, clear, in_band)
-    night_left = hours_until_sunrise(unix_s, place.latitude, place.longitude)
+    night_left = sun.until_sunrise
     env["night_hours_left"] = night_left
     soc = env.get("battery_soc", np.full(count, np.nan))
     env["usable_energy_wh"] = usable_energy_wh(soc, battery_wh)

@@ -62,11 +62,10 @@ import numpy.typing as npt
 from protocol.catalogue import CATALOGUE
 from protocol.localtime import local_days, utc_offsets
 from protocol.solar import (
-    LAMP_SWITCH_ELEVATION_DEG,
+    SunHours,
     clear_sky_irradiance,
-    hours_until_sunset,
-    night_hours,
     solar_elevation,
+    sun_hours,
     usable_energy_wh,
 )
 from protocol.sun import SECONDS_PER_DAY
@@ -248,11 +247,7 @@ class _Sky:
 
 
 def _net_until_dusk(
-    sky: _Sky,
-    remaining_clear: Floats,
-    env: Mapping[str, Floats],
-    unix_s: Floats,
-    place: LightPlace,
+    sky: _Sky, remaining_clear: Floats, env: Mapping[str, Floats], until_dusk: Floats
 ) -> Floats:
     """What the battery gains from now until dusk [Wh]: the rest of today's harvest (the
     recent clearness times the clear-sky energy still to come, through the charge path; none
@@ -262,19 +257,17 @@ def _net_until_dusk(
     fault = env.get("status_charge_mosfet_fault")
     charging = 1.0 if fault is None else np.where(fault > 0.5, 0.0, 1.0)
     harvested = clearness * remaining_clear * charging * CHARGE_PATH_EFFICIENCY
-    lamp = np.nan_to_num(env.get("lamp_power", np.zeros(len(unix_s))), nan=0.0)
-    until_dusk = hours_until_sunset(
-        unix_s, place.latitude, place.longitude, LAMP_SWITCH_ELEVATION_DEG
-    )
+    lamp = np.nan_to_num(env.get("lamp_power", np.zeros(len(until_dusk))), nan=0.0)
     net: Floats = harvested - lamp * until_dusk / DISCHARGE_EFFICIENCY
     return net
 
 
 def derive_forecast(
-    place: LightPlace, unix_s: Floats, env: Mapping[str, Floats]
+    place: LightPlace, unix_s: Floats, env: Mapping[str, Floats], sun: SunHours
 ) -> dict[str, Floats]:
     """The forecast names of every reading of one light (``env``: its readings and
-    ``clear_sky_pv_power``, ``prev_battery_soc``), readings in time order."""
+    ``clear_sky_pv_power``, ``prev_battery_soc``; ``sun``: :func:`protocol.solar.sun_hours`
+    at the lamps' switching elevation), readings in time order."""
     count = len(unix_s)
     if count == 0:
         return {name: np.empty(0) for name in NAMES}
@@ -314,8 +307,8 @@ def derive_forecast(
         place,
         env.get("battery_soc", missing),
         learnt_by_night[night_index],
-        _net_until_dusk(sky, remaining, env, unix_s, place),
-        night_hours(unix_s, place.latitude, place.longitude, LAMP_SWITCH_ELEVATION_DEG),
+        _net_until_dusk(sky, remaining, env, sun.until_sunset),
+        sun.night,
         last_level_by_night[night_index],
         _tonight(
             _cumulative_within(parts.drawn_wh, night_index),
@@ -383,6 +376,7 @@ class ForecastMemory:
         if curve is None:
             self.curves = {day: (curve := clear_day_curve(day, self.place))}
         night = int(nights(times, self.place.timezone)[0])
+        sun = sun_hours(times, self.place.latitude, self.place.longitude)
         drawn, lost, levels, lit = self.night_sums.get(night, (0.0, 0.0, 0.0, 0.0))
         self.night_sums[night] = (
             drawn + float(parts.drawn_wh[0]),
@@ -401,16 +395,8 @@ class ForecastMemory:
             self.place,
             env.get("battery_soc", np.array([np.nan])),
             np.array([learnt]),
-            _net_until_dusk(
-                sky,
-                _remaining_clear_wh(times, curve),
-                env,
-                times,
-                self.place,
-            ),
-            night_hours(
-                times, self.place.latitude, self.place.longitude, LAMP_SWITCH_ELEVATION_DEG
-            ),
+            _net_until_dusk(sky, _remaining_clear_wh(times, curve), env, sun.until_sunset),
+            sun.night,
             np.array([last_level]),
             _tonight(np.array([self.night_sums[night][0]]), np.array([self.night_sums[night][1]])),
         )

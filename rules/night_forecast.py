@@ -341,11 +341,12 @@ class ForecastMemory:
 
     place: LightPlace
     last_unix_s: float | None = None
-    day_sums: dict[int, tuple[float, float]] = field(default_factory=dict)
-    """Local day -> (harvest, clear-sky harvest) so far [Wh]."""
+    today: tuple[int, float, float] = (-1, 0.0, 0.0)
+    """The local day of the latest reading, its harvest and clear-sky harvest so far [Wh]."""
+    curve: tuple[Floats, Floats] | None = None
+    """That day's :func:`clear_day_curve`."""
     night_sums: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
     """Night -> (energy drawn [Wh], charge lost [%], sum of lit levels, lit readings)."""
-    curves: dict[int, tuple[Floats, Floats]] = field(default_factory=dict)
     recent: deque[tuple[float, float, float]] = field(default_factory=deque)
     """The readings of the last :data:`RECENT_S`: time, harvest, clear-sky harvest."""
 
@@ -360,9 +361,11 @@ class ForecastMemory:
         self.last_unix_s = unix_s
         parts = _parts(np.array([gap]), env, 1)
         day = int(local_days(times, self.place.timezone)[0])
-        harvest, clear = self.day_sums.get(day, (0.0, 0.0))
-        harvest, clear = harvest + float(parts.harvest_wh[0]), clear + float(parts.clear_wh[0])
-        self.day_sums = {day: (harvest, clear)}
+        if day != self.today[0] or self.curve is None:
+            self.today, self.curve = (day, 0.0, 0.0), clear_day_curve(day, self.place)
+        harvest = self.today[1] + float(parts.harvest_wh[0])
+        clear = self.today[2] + float(parts.clear_wh[0])
+        self.today = (day, harvest, clear)
         self.recent.append((unix_s, float(parts.harvest_wh[0]), float(parts.clear_wh[0])))
         while self.recent[0][0] <= unix_s - RECENT_S:
             self.recent.popleft()
@@ -372,9 +375,6 @@ class ForecastMemory:
             np.array([sum(item[1] for item in self.recent)]),
             np.array([sum(item[2] for item in self.recent)]),
         )
-        curve = self.curves.get(day)
-        if curve is None:
-            self.curves = {day: (curve := clear_day_curve(day, self.place))}
         night = int(nights(times, self.place.timezone)[0])
         sun = sun_hours(times, self.place.latitude, self.place.longitude)
         drawn, lost, levels, lit = self.night_sums.get(night, (0.0, 0.0, 0.0, 0.0))
@@ -395,7 +395,7 @@ class ForecastMemory:
             self.place,
             env.get("battery_soc", np.array([np.nan])),
             np.array([learnt]),
-            _net_until_dusk(sky, _remaining_clear_wh(times, curve), env, sun.until_sunset),
+            _net_until_dusk(sky, _remaining_clear_wh(times, self.curve), env, sun.until_sunset),
             sun.night,
             np.array([last_level]),
             _tonight(np.array([self.night_sums[night][0]]), np.array([self.night_sums[night][1]])),

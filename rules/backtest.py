@@ -36,6 +36,7 @@ from alerts.lifecycle import Scope as AlertScope
 from protocol.catalogue import CATALOGUE
 from protocol.faults import FaultType
 from protocol.localtime import local_days
+from protocol.solar import solar_elevation
 from protocol.topics import DeviceClass
 from rules.context import DayRatios, DevicePlace, day_ratios, derive, peer_harvest, peer_median
 from rules.core import intervals
@@ -59,6 +60,7 @@ from rules.names import (
     PEER_CLASSES,
     PEER_MAX_AGE_INTERVALS,
     PEER_METRICS,
+    ZONE_MODEL_NAMES,
     peer_group,
 )
 from rules.observability import hidden_by, names_read_by_class, observable_from
@@ -73,6 +75,8 @@ from rules.scoring import (
     Score,
     score,
 )
+from rules.zone_model import READ as ZONE_MODEL_READ
+from rules.zone_model import ZoneHistory, expected_temperatures
 
 Floats = npt.NDArray[np.float64]
 StateRow = tuple[float, bool, str | None, str | None]
@@ -99,6 +103,7 @@ _DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
     **dict.fromkeys(FORECAST_NAMES, ("pv_power", "battery_soc", "lamp_power", "controller_status")),
     "coming_night_hours": (),
     "last_night_mean_level": ("lamp_on", "dimming_level"),
+    **dict.fromkeys(ZONE_MODEL_NAMES, ZONE_MODEL_READ),
     "clear_sky_pv_power": (),
     "scheduled_lamp_level": (),
     "night_hours_left": (),
@@ -247,8 +252,9 @@ def evaluate_device(
     """Every alert ``rules`` raise over one device's history, up to ``until_s`` [s].
 
     rules: those that watch the device (:func:`rules_for`); peers: the other devices of its
-    peer group, for the ``peer_`` names; environment: the context already derived from the
-    history (:func:`rules.context.derive`), else derived here once for all condition rules.
+    peer group, for the ``peer_`` names (and a zone's balance: its neighbours); environment:
+    the context already derived from the history (:func:`rules.context.derive`), else derived
+    here once for all condition rules.
     """
     device = history.device
     unix_s = history.unix_s
@@ -259,7 +265,7 @@ def evaluate_device(
         env = (
             environment
             if environment is not None
-            else _environment(history, peers, _day_ratios([history, *peers]))
+            else _environment(history, peers, _ChunkContext.of([history, *peers]))
         )
         _add_peers(env, history, peers, frozenset().union(*(rule.names for rule in conditions)))
         for rule in conditions:
@@ -283,19 +289,72 @@ def _day_ratios(histories: Iterable[DeviceHistory]) -> dict[str, DayRatios]:
     }
 
 
+def _zone_expectations(histories: Iterable[DeviceHistory]) -> dict[str, Floats]:
+    """Each zone's ``expected_air_temperature``, its building's zones run together."""
+    buildings: dict[str | None, list[DeviceHistory]] = {}
+    for history in histories:
+        if history.device.device_class is DeviceClass.BUILDING:
+            buildings.setdefault(history.device.building, []).append(history)
+    expected: dict[str, Floats] = {}
+    for building, zones in buildings.items():
+        groups = [[zone] for zone in zones] if building is None else [zones]
+        for group in groups:
+            series = [
+                ZoneHistory(
+                    zone.unix_s,
+                    {
+                        **zone.metrics,
+                        "sun_elevation": solar_elevation(
+                            zone.unix_s, zone.device.place.latitude, zone.device.place.longitude
+                        ),
+                    },
+                )
+                for zone in group
+            ]
+            values = expected_temperatures(series, alone=len(group) == 1)
+            expected.update(
+                (zone.device.device_id, value) for zone, value in zip(group, values, strict=True)
+            )
+    return expected
+
+
+@dataclass(frozen=True, slots=True)
+class _ChunkContext:
+    """What the devices of one chunk read of each other: peers, harvests, zone balances."""
+
+    by_group: Mapping[str, Sequence[DeviceHistory]]
+    harvests: Mapping[str, DayRatios]
+    zones: Mapping[str, Floats]
+    """Each zone's ``expected_air_temperature``."""
+
+    @classmethod
+    def of(cls, histories: Sequence[DeviceHistory]) -> _ChunkContext:
+        by_group: dict[str, list[DeviceHistory]] = {}
+        for history in histories:
+            if history.device.peer_group is not None:
+                by_group.setdefault(history.device.peer_group, []).append(history)
+        return cls(by_group, _day_ratios(histories), _zone_expectations(histories))
+
+    def peers(self, history: DeviceHistory) -> list[DeviceHistory]:
+        group = self.by_group.get(history.device.peer_group or "", ())
+        return [other for other in group if other is not history]
+
+
 def _environment(
-    history: DeviceHistory, peers: Sequence[DeviceHistory], harvests: Mapping[str, DayRatios]
+    history: DeviceHistory, peers: Sequence[DeviceHistory], context: _ChunkContext
 ) -> dict[str, Floats]:
-    """What the rules read of one device's history: the context, and a streetlight's harvest
-    against its street's."""
+    """What the rules read of one device's history: the context, a streetlight's harvest
+    against its street's, a zone's learnt balance."""
     device = history.device
     environment = derive(device.place, history.unix_s, history.metrics)
+    if device.device_id in context.zones:
+        environment["expected_air_temperature"] = context.zones[device.device_id]
     if device.device_class is DeviceClass.STREETLIGHT:
         environment.update(
             peer_harvest(
                 local_days(history.unix_s, device.place.timezone),
-                harvests[device.device_id],
-                [harvests[peer.device.device_id] for peer in peers],
+                context.harvests[device.device_id],
+                [context.harvests[peer.device.device_id] for peer in peers],
             )
         )
     return environment
@@ -662,11 +721,14 @@ def _by_peer_group(
     groups: dict[str, list[DeviceInfo]] = {}
     alone: list[list[DeviceInfo]] = []
     for device in members:
-        if device.peer_group is None:
+        # A zone's balance reads every other zone of its building: they are read together.
+        key = device.building if device.device_class is DeviceClass.BUILDING else None
+        key = key or device.peer_group
+        if key is None:
             if device.device_id in selected:
                 alone.append([device])
         else:
-            groups.setdefault(device.peer_group, []).append(device)
+            groups.setdefault(key, []).append(device)
     wanted = [group for group in groups.values() if any(d.device_id in selected for d in group)]
     return wanted + alone
 
@@ -915,22 +977,14 @@ def _backtest(
     reader = _Reader(connection, chunks, (start - options.warmup, end), metrics)
     try:
         for read in reader:
-            by_group: dict[str, list[DeviceHistory]] = {}
-            for history in read.histories:
-                if history.device.peer_group is not None:
-                    by_group.setdefault(history.device.peer_group, []).append(history)
-            harvests = _day_ratios(read.histories)
+            context = _ChunkContext.of(read.histories)
             for history in read.histories:
                 if history.device.device_id not in read.chunk.evaluate:
                     continue
-                peers = [
-                    other
-                    for other in by_group.get(history.device.peer_group or "", ())
-                    if other is not history
-                ]
+                peers = context.peers(history)
                 readings += len(history.unix_s)
                 device = history.device
-                environment = _environment(history, peers, harvests)
+                environment = _environment(history, peers, context)
                 _mark_when_shown(
                     faults, faults_of.get(device.device_id, ()), history, min_spans, environment
                 )

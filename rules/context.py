@@ -29,6 +29,7 @@ from protocol.sun import SECONDS_PER_DAY
 from protocol.topics import DeviceClass
 from rules.names import BIT_NAMES, HARVEST_BANDS, HARVEST_DAYS, RATINGS
 from rules.night_forecast import ForecastMemory, LightPlace, derive_forecast
+from rules.zone_model import ZoneModel
 
 Floats = npt.NDArray[np.float64]
 
@@ -286,6 +287,9 @@ class DeviceMemory:
     """Local day -> harvest name -> (sum of harvest, sum of clear-sky harvest) in band."""
     forecast: ForecastMemory | None = None
     """A streetlight's sums for tonight's forecast (:mod:`rules.night_forecast`)."""
+    zone_model: ZoneModel | None = None
+    """A building zone's learnt heat balance (:mod:`rules.zone_model`); the evaluator keeps
+    it, for it reads the zone's neighbours too."""
 
     def derive(self, unix_s: float, values: Mapping[str, float]) -> dict[str, Floats]:
         """The environment of one new reading (later than every one before), as 1-element

@@ -30,6 +30,7 @@ from rules.core import Change, ConditionState, Phase, step
 from rules.model import Rule, RuleSet
 from rules.names import PEER_MAX_AGE_INTERVALS, PEER_METRICS
 from rules.offline import Cause, Gone, Presence
+from rules.zone_model import Neighbour, ZoneModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class Evaluator:
             device_class: self.rules.for_class(device_class) for device_class in DeviceClass
         }
         self._peers = peer_groups(self.fleet)
+        self._building_zones = building_zones(self.fleet)
 
     def rules_for(self, device: FleetDevice) -> list[Rule]:
         return [r for r in self._by_class[device.place.device_class] if applies(r, device)]
@@ -119,6 +121,8 @@ class Evaluator:
             return []  # a duplicate or an older reading: already evaluated
         env = memory.derive(unix_s, values)
         self._add_peers(device, unix_s, env)
+        if device.place.device_class is DeviceClass.BUILDING:
+            self._zone_model(device, memory, unix_s, env)
         events: list[RuleEvent] = []
         for rule in self.rules_for(device):
             key = (rule.id, device_id)
@@ -163,6 +167,27 @@ class Evaluator:
                 for memory in others
             ]
             env[f"peer_{metric}"] = peer_median(np.array([unix_s]), peers, max_age)
+
+    def _zone_model(
+        self, device: FleetDevice, memory: DeviceMemory, unix_s: float, env: dict[str, Floats]
+    ) -> None:
+        """``expected_air_temperature``: the zone's reading less its learnt balance's offset,
+        its neighbours being the other zones of its building (:mod:`rules.zone_model`)."""
+        if memory.zone_model is None:
+            memory.zone_model = ZoneModel()
+        others = self._building_zones.get(device.place.device_id, ())
+
+        def neighbours(hour: int) -> list[Neighbour]:
+            return [
+                kept
+                for other in others
+                if (zone := self.memories.get(other)) is not None
+                and zone.zone_model is not None
+                and (kept := zone.zone_model.kept.get(hour)) is not None
+            ]
+
+        offset = memory.zone_model.reading(unix_s, env, neighbours if others else None)
+        env["expected_air_temperature"] = env["air_temperature"] - offset
 
     def state(
         self,
@@ -285,6 +310,19 @@ def peer_groups(fleet: Mapping[str, FleetDevice]) -> dict[str, tuple[str, ...]]:
     }
 
 
+def building_zones(fleet: Mapping[str, FleetDevice]) -> dict[str, tuple[str, ...]]:
+    """Each zone's neighbours: the other zones of its building, whatever their equipment."""
+    buildings: dict[str, list[str]] = {}
+    for device_id, device in fleet.items():
+        if device.place.device_class is DeviceClass.BUILDING and device.scope.building:
+            buildings.setdefault(device.scope.building, []).append(device_id)
+    return {
+        device_id: tuple(sorted(other for other in members if other != device_id))
+        for members in buildings.values()
+        for device_id in members
+    }
+
+
 def _presence_json(presence: Presence) -> dict[str, object]:
     gone = presence.gone
     return {
@@ -340,6 +378,7 @@ def _last_state(value: object) -> tuple[bool, float | None, str | None, str | No
 
 def _memory_json(memory: DeviceMemory) -> dict[str, object]:
     return {
+        **({} if memory.zone_model is None else {"zone_model": memory.zone_model.to_json()}),
         "last_unix_s": memory.last_unix_s,
         "last_values": {k: (None if np.isnan(v) else v) for k, v in memory.last_values.items()},
         "day_sums": {
@@ -353,6 +392,7 @@ def _memory_from_json(data: Mapping[str, object], place: DevicePlace) -> DeviceM
     last = data.get("last_unix_s")
     values = data.get("last_values")
     sums = data.get("day_sums")
+    zone = data.get("zone_model")
     return DeviceMemory(
         place,
         last_unix_s=float(str(last)) if last is not None else None,
@@ -372,4 +412,5 @@ def _memory_from_json(data: Mapping[str, object], place: DevicePlace) -> DeviceM
         }
         if isinstance(sums, dict)
         else {},
+        zone_model=ZoneModel.from_json(zone) if isinstance(zone, dict) else None,
     )

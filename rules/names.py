@@ -28,9 +28,11 @@ Names, by device class (``docs/rules.md`` explains each):
 - signs: the ratings ``pixels`` and ``max_power_w``; ``fault_<bit>`` for each bit of
   ``fault_bits``;
 - building zones: ``peer_air_temperature``, the median of the other zones of the same
-  building (their latest readings at or before this one, at most two intervals old). Live,
-  a peer's reading of the same minute may not have arrived yet when a zone's is evaluated,
-  so here alone the engine and a backtest may differ by one reading interval.
+  building with the same heating and cooling (their latest readings at or before this one,
+  at most two intervals old; live, a peer's reading of the same minute may not have arrived
+  yet when a zone's is evaluated, so here alone the engine and a backtest may differ by one
+  reading interval); ``expected_air_temperature``, the temperature the zone's own heat
+  balance, learnt from its readings, says it has (:mod:`rules.zone_model`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ _STREETLIGHT_DERIVED: Final = (
     *FORECAST_NAMES,
 )
 _TIME_NAMES: Final = ("sun_elevation", "local_hour", "weekday")
+ZONE_MODEL_NAMES: Final = ("expected_air_temperature",)
+"""A zone's learnt heat balance (:mod:`rules.zone_model`)."""
 PEER_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {
     DeviceClass.BUILDING: ("air_temperature",),
 }
@@ -112,6 +116,8 @@ def names_for(device_class: DeviceClass) -> frozenset[str]:
         names.update(f"{prefix}_{bit}" for bit in bits)
     if device_class is DeviceClass.STREETLIGHT:
         names.update(_STREETLIGHT_DERIVED)
+    if device_class is DeviceClass.BUILDING:
+        names.update(ZONE_MODEL_NAMES)
     names.update(f"peer_{metric}" for metric in PEER_METRICS.get(device_class, ()))
     return frozenset(names)
 

@@ -9,6 +9,7 @@ hardware drivers implement, so the edge agents cannot tell the difference.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,9 +34,17 @@ from simulators.streetlight_fleet import StreetlightFleet
 
 DEFAULT_STEP_S: Final = 60
 SENSOR_DRIFT_K_PER_HOUR: Final = 0.25
-"""How fast a drifting temperature sensor walks away from the truth [K/h]..."""
+"""How fast a drifting temperature sensor walks away from the truth [K/h], up or down (see
+:func:`drift_sign`)..."""
 SENSOR_DRIFT_MAX_K: Final = 8.0
 """...up to this offset [K]."""
+
+
+def drift_sign(event: FaultEvent) -> float:
+    """Which way a drifting sensor walks: +1 (reads high) or -1 (reads low), half the faults
+    each, fixed by the fault's device and start so that a run can be repeated."""
+    key = f"{event.device_id}@{event.start.isoformat()}".encode()
+    return 1.0 if zlib.crc32(key) % 2 == 0 else -1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +141,12 @@ class SimulatedCity:
             self._light_faults = self._masks(DeviceClass.STREETLIGHT, len(self.lights.ids), at)
             self._sign_faults = self._masks(DeviceClass.SIGNAGE, len(self.signs.ids), at)
             self._zone_faults = self._masks(DeviceClass.BUILDING, len(self.zones.ids), at)
-        self._drift_hours = np.zeros(len(self.zones.ids))
+        self._signed_drift_hours = np.zeros(len(self.zones.ids))
         for event in self.faults:
             placed = self._placed[event.device_id]
             if event.fault is FaultType.SENSOR_DRIFT and event.active(at):
                 hours = (at - event.start).total_seconds() / 3_600
-                self._drift_hours[placed.index] = hours
+                self._signed_drift_hours[placed.index] = drift_sign(event) * hours
 
     # ----------------------------------------------------------------- time
 
@@ -182,7 +191,8 @@ class SimulatedCity:
         values = dict(self.zones.values())
         if not values:
             return values  # a site without buildings
-        drift = np.minimum(SENSOR_DRIFT_MAX_K, SENSOR_DRIFT_K_PER_HOUR * self._drift_hours)
+        drift = SENSOR_DRIFT_K_PER_HOUR * self._signed_drift_hours
+        drift = np.clip(drift, -SENSOR_DRIFT_MAX_K, SENSOR_DRIFT_MAX_K)
         values["air_temperature"] = values["air_temperature"] + drift
         return values
 

@@ -31,7 +31,7 @@ from protocol.sites import SiteInventory, parse_site
 from protocol.sun import solar_elevation
 from protocol.topics import Channel, DeviceTopic
 from runtime.local_services import LocalMosquitto, free_port
-from simulators.city import SENSOR_DRIFT_K_PER_HOUR, SimulatedCity
+from simulators.city import SENSOR_DRIFT_K_PER_HOUR, SimulatedCity, drift_sign
 from simulators.faults import FAR_FUTURE, FaultEvent
 from simulators.runner import FleetRunner, RunnerSettings
 from tests.simulation_helpers import Recorder, small_site
@@ -658,15 +658,17 @@ def _zone_energy(run: Run, device: str, start: datetime, end: datetime) -> float
 
 
 def test_sensor_drift_reported_temperature_walks_away_from_the_twins(run: Run) -> None:
-    """The drifting sensor reads high, and the zone's own thermostat believes it.
+    """The drifting sensor reads wrong (here low: :func:`drift_sign` of the fault), and the
+    zone's own thermostat believes it.
 
     While the zones call for heat the thermostat holds the *reported* value at its setpoint,
-    so at night the drift hardly shows in ``air_temperature``; instead the zone is heated far
-    less than its twins (the meter shows it), its true air is colder and so its relative
-    humidity higher. By day, when every zone floats above the setpoint, the reported
-    temperature stands well above the twins', by about the drift accumulated so far.
+    so at night the drift hardly shows in ``air_temperature``; instead the zone is heated
+    more than its twins (the meter shows it), its true air is warmer and so its relative
+    humidity lower. By day the reported temperature stands below the twins', by a good part
+    of the drift accumulated so far (the zone really is warmer, having been overheated).
     """
     device, start, _ = _window(FaultType.SENSOR_DRIFT)
+    assert drift_sign(FAULTS[FaultType.SENSOR_DRIFT]) < 0, "this run's drift reads low"
     twins = _twin_values(run, ZONE_TWINS, "air_temperature")
     humidity = _twin_values(run, ZONE_TWINS, "humidity")
 
@@ -678,11 +680,11 @@ def test_sensor_drift_reported_temperature_walks_away_from_the_twins(run: Run) -
     assert abs(gap(start, start + timedelta(hours=1))) < 0.5, "no drift at first"
     late = (END - timedelta(hours=4), END)
     drift = SENSOR_DRIFT_K_PER_HOUR * (late[0] - start) / timedelta(hours=1)
-    assert gap(*late) > min(3.0, 0.5 * drift), "reads warm by day"
+    assert gap(*late) < -0.25 * drift, "reads cold by day"
     heat = _zone_energy(run, device, START, END)
-    assert all(heat < 0.4 * _zone_energy(run, twin, START, END) for twin in ZONE_TWINS)
-    wetter = mean(p.number("humidity") - mean(humidity[p.ts]) for p in run.during(device, *late))
-    assert wetter > 3.0, "the true air is colder, so damper"
+    assert all(heat > 1.2 * _zone_energy(run, twin, START, END) for twin in ZONE_TWINS)
+    drier = mean(p.number("humidity") - mean(humidity[p.ts]) for p in run.during(device, *late))
+    assert drier < -3.0, "the true air is warmer, so drier"
 
 
 def test_window_open_contact_set_and_far_more_heat_needed(run: Run) -> None:

@@ -60,12 +60,14 @@ from rules.names import (
     PEER_CLASSES,
     PEER_MAX_AGE_INTERVALS,
     PEER_METRICS,
+    RADIATOR_NAMES,
     ZONE_MODEL_NAMES,
     peer_group,
 )
 from rules.observability import hidden_by, names_read_by_class, observable_from
 from rules.offline import Cause, Gone, cause_from_last_values, missing_intervals
 from rules.outages import DEFAULT_GROUP_WAIT, group_outages
+from rules.radiator import READ as RADIATOR_READ
 from rules.scoring import (
     DEFAULT_FLAP_WINDOW,
     DEFAULT_GRACE,
@@ -104,6 +106,7 @@ _DERIVED_FROM: Final[dict[str, tuple[str, ...]]] = {
     "coming_night_hours": (),
     "last_night_mean_level": ("lamp_on", "dimming_level"),
     **dict.fromkeys(ZONE_MODEL_NAMES, ZONE_MODEL_READ),
+    **dict.fromkeys(RADIATOR_NAMES, RADIATOR_READ),
     "clear_sky_pv_power": (),
     "scheduled_lamp_level": (),
     "night_hours_left": (),

@@ -29,6 +29,7 @@ from protocol.sun import SECONDS_PER_DAY
 from protocol.topics import DeviceClass
 from rules.names import BIT_NAMES, HARVEST_BANDS, HARVEST_DAYS, RATINGS
 from rules.night_forecast import ForecastMemory, LightPlace, derive_forecast
+from rules.radiator import RadiatorMemory, radiator_names
 from rules.zone_model import ZoneModel
 
 Floats = npt.NDArray[np.float64]
@@ -74,12 +75,13 @@ def derive(
     unix_s: Floats,
     metrics: Mapping[str, Floats],
     *,
-    forecast: bool = True,
+    learnt: bool = True,
 ) -> dict[str, Floats]:
     """The environment of every reading of one device, readings in time order.
 
     unix_s: reading times [s]; metrics: name -> values (NaN where a reading lacks the metric);
-    forecast: a streetlight's forecast names too (the streaming engine keeps its own).
+    learnt: the names learnt from the device's whole past too, a streetlight's forecast and
+    a zone's radiators (the streaming engine keeps its own memory of them).
     """
     count = len(unix_s)
     env: dict[str, Floats] = {
@@ -111,8 +113,10 @@ def derive(
     _bits(place.device_class, env, count)
     if sun is not None:
         _streetlight(place, unix_s, sun, env)
-        if forecast:
+        if learnt:
             env.update(derive_forecast(light_place(place), unix_s, env, sun))
+    if place.device_class is DeviceClass.BUILDING and learnt:
+        env.update(radiator_names(env, count))
     return env
 
 
@@ -287,6 +291,8 @@ class DeviceMemory:
     """Local day -> harvest name -> (sum of harvest, sum of clear-sky harvest) in band."""
     forecast: ForecastMemory | None = None
     """A streetlight's sums for tonight's forecast (:mod:`rules.night_forecast`)."""
+    radiator: RadiatorMemory | None = None
+    """A zone's learnt radiator rating (:mod:`rules.radiator`)."""
     zone_model: ZoneModel | None = None
     """A building zone's learnt heat balance (:mod:`rules.zone_model`); the evaluator keeps
     it, for it reads the zone's neighbours too."""
@@ -304,13 +310,17 @@ class DeviceMemory:
             )
             for name in metrics
         }
-        whole = derive(self.place, times, columns, forecast=False)
+        whole = derive(self.place, times, columns, learnt=False)
         env = {name: array[-1:] for name, array in whole.items()}
         if self.place.device_class is DeviceClass.STREETLIGHT:
             self._harvest(unix_s, env)
             if self.forecast is None:
                 self.forecast = ForecastMemory(light_place(self.place))
             env.update(self.forecast.derive(unix_s, env))
+        if self.place.device_class is DeviceClass.BUILDING:
+            if self.radiator is None:
+                self.radiator = RadiatorMemory()
+            env.update(self.radiator.derive(env))
         self.last_unix_s = unix_s
         self.last_values = {name: float(values.get(name, np.nan)) for name in metrics}
         return env

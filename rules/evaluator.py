@@ -7,6 +7,7 @@ does no I/O. The service (:mod:`rules.service`) feeds it from MQTT and saves wha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from rules.core import Change, ConditionState, Phase, step
 from rules.model import Rule, RuleSet
 from rules.names import PEER_MAX_AGE_INTERVALS, PEER_METRICS
 from rules.offline import Cause, Gone, Presence
+from rules.radiator import RadiatorMemory
 from rules.zone_model import Neighbour, ZoneModel
 
 
@@ -377,8 +379,14 @@ def _last_state(value: object) -> tuple[bool, float | None, str | None, str | No
 
 
 def _memory_json(memory: DeviceMemory) -> dict[str, object]:
+    radiator = memory.radiator
     return {
         **({} if memory.zone_model is None else {"zone_model": memory.zone_model.to_json()}),
+        **(
+            {}
+            if radiator is None or math.isnan(radiator.learnt)
+            else {"radiator": [radiator.learnt, radiator.readings]}
+        ),
         "last_unix_s": memory.last_unix_s,
         "last_values": {k: (None if np.isnan(v) else v) for k, v in memory.last_values.items()},
         "day_sums": {
@@ -393,6 +401,7 @@ def _memory_from_json(data: Mapping[str, object], place: DevicePlace) -> DeviceM
     values = data.get("last_values")
     sums = data.get("day_sums")
     zone = data.get("zone_model")
+    radiator = data.get("radiator")
     return DeviceMemory(
         place,
         last_unix_s=float(str(last)) if last is not None else None,
@@ -413,4 +422,7 @@ def _memory_from_json(data: Mapping[str, object], place: DevicePlace) -> DeviceM
         if isinstance(sums, dict)
         else {},
         zone_model=ZoneModel.from_json(zone) if isinstance(zone, dict) else None,
+        radiator=RadiatorMemory(float(str(radiator[0])), int(str(radiator[1])))
+        if isinstance(radiator, list) and len(radiator) == 2
+        else None,
     )

@@ -32,7 +32,8 @@ Names, by device class (``docs/rules.md`` explains each):
   at most two intervals old; live, a peer's reading of the same minute may not have arrived
   yet when a zone's is evaluated, so here alone the engine and a backtest may differ by one
   reading interval); ``expected_air_temperature``, the temperature the zone's own heat
-  balance, learnt from its readings, says it has (:mod:`rules.zone_model`).
+  balance, learnt from its readings, says it has (:mod:`rules.zone_model`); ``radiator_kw``
+  and ``learnt_radiator_kw``, its radiators' output now and as learnt (:mod:`rules.radiator`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ _STREETLIGHT_DERIVED: Final = (
 _TIME_NAMES: Final = ("sun_elevation", "local_hour", "weekday")
 ZONE_MODEL_NAMES: Final = ("expected_air_temperature",)
 """A zone's learnt heat balance (:mod:`rules.zone_model`)."""
+RADIATOR_NAMES: Final = ("radiator_kw", "learnt_radiator_kw")
+"""A zone's radiators against their learnt rating (:mod:`rules.radiator`)."""
 PEER_METRICS: Final[dict[DeviceClass, tuple[str, ...]]] = {
     DeviceClass.BUILDING: ("air_temperature",),
 }
@@ -118,6 +121,7 @@ def names_for(device_class: DeviceClass) -> frozenset[str]:
         names.update(_STREETLIGHT_DERIVED)
     if device_class is DeviceClass.BUILDING:
         names.update(ZONE_MODEL_NAMES)
+        names.update(RADIATOR_NAMES)
     names.update(f"peer_{metric}" for metric in PEER_METRICS.get(device_class, ()))
     return frozenset(names)
 

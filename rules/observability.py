@@ -20,7 +20,8 @@ The conditions, per fault type (the simulator's signatures: docs/simulators.md):
 - ``charge_controller_fault``: the controller flags its charge path, or the sun is more
   than 15 degrees high (a charger that should be charging);
 - ``panel_soiling``, ``panel_shading``: daylight (the sun above 5 degrees);
-- ``heating_failure``: the zone calls for heat (``heating_active``);
+- ``heating_failure``, ``short_cycling``: the zone calls for heat (``heating_active``): a
+  radiator without heat, or a heating that drops out, shows only then;
 - a link or power loss: at its start; every other type (a pole knocked down, a sign's supply):
   at its first reading.
 """
@@ -50,6 +51,7 @@ OBSERVABLE_WHEN: Final[dict[FaultType, str]] = {
     FaultType.PANEL_SOILING: "sun_elevation > 5",
     FaultType.PANEL_SHADING: "sun_elevation > 5",
     FaultType.HEATING_FAILURE: "heating_active",
+    FaultType.SHORT_CYCLING: "heating_active",
 }
 """The condition under which each fault type can show; absent: it shows at its start."""
 

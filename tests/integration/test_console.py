@@ -171,6 +171,16 @@ class Page:
     def css(self, selector: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, selector)
 
+    def click(self, selector: str) -> None:
+        """Click the first element ``selector`` finds, finding it again if the page redrew it
+        between the finding and the click (the alert list refreshes by itself)."""
+
+        def clicked(_driver: Chrome) -> bool:
+            self.css(selector).click()
+            return True
+
+        self.wait(clicked, f"{selector} clicked")
+
     def visible(self, element_id: str) -> None:
         self.wait(ec.visibility_of_element_located((By.ID, element_id)), f"#{element_id} shown")
 
@@ -369,7 +379,7 @@ def test_a_crew_of_many_zones_sees_its_alerts_first_and_its_zones_folded_into_a_
     page.wait_text("#zones-summary", "Zones : 93 rues et 10 bâtiments")
 
     page.script("window.scrollTo(0, 0)")  # the zones' names scrolled the page
-    page.css("#alerts a").click()
+    page.click("#alerts a")
     page.visible("alert-view")
     for language in ("fr", "en", "ar"):
         page.language(language)

@@ -53,6 +53,24 @@ TYPICAL_DURATION: Final[dict[FaultType, timedelta]] = {
 }
 """Mean duration of a random fault; the others last until repaired (about two weeks)."""
 UNTIL_REPAIRED: Final = timedelta(days=14)
+NEEDS: Final[dict[FaultType, tuple[str, ...]]] = {
+    FaultType.STUCK_VALVE: ("heating",),
+    FaultType.HEATING_FAILURE: ("heating",),
+    FaultType.SHORT_CYCLING: ("heating",),
+    FaultType.SIMULTANEOUS_HEATING_COOLING: ("heating", "cooling"),
+}
+"""The equipment a zone must have (its site file's ``heating`` and ``cooling``) for a fault:
+a zone without radiators has no valve to stick."""
+
+
+def why_not(fault: FaultType, device: Device) -> str | None:
+    """Why ``fault`` cannot strike ``device``; None if it can."""
+    if device.device_class not in FAULT_CLASSES[fault]:
+        return f"{fault} cannot strike a {device.device_class} ({device.id})"
+    missing = [kit for kit in NEEDS.get(fault, ()) if not device.metadata.get(kit, True)]
+    if missing:
+        return f"{fault} cannot strike {device.id}: it has no {' and no '.join(missing)}"
+    return None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -141,10 +159,9 @@ def load_fault_plan(path: Path, devices: Sequence[Device], simulation_start: dat
         device = by_id.get(entry.device)
         if device is None:
             raise FaultError(f"{where}: unknown device {entry.device!r}")
-        if device.device_class not in FAULT_CLASSES[entry.fault]:
-            raise FaultError(
-                f"{where}: {entry.fault} cannot strike a {device.device_class} ({entry.device})"
-            )
+        impossible = why_not(entry.fault, device)
+        if impossible is not None:
+            raise FaultError(f"{where}: {impossible}")
         try:
             start, end = _span(entry, simulation_start)
         except FaultError as error:
@@ -175,11 +192,12 @@ def random_faults(
     per_device_year: float,
     rng: np.random.Generator,
 ) -> list[FaultEvent]:
-    """Faults striking at random (Poisson) between ``start`` and ``end``, reproducible by seed."""
+    """Faults striking at random (Poisson) between ``start`` and ``end``, reproducible by seed;
+    only those the device can have (:func:`why_not`)."""
     span_s = (end - start).total_seconds()
     events = []
     for device in devices:
-        kinds = [f for f, classes in FAULT_CLASSES.items() if device.device_class in classes]
+        kinds = [fault for fault in FAULT_CLASSES if why_not(fault, device) is None]
         count = int(rng.poisson(per_device_year * span_s / (365 * 86_400)))
         for _ in range(count):
             fault = kinds[int(rng.integers(len(kinds)))]

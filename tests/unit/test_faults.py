@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from protocol.faults import FAULT_CLASSES, FaultType
+from protocol.sites import parse_site
 from simulators.faults import (
     FAR_FUTURE,
     FaultError,
@@ -113,3 +114,37 @@ def test_ground_truth_survives_its_csv_file(tmp_path: Path) -> None:
     path = tmp_path / "truth" / "ground_truth.csv"
     write_ground_truth(path, events)
     assert read_ground_truth(path) == sorted(events)
+
+
+ZONES_WITHOUT = """
+site: {id: s, name: S, timezone: Africa/Casablanca, latitude: 33.83, longitude: -4.84}
+buildings:
+  - {id: abattoir, name: Abattoir, kind: slaughterhouse, latitude: 33.83, longitude: -4.84,
+     zones: [{id: cold-room, heating: false}, {id: changing, cooling: false}]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("device", "fault", "missing"),
+    [
+        ("abattoir-cold-room", "stuck_valve", "no heating"),
+        ("abattoir-cold-room", "heating_failure", "no heating"),
+        ("abattoir-cold-room", "short_cycling", "no heating"),
+        ("abattoir-changing", "simultaneous_heating_cooling", "no cooling"),
+    ],
+)
+def test_a_fault_the_zones_equipment_cannot_have_is_refused(
+    tmp_path: Path, device: str, fault: str, missing: str
+) -> None:
+    """A zone without radiators has no valve to stick, one without air conditioning cannot
+    heat and cool at once: the file is refused, and random draws never pick them."""
+    devices = parse_site(ZONES_WITHOUT, source="<zones>").devices
+    path = tmp_path / "faults.yaml"
+    path.write_text(f"faults: [{{device: {device}, fault: {fault}, start: '+1h'}}]")
+    with pytest.raises(FaultError, match=f"{device}: it has {missing}"):
+        load_fault_plan(path, devices, START)
+    drawn = random_faults(
+        devices, START, START + timedelta(days=365), 365, np.random.default_rng(1)
+    )
+    assert (device, FaultType(fault)) not in {(e.device_id, e.fault) for e in drawn}
+    assert {e.fault for e in drawn if e.device_id == device} - {FaultType(fault)}, "others"

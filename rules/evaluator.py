@@ -422,7 +422,5 @@ def _memory_from_json(data: Mapping[str, object], place: DevicePlace) -> DeviceM
         if isinstance(sums, dict)
         else {},
         zone_model=ZoneModel.from_json(zone) if isinstance(zone, dict) else None,
-        radiator=RadiatorMemory(float(str(radiator[0])), int(str(radiator[1])))
-        if isinstance(radiator, list) and len(radiator) == 2
-        else None,
+        radiator=RadiatorMemory.from_json(radiator),
     )

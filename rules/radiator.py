@@ -81,6 +81,17 @@ class RadiatorMemory:
         """The learnt rating once trusted, else NaN."""
         return self.learnt if self.readings >= TRUSTED_READINGS else math.nan
 
+    @classmethod
+    def from_json(cls, data: object) -> RadiatorMemory | None:
+        """A memory saved as ``[learnt, readings]``; None (learn afresh) for anything else."""
+        if not isinstance(data, list) or len(data) != 2:
+            return None
+        try:
+            memory = cls(float(str(data[0])), int(str(data[1])))
+        except ValueError:
+            return None
+        return memory if math.isfinite(memory.learnt) and memory.readings >= 0 else None
+
     def learn(self, rating: float) -> None:
         """Take in one reading's rating (NaN: the reading showed none)."""
         if math.isnan(rating):

@@ -100,3 +100,10 @@ def test_docs_state_the_figures() -> None:
     assert f"at least {MIN_EXCESS_K:g} K above the room" in words
     assert f"over about {MEMORY_READINGS} of them, NaN until {TRUSTED_READINGS}" in words
     assert f"below {LEARN_FLOOR:g} of it is not learnt from" in words
+
+
+@pytest.mark.parametrize("saved", [["x", 3], [14.0], "14", [float("nan"), 40], [14.0, -1], None])
+def test_a_saved_rating_that_is_not_one_is_learnt_afresh(saved: object) -> None:
+    """A damaged saved state does not stop the engine: the zone learns its radiators again."""
+    assert RadiatorMemory.from_json(saved) is None
+    assert RadiatorMemory.from_json([14.0, 40]) == RadiatorMemory(14.0, 40)

@@ -197,6 +197,30 @@ class FaultScore:
 
 
 @dataclass(frozen=True, slots=True)
+class LateFault:
+    """A fault not found within its rule's bound: what a user tuning rules looks at first."""
+
+    device_id: str
+    fault: str
+    start: datetime
+    shows_from: datetime
+    """When it could first be observed: the delay counts from here."""
+    end: datetime | None
+    delay: timedelta | None
+    """From ``shows_from`` to its first alert; ``None``: never alerted."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "device_id": self.device_id,
+            "fault": self.fault,
+            "start": self.start.isoformat(),
+            "shows_from": self.shows_from.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "delay_s": _seconds(self.delay),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RuleScore:
     """What one rule raised in the period, and how much of it was right."""
 
@@ -255,6 +279,10 @@ class Score:
     alerts_per_1000_device_days: float | None
     muted: int = 0
     """Alerts fired in the period but never told: a root cause over their device muted them."""
+    late: tuple[LateFault, ...] = ()
+    """The faults of covered types not found within their rule's bound, by type and start."""
+    false_alerts: tuple[AlertInterval, ...] = ()
+    """The alerts told that matched no fault of a type their rule detects, by firing time."""
 
     @property
     def not_covered(self) -> tuple[str, ...]:
@@ -287,6 +315,16 @@ class Score:
             "not_covered": list(self.not_covered),
             "by_fault": {name: fault.to_json() for name, fault in self.by_fault.items()},
             "by_rule": {rule_id: rule.to_json() for rule_id, rule in self.by_rule.items()},
+            "late": [fault.to_json() for fault in self.late],
+            "false_alerts": [
+                {
+                    "rule_id": alert.rule_id,
+                    "device_id": alert.device_id,
+                    "start": alert.start.isoformat(),
+                    "end": None if alert.end is None else alert.end.isoformat(),
+                }
+                for alert in self.false_alerts
+            ],
         }
 
 
@@ -413,16 +451,16 @@ def _judge_alerts(
     detects: Mapping[str, frozenset[str]],
     period_start: datetime,
     grace: timedelta,
-) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
-    """Alerts told, true positives, false positives and alerts muted, of each rule in the
-    period. A root cause's alert is right when a fault it detects struck one of its members."""
+) -> tuple[Counter[str], Counter[str], list[AlertInterval], Counter[str]]:
+    """Alerts told, true positives and alerts muted of each rule in the period, and the false
+    alerts. A root cause's alert is right when a fault it detects struck one of its members."""
     fault_indexes = {
         key: _FaultIndex(group, grace)
         for key, group in _group(faults, lambda fault: (fault.device_id, fault.fault)).items()
     }
     counts: Counter[str] = Counter()
     true_positives: Counter[str] = Counter()
-    false_positives: Counter[str] = Counter()
+    false_alerts: list[AlertInterval] = []
     muted: Counter[str] = Counter()
     for alert in alerts:
         if alert.start < period_start:
@@ -442,8 +480,8 @@ def _judge_alerts(
         ):
             true_positives[alert.rule_id] += 1
         else:
-            false_positives[alert.rule_id] += 1
-    return counts, true_positives, false_positives, muted
+            false_alerts.append(alert)
+    return counts, true_positives, false_alerts, muted
 
 
 def _count_flaps(
@@ -464,12 +502,14 @@ def _count_flaps(
 @dataclass(frozen=True, slots=True)
 class _Detections:
     """By fault type: faults injected in the period (that could show), the delays of those
-    detected, how many within their rule's bound, and how many could never show."""
+    detected, how many within their rule's bound, and how many could never show; and the
+    faults not found within bound."""
 
     injected: Counter[str]
     delays: dict[str, list[timedelta]]
     within_bound: Counter[str]
     never_shown: Counter[str]
+    late: list[LateFault]
 
 
 def _detection_delays(
@@ -495,7 +535,7 @@ def _detection_delays(
     for rule_id, fault_types in detects.items():
         for fault_type in fault_types:
             rules_detecting[fault_type].append(rule_id)
-    found = _Detections(Counter(), defaultdict(list), Counter(), Counter())
+    found = _Detections(Counter(), defaultdict(list), Counter(), Counter(), [])
     for fault in faults:
         if fault.start >= period_end or (fault.end is not None and fault.end <= period_start):
             continue
@@ -505,22 +545,42 @@ def _detection_delays(
             found.never_shown[fault.fault] += 1
             continue
         found.injected[fault.fault] += 1
-        alert_index = alert_indexes.get((fault.device_id, fault.fault))
-        if alert_index is None:
-            continue
         window_end = _window_end(clipped_end, grace)
-        delay = alert_index.delay(shows, window_end)
-        if delay is None:
-            continue
-        found.delays[fault.fault].append(delay)
-        for rule_id in rules_detecting[fault.fault]:
-            bound = bounds.get(rule_id)
-            index = rule_indexes.get((fault.device_id, rule_id))
-            own = None if index is None else index.delay(shows, window_end)
-            if bound is not None and own is not None and own <= bound:
+        alert_index = alert_indexes.get((fault.device_id, fault.fault))
+        delay = None if alert_index is None else alert_index.delay(shows, window_end)
+        stated = any(bounds.get(rule_id) for rule_id in rules_detecting[fault.fault])
+        if delay is not None:
+            found.delays[fault.fault].append(delay)
+            rule_ids = rules_detecting[fault.fault]
+            between = (shows, window_end)
+            if _within_bound(fault.device_id, rule_ids, between, rule_indexes, bounds):
                 found.within_bound[fault.fault] += 1
-                break
+                continue
+        if rules_detecting[fault.fault] and (delay is None or stated):
+            found.late.append(
+                LateFault(fault.device_id, fault.fault, fault.start, shows, fault.end, delay)
+            )
+    found.late.sort(key=lambda late: (late.fault, late.start, late.device_id))
     return found
+
+
+def _within_bound(
+    device_id: str,
+    rule_ids: Sequence[str],
+    between: tuple[datetime, datetime],
+    rule_indexes: Mapping[tuple[str, str], _AlertIndex],
+    bounds: Mapping[str, timedelta | None],
+) -> bool:
+    """Whether one of ``rule_ids`` fired on the device no later than its bound after the
+    fault showed (``between``: that moment and the end of the fault's window)."""
+    shows, window_end = between
+    for rule_id in rule_ids:
+        bound = bounds.get(rule_id)
+        index = rule_indexes.get((device_id, rule_id))
+        own = None if index is None else index.delay(shows, window_end)
+        if bound is not None and own is not None and own <= bound:
+            return True
+    return False
 
 
 def score(
@@ -556,9 +616,10 @@ def score(
         for fault_type in fault_types:
             rules_detecting[fault_type].add(rule_id)
 
-    counts, true_positives, false_positives, muted = _judge_alerts(
+    counts, true_positives, false_alerts, muted = _judge_alerts(
         seen, all_faults, detects, period_start, grace
     )
+    false_positives = Counter(alert.rule_id for alert in false_alerts)
     flaps = _count_flaps(seen, period_start, flap_window)
     found = _detection_delays(
         seen,
@@ -620,6 +681,8 @@ def score(
         false_positives_per_1000_device_days=per_1000_device_days(fp_total),
         alerts_per_1000_device_days=per_1000_device_days(counts.total()),
         muted=muted.total(),
+        late=tuple(found.late),
+        false_alerts=tuple(sorted(false_alerts, key=lambda alert: (alert.start, alert.device_id))),
     )
 
 

@@ -10,7 +10,10 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Final
 
-from rules.scoring import FaultScore, RuleScore, Score
+from rules.scoring import AlertInterval, FaultScore, LateFault, RuleScore, Score
+
+LATE_SHOWN: Final = 20
+"""Faults not found within bound, and false alerts, listed by name; the JSON has them all."""
 
 # ---------------------------------------------------------------------------------- reporting
 
@@ -51,6 +54,54 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
         return "  ".join(aligned).rstrip()
 
     return [line(header), line(rule), *(line(row) for row in body)]
+
+
+def _listing(
+    title: tuple[str, str, str], header: Sequence[str], rows: Sequence[Sequence[str]], limit: int
+) -> list[str]:
+    """``title`` (heading, singular, plural) with the count, then the first ``limit`` rows."""
+    if not rows:
+        return []
+    heading, one, many = title
+    shown = rows[:limit]
+    more = f", the first {len(shown)}" if len(rows) > len(shown) else ""
+    return [
+        f"{heading}: {len(rows)} {one if len(rows) == 1 else many}{more}",
+        *table(header, shown),
+    ]
+
+
+def late_lines(late: Sequence[LateFault], limit: int = LATE_SHOWN) -> list[str]:
+    """The faults not found within their rule's bound, one line each (the first ``limit``)."""
+    rows = [
+        [
+            fault.device_id,
+            fault.fault,
+            f"{fault.start:%Y-%m-%d %H:%M}",
+            f"{fault.shows_from:%Y-%m-%d %H:%M}",
+            "-" if fault.end is None else f"{fault.end:%Y-%m-%d %H:%M}",
+            "never" if fault.delay is None else format_duration(fault.delay),
+        ]
+        for fault in late
+    ]
+    header = ["device", "fault", "started", "could show", "ended", "first alert after"]
+    return _listing(("Not found within bound", "fault", "faults"), header, rows, limit)
+
+
+def false_alert_lines(alerts: Sequence[AlertInterval], limit: int = LATE_SHOWN) -> list[str]:
+    """The alerts that matched no fault their rule detects, one line each (the first
+    ``limit``)."""
+    rows = [
+        [
+            alert.device_id,
+            alert.rule_id,
+            f"{alert.start:%Y-%m-%d %H:%M}",
+            "-" if alert.end is None else f"{alert.end:%Y-%m-%d %H:%M}",
+        ]
+        for alert in alerts
+    ]
+    header = ["device", "rule", "fired", "resolved"]
+    return _listing(("False alerts", "alert", "alerts"), header, rows, limit)
 
 
 def _heading(result: Score) -> str:
@@ -118,6 +169,10 @@ def format_report(result: Score) -> str:
     never = [f"{f.fault} {f.never_shown}" for f in result.by_fault.values() if f.never_shown]
     if never:
         lines += [f"Never observable while they lasted (not counted): {', '.join(never)}"]
+    late = late_lines(result.late)
+    lines += ["", *late] if late else []
+    wrong = false_alert_lines(result.false_alerts)
+    lines += ["", *wrong] if wrong else []
     lines += ["", "Rules"]
     lines += table(["rule", "alerts", "tp", "fp", "precision", "flaps"], rule_rows)
     lines += [

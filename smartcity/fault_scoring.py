@@ -27,7 +27,14 @@ from rules.backtest import BacktestResult, backtest
 from rules.model import RuleSet
 from rules.names import DEFAULT_WARMUP
 from rules.scoring import FaultFree, fault_free
-from rules.scoring_report import format_duration, percent, rate, table
+from rules.scoring_report import (
+    false_alert_lines,
+    format_duration,
+    late_lines,
+    percent,
+    rate,
+    table,
+)
 from runtime.local_services import scratch_database
 from simulators.environment import CloudyRun
 from simulators.history import HistoryOptions, LightingProgram, generate_history
@@ -80,6 +87,8 @@ class ScoringRun:
             "totals": score.to_json()["totals"],
             "go_dark": None if self.result.go_dark is None else self.result.go_dark.to_json(),
             "rows_per_second": round(self.result.rows_per_second),
+            "late": [fault.to_json() for fault in score.late],
+            "false_alerts": score.to_json()["false_alerts"],
         }
 
 
@@ -182,6 +191,10 @@ def report(run: ScoringRun) -> str:
     uncovered = [n for n, f in score.by_fault.items() if not f.covered and f.injected]
     if uncovered:
         lines.append(f"Injected but detected by no rule: {', '.join(uncovered)}")
+    late = late_lines(score.late)
+    lines += ["", *late] if late else []
+    wrong = false_alert_lines(score.false_alerts)
+    lines += ["", *wrong] if wrong else []
     free = run.fault_free
     lines += [
         "",

@@ -444,6 +444,24 @@ def test_the_report_shows_the_figures_in_columns() -> None:
     assert "200 devices, 1,400.0 device-days" in report
 
 
+def test_the_false_alerts_are_listed_by_name() -> None:
+    """sl-9's alert matched no fault: it is the report's one false alert, with its times."""
+    alerts, faults = report_scenario()
+    result = run(alerts, faults, device_count=200)
+    assert [(a.rule_id, a.device_id) for a in result.false_alerts] == [("lamp-out", "sl-9")]
+    assert result.to_json()["false_alerts"] == [
+        {
+            "rule_id": "lamp-out",
+            "device_id": "sl-9",
+            "start": at(5000).isoformat(),
+            "end": at(5010).isoformat(),
+        }
+    ]
+    report = format_report(result)
+    assert "False alerts: 1 alert" in report
+    assert columns(report, "sl-9") == ["sl-9", "lamp-out", "2026-01-08 11:20", "2026-01-08 11:30"]
+
+
 def test_the_comparison_marks_improvements_and_regressions() -> None:
     alerts, faults = report_scenario()
     current = run(alerts, faults, device_count=200)
@@ -676,6 +694,36 @@ def test_within_bound_is_each_rules_own_bound() -> None:
         result.by_fault["lamp_failure"].detected,
         result.by_fault["lamp_failure"].within_bound,
     ) == (1, 0)
+
+
+def test_the_faults_not_found_within_bound_are_listed_by_name() -> None:
+    """sl-1's lamp found after 10 min (bound 15 min): not listed; sl-2's after 40 min and
+    sl-3's never: listed, by start, with when each could show and the delay."""
+    faults = [
+        FaultInterval("sl-1", "lamp_failure", at(0), at(300)),
+        FaultInterval("sl-3", "lamp_failure", at(100), at(400), shows_from=at(120)),
+        FaultInterval("sl-2", "lamp_failure", at(200), None),
+    ]
+    result = score(
+        [alert(10, device="sl-1"), alert(240, device="sl-2")],
+        faults,
+        DETECTS,
+        period_start=T0,
+        period_end=T0 + WEEK,
+        device_count=3,
+        bounds={"lamp-out": timedelta(minutes=15), "power": None},
+    )
+    assert [(late.device_id, late.shows_from, late.delay) for late in result.late] == [
+        ("sl-3", at(120), None),
+        ("sl-2", at(200), timedelta(minutes=40)),
+    ]
+    assert result.to_json()["late"] == [late.to_json() for late in result.late]
+    assert result.to_json()["late"][0]["delay_s"] is None  # type: ignore[index]
+    assert result.false_alerts == ()
+    report = format_report(result)
+    assert "Not found within bound: 2 faults" in report
+    assert columns(report, "sl-2")[-3:] == ["2026-01-05 03:20", "-", "40 min"]
+    assert columns(report, "sl-3")[-1] == "never"
 
 
 def test_a_fault_that_never_showed_is_not_counted_as_missed() -> None:

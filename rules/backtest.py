@@ -17,6 +17,7 @@ live engine would have had; only alerts that fire in the period are counted (see
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -64,7 +65,13 @@ from rules.names import (
     ZONE_MODEL_NAMES,
     peer_group,
 )
-from rules.observability import hidden_by, names_read_by_class, observable_from
+from rules.observability import (
+    NO_MINIMUM,
+    Minimum,
+    hidden_by,
+    names_read_by_class,
+    observable_from,
+)
 from rules.offline import Cause, Gone, cause_from_last_values, missing_intervals
 from rules.outages import DEFAULT_GROUP_WAIT, group_outages
 from rules.radiator import READ as RADIATOR_READ
@@ -882,20 +889,50 @@ class _Options:
     group_wait: timedelta = DEFAULT_GROUP_WAIT
 
 
+@dataclass(frozen=True, slots=True)
+class _Minimums:
+    """What the rules detecting each fault type need to see to tell it."""
+
+    each: Mapping[str, frozenset[Minimum]]
+    """Per type, what each detecting rule needs to see: the fault shows once any is seen."""
+    whole_day: frozenset[str]
+    """The types every detecting rule of which judges whole days (a day's harvest)."""
+
+    @classmethod
+    def of(cls, rule_set: RuleSet) -> _Minimums:
+        each: dict[str, set[Minimum]] = {}
+        by_type: dict[str, list[Rule]] = {}
+        for rule in rule_set.rules:
+            seen = rule.occurrences
+            minimum = Minimum(
+                rule.for_.total_seconds(),
+                *((1, math.inf) if seen is None else (seen.count, seen.within.total_seconds())),
+            )
+            for fault in rule.detects:
+                each.setdefault(fault, set()).add(minimum)
+                by_type.setdefault(fault, []).append(rule)
+        whole_day = frozenset(
+            fault
+            for fault, rules in by_type.items()
+            if all(rule.judges_whole_days for rule in rules)
+        )
+        return cls({fault: frozenset(needs) for fault, needs in each.items()}, whole_day)
+
+
 def _mark_when_shown(
     faults: list[FaultInterval],
     positions: Sequence[int],
     history: DeviceHistory,
-    min_span_s: Mapping[str, float],
+    minimums: _Minimums,
     environment: Mapping[str, Floats],
 ) -> None:
     """Set ``shows_from`` of the device's faults from its own readings (in place).
 
-    min_span_s: per fault type, the shortest ``for`` of the rules detecting it; environment:
-    the rules' values at the readings."""
+    environment: the rules' values at the readings."""
     if not positions or not len(history.unix_s):
         return
     mine = [faults[position] for position in positions]
+    days = None
     for position in positions:
         fault = faults[position]
         try:
@@ -903,31 +940,30 @@ def _mark_when_shown(
         except ValueError:
             continue  # a fault type of another version of the simulator: from its start
         hiders = hidden_by(kind)
-        shows = observable_from(
-            kind,
-            fault.start,
-            fault.end,
-            history.unix_s,
-            environment,
-            min_span_s=min_span_s.get(fault.fault, 0.0),
-            hidden=[(other.start, other.end) for other in mine if other.fault in hiders],
-        )
+        if fault.fault in minimums.whole_day and days is None:
+            days = local_days(history.unix_s, history.device.place.timezone)
+        hidden = [(other.start, other.end) for other in mine if other.fault in hiders]
+        whole_day = days if fault.fault in minimums.whole_day else None
+        moments = [
+            observable_from(
+                kind,
+                fault.start,
+                fault.end,
+                history.unix_s,
+                environment,
+                minimum=minimum,
+                hidden=hidden,
+                whole_day=whole_day,
+            )
+            for minimum in minimums.each.get(fault.fault, {NO_MINIMUM})
+        ]
+        shows = min((moment for moment in moments if moment is not None), default=None)
         faults[position] = replace(fault, shows_from=NEVER if shows is None else shows)
 
 
 def _detected_by(rules: Sequence[Rule]) -> frozenset[str]:
     """What a root cause detects: what the missing-device rules behind it do."""
     return frozenset().union(*(frozenset(rule.detects) for rule in rules))
-
-
-def _shortest_for(rule_set: RuleSet) -> dict[str, float]:
-    """Per fault type, the shortest ``for`` [s] of the rules of ``rule_set`` detecting it."""
-    shortest: dict[str, float] = {}
-    for rule in rule_set.rules:
-        for fault in rule.detects:
-            span = rule.for_.total_seconds()
-            shortest[fault] = min(shortest.get(fault, span), span)
-    return shortest
 
 
 def _select(fleet: Sequence[DeviceInfo], devices: Sequence[str] | None) -> set[str]:
@@ -968,7 +1004,7 @@ def _backtest(
         )
         for device_class in classes
     }
-    min_spans = _shortest_for(rule_sets[0])
+    minimums = _Minimums.of(rule_sets[0])
     faults_of: dict[str, list[int]] = {}
     for position, fault in enumerate(faults):
         faults_of.setdefault(fault.device_id, []).append(position)
@@ -989,7 +1025,7 @@ def _backtest(
                 device = history.device
                 environment = _environment(history, peers, context)
                 _mark_when_shown(
-                    faults, faults_of.get(device.device_id, ()), history, min_spans, environment
+                    faults, faults_of.get(device.device_id, ()), history, minimums, environment
                 )
                 if device.device_class is DeviceClass.STREETLIGHT:
                     dark += dark_moments(

@@ -32,8 +32,8 @@ def shortest_reported(rule: Rule) -> str:
         return (
             f"{rule.occurrences.count} readings showing it within {spoken(rule.occurrences.within)}"
         )
-    if any(name.endswith("harvest_ratio") for name in rule.names):
-        return "a day's harvest showing it"
+    if rule.judges_whole_days:
+        return "a whole day's harvest showing it, told the next day"
     if rule.for_ > timedelta(0):
         return f"showing for {spoken(rule.for_)}"
     return "one reading showing it"

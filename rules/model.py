@@ -147,6 +147,12 @@ class Rule:
         return frozenset().union(*(part.names for part in parts if part is not None))
 
     @property
+    def judges_whole_days(self) -> bool:
+        """Whether it reads a day's harvest (a ``...harvest_ratio``): it can tell only once a
+        whole day has passed, at the next day's first reading."""
+        return any(name.endswith("harvest_ratio") for name in self.names)
+
+    @property
     def silence_s(self) -> float:
         """A missing-data rule: seconds of silence after which the device is missing."""
         if self.missing is None:

@@ -889,6 +889,11 @@ class _Options:
     group_wait: timedelta = DEFAULT_GROUP_WAIT
 
 
+DAY_HARVEST_GRACE: Final = timedelta(days=1)
+"""How long after a fault ended an alert of a rule judging yesterday's harvest still tells of
+it: the fault darkened that day, and the rule tells at the next day's first reading."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Minimums:
     """What the rules detecting each fault type need to see to tell it."""
@@ -1107,6 +1112,11 @@ def _result(
             grace=options.grace,
             flap_window=options.flap_window,
             bounds=bounds,
+            grace_of={
+                rule.id: max(options.grace, DAY_HARVEST_GRACE)
+                for rule in rule_set.rules
+                if rule.judges_whole_days
+            },
         ),
         readings=found.readings,
         rows_evaluated=rows.total(),

@@ -19,8 +19,9 @@ the daylight of a day it began before and into the day after.
 
 The conditions, per fault type (the simulator's signatures: docs/simulators.md):
 
-- ``lamp_failure``: the lamp is commanded on (``dimming_level > 0``) and the controller has
-  not cut it for a flat battery: a lamp is dark by day anyway;
+- ``lamp_failure``: the lamp is commanded on (``dimming_level >= 1``: below, it draws too
+  little to judge) and the controller has not cut it for a flat battery: a lamp is dark by
+  day anyway;
 - ``cycling_driver``: so, and the driver drops out (the lamp dark): a driver that fails at
   random shows only when it does, and its rules need it to, three readings in a row or four
   within 3 h;
@@ -43,7 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import numpy as np
@@ -71,9 +72,9 @@ class Minimum:
 NO_MINIMUM: Final = Minimum()
 
 OBSERVABLE_WHEN: Final[dict[FaultType, str]] = {
-    FaultType.LAMP_FAILURE: "dimming_level > 0 and not status_low_voltage_disconnect",
+    FaultType.LAMP_FAILURE: "dimming_level >= 1 and not status_low_voltage_disconnect",
     FaultType.CYCLING_DRIVER: (
-        "dimming_level > 0 and not status_low_voltage_disconnect"
+        "dimming_level >= 1 and not status_low_voltage_disconnect"
         " and lamp_power < 0.25 * lamp_w * dimming_level / 100"
     ),
     FaultType.BATTERY_FADE: (
@@ -88,6 +89,11 @@ OBSERVABLE_WHEN: Final[dict[FaultType, str]] = {
 }
 """The condition under which each fault type can show; absent: it shows at its start."""
 
+GROWS_FOR: Final[dict[FaultType, timedelta]] = {FaultType.SENSOR_DRIFT: timedelta(hours=16)}
+"""Faults that grow, and how long they take to become large enough to tell: a drifting
+sensor walks 0.25 K/h (simulators.city) and a zone's reading is judged against its learnt
+balance to 4 K (sensor-drift), so a drift mended within 16 h never stood out from the zone's
+own variation. A shorter one is never observable (it shows from its start otherwise)."""
 LINK_FAULTS: Final = frozenset({FaultType.COMMUNICATION_LOSS, FaultType.POWER_LOSS})
 """Faults that show by the device's silence: from their start."""
 _LAMP_DARK: Final = frozenset({FaultType.LAMP_FAILURE, FaultType.KNOCK_DOWN})
@@ -159,6 +165,8 @@ def observable_from(
     """
     if fault in LINK_FAULTS:
         return start
+    if end is not None and end - start < GROWS_FOR.get(fault, timedelta(0)):
+        return None
     condition = CONDITIONS.get(fault)
     first = int(np.searchsorted(unix_s, start.timestamp(), "left"))
     last = len(unix_s) if end is None else int(np.searchsorted(unix_s, end.timestamp(), "left"))

@@ -19,8 +19,10 @@ Matching
     An alert *matches* a fault when both are on the same device, the alert's rule detects the
     fault's type (``detects[rule_id]`` contains it), and either the alert fired within the
     fault's window ``[fault.start, fault.end + grace]`` (both ends included; the grace lets an
-    alert that fires shortly after a short fault ended still count), or it fired before
-    ``fault.start`` and was still open then (its end is ``None`` or after ``fault.start``).
+    alert that fires shortly after a short fault ended still count; a rule may have a longer
+    grace of its own, ``grace_of``: one judging yesterday's harvest tells of a fault at the
+    next day's first reading), or it fired before ``fault.start`` and was still open then (its
+    end is ``None`` or after ``fault.start``).
 
 Precision
     An alert of a rule that detects nothing (an empty set: an informational rule) is
@@ -39,7 +41,9 @@ Recall and detection delay
     *detected* when at least one alert matches it. Its delay is the first matching alert's
     start minus the moment it shows, or zero when a matching alert was already open then. It
     is detected *within bound* when some rule detecting its type fired no later than that
-    rule's ``fires_within`` after it showed. Per fault type: recall = detected / injected
+    rule's ``fires_within`` after it showed. One not found within bound while the longest of
+    those bounds ran past ``period_end`` is not counted either (*past the period's end*: the
+    period ended before its rules' time was up). Per fault type: recall = detected / injected
     (``None`` when none was injected); delay p50 and p90 interpolate linearly between the
     detected faults' delays (numpy.percentile's default method), and max is the largest;
     ``None`` when none was detected. A fault type no rule detects is *not covered*: it is
@@ -176,6 +180,10 @@ class FaultScore:
     """Detected by a rule no later than its ``fires_within`` after the fault could show."""
     never_shown: int = 0
     """Faults that could never be observed while they lasted: not in ``injected``."""
+    past_period_end: int = 0
+    """Faults not found whose rules' bound ran past the period's end (a fault showing an hour
+    before it ends, with a 12 h bound): whether they would have been is unknown; not in
+    ``injected``."""
 
     @property
     def covered(self) -> bool:
@@ -187,6 +195,7 @@ class FaultScore:
             "covered": self.covered,
             "injected": self.injected,
             "never_shown": self.never_shown,
+            "past_period_end": self.past_period_end,
             "detected": self.detected,
             "within_bound": self.within_bound,
             "recall": self.recall,
@@ -420,6 +429,7 @@ def _fault_score(fault: str, rules: Iterable[str], found: _Detections) -> FaultS
         delay_max=delays[-1] if delays else None,
         within_bound=found.within_bound[fault],
         never_shown=found.never_shown[fault],
+        past_period_end=found.past_period_end[fault],
     )
 
 
@@ -450,14 +460,23 @@ def _judge_alerts(
     faults: Sequence[FaultInterval],
     detects: Mapping[str, frozenset[str]],
     period_start: datetime,
-    grace: timedelta,
+    grace: Callable[[str], timedelta],
 ) -> tuple[Counter[str], Counter[str], list[AlertInterval], Counter[str]]:
     """Alerts told, true positives and alerts muted of each rule in the period, and the false
-    alerts. A root cause's alert is right when a fault it detects struck one of its members."""
-    fault_indexes = {
-        key: _FaultIndex(group, grace)
-        for key, group in _group(faults, lambda fault: (fault.device_id, fault.fault)).items()
-    }
+    alerts. A root cause's alert is right when a fault it detects struck one of its members.
+    ``grace``: each rule's."""
+    groups = _group(faults, lambda fault: (fault.device_id, fault.fault))
+    fault_indexes: dict[tuple[str, str, timedelta], _FaultIndex] = {}
+
+    def index(device_id: str, fault_type: str, rule_grace: timedelta) -> _FaultIndex | None:
+        group = groups.get((device_id, fault_type))
+        if group is None:
+            return None
+        key = (device_id, fault_type, rule_grace)
+        if key not in fault_indexes:
+            fault_indexes[key] = _FaultIndex(group, rule_grace)
+        return fault_indexes[key]
+
     counts: Counter[str] = Counter()
     true_positives: Counter[str] = Counter()
     false_alerts: list[AlertInterval] = []
@@ -472,9 +491,9 @@ def _judge_alerts(
         fault_types = detects[alert.rule_id]
         if not fault_types:
             continue
+        rule_grace = grace(alert.rule_id)
         if any(
-            (index := fault_indexes.get((device_id, fault_type))) is not None
-            and index.matches(alert)
+            (found := index(device_id, fault_type, rule_grace)) is not None and found.matches(alert)
             for fault_type in fault_types
             for device_id in alert.members or (alert.device_id,)
         ):
@@ -510,6 +529,7 @@ class _Detections:
     within_bound: Counter[str]
     never_shown: Counter[str]
     late: list[LateFault]
+    past_period_end: Counter[str]
 
 
 def _detection_delays(
@@ -535,7 +555,7 @@ def _detection_delays(
     for rule_id, fault_types in detects.items():
         for fault_type in fault_types:
             rules_detecting[fault_type].append(rule_id)
-    found = _Detections(Counter(), defaultdict(list), Counter(), Counter(), [])
+    found = _Detections(Counter(), defaultdict(list), Counter(), Counter(), [], Counter())
     for fault in faults:
         if fault.start >= period_end or (fault.end is not None and fault.end <= period_start):
             continue
@@ -544,19 +564,23 @@ def _detection_delays(
         if fault.shows_from is not None and fault.shows_from >= clipped_end:
             found.never_shown[fault.fault] += 1
             continue
-        found.injected[fault.fault] += 1
         window_end = _window_end(clipped_end, grace)
         alert_index = alert_indexes.get((fault.device_id, fault.fault))
         delay = None if alert_index is None else alert_index.delay(shows, window_end)
-        stated = any(bounds.get(rule_id) for rule_id in rules_detecting[fault.fault])
+        rule_ids = rules_detecting[fault.fault]
+        within = delay is not None and _within_bound(
+            fault.device_id, rule_ids, (shows, window_end), rule_indexes, bounds
+        )
+        stated = [bound for rule_id in rule_ids if (bound := bounds.get(rule_id)) is not None]
+        if not within and stated and shows + max(stated) > period_end:
+            found.past_period_end[fault.fault] += 1  # its bound had not run out: unknown
+            continue
+        found.injected[fault.fault] += 1
         if delay is not None:
             found.delays[fault.fault].append(delay)
-            rule_ids = rules_detecting[fault.fault]
-            between = (shows, window_end)
-            if _within_bound(fault.device_id, rule_ids, between, rule_indexes, bounds):
-                found.within_bound[fault.fault] += 1
-                continue
-        if rules_detecting[fault.fault] and (delay is None or stated):
+        if within:
+            found.within_bound[fault.fault] += 1
+        elif rule_ids and (delay is None or stated):
             found.late.append(
                 LateFault(fault.device_id, fault.fault, fault.start, shows, fault.end, delay)
             )
@@ -594,15 +618,20 @@ def score(
     grace: timedelta = DEFAULT_GRACE,
     flap_window: timedelta = DEFAULT_FLAP_WINDOW,
     bounds: Mapping[str, timedelta | None] | None = None,
+    grace_of: Mapping[str, timedelta] | None = None,
 ) -> Score:
     """Score ``alerts`` against ``faults`` over ``[period_start, period_end)``.
 
     ``detects`` maps every rule id to the fault types it is meant to detect (an empty set for
     an informational rule); ``device_count`` is the fleet size the rates are relative to;
-    ``bounds`` each rule's documented ``fires_within`` (for the faults found within bound).
+    ``bounds`` each rule's documented ``fires_within`` (for the faults found within bound);
+    ``grace_of`` the rules whose alerts match a fault longer after it ended than ``grace``.
     Runs in O((alerts x types per rule + faults) x log) time.
     """
     _check_arguments(period_start, period_end, device_count, grace, flap_window)
+    own_grace = dict(grace_of or {})
+    if any(value < timedelta(0) for value in own_grace.values()):
+        raise ScoringError(f"a rule's grace is negative ({own_grace}); pass 0 or more")
     seen = [alert for alert in alerts if alert.start < period_end]
     unknown = sorted({alert.rule_id for alert in seen} - detects.keys())
     if unknown:
@@ -617,7 +646,7 @@ def score(
             rules_detecting[fault_type].add(rule_id)
 
     counts, true_positives, false_alerts, muted = _judge_alerts(
-        seen, all_faults, detects, period_start, grace
+        seen, all_faults, detects, period_start, lambda rule_id: own_grace.get(rule_id, grace)
     )
     false_positives = Counter(alert.rule_id for alert in false_alerts)
     flaps = _count_flaps(seen, period_start, flap_window)
@@ -634,7 +663,10 @@ def score(
     by_fault = {
         name: _fault_score(name, rules_detecting.get(name, ()), found)
         for name in sorted(
-            found.injected.keys() | found.never_shown.keys() | rules_detecting.keys()
+            found.injected.keys()
+            | found.never_shown.keys()
+            | found.past_period_end.keys()
+            | rules_detecting.keys()
         )
     }
     by_rule = {

@@ -56,6 +56,22 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return [line(header), line(rule), *(line(row) for row in body)]
 
 
+def uncounted_lines(faults: Iterable[FaultScore]) -> list[str]:
+    """The faults left out of the counts: never observable, or their bound past the end."""
+    ordered = list(faults)
+    never = [f"{f.fault} {f.never_shown}" for f in ordered if f.never_shown]
+    past = [f"{f.fault} {f.past_period_end}" for f in ordered if f.past_period_end]
+    lines = []
+    if never:
+        lines.append(f"Never observable while they lasted (not counted): {', '.join(never)}")
+    if past:
+        lines.append(
+            "Not found yet when the period ended, their bound still running (not counted): "
+            + ", ".join(past)
+        )
+    return lines
+
+
 def _listing(
     title: tuple[str, str, str], header: Sequence[str], rows: Sequence[Sequence[str]], limit: int
 ) -> list[str]:
@@ -166,9 +182,7 @@ def format_report(result: Score) -> str:
         ],
         fault_rows,
     )
-    never = [f"{f.fault} {f.never_shown}" for f in result.by_fault.values() if f.never_shown]
-    if never:
-        lines += [f"Never observable while they lasted (not counted): {', '.join(never)}"]
+    lines += uncounted_lines(result.by_fault.values())
     late = late_lines(result.late)
     lines += ["", *late] if late else []
     wrong = false_alert_lines(result.false_alerts)

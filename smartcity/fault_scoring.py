@@ -34,6 +34,7 @@ from rules.scoring_report import (
     percent,
     rate,
     table,
+    uncounted_lines,
 )
 from runtime.local_services import scratch_database
 from simulators.environment import CloudyRun
@@ -175,7 +176,7 @@ def report(run: ScoringRun) -> str:
             format_duration(fault.delay_max),
         )
         for name, fault in score.by_fault.items()
-        if fault.covered and (fault.injected or fault.never_shown)
+        if fault.covered and (fault.injected or fault.never_shown or fault.past_period_end)
     ]
     lines = [
         f"{run.run_name}: {run.result.device_count:,} devices, {run.planned:,} faults injected, "
@@ -185,9 +186,7 @@ def report(run: ScoringRun) -> str:
         "",
         *table(header, rows),
     ]
-    never = [f"{n} {f.never_shown}" for n, f in score.by_fault.items() if f.never_shown]
-    if never:
-        lines.append(f"Never observable while they lasted (not counted): {', '.join(never)}")
+    lines += uncounted_lines(score.by_fault.values())
     uncovered = [n for n, f in score.by_fault.items() if not f.covered and f.injected]
     if uncovered:
         lines.append(f"Injected but detected by no rule: {', '.join(uncovered)}")

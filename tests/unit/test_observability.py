@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from protocol.faults import FAULT_CLASSES, FaultType
+from rules.model import load_rules
 from rules.names import names_for
-from rules.observability import CONDITIONS, HIDDEN_BY, Minimum, hidden_by, observable_from
+from rules.observability import (
+    CONDITIONS,
+    GROWS_FOR,
+    HIDDEN_BY,
+    Minimum,
+    hidden_by,
+    observable_from,
+)
+from simulators.city import SENSOR_DRIFT_K_PER_HOUR
 
 T0 = datetime(2027, 1, 10, 12, tzinfo=UTC)
 STEP_S = 300.0
@@ -178,3 +189,21 @@ def test_a_worn_battery_shows_in_the_night_at_as_many_readings_as_its_rule_count
     assert FaultType.KNOCK_DOWN in HIDDEN_BY[fade]
     assert FaultType.KNOCK_DOWN in HIDDEN_BY[FaultType.TILT]
     assert FaultType.PANEL_SOILING in HIDDEN_BY[FaultType.PANEL_SHADING]
+
+
+def test_a_drift_mended_before_it_could_grow_to_the_rules_threshold_never_showed() -> None:
+    """A sensor walking 0.25 K/h is judged to 4 K: mended after 2.8 h (0.7 K) it never stood
+    out; lasting 17 h it shows from its start. The 16 h are the simulator's rate and the
+    rule's threshold."""
+    unix_s = T0.timestamp() + 60.0 * np.arange(24 * 60, dtype=np.float64)
+    env: dict[str, npt.NDArray[np.float64]] = {}
+    drift = FaultType.SENSOR_DRIFT
+    short_end = T0 + timedelta(hours=2.8)
+    assert observable_from(drift, T0, short_end, unix_s, env) is None
+    assert observable_from(drift, T0, T0 + timedelta(hours=17), unix_s, env) == T0
+    assert observable_from(drift, T0, None, unix_s, env) == T0
+    threshold_k = 4.0
+    rule = load_rules(Path("rules/default_rules.yaml")).by_id("sensor-drift")
+    assert rule.when is not None
+    assert f"> {threshold_k:g}" in rule.when.text
+    assert GROWS_FOR[drift] == timedelta(hours=threshold_k / SENSOR_DRIFT_K_PER_HOUR)

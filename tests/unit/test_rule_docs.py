@@ -359,7 +359,7 @@ def test_the_bounds_table_is_the_rules_own() -> None:
     lamp_out = RULES.by_id("lamp-out")
     assert lamp_out.fires_within is not None
     assert (
-        "| `lamp_failure` | the first reading with `dimming_level > 0 and not "
+        "| `lamp_failure` | the first reading with `dimming_level >= 1 and not "
         "status_low_voltage_disconnect` | [lamp-out](#lamp-out) "
         f"| {spoken(lamp_out.fires_within)} | showing for {spoken(lamp_out.for_)} |"
     ) in table

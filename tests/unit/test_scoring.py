@@ -462,6 +462,64 @@ def test_the_false_alerts_are_listed_by_name() -> None:
     assert columns(report, "sl-9") == ["sl-9", "lamp-out", "2026-01-08 11:20", "2026-01-08 11:30"]
 
 
+def test_a_rule_with_a_grace_of_its_own_matches_a_fault_longer_after_it_ended() -> None:
+    """A panel soiled until 17:00 told at midnight (yesterday's harvest): false with the
+    common hour of grace, right with the rule's own day; a negative one is refused."""
+    soiled = [fault(0, 17 * 60, kind="lamp_failure")]
+    told = [alert(24 * 60, 25 * 60)]
+    common = run(told, soiled)
+    assert (common.true_positives, common.false_positives) == (0, 1)
+    own = score(
+        told,
+        soiled,
+        DETECTS,
+        period_start=T0,
+        period_end=T0 + WEEK,
+        device_count=10,
+        grace_of={"lamp-out": timedelta(days=1)},
+    )
+    assert (own.true_positives, own.false_positives) == (1, 0)
+    with pytest.raises(ScoringError, match="negative"):
+        score(
+            told,
+            soiled,
+            DETECTS,
+            period_start=T0,
+            period_end=T0 + WEEK,
+            device_count=10,
+            grace_of={"lamp-out": timedelta(hours=-1)},
+        )
+
+
+def test_a_fault_whose_bound_outlasts_the_period_is_not_counted_until_it_is_late() -> None:
+    """Bound 12 h. A valve stuck 7 h before the end and not yet found: not counted (its rules'
+    time was not up); one stuck 13 h before the end and never found: missed; one stuck 2 h
+    before the end and found after 1 h: counted, in bound."""
+    end = T0 + WEEK
+    stuck = [
+        FaultInterval("z-1", "lamp_failure", end - timedelta(hours=7), None),
+        FaultInterval("z-2", "lamp_failure", end - timedelta(hours=13), None),
+        FaultInterval("z-3", "lamp_failure", end - timedelta(hours=2), None),
+    ]
+    result = score(
+        [AlertInterval("lamp-out", "z-3", end - timedelta(hours=1))],
+        stuck,
+        DETECTS,
+        period_start=T0,
+        period_end=end,
+        device_count=3,
+        bounds={"lamp-out": timedelta(hours=12), "power": None},
+    )
+    found = result.by_fault["lamp_failure"]
+    assert (found.injected, found.within_bound, found.past_period_end) == (2, 1, 1)
+    assert [late.device_id for late in result.late] == ["z-2"]
+    assert found.to_json()["past_period_end"] == 1
+    assert (
+        "Not found yet when the period ended, their bound still running (not counted): "
+        "lamp_failure 1"
+    ) in format_report(result)
+
+
 def test_the_comparison_marks_improvements_and_regressions() -> None:
     alerts, faults = report_scenario()
     current = run(alerts, faults, device_count=200)

@@ -469,26 +469,22 @@ def test_a_rule_with_a_grace_of_its_own_matches_a_fault_longer_after_it_ended() 
     told = [alert(24 * 60, 25 * 60)]
     common = run(told, soiled)
     assert (common.true_positives, common.false_positives) == (0, 1)
-    own = score(
-        told,
-        soiled,
-        DETECTS,
-        period_start=T0,
-        period_end=T0 + WEEK,
-        device_count=10,
-        grace_of={"lamp-out": timedelta(days=1)},
-    )
-    assert (own.true_positives, own.false_positives) == (1, 0)
-    with pytest.raises(ScoringError, match="negative"):
-        score(
+
+    def with_grace(own: timedelta) -> Score:
+        return score(
             told,
             soiled,
             DETECTS,
             period_start=T0,
             period_end=T0 + WEEK,
             device_count=10,
-            grace_of={"lamp-out": timedelta(hours=-1)},
+            grace_of={"lamp-out": own},
         )
+
+    day = with_grace(timedelta(days=1))
+    assert (day.true_positives, day.false_positives) == (1, 0)
+    with pytest.raises(ScoringError, match="negative"):
+        with_grace(timedelta(hours=-1))
 
 
 def test_a_fault_whose_bound_outlasts_the_period_is_not_counted_until_it_is_late() -> None:

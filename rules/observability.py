@@ -5,7 +5,7 @@ lamp stuck on only when it should be off or dimmed; a dead charger only in sunsh
 fault type has a condition, written in the rules' own language over the device's readings,
 and a fault is *observable from* the first reading at or after its start that begins a
 stretch of readings where the condition holds for at least the minimum a rule needs to tell
-(its ``for``, or as many readings in a row as its occurrences count), and where no other
+(its ``for``, or as many readings as its occurrences count, within their window), and no other
 fault of the device hides it (a dead lamp hides one stuck on, a power loss hides everything:
 :func:`hidden_by`). A type without a condition shows
 at its first reading, the same way; a link or power loss from its start (it shows by silence).
@@ -106,12 +106,14 @@ HIDDEN_BY: Final[dict[FaultType, frozenset[FaultType]]] = {
     FaultType.PANEL_SHADING: frozenset(
         {FaultType.PANEL_SOILING, FaultType.CHARGE_CONTROLLER_FAULT}
     ),
+    FaultType.STUCK_VALVE: frozenset({FaultType.SENSOR_DRIFT}),
 }
 """Faults of the same device that hide a fault type while they last, besides a power loss
 (which hides every other fault: nothing is read): a lamp that is dead, down or dropping out
 cannot be seen burning, flickering or draining its battery steadily; a pole lying down is not
 leaning (pole-down tells it); a controller that does not charge harvests nothing, soiled or
-shaded, and a soiled panel is dim at every sun height, which hides a shade's low-sun dip."""
+shaded, and a soiled panel is dim at every sun height, which hides a shade's low-sun dip; a
+drifting sensor can make an overheated zone read normal (sensor-drift tells it)."""
 
 
 def hidden_by(fault: FaultType) -> frozenset[FaultType]:

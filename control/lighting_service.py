@@ -65,8 +65,9 @@ HARVEST_DAYS: Final = 3
 COMPLETE_DAY_S: Final = 20 * 3_600.0
 """A day whose readings cover this much of it counts as complete [s]."""
 READING_INTERVAL_S: Final = float(CATALOGUE[DeviceClass.STREETLIGHT].expected_interval_s)
-MAX_GAP_S: Final = 2 * READING_INTERVAL_S
-"""A reading's panel power counts for the time since the previous one, at most this [s]."""
+MAX_GAP_S: Final = CATALOGUE[DeviceClass.STREETLIGHT].longest_counted_gap_s
+"""A reading counts for the time since the previous one, at most this [s] (the first one for
+a reading interval)."""
 REASON_LABELS: Final = {
     Reason.FIRST: "tonight's plan",
     Reason.CHANGED: "replanned",

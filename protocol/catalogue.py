@@ -54,6 +54,12 @@ class DeviceClassSpec:
     metrics: MappingProxyType[str, Metric] = field(repr=False)
     description: str = ""
 
+    @property
+    def longest_counted_gap_s(self) -> float:
+        """The most time one reading stands for when energy is summed over readings [s]: two
+        intervals (a missed reading is bridged, a longer silence is not counted)."""
+        return 2.0 * self.expected_interval_s
+
 
 def _flag(name: str, description: str) -> Metric:
     return Metric(name, "", 0, 1, ValueKind.FLAG, description)

@@ -77,7 +77,7 @@ Ints = npt.NDArray[np.int64]
 
 NAMES: Final = FORECAST_NAMES
 READING_INTERVAL_S: Final = float(CATALOGUE[DeviceClass.STREETLIGHT].expected_interval_s)
-MAX_GAP_S: Final = 2 * READING_INTERVAL_S
+MAX_GAP_S: Final = CATALOGUE[DeviceClass.STREETLIGHT].longest_counted_gap_s
 """A reading counts for the time since the previous one, at most this [s] (the first one for
 a reading interval)."""
 DISCHARGE_EFFICIENCY: Final = 0.97

@@ -23,6 +23,7 @@ from rules.context import (
     DeviceMemory,
     DevicePlace,
     Floats,
+    light_place,
     peer_harvest,
     peer_median,
     recent_days,
@@ -30,6 +31,7 @@ from rules.context import (
 from rules.core import Change, ConditionState, Phase, step
 from rules.model import Rule, RuleSet
 from rules.names import PEER_MAX_AGE_INTERVALS, PEER_METRICS
+from rules.night_forecast import ForecastMemory
 from rules.offline import Cause, Gone, Presence
 from rules.radiator import RadiatorMemory
 from rules.zone_model import Neighbour, ZoneModel
@@ -382,6 +384,7 @@ def _memory_json(memory: DeviceMemory) -> dict[str, object]:
     radiator = memory.radiator
     return {
         **({} if memory.zone_model is None else {"zone_model": memory.zone_model.to_json()}),
+        **({} if memory.forecast is None else {"forecast": memory.forecast.to_json()}),
         **(
             {}
             if radiator is None or math.isnan(radiator.learnt)
@@ -402,6 +405,7 @@ def _memory_from_json(data: Mapping[str, object], place: DevicePlace) -> DeviceM
     sums = data.get("day_sums")
     zone = data.get("zone_model")
     radiator = data.get("radiator")
+    forecast = data.get("forecast")
     return DeviceMemory(
         place,
         last_unix_s=float(str(last)) if last is not None else None,
@@ -423,4 +427,7 @@ def _memory_from_json(data: Mapping[str, object], place: DevicePlace) -> DeviceM
         else {},
         zone_model=ZoneModel.from_json(zone) if isinstance(zone, dict) else None,
         radiator=RadiatorMemory.from_json(radiator),
+        forecast=ForecastMemory.from_json(light_place(place), forecast)
+        if forecast is not None and place.device_class is DeviceClass.STREETLIGHT
+        else None,
     )

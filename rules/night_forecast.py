@@ -51,6 +51,7 @@ per-day and per-night sums.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -350,6 +351,40 @@ class ForecastMemory:
     recent: deque[tuple[float, float, float]] = field(default_factory=deque)
     """The readings of the last :data:`RECENT_S`: time, harvest, clear-sky harvest."""
 
+    def to_json(self) -> dict[str, object]:
+        """Its sums as plain JSON (the day's clear-sky curve is computed again)."""
+        return {
+            "last_unix_s": self.last_unix_s,
+            "today": list(self.today),
+            "night_sums": {str(night): list(sums) for night, sums in self.night_sums.items()},
+            "recent": [list(item) for item in self.recent],
+        }
+
+    @classmethod
+    def from_json(cls, place: LightPlace, data: object) -> ForecastMemory:
+        """A memory saved by :meth:`to_json`; a fresh one for anything that is not one (the
+        forecast then learns again, as after a first start)."""
+        if not isinstance(data, dict):
+            return cls(place)
+        try:
+            last = data.get("last_unix_s")
+            day, harvest, clear = _three(data["today"])
+            memory = cls(
+                place,
+                last_unix_s=None if last is None else float(last),
+                today=(int(day), harvest, clear),
+                night_sums={
+                    int(night): _four(sums) for night, sums in dict(data["night_sums"]).items()
+                },
+                recent=deque(_three(item) for item in data["recent"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return cls(place)
+        numbers = [memory.last_unix_s or 0.0, harvest, clear]
+        numbers += [value for sums in memory.night_sums.values() for value in sums]
+        numbers += [value for item in memory.recent for value in item]
+        return memory if all(math.isfinite(value) for value in numbers) else cls(place)
+
     def derive(self, unix_s: float, env: Mapping[str, Floats]) -> dict[str, Floats]:
         """The forecast names of one new reading (``env``: its 1-element arrays)."""
         times = np.array([unix_s])
@@ -362,7 +397,10 @@ class ForecastMemory:
         parts = _parts(np.array([gap]), env, 1)
         day = int(local_days(times, self.place.timezone)[0])
         if day != self.today[0] or self.curve is None:
-            self.today, self.curve = (day, 0.0, 0.0), clear_day_curve(day, self.place)
+            # A memory restored mid-day keeps the day's sums; only the curve is computed again.
+            if day != self.today[0]:
+                self.today = (day, 0.0, 0.0)
+            self.curve = clear_day_curve(day, self.place)
         harvest = self.today[1] + float(parts.harvest_wh[0])
         clear = self.today[2] + float(parts.clear_wh[0])
         self.today = (day, harvest, clear)
@@ -400,3 +438,19 @@ class ForecastMemory:
             np.array([last_level]),
             _tonight(np.array([self.night_sums[night][0]]), np.array([self.night_sums[night][1]])),
         )
+
+
+def _numbers(values: object, count: int) -> list[float]:
+    if not isinstance(values, list) or len(values) != count:
+        raise ValueError(f"not {count} numbers: {values!r}")
+    return [float(value) for value in values]
+
+
+def _four(values: object) -> tuple[float, float, float, float]:
+    first, second, third, fourth = _numbers(values, 4)
+    return first, second, third, fourth
+
+
+def _three(values: object) -> tuple[float, float, float]:
+    first, second, third = _numbers(values, 3)
+    return first, second, third

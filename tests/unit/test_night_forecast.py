@@ -7,18 +7,23 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from alerts.lifecycle import Scope
 from control import lighting_service
 from control.lighting_policy import DEFAULT_LIGHTING
 from protocol.catalogue import CHARGE_CONTROLLER_STATUS_BITS
 from protocol.solar import clear_sky_irradiance, hours_until_sunset, night_hours, solar_elevation
 from protocol.topics import DeviceClass
-from rules.context import DeviceMemory, DevicePlace, derive
+from rules.context import DeviceMemory, DevicePlace, derive, light_place
+from rules.evaluator import Evaluator, FleetDevice
+from rules.model import parse_rules
 from rules.night_forecast import (
     CHARGE_PATH_EFFICIENCY,
     DISCHARGE_EFFICIENCY,
     NAMES,
     PLAN_ELEVATION_DEG,
+    ForecastMemory,
 )
+from tests.unit.engine_restart import through_and_restarted
 
 SEFROU = (33.83, -4.84)
 RATED_WH = 1_300.0
@@ -194,3 +199,36 @@ def test_the_forecast_stops_where_the_lighting_service_plans() -> None:
     assert (
         DEFAULT_LIGHTING.gate_elevation_deg + lighting_service.PLAN_ABOVE_GATE_DEG
     ) == PLAN_ELEVATION_DEG
+
+
+def test_the_engine_saves_a_lights_forecast_and_carries_on_after_a_restart() -> None:
+    """The evaluator's saved state holds the forecast's sums (the nights' discharge, today's
+    harvest so far, the last hours): an engine restarted half-way through a day knows what
+    one that ran through knows, and derives the same forecast from then on."""
+    unix, metrics = simulated_light(4, capacity_wh=0.5 * RATED_WH, clearness=0.6)
+    fleet = {"sl-1": FleetDevice(place(), Scope("sl-1", street_group="main"))}
+    rules = parse_rules(
+        "rules: [{id: dark, class: streetlight, title: {en: T},"
+        " when: 'dusk_usable_energy_wh < 0.5 * lamp_w * coming_night_hours'}]"
+    )
+
+    half = 3 * 288 + 150  # 12:30 on the fourth day: mid-harvest
+    through, restarted = through_and_restarted(
+        lambda: Evaluator(rules, fleet), unix, {"sl-1": metrics}, half
+    )
+    kept, fresh = through.memories["sl-1"].forecast, restarted.memories["sl-1"].forecast
+    assert kept is not None
+    assert fresh is not None
+    assert len(kept.night_sums) >= 2
+    assert fresh.night_sums == kept.night_sums
+    assert fresh.today == kept.today
+    assert fresh.recent == kept.recent
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [None, "nonsense", {}, {"today": [1, 2]}, {"today": [1, 2, "x"], "night_sums": {}}],
+)
+def test_a_saved_forecast_that_is_not_one_is_learnt_afresh(saved: object) -> None:
+    fresh = ForecastMemory.from_json(light_place(place()), saved)
+    assert (fresh.last_unix_s, fresh.night_sums, len(fresh.recent)) == (None, {}, 0)

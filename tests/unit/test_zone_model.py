@@ -13,7 +13,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from rules.zone_model import (
     ZoneModel,
     expected_temperatures,
 )
+from tests.unit.engine_restart import through_and_restarted
 
 Floats = np.ndarray
 START_S = 1_799_020_800.0  # 2027-01-03 00:00 UTC
@@ -266,21 +266,12 @@ def test_the_engine_saves_a_zones_balance_and_carries_on_after_a_restart() -> No
         " when: 'abs(air_temperature - expected_air_temperature) > 4'}]"
     )
 
-    def run(evaluator: Evaluator, positions: range) -> Evaluator:
-        for position in positions:
-            moment = datetime.fromtimestamp(float(unix_s[position]), tz=UTC)
-            for name, env in zip(names, envs, strict=True):
-                values = {metric: float(column[position]) for metric, column in env.items()}
-                evaluator.reading(name, moment, values, moment)
-        return evaluator
-
-    half = len(unix_s) // 2
-    through = run(Evaluator(rules, fleet), range(len(unix_s)))
-    first = run(Evaluator(rules, fleet), range(half))
-    saved = [((rule, device), state) for rule, device, state in first.take_dirty()]
-    restarted = Evaluator(rules, fleet)
-    assert restarted.restore(json.loads(json.dumps(saved))) >= len(names)
-    restarted = run(restarted, range(half, len(unix_s)))
+    through, restarted = through_and_restarted(
+        lambda: Evaluator(rules, fleet),
+        unix_s,
+        dict(zip(names, envs, strict=True)),
+        len(unix_s) // 2,
+    )
     for name in names:
         kept, fresh = through.memories[name].zone_model, restarted.memories[name].zone_model
         assert kept is not None

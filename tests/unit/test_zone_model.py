@@ -74,10 +74,12 @@ def _sun(hours: Floats) -> Floats:
     return np.where((local > 7) & (local < 17), 30.0, -20.0)
 
 
-def _simulate(zones: list[Zone], seed: int = 1) -> tuple[Floats, list[dict[str, Floats]]]:
-    """Every zone of one building, a reading a minute for :data:`DAYS` days."""
+def _simulate(
+    zones: list[Zone], seed: int = 1, days: int = DAYS
+) -> tuple[Floats, list[dict[str, Floats]]]:
+    """Every zone of one building, a reading a minute for ``days`` days."""
     rng = np.random.default_rng(seed)
-    steps = int(DAYS * 24 * 3_600 / STEP_S)
+    steps = int(days * 24 * 3_600 / STEP_S)
     unix_s = START_S + STEP_S * np.arange(steps)
     hours = (unix_s - START_S) / 3_600
     outdoor = _outdoor(hours)
@@ -252,7 +254,7 @@ def test_docs_state_the_models_figures() -> None:
 def test_the_engine_saves_a_zones_balance_and_carries_on_after_a_restart() -> None:
     """The evaluator's saved state holds the learnt balance: an engine restarted half-way
     gives the same ``expected_air_temperature`` as one that ran through."""
-    unix_s, envs = _simulate([Zone(), Zone(loss_per_h=0.06, setback_c=17.0)])
+    unix_s, envs = _simulate([Zone(), Zone(loss_per_h=0.06, setback_c=17.0)], days=3)
     names = ("z1", "z2")
     fleet = {
         name: FleetDevice(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -186,24 +187,23 @@ PANELS: Final = Scenario(
 """Dirty and shaded panels show in harvest ratios, over complete days: five of them."""
 
 
-@pytest.fixture(scope="module")
-def outcome(
-    tmp_path_factory: pytest.TempPathFactory,
-    postgres_server: PostgresServer,
-    migrated_template: str,
-) -> Outcome:
-    workdir = tmp_path_factory.mktemp("every-fault")
-    return _run_with_engine(postgres_server, migrated_template, workdir, EVERY_FAULT)
+def outcome_of(scenario: Scenario, name: str) -> Callable[..., Outcome]:
+    """A module fixture: ``scenario`` run once through agents, broker and engine."""
+
+    @pytest.fixture(scope="module")
+    def run_once(
+        tmp_path_factory: pytest.TempPathFactory,
+        postgres_server: PostgresServer,
+        migrated_template: str,
+    ) -> Outcome:
+        workdir = tmp_path_factory.mktemp(name)
+        return _run_with_engine(postgres_server, migrated_template, workdir, scenario)
+
+    return run_once
 
 
-@pytest.fixture(scope="module")
-def panel_outcome(
-    tmp_path_factory: pytest.TempPathFactory,
-    postgres_server: PostgresServer,
-    migrated_template: str,
-) -> Outcome:
-    workdir = tmp_path_factory.mktemp("panels")
-    return _run_with_engine(postgres_server, migrated_template, workdir, PANELS)
+outcome = outcome_of(EVERY_FAULT, "every-fault")
+panel_outcome = outcome_of(PANELS, "panels")
 
 
 class _Hook:

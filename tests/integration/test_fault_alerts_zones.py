@@ -16,11 +16,10 @@ from protocol.faults import FaultType
 from protocol.sites import parse_site
 from rules.model import RuleSet
 from simulators.faults import FaultEvent
-from tests.conftest import PostgresServer
 from tests.integration.test_fault_alerts import (
     Outcome,
     Scenario,
-    _run_with_engine,
+    outcome_of,
 )
 from tests.integration.test_fault_alerts import rules as rules  # noqa: PLC0414 - the fixture
 from tests.integration.test_fault_signatures import FAULT_SITE, START
@@ -38,14 +37,7 @@ nights: three of the hall's zones for three and a half days, one sensor drifting
 third day's noon."""
 
 
-@pytest.fixture(scope="module")
-def zone_outcome(
-    tmp_path_factory: pytest.TempPathFactory,
-    postgres_server: PostgresServer,
-    migrated_template: str,
-) -> Outcome:
-    workdir = tmp_path_factory.mktemp("zones")
-    return _run_with_engine(postgres_server, migrated_template, workdir, ZONES)
+zone_outcome = outcome_of(ZONES, "zones")
 
 
 def test_a_drifting_sensor_alerts_within_its_bound_and_notifies(

@@ -247,7 +247,7 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
     elapsed = now_s - memory.last_time if not math.isnan(memory.last_time) else 0.0
     outdoor = seen.outdoor_temperature
     memory = _learn(memory, seen, elapsed)
-    outdoor_mean = _running_mean(memory.outdoor_mean, outdoor, elapsed)
+    outdoor_mean = running_mean(memory.outdoor_mean, outdoor, elapsed)
     # A state counts from the observation that first saw it: the time since the one before
     # is not known to have been spent in it.
     empty = seen.occupancy <= 0
@@ -258,8 +258,7 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
         seen.window_open & memory.window_was_open, memory.window_for_s + elapsed, 0.0
     )
 
-    heat_season = True if math.isnan(outdoor_mean) else outdoor_mean < hvac.seasons.heating_below
-    cool_season = True if math.isnan(outdoor_mean) else outdoor_mean > hvac.seasons.cooling_above
+    heat_season, cool_season = season_of(hvac, outdoor_mean)
     heats = zones.can_heat & heat_season
     cools = zones.can_cool & cool_season
     temperature = seen.temperature
@@ -405,7 +404,7 @@ def learn_from_history(memory: Memory, history: Sequence[Observation], hvac: Hva
             last_heating=seen.heating_active.copy(),
             last_cooling=seen.cooling_active.copy(),
             last_time=seen.now.timestamp(),
-            outdoor_mean=_running_mean(memory.outdoor_mean, seen.outdoor_temperature, elapsed),
+            outdoor_mean=running_mean(memory.outdoor_mean, seen.outdoor_temperature, elapsed),
         )
     return memory
 
@@ -450,13 +449,37 @@ def _blend(current: FloatArray, observed: FloatArray) -> FloatArray:
     return blended
 
 
-def _running_mean(mean: float, value: float, elapsed: float) -> float:
+def running_mean(mean: float, value: float, elapsed: float) -> float:
+    """The outdoor running mean [C] ``elapsed`` [s] after ``mean``, having seen ``value``."""
     if math.isnan(value):
         return mean
     if math.isnan(mean):
         return value
     weight = 1.0 - math.exp(-elapsed / OUTDOOR_MEAN_S)
     return mean + weight * (value - mean)
+
+
+def season_of(hvac: Hvac, outdoor_mean: float) -> tuple[bool, bool]:
+    """Whether it is the heating season, and the cooling season, by the outdoor running mean
+    [C]; both while it is unknown (NaN)."""
+    if math.isnan(outdoor_mean):
+        return True, True
+    return outdoor_mean < hvac.seasons.heating_below, outdoor_mean > hvac.seasons.cooling_above
+
+
+def weather_compensated_supply(hvac: Hvac, outdoor: float) -> float:
+    """Heating water for ``outdoor`` [C] on the strategy's heating curve [C]; NaN where the
+    curve is off or the outdoor temperature unknown (the boiler's own curve then)."""
+    curve = hvac.weather_compensation
+    if not curve.enabled or math.isnan(outdoor):
+        return math.nan
+    return float(
+        np.interp(
+            outdoor,
+            [curve.design_outdoor, curve.mild_outdoor],
+            [curve.design_supply, curve.mild_supply],
+        )
+    )
 
 
 def _setpoints(hvac: Hvac, level: npt.NDArray[np.object_]) -> tuple[FloatArray, FloatArray]:
@@ -484,17 +507,10 @@ def _supply(
     hvac: Hvac, outdoor: float, level: npt.NDArray[np.object_], heats: BoolArray
 ) -> FloatArray:
     """Weather-compensated heating water, warmer while pre-heating; NaN where not set."""
-    curve = hvac.weather_compensation
-    if not curve.enabled or math.isnan(outdoor):
+    base = weather_compensated_supply(hvac, outdoor)
+    if math.isnan(base):
         return np.full(level.shape, math.nan)
-    base = float(
-        np.interp(
-            outdoor,
-            [curve.design_outdoor, curve.mild_outdoor],
-            [curve.design_supply, curve.mild_supply],
-        )
-    )
-    boost = np.where(level == Level.PREHEAT.value, curve.boost_k, 0.0)
+    boost = np.where(level == Level.PREHEAT.value, hvac.weather_compensation.boost_k, 0.0)
     supply: FloatArray = np.where(heats, np.clip(base + boost, 25.0, 85.0), math.nan)
     return supply
 

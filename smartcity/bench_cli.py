@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Protocol, TypeVar
 
 import typer
@@ -13,7 +14,6 @@ from smartcity.cli_support import (
     SiteOption,
     fail,
     load_settings,
-    parse_moment,
     progress_to_stderr,
     read_site,
 )
@@ -338,28 +338,49 @@ def bench_api(
 
 @bench_app.command("whatif")
 def bench_whatif(
-    start: Annotated[str, typer.Option("--from", help="Start (UTC unless zoned).")] = "2026-12-01",
-    end: Annotated[str, typer.Option("--to", help="End, exclusive.")] = "2027-03-01",
+    seasons: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--season",
+            help="winter (December 2026 to February 2027) or summer (June to August 2027); "
+            "repeat; default both.",
+        ),
+    ] = None,
+    strategy: Annotated[
+        Path | None,
+        typer.Option("--strategy", help="Strategy file; default the packaged one."),
+    ] = None,
     site: SiteOption = DEFAULT_SITE,
     as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
 ) -> None:
-    """A whole winter of every building through the what-if replay (target: under a minute).
+    """A heating and a cooling season of every building through the what-if replay: the
+    strategy against the building run as EN 15232 class C (targets: at least 20 % less
+    energy, no more discomfort, no higher peak) and against a 24/7 thermostat, and the
+    replay's time (target: under a minute per season) against the strategy replayed alone.
+    Exit code 1 when a target is missed. docs/energy.md explains the references.
 
-    Example: smartcity bench whatif --from 2026-12-01 --to 2027-03-01 --json
+    Example: smartcity bench whatif --season winter --season summer --json
     """
-    from bench.whatif import report, run
+    from bench.whatif import SEASONS, report, run
+    from control.strategy import PACKAGED_STRATEGY, StrategyFileError, load_strategy
     from protocol.sites import SiteFileError
 
+    chosen = seasons or list(SEASONS)
+    unknown = [season for season in chosen if season not in SEASONS]
+    if unknown:
+        raise fail(f"--season {unknown[0]}: choose from {', '.join(SEASONS)}")
     try:
         inventory = read_site(site)
-    except SiteFileError as error:
+        candidate = load_strategy(strategy or PACKAGED_STRATEGY)
+    except (SiteFileError, StrategyFileError) as error:
         raise fail(str(error)) from error
-    start_at, end_at = parse_moment(start, "--from"), parse_moment(end, "--to")
-    _measured(
-        lambda: run(inventory, start_at, end_at, progress=progress_to_stderr),
+    result = _measured(
+        lambda: run(inventory, candidate, chosen, progress=progress_to_stderr),
         report,
         _as_json if as_json else None,
     )
+    if not result.as_dict()["meets_targets"]:
+        raise typer.Exit(1)
 
 
 @bench_app.command("chaos")

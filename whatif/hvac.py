@@ -5,8 +5,9 @@ Every contender sees the same weather, the same people and the same booked event
 simulated side by side as copies of the site's zones, stepped together. Each copy is run by
 the platform's decision core (:func:`control.hvac.decide`) every ``control_s``, and between
 decisions by the agents' own thermostat (:func:`edge_agents.control.thermostat`), as it would
-be live; the fixed-setpoint baseline is that thermostat holding the comfort setpoints day and
-night.
+be live. The references are run the same way: the EN 15232 class C building
+(:mod:`whatif.class_c`, the one every saving is quoted against) and, for continuity with
+earlier figures, a thermostat holding the comfort setpoints day and night (24/7).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
@@ -25,21 +27,16 @@ import pandas as pd
 
 from control.hvac import ControlledZones, Decision, Memory, Observation, controlled_zones, decide
 from control.opening import calendar_for, open_grid, outlook
-from control.strategy import Strategy
-from edge_agents.control import ThermostatSettings, thermostat
+from control.strategy import Hvac, Strategy
+from edge_agents.control import ThermostatSettings
 from protocol.sites import SiteInventory
-from simulators.building import (
-    Coupling,
-    advance,
-    concatenate_zones,
-    hvac,
-    internal_gains,
-    supply_water_step,
-)
+from simulators.building import Coupling, concatenate_zones
 from simulators.building_fleet import zone_capacity, zone_plant
 from simulators.environment import SiteWeather
 from simulators.occupancy import is_occupied_hours, occupancy, ramadan_flags
 from simulators.sky import Place
+from whatif.class_c import ClassCState, class_c_settings, size_fixed_starts
+from whatif.plant import Plant, PlantState, step_plant
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -48,15 +45,32 @@ PEAK_WINDOW_S: Final = 900
 """Peak demand is the highest mean over this window, as utilities bill it [s]."""
 EVENT_LEAD_S: Final = 1_800
 """A booked event opens its zones this long before the first guests [s]."""
-BASELINE: Final = "baseline"
+CLASS_C: Final = "class C"
+"""The label of the EN 15232 class C reference, the yardstick of savings."""
+ALWAYS_ON: Final = "24/7"
+"""The label of the thermostat held at comfort day and night: a secondary reference."""
+
+
+class Control(StrEnum):
+    STRATEGY = "strategy"
+    """The platform's decisions under the contender's strategy."""
+    CLASS_C = "class C"
+    """The EN 15232 class C timer with the strategy's hours and setpoints."""
 
 
 @dataclass(frozen=True, slots=True)
 class Contender:
-    """One way of running the buildings: a strategy, or (None) the fixed-setpoint baseline."""
+    """One way of running the buildings: a strategy, the class C timer set up from a
+    strategy's hours and setpoints, or (strategy None) the 24/7 thermostat."""
 
     label: str
     strategy: Strategy | None
+    control: Control = Control.STRATEGY
+
+    @classmethod
+    def references(cls, strategy: Strategy) -> list[Contender]:
+        """The class C building with ``strategy``'s hours and setpoints, and the 24/7 one."""
+        return [cls(CLASS_C, strategy, Control.CLASS_C), cls(ALWAYS_ON, None)]
 
 
 @dataclass(slots=True)
@@ -91,7 +105,7 @@ class WhatIfReport:
     plot: Path | None = None
     week_start: datetime | None = None
 
-    def saving(self, label: str, against: str = BASELINE) -> float:
+    def saving(self, label: str, against: str = CLASS_C) -> float:
         """Share of ``against``'s energy that ``label`` saves [-]."""
         reference = self.figures[against]["total"].energy_kwh
         return 1.0 - self.figures[label]["total"].energy_kwh / reference if reference else 0.0
@@ -105,11 +119,8 @@ class WhatIfReport:
             "elapsed_s": round(self.elapsed_s, 2),
             "zone_steps": self.zone_steps,
             "plot": str(self.plot) if self.plot else None,
-            "savings_vs_baseline": {
-                label: round(self.saving(label), 4) for label in self.labels if label != BASELINE
-            }
-            if BASELINE in self.labels
-            else {},
+            "savings_vs_class_c": self._savings(CLASS_C),
+            "savings_vs_24_7": self._savings(ALWAYS_ON),
             "figures": {
                 label: {
                     building: {
@@ -124,6 +135,15 @@ class WhatIfReport:
                 for label, by_building in self.figures.items()
             },
         }
+
+    def strategies(self) -> list[str]:
+        """The contenders that are not references."""
+        return [label for label in self.labels if label not in {CLASS_C, ALWAYS_ON}]
+
+    def _savings(self, against: str) -> dict[str, float]:
+        if against not in self.labels:
+            return {}
+        return {label: round(self.saving(label, against), 4) for label in self.strategies()}
 
 
 def booked_events(people: npt.NDArray[np.int64], regular: BoolArray, step_s: int) -> BoolArray:
@@ -209,19 +229,25 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
         outlooks.append((grid, *outlook(grid, step_s)))
 
     params, coupling = zone_plant(site.devices)
-    stacked = concatenate_zones([params] * copies)
-    stacked_coupling = Coupling(np.kron(np.eye(copies), coupling.conductance).astype(np.float64))
+    zones_plant = Plant(params, coupling)
+    stacked = Plant(
+        concatenate_zones([params] * copies),
+        Coupling(np.kron(np.eye(copies), coupling.conductance).astype(np.float64)),
+    )
     total = count * copies
-    temperature = np.full(total, max(float(weather.air_temperature[0]) + 4.0, 14.0))
-    supply_water = np.full(total, 20.0)
-    heating_on = np.zeros(total, dtype=np.bool_)
-    cooling_on = np.zeros(total, dtype=np.bool_)
-    heating_for = np.full(total, np.inf)
-    cooling_for = np.full(total, np.inf)
-    power = np.zeros(total)
-    settings = _baseline_settings(total, yardstick.comfort.heating, yardstick.comfort.cooling)
+    state = PlantState.initial(np.full(total, max(float(weather.air_temperature[0]) + 4.0, 14.0)))
+    settings = _always_on_settings(total, yardstick.comfort.heating, yardstick.comfort.cooling)
     supply_setpoint = np.full(total, np.nan)
     memories = [Memory.initial(count) for _ in contenders]
+    fixed_starts = [
+        size_fixed_starts(
+            c.strategy, plant=zones_plant, zones=zones, places=site.places, location=location, tz=tz
+        )
+        if c.strategy is not None and c.control is Control.CLASS_C
+        else None
+        for c in contenders
+    ]
+    class_c_states = [ClassCState() for _ in contenders]
     low, high = yardstick.comfort_band.low, yardstick.comfort_band.high
 
     building_of = np.tile(zones.building, copies) + np.repeat(np.arange(copies), count) * len(
@@ -240,13 +266,13 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
     week = _representative_week(times, weather.air_temperature, tz)
     trace_power: list[FloatArray] = []
     trace_temperature: list[FloatArray] = []
-    area = stacked.floor_area
     can_heat = np.tile(zones.can_heat, copies)
     can_cool = np.tile(zones.can_cool, copies)
     last_report = began
 
     for k in range(steps):
         now = times[k].to_pydatetime()
+        outdoor = float(weather.air_temperature[k])
         occupants = np.tile(people[:, k], copies)
         if k % per_control == 0:
             for copy, contender in enumerate(contenders):
@@ -255,67 +281,57 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
                     continue
                 grid, to_start, to_end = plan
                 part = slice(copy * count, (copy + 1) * count)
+                starts = fixed_starts[copy]
+                if starts is not None:
+                    class_c_states[copy], chosen, supply = class_c_settings(
+                        contender.strategy.hvac,
+                        zones,
+                        starts,
+                        class_c_states[copy],
+                        now_s=now.timestamp(),
+                        outdoor=outdoor,
+                        scheduled=grid[:, k],
+                        hours_to_start=to_start[:, k],
+                    )
+                    _write(settings, supply_setpoint, part, chosen, supply)
+                    continue
                 seen = Observation(
                     now=now,
-                    temperature=temperature[part],
+                    temperature=state.temperature[part],
                     occupancy=people[:, k].astype(np.float64),
                     window_open=np.zeros(count, dtype=np.bool_),
-                    heating_active=heating_on[part],
-                    cooling_active=cooling_on[part],
-                    power=power[part],
+                    heating_active=state.heating_on[part],
+                    cooling_active=state.cooling_on[part],
+                    power=state.power_kw[part],
                     scheduled=grid[:, k],
                     hours_to_start=to_start[:, k],
                     hours_to_end=to_end[:, k],
-                    outdoor_temperature=float(weather.air_temperature[k]),
+                    outdoor_temperature=outdoor,
                     sun_elevation=float(weather.sun_elevation[k]),
                 )
                 memories[copy], decision = decide(
                     contender.strategy.hvac, zones, seen, memories[copy]
                 )
-                _apply(settings, supply_setpoint, part, decision, contender.strategy)
-        outputs = thermostat(
-            temperature,
+                _write(
+                    settings,
+                    supply_setpoint,
+                    part,
+                    _settings_of(decision, contender.strategy.hvac),
+                    decision.supply_temperature,
+                )
+        state, plant, stepped = step_plant(
+            stacked,
+            state,
             settings,
-            heating_on=heating_on,
-            cooling_on=cooling_on,
-            heating_for_s=heating_for,
-            cooling_for_s=cooling_for,
-        )
-        heating_for = np.where(outputs.heating != heating_on, step_s, heating_for + step_s)
-        cooling_for = np.where(outputs.cooling != cooling_on, step_s, cooling_for + step_s)
-        heating_on, cooling_on = outputs.heating, outputs.cooling
-        outdoor = float(weather.air_temperature[k])
-        boiler_on = (outputs.valve_position > 0) & (stacked.rated_heating > 0)
-        supply_water = supply_water_step(
-            supply_water,
-            boiler_on,
-            outdoor,
-            step_s,
-            setpoint=np.where(heating_on, supply_setpoint, np.nan),
-        )
-        plant = hvac(
-            temperature,
-            outdoor,
-            valve_position=outputs.valve_position,
-            supply_water_temperature=supply_water,
-            cooling_command=np.where(cooling_on, 100.0, 0.0),
-            params=stacked,
-        )
-        stepped = advance(
-            temperature,
-            outdoor_temperature=outdoor,
+            supply_setpoint,
+            outdoor=outdoor,
             ghi=float(weather.ghi[k]),
-            heating_power=plant.heating,
-            cooling_power=plant.cooling,
-            internal_gains=internal_gains(occupants, area),
-            window_open=False,
-            params=stacked,
-            coupling=stacked_coupling,
+            occupants=occupants,
             seconds=step_s,
         )
         heat_j += plant.heating * step_s
         cool_j += plant.cooling_electric * step_s
-        power = plant.meter_power
+        power = state.power_kw
         mean = stepped.mean_temperature
         outside_band = np.where(can_heat, np.maximum(low - mean, 0.0), 0.0) + np.where(
             can_cool, np.maximum(mean - high, 0.0), 0.0
@@ -330,8 +346,7 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
             site_window[:] = 0.0
         if week is not None and week[0] <= k < week[1]:
             trace_power.append(power.reshape(copies, count).sum(axis=1))
-            trace_temperature.append(temperature.copy())
-        temperature = stepped.temperature
+            trace_temperature.append(stepped.temperature.copy())
         if progress is not None and time.monotonic() - last_report >= 5.0:
             last_report = time.monotonic()
             progress(f"  replayed to {now:%Y-%m-%d %H:%M} ({100 * (k + 1) / steps:.0f} %)")
@@ -382,7 +397,7 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
     return report
 
 
-def _baseline_settings(total: int, heating: float, cooling: float) -> ThermostatSettings:
+def _always_on_settings(total: int, heating: float, cooling: float) -> ThermostatSettings:
     """The fixed-setpoint thermostat: both plants allowed, comfort setpoints, 24/7."""
     return ThermostatSettings(
         heats=np.ones(total, dtype=np.bool_),
@@ -395,23 +410,39 @@ def _baseline_settings(total: int, heating: float, cooling: float) -> Thermostat
     )
 
 
-def _apply(
+def _settings_of(decision: Decision, hvac: Hvac) -> ThermostatSettings:
+    """A decision as the thermostats take it from its commands."""
+    size = len(decision.mode)
+    return ThermostatSettings(
+        heats=np.array([mode.heats for mode in decision.mode]),
+        cools=np.array([mode.cools for mode in decision.mode]),
+        heating_setpoint=decision.heating_setpoint,
+        cooling_setpoint=decision.cooling_setpoint,
+        deadband_k=np.full(size, hvac.deadband_k),
+        min_on_s=np.full(size, hvac.min_on),
+        min_off_s=np.full(size, hvac.min_off),
+    )
+
+
+def _write(
     settings: ThermostatSettings,
     supply_setpoint: FloatArray,
     part: slice,
-    decision: Decision,
-    strategy: Strategy,
+    chosen: ThermostatSettings,
+    supply: FloatArray,
 ) -> None:
-    """Write a copy's decision into the thermostat settings, as its commands would."""
-    modes = decision.mode
-    settings.heats[part] = [mode.heats for mode in modes]
-    settings.cools[part] = [mode.cools for mode in modes]
-    settings.heating_setpoint[part] = decision.heating_setpoint
-    settings.cooling_setpoint[part] = decision.cooling_setpoint
-    settings.deadband_k[part] = strategy.hvac.deadband_k
-    settings.min_on_s[part] = strategy.hvac.min_on
-    settings.min_off_s[part] = strategy.hvac.min_off
-    supply_setpoint[part] = decision.supply_temperature
+    """Write one copy's settings into the stacked thermostats' settings."""
+    for name in (
+        "heats",
+        "cools",
+        "heating_setpoint",
+        "cooling_setpoint",
+        "deadband_k",
+        "min_on_s",
+        "min_off_s",
+    ):
+        getattr(settings, name)[part] = getattr(chosen, name)
+    supply_setpoint[part] = supply
 
 
 def _representative_week(
@@ -489,12 +520,14 @@ def format_report(report: WhatIfReport) -> str:
                 f"{building:<20} {label:<12} {item.heating_kwh:>10.0f} {item.cooling_kwh:>9.0f} "
                 f"{item.energy_kwh:>10.0f} {item.peak_kw:>8.1f} {item.discomfort_kh:>14.1f}"
             )
-    if BASELINE in report.labels:
-        for label in report.labels:
-            if label != BASELINE:
-                lines.append(
-                    f"{label}: {100 * report.saving(label):.1f} % less energy than the baseline"
-                )
+    for label in report.strategies():
+        against = [
+            f"{100 * report.saving(label, reference):.1f} % less energy than {name}"
+            for reference, name in ((CLASS_C, "class C"), (ALWAYS_ON, "24/7"))
+            if reference in report.labels
+        ]
+        if against:
+            lines.append(f"{label}: {'; '.join(against)}")
     rate = report.zone_steps / report.elapsed_s if report.elapsed_s else math.inf
     lines.append(f"replayed in {report.elapsed_s:.1f} s ({rate / 1e6:.2f} M zone-steps/s)")
     if report.plot is not None and report.week_start is not None:

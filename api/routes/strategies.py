@@ -160,11 +160,13 @@ def post_whatif(  # noqa: PLR0917 - FastAPI parameters
     response: Response,
 ) -> JobOut:
     """Replays the period's simulated weather and occupancy through the building simulator
-    for the candidate, the current strategy and a 24/7 fixed-setpoint thermostat. The
-    result is what ``smartcity energy whatif --json`` prints (energy, peak demand and
-    discomfort per building and in total, savings against the baseline), without the plot,
-    plus ``contenders`` naming the candidate and current strategies."""
-    from whatif.hvac import BASELINE, Contender, run_whatif
+    for the candidate, the current strategy and two references with the candidate's hours
+    and setpoints: the building run as EN 15232 class C (a fixed time programme, the yardstick
+    of savings) and a 24/7 fixed-setpoint thermostat. The result is what ``smartcity energy
+    whatif --json`` prints (energy, peak demand and discomfort per building and in total,
+    savings against class C and against 24/7), without the plot, plus ``contenders`` naming
+    the candidate and current strategies."""
+    from whatif.hvac import Contender, run_whatif
 
     inventory = _site(order.site)
     candidate, current, current_label = _contenders(order, connection)
@@ -177,7 +179,7 @@ def post_whatif(  # noqa: PLR0917 - FastAPI parameters
             [
                 Contender("candidate", candidate),
                 Contender("current", current),
-                Contender(BASELINE, None),
+                *Contender.references(candidate),
             ],
             start,
             end,

@@ -162,10 +162,11 @@ def test_a_whatif_of_one_day_runs_as_a_job(api: ApiSession) -> None:
         "candidate": NAME,
         "current": "sefrou-default (packaged default: none activated)",
     }
-    assert set(result["figures"]) == {"candidate", "current", "baseline"}
+    assert set(result["figures"]) == {"candidate", "current", "class C", "24/7"}
     warmer, packaged = result["figures"]["candidate"], result["figures"]["current"]
     assert warmer["total"]["heating_kwh"] > packaged["total"]["heating_kwh"]  # 21 C, not 20.5
-    assert result["savings_vs_baseline"]["candidate"] > 0
+    assert set(result["savings_vs_class_c"]) == {"candidate", "current"}
+    assert result["savings_vs_24_7"]["candidate"] > 0
     assert result["plot"] is None
     assert ("energy", "strategies.whatif") in audit_actions(api.database_url)
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from control.strategy import PACKAGED_STRATEGY, load_strategy
 from protocol.sites import load_site
 from smartcity.cli import app
-from whatif.hvac import BASELINE, Contender, run_whatif
+from whatif.hvac import ALWAYS_ON, CLASS_C, Contender, run_whatif
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = load_site(ROOT / "sites" / "sefrou.yaml")
@@ -33,21 +33,21 @@ def test_whatif_prints_every_building_for_each_strategy_with_a_plot(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])["figures"]
-    assert set(figures) == {"candidate", "current", BASELINE}
+    assert set(figures) == {"candidate", "current", CLASS_C, ALWAYS_ON}
     buildings = {device.building for device in SITE.devices if device.building}
     assert set(figures["candidate"]) == buildings | {"total"}
     # Same strategy as candidate and current: side by side, they see the same city.
     assert figures["candidate"] == figures["current"]
-    total, baseline = figures["candidate"]["total"], figures[BASELINE]["total"]
-    assert total["energy_kwh"] < baseline["energy_kwh"]
+    total, always_on = figures["candidate"]["total"], figures[ALWAYS_ON]["total"]
+    assert total["energy_kwh"] < always_on["energy_kwh"]
     assert total["peak_kw"] > 0
-    assert "less energy than the baseline" in result.output
+    assert "less energy than class C" in result.output
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_same_seed_replays_the_same_figures() -> None:
     strategy = load_strategy(PACKAGED_STRATEGY)
-    contenders = [Contender("control", strategy), Contender(BASELINE, None)]
+    contenders = [Contender("control", strategy), *Contender.references(strategy)]
     start, end = datetime(2027, 2, 1, tzinfo=UTC), datetime(2027, 2, 3, tzinfo=UTC)
     first = run_whatif(SITE, contenders, start, end, seed=7).as_json()["figures"]
     again = run_whatif(SITE, contenders, start, end, seed=7).as_json()["figures"]
@@ -99,16 +99,16 @@ def test_control_saves_a_quarter_of_a_winter_and_a_summer_month_with_no_less_com
     fixed-setpoint thermostat over a winter and a summer month of Sefrou weather, with
     occupied discomfort no worse than the baseline's."""
     strategy = load_strategy(PACKAGED_STRATEGY)
-    contenders = [Contender("control", strategy), Contender(BASELINE, None)]
-    energy = {"control": 0.0, BASELINE: 0.0}
+    contenders = [Contender("control", strategy), Contender(ALWAYS_ON, None)]
+    energy = {"control": 0.0, ALWAYS_ON: 0.0}
     for start, end in (
         (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC)),
         (datetime(2027, 7, 1, tzinfo=UTC), datetime(2027, 8, 1, tzinfo=UTC)),
     ):
         report = run_whatif(SITE, contenders, start, end)
-        control, baseline = report.figures["control"]["total"], report.figures[BASELINE]["total"]
-        assert control.discomfort_kh <= baseline.discomfort_kh, start
-        assert report.saving("control") > 0.1, start
+        control, always_on = report.figures["control"]["total"], report.figures[ALWAYS_ON]["total"]
+        assert control.discomfort_kh <= always_on.discomfort_kh, start
+        assert report.saving("control", ALWAYS_ON) > 0.1, start
         energy["control"] += control.energy_kwh
-        energy[BASELINE] += baseline.energy_kwh
-    assert 1 - energy["control"] / energy[BASELINE] >= 0.25
+        energy[ALWAYS_ON] += always_on.energy_kwh
+    assert 1 - energy["control"] / energy[ALWAYS_ON] >= 0.25

@@ -54,3 +54,15 @@ def test_a_bench_given_a_site_file_it_cannot_read_names_it(bench: str, tmp_path:
     missing = tmp_path / "nowhere.yaml"
     output = refused(bench, "--site", str(missing))
     assert f"{missing}: cannot read the site file" in output
+
+
+def test_bench_whatif_names_an_unknown_season_and_the_known_ones() -> None:
+    output = refused("whatif", "--season", "spring")
+    assert "--season spring" in output
+    assert "winter, summer" in output
+
+
+def test_bench_whatif_refuses_a_strategy_file_it_cannot_read(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("hvac: {comfort: warm}\n")
+    assert "broken.yaml" in refused("whatif", "--strategy", str(broken))

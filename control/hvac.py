@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from control.opening import ZonePlace
+from control.start_plan import Waiting, starts_under_cap
 from control.strategy import Hvac
 from protocol.commands import HvacMode, SetHvac
 from protocol.sites import Device
@@ -168,6 +169,8 @@ class Memory:
     was_scheduled: BoolArray
     was_empty: BoolArray
     window_was_open: BoolArray
+    was_starting: BoolArray
+    """Pre-heating or pre-cooling at the last decision."""
     last_time: float = math.nan
     outdoor_mean: float = math.nan
     rotation: int = 0
@@ -193,6 +196,7 @@ class Memory:
             was_scheduled=never,
             was_empty=np.ones(zones, dtype=np.bool_),
             window_was_open=never,
+            was_starting=never,
         )
 
     def reindexed(self, ids: Sequence[str], new_ids: Sequence[str]) -> Memory:
@@ -273,11 +277,14 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
     level[~seen.scheduled & present] = Level.PRESENCE.value
 
     if hvac.optimum_start.enabled:
+        start = hvac.optimum_start
+        warm_target = min(hvac.comfort.heating, hvac.comfort_band.low + start.inside_band_k)
+        cool_target = hvac.comfort.cooling  # the afternoon's heat leaves no margin to spare
         warm_up = np.where(
-            heats & (temperature < hvac.comfort.heating),
+            heats & (temperature < warm_target),
             hours_to_reach(
                 temperature,
-                hvac.comfort.heating,
+                warm_target,
                 outdoor_or_mean,
                 memory.heat_rate,
                 memory.loss_rate,
@@ -285,25 +292,36 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
             0.0,
         )
         cool_down = np.where(
-            cools & (temperature > hvac.comfort.cooling),
+            cools & (temperature > cool_target),
             hours_to_reach(
                 temperature,
-                hvac.comfort.cooling,
+                cool_target,
                 outdoor_or_mean,
                 -memory.cool_rate,
                 memory.loss_rate,
             ),
             0.0,
         )
-        start = hvac.optimum_start
-        needed = np.maximum(warm_up, cool_down)
-        longest = np.where(warm_up >= cool_down, start.max_preheat, start.max_precool) / 3_600
-        lead = np.where(
-            needed > 0, np.minimum(needed * start.safety + start.margin / 3_600, longest), 0.0
-        )
-        starting = ~seen.scheduled & ~present & (seen.hours_to_start <= lead) & (lead > 0)
-        level[starting & (warm_up >= cool_down)] = Level.PREHEAT.value
-        level[starting & (cool_down > warm_up)] = Level.PRECOOL.value
+        warming = warm_up >= cool_down
+        needed = np.where(warming, warm_up * start.safety, cool_down * start.cool_down_safety)
+        longest = np.where(warming, start.max_preheat, start.max_precool) / 3_600
+        lead = np.where(needed > 0, np.minimum(needed + start.margin / 3_600, longest), 0.0)
+        closed = ~seen.scheduled & ~present & (lead > 0)
+        starting = closed & (seen.hours_to_start <= lead)
+        if hvac.site_power_cap is not None:
+            waiting = ~seen.scheduled & ~present & (seen.hours_to_start <= longest)
+            starting = starts_under_cap(
+                Waiting(
+                    lead_h=np.where(waiting, lead, 0.0),
+                    hours_to_start=np.where(waiting, seen.hours_to_start, np.inf),
+                    demand_kw=np.fmax(_demand_kw(memory, zones, hvac.site_power_cap), seen.power),
+                    running=memory.was_starting,
+                ),
+                base_kw=float(np.sum(np.where(waiting, 0.0, seen.power))),
+                cap_kw=hvac.site_power_cap,
+            )
+        level[starting & warming] = Level.PREHEAT.value
+        level[starting & ~warming] = Level.PRECOOL.value
 
     if hvac.optimum_stop.enabled and not math.isnan(outdoor):
         left = seen.hours_to_end
@@ -361,6 +379,7 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
         was_scheduled=seen.scheduled.copy(),
         was_empty=empty,
         window_was_open=seen.window_open.copy(),
+        was_starting=np.isin(level, [Level.PREHEAT.value, Level.PRECOOL.value]),
         last_time=now_s,
         outdoor_mean=outdoor_mean,
         rotation=rotation,
@@ -429,9 +448,12 @@ def _learn(memory: Memory, seen: Observation, elapsed: float) -> Memory:
     heat = np.where(full_heat, np.clip(rate + loss_rate * gap, 0.1, 20.0), np.nan)
     full_cool = steady & cooling
     cool = np.where(full_cool, np.clip(-rate - loss_rate * gap, 0.1, 20.0), np.nan)
-    running = (seen.heating_active | seen.cooling_active) & (seen.power > 0)
-    demand = np.where(running, seen.power, np.nan)
-    demand_kw = np.where(np.isnan(memory.demand_kw), demand, _blend(memory.demand_kw, demand))
+    flat_out = (full_heat | full_cool) & (seen.power > 0)
+    demand = np.where(flat_out, seen.power, np.nan)
+    # The most a zone drew lately: from a cold start, with warm water, it draws more.
+    demand_kw = np.where(
+        np.isnan(memory.demand_kw), demand, np.fmax(demand, _blend(memory.demand_kw, demand))
+    )
     return replace(
         memory,
         loss_rate=loss_rate,
@@ -513,6 +535,15 @@ def _supply(
     boost = np.where(level == Level.PREHEAT.value, hvac.weather_compensation.boost_k, 0.0)
     supply: FloatArray = np.where(heats, np.clip(base + boost, 25.0, 85.0), math.nan)
     return supply
+
+
+def _demand_kw(memory: Memory, zones: Zones, cap_kw: float) -> FloatArray:
+    """What each zone draws while its plant runs [kW]: as learnt, else the mean of the zones
+    learnt, else an equal share of the cap."""
+    known = np.isfinite(memory.demand_kw)
+    fallback = float(np.mean(memory.demand_kw[known])) if known.any() else cap_kw / zones.size
+    demand: FloatArray = np.where(known, memory.demand_kw, fallback)
+    return demand
 
 
 def _shed(

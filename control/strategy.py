@@ -78,8 +78,15 @@ class OptimumStart(_Strict):
     pulls down slowly in the afternoon, when the air conditioners have the least to spare [s]."""
     safety: float = Field(1.25, ge=1.0, le=3.0)
     """The learnt warm-up time is multiplied by this [-]..."""
+    cool_down_safety: float = Field(1.5, ge=1.0, le=3.0)
+    """...the learnt cool-down time by this: the morning sun on a building the optimum
+    start cannot foresee makes cool-downs less certain [-]..."""
     margin: Duration = 900.0
-    """...and this added to it [s]."""
+    """...and this added to either [s]."""
+    inside_band_k: float = Field(0.3, ge=0, le=3)
+    """The warm-up is timed for the zone to be this far above the comfort band's low edge at
+    opening, or at the comfort setpoint where that is lower [K]; the cool-down aims at the
+    cooling setpoint (the afternoon's heat leaves the air conditioners no margin)."""
 
 
 class OptimumStop(_Strict):
@@ -140,6 +147,9 @@ class Hvac(_Strict):
     seasons: Seasons = Seasons()
     power_caps: dict[str, Annotated[float, Field(gt=0)]] = {}
     """Highest demand of a building's zones together [kW], by building id."""
+    site_power_cap: Annotated[float, Field(gt=0)] | None = None
+    """Highest demand of all the zones together while they pre-heat or pre-cool [kW]: their
+    starts are staggered under it rather than all coming on at once."""
 
     def model_post_init(self, context: Any, /) -> None:
         del context

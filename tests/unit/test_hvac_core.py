@@ -157,12 +157,12 @@ def test_an_open_zone_left_empty_goes_to_standby_and_back_when_people_come() -> 
     assert decision.level == (Level.COMFORT,)
 
 
-def test_optimum_start_begins_just_early_enough() -> None:
+def test_optimum_start_begins_just_early_enough_to_be_inside_the_band_at_opening() -> None:
     cold = np.array([17.0, 17.0])
     memory = Memory.initial(2)
-    needed = float(
-        hours_to_reach(cold, HVAC.comfort.heating, 5.0, memory.heat_rate, memory.loss_rate)[0]
-    )
+    target = HVAC.comfort_band.low + HVAC.optimum_start.inside_band_k
+    assert target < HVAC.comfort.heating
+    needed = float(hours_to_reach(cold, target, 5.0, memory.heat_rate, memory.loss_rate)[0])
     assert 0 < needed < 10
     lead = needed * HVAC.optimum_start.safety + HVAC.optimum_start.margin / 3_600
     observation = seen(NOW, temperature=cold, hours_to_start=np.array([lead - 0.1, lead + 0.5]))

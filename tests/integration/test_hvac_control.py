@@ -19,13 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 import msgspec
+import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -33,9 +35,12 @@ from typer.testing import CliRunner
 from alerts import store
 from alerts.catalogue import COMMAND_REFUSED, COMMAND_UNANSWERED, HVAC_NOT_FOLLOWING
 from alerts.lifecycle import Alert, Status
+from control import hvac_service
 from control.commanding import CommandPolicy
+from control.hvac import Decision, Memory, Observation, Zones, controlled_zones, decide
 from control.hvac_service import ControlConfig, HvacControlService
-from control.strategy import PACKAGED_STRATEGY, load_strategy
+from control.opening import calendar_for, open_grid, outlook
+from control.strategy import PACKAGED_STRATEGY, Hvac, load_strategy
 from protocol.decoding import AcceptanceWindow
 from protocol.faults import FaultType
 from protocol.payloads import CommandPayload
@@ -197,9 +202,17 @@ def between(points: list[tuple[datetime, float]], first: datetime, last: datetim
 
 
 def test_zones_are_commanded_acknowledge_and_follow_the_strategy(
-    database_url: str, broker: LocalMosquitto, tmp_path: Path
+    database_url: str, broker: LocalMosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A working day of the town hall, 05:00 to 19:30, in about 15 s."""
+    decided: list[tuple[Observation, Decision]] = []
+
+    def recorded(hvac: Hvac, zones: Zones, seen: Observation, memory: Memory) -> Any:
+        memory, decision = decide(hvac, zones, seen, memory)
+        decided.append((seen, decision))
+        return memory, decision
+
+    monkeypatch.setattr(hvac_service, "decide", recorded)
     with controlled_city(
         database_url, broker, tmp_path, start=local(5.0), until=local(19.5)
     ) as run:
@@ -273,6 +286,38 @@ def test_zones_are_commanded_acknowledge_and_follow_the_strategy(
     evening = median(between(temperature, local(19.2), local(19.5)))
     assert evening < at_closing - 0.5
     assert alerts(database_url) == [], "a healthy building raises nothing"
+    assert_replay_decides_the_same(decided, start=local(5.0), until=local(19.5))
+
+
+def assert_replay_decides_the_same(
+    decided: list[tuple[Observation, Decision]], *, start: datetime, until: datetime
+) -> None:
+    """The what-if's decisions on what the live service saw: its own opening hours (those of
+    the replay's time grid) and its own memory from the first decision on, as a what-if of
+    the day would decide (issue 18: the live service runs the same decisions as the what-if)."""
+    strategy = load_strategy(PACKAGED_STRATEGY)
+    site = controlled_zones(parse_site(SITE).devices)
+    step_s = 150
+    times = pd.date_range(start, until, freq=f"{step_s}s", tz="UTC")
+    unix_s = times.asi8 // 1_000_000_000
+    grid = open_grid(strategy, site.places, unix_s, calendar_for(unix_s), "Africa/Casablanca")
+    to_start, to_end = outlook(grid, step_s)
+    memory = Memory.initial(site.zones.size)
+    same = 0
+    for seen, live in decided:
+        at = min(round((seen.now - start).total_seconds() / step_s), len(times) - 1)
+        replayed = replace(
+            seen, scheduled=grid[:, at], hours_to_start=to_start[:, at], hours_to_end=to_end[:, at]
+        )
+        memory, decision = decide(strategy.hvac, site.zones, replayed, memory)
+        if decision.level == live.level:
+            same += 1
+            assert np.array_equal(decision.heating_setpoint, live.heating_setpoint)
+            assert np.array_equal(decision.cooling_setpoint, live.cooling_setpoint)
+    assert len(decided) > 100
+    # The replay's grid is 150 s; the live service's clock is the readings': a level may
+    # change one decision apart at a boundary (opening, closing, a warm-up's start).
+    assert same >= len(decided) - 6, f"{len(decided) - same} of {len(decided)} decisions differ"
 
 
 def test_unanswered_and_not_followed_commands_raise_alerts(

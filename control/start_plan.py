@@ -24,7 +24,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-PLAN_MARGIN: Final = 0.75
+PLAN_MARGIN: Final = 0.6
 """Share of the cap the plan counts on: the rest absorbs estimates that prove short [-]."""
 
 

@@ -166,7 +166,8 @@ def test_optimum_start_begins_just_early_enough_to_be_inside_the_band_at_opening
     assert 0 < needed < 10
     lead = needed * HVAC.optimum_start.safety + HVAC.optimum_start.margin / 3_600
     observation = seen(NOW, temperature=cold, hours_to_start=np.array([lead - 0.1, lead + 0.5]))
-    _, decision = decide(HVAC, zones(), observation, memory)
+    uncapped = HVAC.model_copy(update={"site_power_cap": None})  # no turns to take
+    _, decision = decide(uncapped, zones(), observation, memory)
     assert decision.level == (Level.PREHEAT, Level.SETBACK)
     assert decision.heating_setpoint[0] == HVAC.comfort.heating
     assert decision.supply_temperature[0] > decision.supply_temperature[1]  # boosted water
@@ -436,3 +437,15 @@ def test_zones_added_and_removed_keep_what_was_learnt_of_the_others() -> None:
     assert moved.rotation == 2
     assert moved.was_empty.tolist() == [False, True, False]
     assert learnt.reindexed(("z0", "z1", "z2"), ()).heat_rate.shape == (0,)
+
+
+def test_under_the_site_power_cap_warm_ups_take_turns_the_first_opening_first() -> None:
+    cold = np.array([12.0, 12.0])
+    memory = replace(Memory.initial(2), demand_kw=np.array([100.0, 100.0]))
+    capped = HVAC.model_copy(update={"site_power_cap": 150.0})
+    observation = seen(NOW, temperature=cold, hours_to_start=np.array([0.5, 0.75]))
+    _, decision = decide(capped, zones(), observation, memory)
+    assert decision.level == (Level.PREHEAT, Level.SETBACK)  # one at a time under 150 kW
+    uncapped = HVAC.model_copy(update={"site_power_cap": None})
+    _, decision = decide(uncapped, zones(), observation, memory)
+    assert decision.level == (Level.PREHEAT, Level.PREHEAT)

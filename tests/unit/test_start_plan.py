@@ -72,7 +72,7 @@ def test_under_a_tight_cap_the_zones_take_turns_and_are_all_warm_at_opening() ->
     assert most <= 3 * DEMAND_KW
     assert (temperature >= TARGET - 0.25).all(), temperature
     # Turns cost heat (a zone that starts early loses more waiting for people), but little.
-    assert uncapped_hours < hours < 1.1 * uncapped_hours
+    assert uncapped_hours < hours < 1.15 * uncapped_hours
 
 
 def test_a_cap_too_tight_for_all_shares_the_shortfall() -> None:

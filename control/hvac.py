@@ -308,17 +308,18 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
         lead = np.where(needed > 0, np.minimum(needed + start.margin / 3_600, longest), 0.0)
         closed = ~seen.scheduled & ~present & (lead > 0)
         starting = closed & (seen.hours_to_start <= lead)
-        if hvac.site_power_cap is not None:
+        cap = _site_cap(hvac, heat_season=heat_season, cool_season=cool_season)
+        if cap is not None:
             waiting = ~seen.scheduled & ~present & (seen.hours_to_start <= longest)
             starting = starts_under_cap(
                 Waiting(
                     lead_h=np.where(waiting, lead, 0.0),
                     hours_to_start=np.where(waiting, seen.hours_to_start, np.inf),
-                    demand_kw=np.fmax(_demand_kw(memory, zones, hvac.site_power_cap), seen.power),
+                    demand_kw=np.fmax(_demand_kw(memory, zones, cap), seen.power),
                     running=memory.was_starting,
                 ),
                 base_kw=float(np.sum(np.where(waiting, 0.0, seen.power))),
-                cap_kw=hvac.site_power_cap,
+                cap_kw=cap,
             )
         level[starting & warming] = Level.PREHEAT.value
         level[starting & ~warming] = Level.PRECOOL.value
@@ -352,6 +353,21 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
             heating_setpoint = np.where(shed, hvac.setback.heating, heating_setpoint)
             cooling_setpoint = np.where(shed, hvac.setback.cooling, cooling_setpoint)
             rotation += 1
+    cooling_cap = hvac.site_power_cap.cooling
+    if cooling_cap is not None and cool_season:
+        shed = _shed_coolest(
+            hvac,
+            zones,
+            seen,
+            memory,
+            cools=cools,
+            cooling_setpoint=cooling_setpoint,
+            already=level == Level.SHED.value,
+            cap_kw=cooling_cap,
+        )
+        level[shed] = Level.SHED.value
+        heating_setpoint = np.where(shed, hvac.setback.heating, heating_setpoint)
+        cooling_setpoint = np.where(shed, hvac.setback.cooling, cooling_setpoint)
 
     suspended = window_for >= hvac.window_open_after
     level[suspended] = Level.WINDOW.value
@@ -535,6 +551,50 @@ def _supply(
     boost = np.where(level == Level.PREHEAT.value, hvac.weather_compensation.boost_k, 0.0)
     supply: FloatArray = np.where(heats, np.clip(base + boost, 25.0, 85.0), math.nan)
     return supply
+
+
+def _site_cap(hvac: Hvac, *, heat_season: bool, cool_season: bool) -> float | None:
+    """The site power cap in force: the season's; the lower where both seasons are on."""
+    caps = [
+        cap
+        for cap, season in (
+            (hvac.site_power_cap.heating, heat_season),
+            (hvac.site_power_cap.cooling, cool_season),
+        )
+        if season and cap is not None
+    ]
+    return min(caps) if caps else None
+
+
+def _shed_coolest(
+    hvac: Hvac,
+    zones: Zones,
+    seen: Observation,
+    memory: Memory,
+    *,
+    cools: BoolArray,
+    cooling_setpoint: FloatArray,
+    already: BoolArray,
+    cap_kw: float,
+) -> BoolArray:
+    """Zones calling for cold to set back so the site stays under ``cap_kw`` [kW]: the
+    coolest first (the most room below the comfort band's top), for one decision at a time.
+    Only a zone that stops calling once set back is shed; what the zones not calling draw
+    now counts against the cap."""
+    temperature = seen.temperature
+    calling = cools & (temperature > cooling_setpoint) & ~already
+    still_calling = cools & (temperature > hvac.setback.cooling)
+    demand = _demand_kw(memory, zones, cap_kw)
+    total = float(np.sum(np.where(calling, demand, seen.power)))
+    shed = np.zeros(zones.size, dtype=np.bool_)
+    for zone in np.flatnonzero(calling)[np.argsort(temperature[calling], kind="stable")]:
+        if total <= cap_kw:
+            break
+        if still_calling[zone]:
+            continue
+        shed[zone] = True
+        total -= float(demand[zone])
+    return shed
 
 
 def _demand_kw(memory: Memory, zones: Zones, cap_kw: float) -> FloatArray:

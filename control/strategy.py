@@ -124,6 +124,20 @@ class Seasons(_Strict):
     """No cooling when the day's mean outdoor is at or below this [C]."""
 
 
+class SitePowerCap(_Strict):
+    """Highest demand of all the zones together [kW], by season (none: no cap).
+
+    In either season warm-ups and cool-downs take turns under it. In the cooling season,
+    zones calling for cold are also set back in turn when the site would exceed it, those
+    furthest below the comfort band's top first: a zone set back on a hot afternoon warms
+    slowly, and the peak is the afternoon's, every air conditioner running. Heated zones are
+    not shed: a zone set back reheats flat out after, which moves the peak, not cuts it.
+    """
+
+    heating: Annotated[float, Field(gt=0)] | None = None
+    cooling: Annotated[float, Field(gt=0)] | None = None
+
+
 class Hvac(_Strict):
     comfort: Setpoints
     """Occupied."""
@@ -147,9 +161,8 @@ class Hvac(_Strict):
     seasons: Seasons = Seasons()
     power_caps: dict[str, Annotated[float, Field(gt=0)]] = {}
     """Highest demand of a building's zones together [kW], by building id."""
-    site_power_cap: Annotated[float, Field(gt=0)] | None = None
-    """Highest demand of all the zones together while they pre-heat or pre-cool [kW]: their
-    starts are staggered under it rather than all coming on at once."""
+    site_power_cap: SitePowerCap = SitePowerCap()
+    """Highest demand of all the zones together [kW], by season."""
 
     def model_post_init(self, context: Any, /) -> None:
         del context

@@ -23,7 +23,13 @@ from control.hvac import (
     learn_from_history,
 )
 from control.opening import ZonePlace, calendar_for, open_grid, outlook
-from control.strategy import PACKAGED_STRATEGY, StrategyFileError, load_strategy, parse_strategy
+from control.strategy import (
+    PACKAGED_STRATEGY,
+    SitePowerCap,
+    StrategyFileError,
+    load_strategy,
+    parse_strategy,
+)
 from edge_agents.control import LocalState, apply_command, zone_outputs
 from protocol.calendar import DayKind, MoroccanCalendar
 from protocol.commands import FROST_PROTECTION_C, HvacMode, SetHvac, check_command
@@ -166,7 +172,7 @@ def test_optimum_start_begins_just_early_enough_to_be_inside_the_band_at_opening
     assert 0 < needed < 10
     lead = needed * HVAC.optimum_start.safety + HVAC.optimum_start.margin / 3_600
     observation = seen(NOW, temperature=cold, hours_to_start=np.array([lead - 0.1, lead + 0.5]))
-    uncapped = HVAC.model_copy(update={"site_power_cap": None})  # no turns to take
+    uncapped = HVAC.model_copy(update={"site_power_cap": SitePowerCap()})  # no turns to take
     _, decision = decide(uncapped, zones(), observation, memory)
     assert decision.level == (Level.PREHEAT, Level.SETBACK)
     assert decision.heating_setpoint[0] == HVAC.comfort.heating
@@ -442,10 +448,31 @@ def test_zones_added_and_removed_keep_what_was_learnt_of_the_others() -> None:
 def test_under_the_site_power_cap_warm_ups_take_turns_the_first_opening_first() -> None:
     cold = np.array([12.0, 12.0])
     memory = replace(Memory.initial(2), demand_kw=np.array([100.0, 100.0]))
-    capped = HVAC.model_copy(update={"site_power_cap": 150.0})
+    capped = HVAC.model_copy(update={"site_power_cap": SitePowerCap(heating=150.0)})
     observation = seen(NOW, temperature=cold, hours_to_start=np.array([0.5, 0.75]))
     _, decision = decide(capped, zones(), observation, memory)
     assert decision.level == (Level.PREHEAT, Level.SETBACK)  # one at a time under 150 kW
-    uncapped = HVAC.model_copy(update={"site_power_cap": None})
+    uncapped = HVAC.model_copy(update={"site_power_cap": SitePowerCap()})
     _, decision = decide(uncapped, zones(), observation, memory)
     assert decision.level == (Level.PREHEAT, Level.PREHEAT)
+
+
+def test_on_a_hot_afternoon_over_the_site_cap_the_coolest_zone_is_set_back() -> None:
+    memory = replace(Memory.initial(3), demand_kw=np.full(3, 100.0), outdoor_mean=27.0)
+    capped = HVAC.model_copy(update={"site_power_cap": SitePowerCap(cooling=210.0)})
+    afternoon = seen(
+        NOW,
+        3,
+        temperature=np.array([25.8, 25.2, 25.5]),
+        occupancy=np.full(3, 5.0),
+        scheduled=np.ones(3, dtype=np.bool_),
+        hours_to_end=np.full(3, 4.0),
+        outdoor_temperature=35.0,
+    )
+    _, decision = decide(capped, zones(3), afternoon, memory)
+    assert decision.level == (Level.COMFORT, Level.SHED, Level.COMFORT)
+    assert decision.cooling_setpoint[1] == HVAC.setback.cooling
+    # The heating season's cap does not shed: it only has warm-ups take turns.
+    heating_only = HVAC.model_copy(update={"site_power_cap": SitePowerCap(heating=210.0)})
+    _, decision = decide(heating_only, zones(3), afternoon, memory)
+    assert Level.SHED not in decision.level

@@ -78,3 +78,32 @@ def test_bad_calendar_corrections_and_events_are_refused_with_their_line(
     with pytest.raises(StrategyFileError, match=message) as caught:
         parse_strategy(text, "mine.yaml")
     assert "(line " in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("site_power_cap: 540", "hvac.site_power_cap"),  # one figure: which season's?
+        ("site_power_cap: {heating: -5, cooling: 212}", "hvac.site_power_cap.heating"),
+        ("site_power_cap: {winter: 540}", "hvac.site_power_cap.winter"),
+    ],
+)
+def test_a_bad_site_power_cap_is_refused_naming_the_field_and_its_line(
+    written: str, message: str
+) -> None:
+    line = "  site_power_cap: {heating: 540, cooling: 212}"
+    assert line in PACKAGED
+    text = PACKAGED.replace(line, "  " + written)
+    with pytest.raises(StrategyFileError, match=message) as caught:
+        parse_strategy(text, "mine.yaml")
+    assert "(line " in str(caught.value)
+
+
+def test_inside_band_and_cool_down_safety_out_of_range_are_refused() -> None:
+    for old, new, field in (
+        ("inside_band_k: 0.3", "inside_band_k: -1", "inside_band_k"),
+        ("cool_down_safety: 2.0", "cool_down_safety: 0.5", "cool_down_safety"),
+    ):
+        assert old in PACKAGED
+        with pytest.raises(StrategyFileError, match=field):
+            parse_strategy(PACKAGED.replace(old, new), "mine.yaml")

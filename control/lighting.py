@@ -29,6 +29,9 @@ Floats = npt.NDArray[np.float64]
 ArrayLike = Floats | float | Sequence[float]
 
 MINUTES_PER_DAY: Final = 1_440
+LOWEST_LIT_LEVEL: Final = 1.0
+"""A light planned below this [%] is planned off: drivers do not dim that far, and a lamp at a
+few hundredths of a percent is dark in all but name (and would look like a dead lamp)."""
 # ----------------------------------------------------------------------------- the night
 
 
@@ -289,6 +292,7 @@ def plan_night(
     with np.errstate(over="ignore"):  # a vanishing minimum: the share clips to 1
         short_share = np.clip(available / safe_minimum, 0.0, 1.0)
     levels = np.where(short[:, None], levels * short_share[:, None], levels)
+    levels = np.where(short[:, None] & (levels < LOWEST_LIT_LEVEL), 0.0, levels)
     planned = lamp * (levels * step_hours).sum(axis=1) / 100.0
     at_minimum = ~full & ~short & (budget < minimum_energy)
     reasons = tuple(

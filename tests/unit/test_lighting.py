@@ -229,6 +229,13 @@ def test_a_battery_that_cannot_light_a_minimum_night_gives_what_it_has() -> None
     assert_allclose(empty.levels, 0.0)
 
 
+def test_a_battery_at_its_last_watt_hours_plans_the_light_off_not_at_a_hundredth() -> None:
+    nearly_empty = plan("road", 1.0)
+    assert nearly_empty.reasons == (PlanReason.SHORT,)
+    assert_allclose(nearly_empty.levels, 0.0)  # not 0.02 %: off
+    assert nearly_empty.planned_energy_wh[0] == 0.0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     usable=st.lists(st.floats(0.0, 2_000.0), min_size=1, max_size=8),

@@ -284,7 +284,14 @@ class MqttSession:
             except IndexError:
                 return
             if connection == current:
-                self.client.ack(mid, 1)
+                try:
+                    self.client.ack(mid, 1)
+                except OSError as error:
+                    # paho queued the PUBACK, then could not wake its network thread (the
+                    # wake-up socket pair was reset by a reconnection or a stop): the network
+                    # thread sends it on its next turn, or the broker delivers the message
+                    # again on the next connection, which is stored once all the same.
+                    self._log.debug("acknowledgement %s not signalled: %s", mid, error)
 
     # ------------------------------------------------------------------------ publishing
 

@@ -39,7 +39,6 @@ from control.hvac import Zones, running_mean, season_of, weather_compensated_sup
 from control.opening import ZonePlace, calendar_for, open_grid
 from control.strategy import Hvac, Strategy
 from edge_agents.control import ThermostatSettings
-from simulators.building import Coupling, concatenate_zones
 from simulators.sky import Place, clear_sky_ghi
 from whatif.plant import Plant, PlantState, step_plant
 
@@ -189,10 +188,7 @@ def _shortest_leads(
     count = concerned.size
     leads = np.arange(0, LONGEST_LEAD_S + 1, LEAD_RESOLUTION_S)
     copies = leads.size
-    big = Plant(
-        concatenate_zones([plant.params] * copies),
-        Coupling(np.kron(np.eye(copies), plant.coupling.conductance).astype(np.float64)),
-    )
+    big = plant.copies(copies)
     opening_step = (2 * 86_400 + opening_minute * 60) // SIZING_STEP_S
     switch_on = (opening_step[None, :] - leads[:, None] // SIZING_STEP_S).ravel()
     opening = np.tile(opening_step, copies)

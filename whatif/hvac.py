@@ -30,7 +30,6 @@ from control.opening import calendar_for, open_grid, outlook
 from control.strategy import Hvac, Strategy
 from edge_agents.control import ThermostatSettings
 from protocol.sites import SiteInventory
-from simulators.building import Coupling, concatenate_zones
 from simulators.building_fleet import zone_capacity, zone_plant
 from simulators.environment import SiteWeather
 from simulators.occupancy import is_occupied_hours, occupancy, ramadan_flags
@@ -228,12 +227,8 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
         grid = open_grid(contender.strategy, site.places, unix_s, known, tz) | booked
         outlooks.append((grid, *outlook(grid, step_s)))
 
-    params, coupling = zone_plant(site.devices)
-    zones_plant = Plant(params, coupling)
-    stacked = Plant(
-        concatenate_zones([params] * copies),
-        Coupling(np.kron(np.eye(copies), coupling.conductance).astype(np.float64)),
-    )
+    zones_plant = Plant(*zone_plant(site.devices))
+    stacked = zones_plant.copies(copies)
     total = count * copies
     state = PlantState.initial(np.full(total, max(float(weather.air_temperature[0]) + 4.0, 14.0)))
     settings = _always_on_settings(total, yardstick.comfort.heating, yardstick.comfort.cooling)

@@ -15,6 +15,7 @@ from simulators.building import (
     ThermalStep,
     ZoneParameters,
     advance,
+    concatenate_zones,
     hvac,
     internal_gains,
     supply_water_step,
@@ -61,6 +62,14 @@ class Plant:
 
     params: ZoneParameters
     coupling: Coupling
+
+    def copies(self, count: int) -> Plant:
+        """``count`` independent copies of these zones side by side, stepped as one plant:
+        each copy's zones exchange heat among themselves only."""
+        return Plant(
+            concatenate_zones([self.params] * count),
+            Coupling(np.kron(np.eye(count), self.coupling.conductance).astype(np.float64)),
+        )
 
 
 def step_plant(

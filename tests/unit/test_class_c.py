@@ -22,8 +22,8 @@ from whatif.class_c import (
 )
 from whatif.plant import Plant, PlantState, step_plant
 
-HVAC = load_strategy(PACKAGED_STRATEGY).hvac
 STRATEGY = load_strategy(PACKAGED_STRATEGY)
+HVAC = STRATEGY.hvac
 SEFROU = Place(33.83, -4.83, 850.0)
 ZONES = Zones(
     ids=("open", "soon", "later"),

@@ -17,6 +17,11 @@ Per zone, a decision picks one level and its setpoints:
   frost protection still holds);
 - ``shed``: a building over its power cap sets back zones in turn, empty ones first.
 
+Beside the level, in the cooling season: zones with motorised windows that are closed and
+empty are ventilated with the night's air down to ``night_ventilation.down_to`` (the agent
+opens the windows only while the outdoor air is cooler, :func:`edge_agents.control.vents`),
+and zones with external blinds keep them lowered.
+
 Heating is allowed only in the heating season and cooling only in the cooling season (by the
 running mean of the outdoor temperature), so with the packaged seasons a zone is not heated in
 the morning and cooled in the afternoon of the same mild day. Where a strategy lets the seasons
@@ -60,6 +65,9 @@ STOP_MARGIN_K: Final = 0.5
 """The optimum stop keeps the predicted closing temperature this far inside the band [K]."""
 UNKNOWN_OUTDOOR_C: Final = 10.0
 """What the optimum start assumes outdoors when no outdoor sensor was ever heard [C]."""
+VENT_FLOOR_AFTER_OPENING_H: Final = 1.0
+"""Night ventilation stops where the zone, left to drift from then on, would leave the comfort
+band before it has been open this long [h]."""
 OUTDOOR_MEAN_S: Final = 86_400.0
 """Time constant of the outdoor running mean that sets the season [s]."""
 
@@ -86,6 +94,10 @@ class Zones:
     buildings: tuple[str, ...]
     can_heat: BoolArray
     can_cool: BoolArray
+    can_ventilate: BoolArray
+    """Has motorised windows for night ventilation."""
+    can_shade: BoolArray
+    """Has external blinds."""
 
     @property
     def size(self) -> int:
@@ -120,6 +132,12 @@ def controlled_zones(devices: Iterable[Device]) -> ControlledZones:
         buildings=tuple(buildings),
         can_heat=np.array([bool(d.metadata.get("heating", True)) for d in devices]),
         can_cool=np.array([bool(d.metadata.get("cooling", True)) for d in devices]),
+        can_ventilate=np.array(
+            [bool(d.metadata.get("motorised_windows", False)) for d in devices], dtype=np.bool_
+        ),
+        can_shade=np.array(
+            [bool(d.metadata.get("external_blinds", False)) for d in devices], dtype=np.bool_
+        ),
     )
     return ControlledZones(devices, places, zones)
 
@@ -132,6 +150,8 @@ class Observation:
     temperature: FloatArray
     occupancy: FloatArray
     window_open: BoolArray
+    vents_open: BoolArray
+    """The motorised windows are open (night ventilation)."""
     heating_active: BoolArray
     cooling_active: BoolArray
     power: FloatArray
@@ -171,6 +191,7 @@ class Memory:
     window_was_open: BoolArray
     was_starting: BoolArray
     """Pre-heating or pre-cooling at the last decision."""
+    vents_were_open: BoolArray
     last_time: float = math.nan
     outdoor_mean: float = math.nan
     rotation: int = 0
@@ -197,6 +218,7 @@ class Memory:
             was_empty=np.ones(zones, dtype=np.bool_),
             window_was_open=never,
             was_starting=never,
+            vents_were_open=never,
         )
 
     def reindexed(self, ids: Sequence[str], new_ids: Sequence[str]) -> Memory:
@@ -227,10 +249,15 @@ class Decision:
     supply_temperature: FloatArray
     """Heating water to aim at [C]; NaN: the boiler's own curve."""
     level: tuple[Level, ...]
+    ventilate_to: FloatArray
+    """Night ventilation down to this room temperature [C]; NaN: windows shut."""
+    shade: BoolArray
+    """External blinds lowered."""
 
     def setting(self, index: int, hvac: Hvac) -> SetHvac:
         """The command that carries zone ``index``'s decision."""
         supply = float(self.supply_temperature[index])
+        ventilate_to = float(self.ventilate_to[index])
         return SetHvac(
             mode=self.mode[index],
             heating_setpoint=float(self.heating_setpoint[index]),
@@ -240,6 +267,8 @@ class Decision:
             min_on_s=int(hvac.min_on),
             min_off_s=int(hvac.min_off),
             supply_temperature=None if math.isnan(supply) else round(supply, 1),
+            ventilate_to=None if math.isnan(ventilate_to) else ventilate_to,
+            shade=bool(self.shade[index]),
         )
 
 
@@ -376,12 +405,23 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
         for off, heat, cool in zip(suspended, heats, cools, strict=True)
     )
     supply = _supply(hvac, outdoor, level, heats)
+    summer = cool_season and not heat_season
+    ventilates = (
+        hvac.night_ventilation.enabled
+        & summer
+        & zones.can_ventilate
+        & ~seen.scheduled
+        & ~present
+        & ~suspended
+    )
     decision = Decision(
         mode=modes,
         heating_setpoint=heating_setpoint,
         cooling_setpoint=cooling_setpoint,
         supply_temperature=supply,
         level=tuple(Level(value) for value in level),
+        ventilate_to=_ventilate_to(hvac, seen, memory, ventilates, outdoor_or_mean),
+        shade=hvac.shading.enabled & summer & zones.can_shade,
     )
     memory = replace(
         memory,
@@ -396,6 +436,7 @@ def decide(  # noqa: PLR0915 - one pass down the levels, in order of precedence
         was_empty=empty,
         window_was_open=seen.window_open.copy(),
         was_starting=np.isin(level, [Level.PREHEAT.value, Level.PRECOOL.value]),
+        vents_were_open=seen.vents_open.copy(),
         last_time=now_s,
         outdoor_mean=outdoor_mean,
         rotation=rotation,
@@ -438,6 +479,7 @@ def learn_from_history(memory: Memory, history: Sequence[Observation], hvac: Hva
             last_temperature=seen.temperature.copy(),  # NaN across a gap: no rate over it
             last_heating=seen.heating_active.copy(),
             last_cooling=seen.cooling_active.copy(),
+            vents_were_open=seen.vents_open.copy(),
             last_time=seen.now.timestamp(),
             outdoor_mean=running_mean(memory.outdoor_mean, seen.outdoor_temperature, elapsed),
         )
@@ -452,7 +494,8 @@ def _learn(memory: Memory, seen: Observation, elapsed: float) -> Memory:
     previous = memory.last_temperature
     rate = (seen.temperature - previous) / (elapsed / 3_600)  # [K/h]
     gap = (seen.temperature + previous) / 2 - outdoor
-    steady = ~seen.window_open & np.isfinite(rate)
+    # Open windows, the zone's own night ventilation included, are no part of its model.
+    steady = ~seen.window_open & ~seen.vents_open & ~memory.vents_were_open & np.isfinite(rate)
     heating = memory.last_heating & seen.heating_active & ~seen.cooling_active
     cooling = memory.last_cooling & seen.cooling_active & ~seen.heating_active
     idle = ~memory.last_heating & ~seen.heating_active & ~memory.last_cooling & ~seen.cooling_active
@@ -551,6 +594,26 @@ def _supply(
     boost = np.where(level == Level.PREHEAT.value, hvac.weather_compensation.boost_k, 0.0)
     supply: FloatArray = np.where(heats, np.clip(base + boost, 25.0, 85.0), math.nan)
     return supply
+
+
+def _ventilate_to(
+    hvac: Hvac, seen: Observation, memory: Memory, ventilates: BoolArray, outdoor: float
+) -> FloatArray:
+    """How far down each zone is ventilated [C]; NaN: not at all.
+
+    ``night_ventilation.down_to``, but no lower than the zone can be and, drifting by its
+    learnt loss rate towards the outdoor temperature of now, still be
+    :data:`STOP_MARGIN_K` inside the comfort band :data:`VENT_FLOOR_AFTER_OPENING_H` after
+    opening: a small room ventilated on a cool morning would open cold, and nothing heats it
+    in summer. The floor is rounded up to half a degree, so that a zone's command changes a
+    few times a night rather than with every tenth of a degree outdoors.
+    """
+    floor_at = hvac.comfort_band.low + STOP_MARGIN_K
+    hours = np.minimum(seen.hours_to_start + VENT_FLOOR_AFTER_OPENING_H, 48.0)
+    floor = outdoor + (floor_at - outdoor) * np.exp(memory.loss_rate * hours)
+    target = np.maximum(hvac.night_ventilation.down_to, np.ceil(floor * 2.0) / 2.0)
+    ventilate_to: FloatArray = np.where(ventilates & (target <= 35.0), target, math.nan)
+    return ventilate_to
 
 
 def _site_cap(hvac: Hvac, *, heat_season: bool, cool_season: bool) -> float | None:

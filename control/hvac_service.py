@@ -91,6 +91,7 @@ class _Latest:
     temperature: FloatArray = field(init=False)
     occupancy: FloatArray = field(init=False)
     window_open: BoolArray = field(init=False)
+    vents_open: BoolArray = field(init=False)
     heating_active: BoolArray = field(init=False)
     cooling_active: BoolArray = field(init=False)
     power: FloatArray = field(init=False)
@@ -104,6 +105,7 @@ class _Latest:
         self.temperature = np.full(self.count, math.nan)
         self.occupancy = np.zeros(self.count)
         self.window_open = np.zeros(self.count, dtype=np.bool_)
+        self.vents_open = np.zeros(self.count, dtype=np.bool_)
         self.heating_active = np.zeros(self.count, dtype=np.bool_)
         self.cooling_active = np.zeros(self.count, dtype=np.bool_)
         self.power = np.zeros(self.count)
@@ -125,6 +127,7 @@ class _Latest:
                 column[index] = values[name]
         for name, flags in (  # flags arrive as 1.0 and 0.0
             ("window_open", self.window_open),
+            ("vents_open", self.vents_open),
             ("heating_active", self.heating_active),
             ("cooling_active", self.cooling_active),
         ):
@@ -251,6 +254,7 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
             temperature=latest.temperature.copy(),
             occupancy=latest.occupancy.copy(),
             window_open=latest.window_open.copy(),
+            vents_open=latest.vents_open.copy(),
             heating_active=latest.heating_active.copy(),
             cooling_active=latest.cooling_active.copy(),
             power=latest.power.copy(),
@@ -343,15 +347,17 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
         heating = np.zeros(count, dtype=np.bool_)
         cooling = np.zeros(count, dtype=np.bool_)
         window = np.zeros(count, dtype=np.bool_)
+        vents = np.zeros(count, dtype=np.bool_)
         occupancy = np.zeros(count)
         power = np.zeros(count)
         outdoor: list[float] = []
-        for _, device_id, air, heats, cools, opened, people, drawn, outside in rows:
+        for _, device_id, air, heats, cools, opened, vented, people, drawn, outside in rows:
             index = self._index[device_id]
             temperature[index] = math.nan if air is None else air
             heating[index] = bool(heats)
             cooling[index] = bool(cools)
             window[index] = bool(opened)
+            vents[index] = bool(vented)
             occupancy[index] = people or 0.0
             power[index] = drawn or 0.0
             if outside is not None:
@@ -361,6 +367,7 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
             temperature=temperature,
             occupancy=occupancy,
             window_open=window,
+            vents_open=vents,
             heating_active=heating,
             cooling_active=cooling,
             power=power,
@@ -380,6 +387,7 @@ _HISTORY: Final = """
            coalesce(min(heating_active), 0) > 0.5,
            coalesce(min(cooling_active), 0) > 0.5,
            coalesce(max(window_open), 0) > 0.5,
+           coalesce(max(vents_open), 0) > 0.5,
            max(occupancy), avg(power), avg(outdoor_temperature)
     FROM telemetry_building
     WHERE ts > now() - make_interval(days => %s) AND device_id = ANY(%s)

@@ -138,6 +138,24 @@ class SitePowerCap(_Strict):
     cooling: Annotated[float, Field(gt=0)] | None = None
 
 
+class NightVentilation(_Strict):
+    """Cooling season: closed, empty zones with motorised windows cool with the night's air.
+
+    The agents open the windows while the outdoor air is at least 2 K cooler than the room
+    and shut them at ``down_to``, when the air outside is no longer cooler, or when the
+    zone opens (see :class:`protocol.commands.SetHvac`)."""
+
+    enabled: bool = True
+    down_to: Celsius = 21.0
+    """The coolest a zone is ventilated to [C]; not below the comfort band's low edge."""
+
+
+class Shading(_Strict):
+    """Cooling season: zones with external blinds keep them lowered, the sun's heat out."""
+
+    enabled: bool = True
+
+
 class Hvac(_Strict):
     comfort: Setpoints
     """Occupied."""
@@ -163,6 +181,8 @@ class Hvac(_Strict):
     """Highest demand of a building's zones together [kW], by building id."""
     site_power_cap: SitePowerCap = SitePowerCap()
     """Highest demand of all the zones together [kW], by season."""
+    night_ventilation: NightVentilation = NightVentilation()
+    shading: Shading = Shading()
 
     def model_post_init(self, context: Any, /) -> None:
         del context
@@ -181,6 +201,12 @@ class Hvac(_Strict):
             raise ValueError("hold must lie between 1min and 7d (what agents accept)")
         if self.min_on > 3_600 or self.min_off > 3_600:
             raise ValueError("min_on and min_off must be at most 1h (what agents accept)")
+        if self.night_ventilation.down_to < self.comfort_band.low:
+            raise ValueError(
+                f"night_ventilation.down_to ({self.night_ventilation.down_to:g} C) must not be"
+                f" below comfort_band.low ({self.comfort_band.low:g} C): the zones would open"
+                " too cold"
+            )
 
 
 Periods = list[str]

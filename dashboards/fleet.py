@@ -52,6 +52,8 @@ METRICS: Final = {
         "energy",
         "power",
         "outdoor_temperature",
+        "vents_open",
+        "blinds_down",
     ),
 }
 """Every class's metric columns (protocol.catalogue)."""

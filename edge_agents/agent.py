@@ -435,13 +435,16 @@ class Agent:
         temperature = self._last_reading.get("air_temperature")
         if temperature is None:
             return {}
+        outdoor = float(self._last_reading.get("outdoor_temperature", math.nan))
         self.local, zone = control.zone_outputs(
-            self.local, now, float(temperature), self.autonomous
+            self.local, now, float(temperature), self.autonomous, outdoor
         )
         outputs = {
             "heating": float(zone.heating),
             "cooling": float(zone.cooling),
             "valve_position": zone.valve_position,
+            "vents_open": float(zone.vents_open),
+            "blinds_down": float(zone.blinds_down),
         }
         if zone.supply_temperature is not None:
             outputs["supply_temperature"] = zone.supply_temperature

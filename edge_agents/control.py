@@ -21,6 +21,8 @@ from protocol.commands import (
     DEFAULT_SCHEDULE,
     FROST_PROTECTION_C,
     SIGN_LOWEST_LEVEL,
+    VENT_CLOSE_DIFFERENCE_K,
+    VENT_OPEN_DIFFERENCE_K,
     HvacMode,
     Params,
     SetBrightness,
@@ -67,6 +69,8 @@ class LocalState:
     cooling_on: bool = False
     heating_switched_at: datetime | None = None
     cooling_switched_at: datetime | None = None
+    vents_open: bool = False
+    """The zone's motorised windows are open (night ventilation)."""
     sign_levels: tuple[float, float] = (SIGN_LOWEST_LEVEL, 100.0)
     """The photocell's lowest and highest brightness [%] (the last ``set_brightness``)."""
 
@@ -153,6 +157,10 @@ class ThermostatSettings:
     deadband_k: FloatArray
     min_on_s: FloatArray
     min_off_s: FloatArray
+    ventilate_to: FloatArray | float = math.nan
+    """Night ventilation down to this room temperature [C]; NaN: motorised windows shut."""
+    shade: BoolArray | bool = False
+    """External blinds down."""
 
     @classmethod
     def of(cls, setting: SetHvac) -> ThermostatSettings:
@@ -165,6 +173,10 @@ class ThermostatSettings:
             deadband_k=np.array([setting.deadband_k]),
             min_on_s=np.array([float(setting.min_on_s)]),
             min_off_s=np.array([float(setting.min_off_s)]),
+            ventilate_to=np.array(
+                [math.nan if setting.ventilate_to is None else setting.ventilate_to]
+            ),
+            shade=np.array([setting.shade]),
         )
 
 
@@ -212,6 +224,31 @@ def thermostat(
     return ThermostatOutputs(heating, cooling, np.round(valve, 1).astype(np.float64))
 
 
+def vents(
+    temperature: FloatArray,
+    outdoor: FloatArray | float,
+    settings: ThermostatSettings,
+    *,
+    were_open: BoolArray,
+    heating: BoolArray,
+) -> BoolArray:
+    """Whether each zone's motorised windows are open for night ventilation.
+
+    They open where ``settings.ventilate_to`` is set, the room is more than the deadband
+    above it and the outdoor air [C] at least :data:`VENT_OPEN_DIFFERENCE_K` cooler than the
+    room; they stay open until the room is down to ``ventilate_to`` or the outdoor air is no
+    longer :data:`VENT_CLOSE_DIFFERENCE_K` cooler; never while heating, nor with the outdoor
+    temperature unknown (NaN).
+    """
+    target = np.broadcast_to(np.asarray(settings.ventilate_to, dtype=np.float64), temperature.shape)
+    cooler_by = temperature - np.asarray(outdoor, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        opens = (temperature > target + settings.deadband_k) & (cooler_by >= VENT_OPEN_DIFFERENCE_K)
+        stays = were_open & (temperature > target) & (cooler_by >= VENT_CLOSE_DIFFERENCE_K)
+    open_now: BoolArray = (opens | stays) & ~heating
+    return open_now
+
+
 def _held(
     was_on: BoolArray, wants: BoolArray, held_for_s: FloatArray, settings: ThermostatSettings
 ) -> BoolArray:
@@ -236,21 +273,32 @@ class ZoneOutputs:
     """Heating valve opening [%]."""
     supply_temperature: float | None = None
     """Heating water the boiler should aim at [C]; None: its own heating curve."""
+    vents_open: bool = False
+    """Open the motorised windows (night ventilation, :func:`vents`)."""
+    blinds_down: bool = False
+    """Lower the external blinds."""
 
 
 def zone_outputs(
-    state: LocalState, now: datetime, temperature: float, autonomous: bool
+    state: LocalState,
+    now: datetime,
+    temperature: float,
+    autonomous: bool,
+    outdoor: float = math.nan,
 ) -> tuple[LocalState, ZoneOutputs]:
-    """Thermostat of one building zone (see :func:`thermostat`) under the setting in force.
+    """Thermostat of one building zone (see :func:`thermostat`) under the setting in force,
+    with its motorised windows (:func:`vents`) and blinds.
 
-    temperature: the zone's measured air temperature [C]. Frost protection overrides every
-    mode, including ``off``.
+    temperature: the zone's measured air temperature [C]; outdoor: the building's outdoor
+    sensor [C], NaN when it has none (the windows then stay shut). Frost protection overrides
+    every mode, including ``off``.
     """
     hold = current_hold(state, now, autonomous)
     setting = hold if isinstance(hold, SetHvac) else LOCAL_THERMOSTAT
+    settings = ThermostatSettings.of(setting)
     outputs = thermostat(
         np.array([temperature]),
-        ThermostatSettings.of(setting),
+        settings,
         heating_on=np.array([state.heating_on]),
         cooling_on=np.array([state.cooling_on]),
         heating_for_s=np.array([_held_for(state.heating_switched_at, now)]),
@@ -261,8 +309,25 @@ def zone_outputs(
         state = replace(state, heating_on=heating, heating_switched_at=now)
     if cooling != state.cooling_on:
         state = replace(state, cooling_on=cooling, cooling_switched_at=now)
+    vents_open = bool(
+        vents(
+            np.array([temperature]),
+            outdoor,
+            settings,
+            were_open=np.array([state.vents_open]),
+            heating=outputs.heating,
+        )[0]
+    )
+    state = replace(state, vents_open=vents_open)
     supply = setting.supply_temperature if heating else None
-    return state, ZoneOutputs(heating, cooling, float(outputs.valve_position[0]), supply)
+    return state, ZoneOutputs(
+        heating,
+        cooling,
+        float(outputs.valve_position[0]),
+        supply,
+        vents_open=vents_open,
+        blinds_down=setting.shade,
+    )
 
 
 def _held_for(switched_at: datetime | None, now: datetime) -> float:

@@ -20,8 +20,11 @@ Outputs = Mapping[str, float]
 - streetlight: ``lamp_level`` [%] (0 switches the lamp off);
 - signage: ``brightness_level`` [%], ``message_id`` [-], ``lit_fraction`` (share of the
   pixels the message lights) [-];
-- building zone: ``heating`` and ``cooling`` (1 on, 0 off), ``valve_position`` [%], and
-  ``supply_temperature`` [C] when the platform sets the heating water (else the boiler's curve).
+- building zone: ``heating`` and ``cooling`` (1 on, 0 off), ``valve_position`` [%],
+  ``supply_temperature`` [C] when the platform sets the heating water (else the boiler's
+  curve), ``vents_open`` (1: open the motorised windows for night ventilation) and
+  ``blinds_down`` (1: lower the external blinds); a zone without motorised windows or
+  blinds ignores the last two.
 """
 
 

@@ -136,6 +136,8 @@ _BUILDING: Final = (
     Metric("energy", "kWh", 0, 1e9, description="energy meter reading (cumulative)"),
     Metric("power", "kW", 0, 10_000, description="energy meter instantaneous power"),
     Metric("outdoor_temperature", "C", -30, 60, description="outdoor air, the building's sensor"),
+    _flag("vents_open", "the zone's motorised windows are open (night ventilation)"),
+    _flag("blinds_down", "the zone's external blinds are lowered"),
 )
 
 

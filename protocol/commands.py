@@ -28,6 +28,11 @@ Celsius = Annotated[float, msgspec.Meta(ge=5, le=35)]
 ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 DEFAULT_HOLD_S: Final = 3_600
+VENT_OPEN_DIFFERENCE_K: Final = 2.0
+"""Motorised windows open for night ventilation when the outdoor air is this much cooler than
+the room [K]..."""
+VENT_CLOSE_DIFFERENCE_K: Final = 1.0
+"""...and shut when it is no longer this much cooler [K]."""
 FROST_PROTECTION_C: Final = 7.0
 """A zone is heated below this temperature whatever it was told (agents, whatever their setting)
 [C]."""
@@ -148,6 +153,14 @@ class SetHvac(_Params, frozen=True):
     ``min_on_s`` and off at least ``min_off_s``, except that frost protection never waits.
     ``supply_temperature``, when given, is the heating water the boiler should aim at (the
     platform's weather compensation), instead of its own heating curve.
+
+    ``ventilate_to``, when given, lets a zone with motorised windows cool itself with outdoor
+    air (night ventilation): the agent opens them while the room is more than ``deadband_k``
+    warmer than this and the outdoor air at least :data:`VENT_OPEN_DIFFERENCE_K` cooler, and
+    shuts them once the room is down to it, the outdoor air no longer
+    :data:`VENT_CLOSE_DIFFERENCE_K` cooler, the heating runs or the hold lapses. ``shade``
+    lowers a zone's external blinds for as long as the setting holds. A zone without the
+    equipment ignores both.
     """
 
     mode: HvacMode
@@ -158,6 +171,8 @@ class SetHvac(_Params, frozen=True):
     min_on_s: CycleSeconds = 0
     min_off_s: CycleSeconds = 0
     supply_temperature: SupplyCelsius | None = None
+    ventilate_to: Celsius | None = None
+    shade: bool = False
 
     def __post_init__(self) -> None:
         gap = 2 * self.deadband_k

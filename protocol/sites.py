@@ -209,6 +209,10 @@ class BuildingEntry(_Strict):
     """Zone ids, or mappings {id, area_m2, heating, cooling}."""
     model: str = ""
     """The zone sensors' model, free text (buildings have no rating)."""
+    motorised_windows: bool = False
+    """The zones have windows the platform can open for night ventilation."""
+    external_blinds: bool = False
+    """The zones have external blinds the platform can lower."""
 
 
 class SiteFile(_Strict):
@@ -432,6 +436,8 @@ def _expand_building(building: BuildingEntry) -> list[Device]:
                 "area_m2": zone.area_m2,
                 "heating": zone.heating,
                 "cooling": zone.cooling,
+                "motorised_windows": building.motorised_windows,
+                "external_blinds": building.external_blinds,
             },
         )
         for zone in building.zones

@@ -95,6 +95,7 @@ READ: Final = (
     "cooling_active",
     "occupancy",
     "window_open",
+    "vents_open",
 )
 """The metrics the balance is learnt from (and ``sun_elevation``)."""
 
@@ -215,7 +216,9 @@ def reading_terms(env: Mapping[str, Floats], count: int) -> ReadingTerms:
     )
     return ReadingTerms(
         np.where(counted[:, None], columns, 0.0),
-        (env.get("window_open", missing) >= 0.5) | (heating & cooling),
+        (env.get("window_open", missing) >= 0.5)
+        | (env.get("vents_open", missing) >= 0.5)
+        | (heating & cooling),
         np.nan_to_num(env.get("sun_elevation", missing), nan=0.0),
     )
 

@@ -56,6 +56,9 @@ _HEATING_OVERSIZE: Final = 1.25  # radiators sized for the design day plus morni
 _COOLING_SETPOINT: Final = 24.0  # [C] indoor temperature of the cooling design day
 _DESIGN_SUN: Final = 800.0  # [W/m^2] GHI of the cooling design hour
 _DESIGN_INTERNAL_GAINS: Final = 20.0  # [W/m^2] people, lights and equipment when sizing AC
+BLINDS_SOLAR_CUT: Final = 0.7
+"""Share of the sun through the glazing that lowered external blinds keep out (external
+venetian blinds, slats at the cut-off angle: shading factor F_C about 0.3) [-]."""
 _HEATING_SETPOINT: Final = 20.0  # [C] indoor temperature of the heating design day
 
 
@@ -145,6 +148,8 @@ class ZoneParameters:
     """Extra conductance with a window open, all of it air flow [W/K]."""
     solar_aperture: FloatArray
     """Heat gained per W/m^2 of global horizontal irradiance [m^2]."""
+    glazing_aperture: FloatArray
+    """The part of ``solar_aperture`` that comes through the windows [m^2]."""
     rated_heating: FloatArray
     """Radiator output with the valve open, supply water 50 K above the room [W]."""
     max_cooling: FloatArray
@@ -226,7 +231,8 @@ def zone_parameters(
         * _EXTERNAL_SURFACE_RESISTANCE
         * (c.wall_u * walls * _FACADE_SUN_FACTOR + c.roof_u * roof)
     )
-    solar_aperture = windows * c.window_g * c.shading * _FACADE_SUN_FACTOR + opaque_sol_air
+    glazing_aperture = windows * c.window_g * c.shading * _FACADE_SUN_FACTOR
+    solar_aperture = glazing_aperture + opaque_sol_air
     heating_loss = ua * (_HEATING_SETPOINT - design_winter_temperature)
     cooling_load = (
         ua * (design_summer_temperature - _COOLING_SETPOINT)
@@ -241,6 +247,7 @@ def zone_parameters(
         ventilation=ventilation,
         window_ua=AIR_HEAT_CAPACITY * window_open_air_changes * volume / 3_600,
         solar_aperture=solar_aperture,
+        glazing_aperture=glazing_aperture,
         rated_heating=np.where(heated, _HEATING_OVERSIZE * heating_loss, 0.0),
         max_cooling=np.where(cooled, cooling_load, 0.0),
         eer=np.full_like(area, eer),
@@ -371,6 +378,12 @@ def outdoor_conductance(window_open: BoolArray | bool, params: ZoneParameters) -
     return params.ua + extra
 
 
+def effective_solar_aperture(blinds_down: BoolArray | bool, params: ZoneParameters) -> FloatArray:
+    """Heat gained per W/m^2 of GHI, less what lowered blinds keep out [m^2]."""
+    kept_out: FloatArray = np.where(blinds_down, BLINDS_SOLAR_CUT * params.glazing_aperture, 0.0)
+    return params.solar_aperture - kept_out
+
+
 def advance(
     temperature: FloatArray,
     *,
@@ -383,13 +396,16 @@ def advance(
     params: ZoneParameters,
     coupling: Coupling,
     seconds: float,
+    blinds_down: BoolArray | bool = False,
 ) -> ThermalStep:
     """Advance the zone temperatures by ``seconds`` [s], with the heat account of the step.
 
     temperature [C] at the start, one per zone; outdoor_temperature [C]; ghi: global
     horizontal irradiance [W/m^2]; heating_power: heat the radiators give [W]; cooling_power:
     heat the air conditioner removes [W], positive; internal_gains: people, lighting and
-    equipment [W]; window_open: a window of the zone is open. Scalars apply to every zone.
+    equipment [W]; window_open: a window of the zone is open; blinds_down: its external blinds
+    are lowered, keeping :data:`BLINDS_SOLAR_CUT` of the glazing's sun out. Scalars apply to
+    every zone.
 
     The network C dT/dt = P + UA (T_out - T) + sum_j G_ij (T_j - T_i) has, for inputs held
     over the step, the exact solution T(t) = T_ss + exp(-C^-1 K t) (T0 - T_ss), K = diag(UA)
@@ -411,7 +427,7 @@ def advance(
         np.asarray(heating_power, dtype=np.float64)
         - cooling_power
         + internal_gains
-        + params.solar_aperture * np.asarray(ghi, dtype=np.float64)
+        + effective_solar_aperture(blinds_down, params) * np.asarray(ghi, dtype=np.float64)
     )
     power = np.broadcast_to(power, (zones,))
 
@@ -486,6 +502,7 @@ def step(
     params: ZoneParameters,
     coupling: Coupling,
     seconds: float,
+    blinds_down: BoolArray | bool = False,
 ) -> FloatArray:
     """Zone temperatures [C] ``seconds`` [s] later; see :func:`advance` for the arguments."""
     return advance(
@@ -499,6 +516,7 @@ def step(
         params=params,
         coupling=coupling,
         seconds=seconds,
+        blinds_down=blinds_down,
     ).temperature
 
 

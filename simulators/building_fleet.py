@@ -99,6 +99,14 @@ class BuildingFleet:
         self.supply_setpoint = np.full(count, np.nan)
         self.heating_command = np.zeros(count, dtype=bool)
         self.cooling_command = np.zeros(count, dtype=bool)
+        self.vents_command = np.zeros(count, dtype=bool)
+        self.blinds_command = np.zeros(count, dtype=bool)
+        self.has_vents = np.array(
+            [bool(d.metadata.get("motorised_windows", False)) for d in devices], dtype=bool
+        )
+        self.has_blinds = np.array(
+            [bool(d.metadata.get("external_blinds", False)) for d in devices], dtype=bool
+        )
         self._day = -1
         self._occupancy = np.zeros((count, 1), dtype=np.int64)
         self._values: dict[str, FloatArray] = {}
@@ -108,6 +116,8 @@ class BuildingFleet:
         self.cooling_command[index] = outputs.get("cooling", 0.0) >= 0.5
         self.valve_command[index] = outputs.get("valve_position", 0.0)
         self.supply_setpoint[index] = outputs.get("supply_temperature", np.nan)
+        self.vents_command[index] = outputs.get("vents_open", 0.0) >= 0.5
+        self.blinds_command[index] = outputs.get("blinds_down", 0.0) >= 0.5
 
     def occupants(self, now: datetime, step_s: float) -> np.ndarray:
         """People in each zone now, drawn a whole day at a time so any run sees the same."""
@@ -146,6 +156,8 @@ class BuildingFleet:
             return
         people = self.occupants(now, seconds or 60.0)
         window = faults[FaultType.WINDOW_OPEN]
+        vents = self.vents_command & self.has_vents
+        blinds = self.blinds_command & self.has_blinds
         both = faults[FaultType.SIMULTANEOUS_HEATING_COOLING]
         valve = np.where(self.heating_command, self.valve_command, 0.0)
         cycled_off = now.timestamp() % SHORT_CYCLE_S >= SHORT_CYCLE_S / 2
@@ -180,12 +192,13 @@ class BuildingFleet:
                 heating_power=plant.heating,
                 cooling_power=plant.cooling,
                 internal_gains=gains,
-                window_open=window,
+                window_open=window | vents,
                 params=self.params,
                 coupling=self.coupling,
                 seconds=seconds,
+                blinds_down=blinds,
             ).temperature
-            ventilation = ventilation_rate(window, self.params)
+            ventilation = ventilation_rate(window | vents, self.params)
             self.co2 = co2_step(
                 self.co2,
                 people,
@@ -209,6 +222,8 @@ class BuildingFleet:
             "co2": self.co2 + 5.0 * noise[1],
             "occupancy": people.astype(float),
             "window_open": window.astype(float),
+            "vents_open": vents.astype(float),
+            "blinds_down": blinds.astype(float),
             "heating_active": plant.heating_active.astype(float),
             "cooling_active": plant.cooling_active.astype(float),
             "valve_position": valve,

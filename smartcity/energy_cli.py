@@ -65,11 +65,12 @@ def whatif(  # noqa: PLR0917 - each option is a CLI flag
     as_json: Annotated[bool, typer.Option("--json", help="End with the figures as JSON.")] = False,
 ) -> None:
     """Replay a period of Sefrou weather and occupancy through the building simulator for the
-    candidate strategy, the current one and two references with the candidate's opening
+    candidate strategy, the current one and three references with the candidate's opening
     hours and setpoints: the building run as EN 15232 class C (fixed time programme, fixed
-    pre-heat, 16 C nights; savings are quoted against it) and a 24/7 fixed-setpoint
-    thermostat. Print energy (kWh), peak demand (kW) and comfort (degree-hours outside the
-    comfort band while occupied) per building and in total, and plot a representative week.
+    pre-heat, 16 C nights; savings are quoted against it), the same with its external blinds
+    lowered all summer by a timer, and a 24/7 fixed-setpoint thermostat. Print energy (kWh),
+    peak demand (kW) and comfort (degree-hours outside the comfort band while occupied) per
+    building and in total, and plot a representative week.
     docs/energy.md explains the references.
 
     Example: smartcity energy whatif --strategy my-strategy.yaml --from 2026-12-01 --to 2027-03-01
@@ -93,7 +94,8 @@ def whatif(  # noqa: PLR0917 - each option is a CLI flag
         raise fail(str(error)) from error
     typer.echo(
         f"replaying {begins:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M} UTC: candidate "
-        f"{candidate.name}, current {running_label}, and the class C and 24/7 references",
+        f"{candidate.name}, current {running_label}, and the class C, class C with blinds on a"
+        " timer and 24/7 references",
         err=True,
     )
     try:

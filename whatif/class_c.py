@@ -20,7 +20,11 @@ Here, per zone, as a caretaker would set the timer up:
 - heating only in the heating season and cooling only in the cooling season, by the same
   changeover as the strategy's, and the strategy's heating curve without a boost.
 
-It has no presence detection, no standby, no optimum start or stop and no power cap.
+It has no presence detection, no standby, no optimum start or stop, no power cap and no
+automatic night ventilation or solar protection: motorised windows stay shut and external
+blinds up. Where zones have external blinds, a caretaker could as well put them on a timer:
+the ``blinds_timer`` variant lowers them all cooling season, the strongest reference for a
+summer with blinds.
 """
 
 from __future__ import annotations
@@ -85,9 +89,11 @@ def class_c_settings(
     outdoor: float,
     scheduled: BoolArray,
     hours_to_start: FloatArray,
+    blinds_timer: bool = False,
 ) -> tuple[ClassCState, ThermostatSettings, FloatArray]:
     """The zones' thermostat settings and supply water setpoint [C] (NaN: the boiler's own
-    curve) at ``now_s``, and the state for the next call."""
+    curve) at ``now_s``, and the state for the next call. blinds_timer: the zones' external
+    blinds are lowered all cooling season (by the same changeover), day and night."""
     elapsed = now_s - state.last_time if not math.isnan(state.last_time) else 0.0
     mean = running_mean(state.outdoor_mean, outdoor, elapsed)
     heat_season, cool_season = season_of(hvac, mean)
@@ -104,6 +110,7 @@ def class_c_settings(
         deadband_k=np.full(size, hvac.deadband_k),
         min_on_s=np.full(size, hvac.min_on),
         min_off_s=np.full(size, hvac.min_off),
+        shade=zones.can_shade & (blinds_timer and cool_season and not heat_season),
     )
     supply = np.where(heats, weather_compensated_supply(hvac, outdoor), math.nan)
     return ClassCState(mean, now_s), settings, supply

@@ -46,8 +46,12 @@ EVENT_LEAD_S: Final = 1_800
 """A booked event opens its zones this long before the first guests [s]."""
 CLASS_C: Final = "class C"
 """The label of the EN 15232 class C reference, the yardstick of savings."""
+CLASS_C_BLINDS: Final = "class C+blinds"
+"""The label of class C whose external blinds a timer lowers all cooling season: the strongest
+reference where zones have blinds."""
 ALWAYS_ON: Final = "24/7"
 """The label of the thermostat held at comfort day and night: a secondary reference."""
+REFERENCES: Final = frozenset({CLASS_C, CLASS_C_BLINDS, ALWAYS_ON})
 
 
 class Control(StrEnum):
@@ -55,6 +59,8 @@ class Control(StrEnum):
     """The platform's decisions under the contender's strategy."""
     CLASS_C = "class C"
     """The EN 15232 class C timer with the strategy's hours and setpoints."""
+    CLASS_C_BLINDS = "class C+blinds"
+    """The same, with the zones' external blinds lowered all cooling season by a timer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +74,13 @@ class Contender:
 
     @classmethod
     def references(cls, strategy: Strategy) -> list[Contender]:
-        """The class C building with ``strategy``'s hours and setpoints, and the 24/7 one."""
-        return [cls(CLASS_C, strategy, Control.CLASS_C), cls(ALWAYS_ON, None)]
+        """The class C building with ``strategy``'s hours and setpoints, the same with its
+        blinds on a seasonal timer, and the 24/7 one."""
+        return [
+            cls(CLASS_C, strategy, Control.CLASS_C),
+            cls(CLASS_C_BLINDS, strategy, Control.CLASS_C_BLINDS),
+            cls(ALWAYS_ON, None),
+        ]
 
 
 @dataclass(slots=True)
@@ -119,6 +130,7 @@ class WhatIfReport:
             "zone_steps": self.zone_steps,
             "plot": str(self.plot) if self.plot else None,
             "savings_vs_class_c": self._savings(CLASS_C),
+            "savings_vs_class_c_blinds": self._savings(CLASS_C_BLINDS),
             "savings_vs_24_7": self._savings(ALWAYS_ON),
             "figures": {
                 label: {
@@ -137,7 +149,7 @@ class WhatIfReport:
 
     def strategies(self) -> list[str]:
         """The contenders that are not references."""
-        return [label for label in self.labels if label not in {CLASS_C, ALWAYS_ON}]
+        return [label for label in self.labels if label not in REFERENCES]
 
     def _savings(self, against: str) -> dict[str, float]:
         if against not in self.labels:
@@ -238,7 +250,7 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
         size_fixed_starts(
             c.strategy, plant=zones_plant, zones=zones, places=site.places, location=location, tz=tz
         )
-        if c.strategy is not None and c.control is Control.CLASS_C
+        if c.strategy is not None and c.control is not Control.STRATEGY
         else None
         for c in contenders
     ]
@@ -287,6 +299,7 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
                         outdoor=outdoor,
                         scheduled=grid[:, k],
                         hours_to_start=to_start[:, k],
+                        blinds_timer=contender.control is Control.CLASS_C_BLINDS,
                     )
                     _write(settings, supply_setpoint, part, chosen, supply)
                     continue
@@ -295,6 +308,7 @@ def run_whatif(  # noqa: PLR0912, PLR0915 - the replay loop reads best as one st
                     temperature=state.temperature[part],
                     occupancy=people[:, k].astype(np.float64),
                     window_open=np.zeros(count, dtype=np.bool_),
+                    vents_open=state.vents_open[part],
                     heating_active=state.heating_on[part],
                     cooling_active=state.cooling_on[part],
                     power=state.power_kw[part],
@@ -402,6 +416,8 @@ def _always_on_settings(total: int, heating: float, cooling: float) -> Thermosta
         deadband_k=np.full(total, 0.5),
         min_on_s=np.zeros(total),
         min_off_s=np.zeros(total),
+        ventilate_to=np.full(total, np.nan),
+        shade=np.zeros(total, dtype=np.bool_),
     )
 
 
@@ -416,6 +432,8 @@ def _settings_of(decision: Decision, hvac: Hvac) -> ThermostatSettings:
         deadband_k=np.full(size, hvac.deadband_k),
         min_on_s=np.full(size, hvac.min_on),
         min_off_s=np.full(size, hvac.min_off),
+        ventilate_to=decision.ventilate_to,
+        shade=decision.shade,
     )
 
 
@@ -435,6 +453,8 @@ def _write(
         "deadband_k",
         "min_on_s",
         "min_off_s",
+        "ventilate_to",
+        "shade",
     ):
         getattr(settings, name)[part] = getattr(chosen, name)
     supply_setpoint[part] = supply
@@ -518,7 +538,11 @@ def format_report(report: WhatIfReport) -> str:
     for label in report.strategies():
         against = [
             f"{100 * report.saving(label, reference):.1f} % less energy than {name}"
-            for reference, name in ((CLASS_C, "class C"), (ALWAYS_ON, "24/7"))
+            for reference, name in (
+                (CLASS_C, "class C"),
+                (CLASS_C_BLINDS, "class C with its blinds on a timer"),
+                (ALWAYS_ON, "24/7"),
+            )
             if reference in report.labels
         ]
         if against:

@@ -1,5 +1,6 @@
 """The zones' plant stepped as the replays see it: each zone's thermostat, its heating water,
-its radiators and split unit, and the room's heat balance, for many zones at once."""
+its radiators and split unit, its motorised windows and blinds, and the room's heat balance,
+for many zones at once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from edge_agents.control import ThermostatSettings, thermostat
+from edge_agents.control import ThermostatSettings, thermostat, vents
 from simulators.building import (
     Coupling,
     HvacOutput,
@@ -40,6 +41,8 @@ class PlantState:
     cooling_for_s: FloatArray
     power_kw: FloatArray
     """Meter power over the last step [kW]."""
+    vents_open: BoolArray
+    """The motorised windows are open (night ventilation)."""
 
     @classmethod
     def initial(cls, temperature: FloatArray) -> PlantState:
@@ -53,6 +56,7 @@ class PlantState:
             heating_for_s=np.full(zones, np.inf),
             cooling_for_s=np.full(zones, np.inf),
             power_kw=np.zeros(zones),
+            vents_open=off,
         )
 
 
@@ -93,6 +97,13 @@ def step_plant(
         heating_for_s=state.heating_for_s,
         cooling_for_s=state.cooling_for_s,
     )
+    vents_open = vents(
+        state.temperature,
+        outdoor,
+        settings,
+        were_open=state.vents_open,
+        heating=outputs.heating,
+    )
     boiler_on = (outputs.valve_position > 0) & (plant.params.rated_heating > 0)
     supply_water = supply_water_step(
         state.supply_water,
@@ -116,10 +127,11 @@ def step_plant(
         heating_power=plants.heating,
         cooling_power=plants.cooling,
         internal_gains=internal_gains(occupants, plant.params.floor_area),
-        window_open=False,
+        window_open=vents_open,
         params=plant.params,
         coupling=plant.coupling,
         seconds=seconds,
+        blinds_down=settings.shade,
     )
     state = replace(
         state,
@@ -134,5 +146,6 @@ def step_plant(
             outputs.cooling != state.cooling_on, seconds, state.cooling_for_s + seconds
         ),
         power_kw=plants.meter_power,
+        vents_open=vents_open,
     )
     return state, plants, stepped

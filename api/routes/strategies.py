@@ -160,12 +160,13 @@ def post_whatif(  # noqa: PLR0917 - FastAPI parameters
     response: Response,
 ) -> JobOut:
     """Replays the period's simulated weather and occupancy through the building simulator
-    for the candidate, the current strategy and two references with the candidate's hours
+    for the candidate, the current strategy and three references with the candidate's hours
     and setpoints: the building run as EN 15232 class C (a fixed time programme, the yardstick
-    of savings) and a 24/7 fixed-setpoint thermostat. The result is what ``smartcity energy
+    of savings), the same with its external blinds lowered all summer by a timer (``class
+    C+blinds``) and a 24/7 fixed-setpoint thermostat. The result is what ``smartcity energy
     whatif --json`` prints (energy, peak demand and discomfort per building and in total,
-    savings against class C and against 24/7), without the plot, plus ``contenders`` naming
-    the candidate and current strategies."""
+    savings against each reference), without the plot, plus ``contenders`` naming the
+    candidate and current strategies."""
     from whatif.hvac import Contender, run_whatif
 
     inventory = _site(order.site)

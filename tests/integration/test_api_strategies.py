@@ -162,7 +162,7 @@ def test_a_whatif_of_one_day_runs_as_a_job(api: ApiSession) -> None:
         "candidate": NAME,
         "current": "sefrou-default (packaged default: none activated)",
     }
-    assert set(result["figures"]) == {"candidate", "current", "class C", "24/7"}
+    assert set(result["figures"]) == {"candidate", "current", "class C", "class C+blinds", "24/7"}
     warmer, packaged = result["figures"]["candidate"], result["figures"]["current"]
     assert warmer["total"]["heating_kwh"] > packaged["total"]["heating_kwh"]  # 21 C, not 20.5
     assert set(result["savings_vs_class_c"]) == {"candidate", "current"}

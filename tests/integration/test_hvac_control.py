@@ -9,7 +9,9 @@ real database.
   alert; a stuck valve that heats a set-back zone is an alert too;
 - a command that arrives after its expiry is refused by the agent and never applied;
 - the zones are the registry's: one added while the service runs is commanded, one
-  decommissioned is sent nothing more.
+  decommissioned is sent nothing more;
+- on a summer night a zone with motorised windows is ventilated with the night's air and its
+  blinds kept down, and the windows shut when it opens.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ buildings:
   - {id: hall, name: Town hall, kind: town_hall, latitude: 33.83, longitude: -4.84,
      zones: [{id: offices, area_m2: 200}, {id: archives, area_m2: 80}]}
 """
+SUMMER_SITE = SITE.replace(
+    "longitude: -4.84,\n",
+    "longitude: -4.84,\n     motorised_windows: true, external_blinds: true,\n",
+)
 OFFICES, ARCHIVES = "hall-offices", "hall-archives"
 LOCAL = timedelta(hours=1)
 """Morocco's offset from UTC in January (no Ramadan)."""
@@ -110,12 +116,13 @@ def controlled_city(
     lag: timedelta | None = None,
     commands: CommandPolicy | None = None,
     period_s: float = 300.0,
+    site: str = SITE,
 ) -> Iterator[Run]:
     """The town hall simulated from ``start`` to ``until`` at ``speed``, its agents on the
     broker (in their own thread: their spools are SQLite), the control service running;
     yields once the simulation reached ``until``. lag: the service runs on a clock this far
     behind the city's, instead of on the readings' time."""
-    inventory: SiteInventory = parse_site(SITE)
+    inventory: SiteInventory = parse_site(site)
     with psycopg.connect(database_url) as connection:
         upsert_site(connection, inventory)
     city = SimulatedCity(inventory, start=start, seed=SEED, faults=faults)
@@ -201,10 +208,8 @@ def between(points: list[tuple[datetime, float]], first: datetime, last: datetim
     return [value for ts, value in points if first <= ts <= last]
 
 
-def test_zones_are_commanded_acknowledge_and_follow_the_strategy(
-    database_url: str, broker: LocalMosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A working day of the town hall, 05:00 to 19:30, in about 15 s."""
+def recording_decisions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Observation, Decision]]:
+    """Every decision the control service takes from now on, with what it saw."""
     decided: list[tuple[Observation, Decision]] = []
 
     def recorded(hvac: Hvac, zones: Zones, seen: Observation, memory: Memory) -> Any:
@@ -213,6 +218,14 @@ def test_zones_are_commanded_acknowledge_and_follow_the_strategy(
         return memory, decision
 
     monkeypatch.setattr(hvac_service, "decide", recorded)
+    return decided
+
+
+def test_zones_are_commanded_acknowledge_and_follow_the_strategy(
+    database_url: str, broker: LocalMosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A working day of the town hall, 05:00 to 19:30, in about 15 s."""
+    decided = recording_decisions(monkeypatch)
     with controlled_city(
         database_url, broker, tmp_path, start=local(5.0), until=local(19.5)
     ) as run:
@@ -290,13 +303,17 @@ def test_zones_are_commanded_acknowledge_and_follow_the_strategy(
 
 
 def assert_replay_decides_the_same(
-    decided: list[tuple[Observation, Decision]], *, start: datetime, until: datetime
+    decided: list[tuple[Observation, Decision]],
+    *,
+    start: datetime,
+    until: datetime,
+    site_text: str = SITE,
 ) -> None:
     """The what-if's decisions on what the live service saw: its own opening hours (those of
     the replay's time grid) and its own memory from the first decision on, as a what-if of
     the day would decide (issue 18: the live service runs the same decisions as the what-if)."""
     strategy = load_strategy(PACKAGED_STRATEGY)
-    site = controlled_zones(parse_site(SITE).devices)
+    site = controlled_zones(parse_site(site_text).devices)
     step_s = 150
     times = pd.date_range(start, until, freq=f"{step_s}s", tz="UTC")
     unix_s = times.asi8 // 1_000_000_000
@@ -314,10 +331,68 @@ def assert_replay_decides_the_same(
             same += 1
             assert np.array_equal(decision.heating_setpoint, live.heating_setpoint)
             assert np.array_equal(decision.cooling_setpoint, live.cooling_setpoint)
+            assert np.array_equal(decision.ventilate_to, live.ventilate_to, equal_nan=True)
+            assert np.array_equal(decision.shade, live.shade)
     assert len(decided) > 100
     # The replay's grid is 150 s; the live service's clock is the readings': a level may
     # change one decision apart at a boundary (opening, closing, a warm-up's start).
     assert same >= len(decided) - 6, f"{len(decided) - same} of {len(decided)} decisions differ"
+
+
+def test_on_a_summer_night_the_zones_are_ventilated_and_shaded_and_shut_at_opening(
+    database_url: str, broker: LocalMosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A July night of a town hall with motorised windows and external blinds, 18:00 to
+    10:00 (Morocco is UTC+1 all summer): the service asks for night ventilation of the closed,
+    empty zones and for the blinds down; the agents open the windows only while the outdoor
+    air is cooler, the zones cool without their air conditioners, the windows are shut from
+    opening; every command is applied and recorded, and the what-if decides the same."""
+    decided = recording_decisions(monkeypatch)
+    evening = datetime(2026, 7, 14, 17, tzinfo=UTC)  # 18:00 local, a Tuesday
+    opening = evening + timedelta(hours=14, minutes=30)  # 08:30 local
+    until = evening + timedelta(hours=16)
+    with controlled_city(
+        database_url, broker, tmp_path, start=evening, until=until, site=SUMMER_SITE
+    ) as run:
+        sent = commands(database_url)
+        vents = series(run.recorder, OFFICES, "vents_open")
+        blinds = series(run.recorder, OFFICES, "blinds_down")
+        temperature = series(run.recorder, OFFICES, "air_temperature")
+        outdoor = series(run.recorder, OFFICES, "outdoor_temperature")
+        cooling = series(run.recorder, OFFICES, "cooling_active")
+    hvac = load_strategy(PACKAGED_STRATEGY).hvac
+
+    answered = [row for row in sent if row["outcome"] is not None]
+    assert {row["outcome"] for row in answered} == {"applied"}
+    assert len(answered) >= len(sent) - 2, "only the last commands may still await"
+    night = [row for row in sent if row["issued_at"] < opening - timedelta(minutes=10)]
+    day = [row for row in sent if row["issued_at"] >= opening + timedelta(minutes=10)]
+    assert all(row["params"]["shade"] is True for row in sent), "blinds down all summer"
+    assert {row["params"].get("ventilate_to") for row in night} == {hvac.night_ventilation.down_to}
+    assert day, "commands after opening"
+    assert all("ventilate_to" not in row["params"] for row in day), "no ventilation while open"
+
+    opened = [ts for ts, value in vents if value >= 0.5]
+    assert opened, "the windows opened in the night"
+    outside = dict(outdoor)
+    inside = dict(temperature)
+    for ts in opened:  # the agent opens them only to cooler air
+        assert outside[ts] <= inside[ts] - 0.5, ts
+    assert not any(between(vents, opening + timedelta(minutes=10), until)), "shut once open"
+    applied = min(r["outcome_at"] for r in answered if r["device_id"] == OFFICES)
+    applied += timedelta(minutes=2)
+    assert all(value >= 0.5 for value in between(blinds, applied, until)), "from the command on"
+    # The small hours: the windows cool the zone and its air conditioner stays off; it is
+    # cool enough at opening (the first hours, the day's heat held in the walls, are not).
+    small_hours = opening - timedelta(hours=4)
+    assert not any(between(cooling, small_hours, opening)), "no air conditioning"
+    ventilated = between(vents, small_hours, opening - timedelta(hours=1))
+    assert sum(ventilated) >= 0.9 * len(ventilated)
+    at_opening = median(between(temperature, opening - timedelta(minutes=5), opening))
+    before = median(between(temperature, small_hours, small_hours + timedelta(minutes=5)))
+    assert at_opening <= before - 1.0, "the night air cooled it"
+    assert at_opening <= hvac.comfort_band.high - 1.0, "comfortable at opening"
+    assert_replay_decides_the_same(decided, start=evening, until=until, site_text=SUMMER_SITE)
 
 
 def test_unanswered_and_not_followed_commands_raise_alerts(

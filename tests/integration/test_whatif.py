@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from control.strategy import PACKAGED_STRATEGY, load_strategy
 from protocol.sites import load_site
 from smartcity.cli import app
-from whatif.hvac import ALWAYS_ON, CLASS_C, Contender, run_whatif
+from whatif.hvac import ALWAYS_ON, CLASS_C, CLASS_C_BLINDS, Contender, run_whatif
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = load_site(ROOT / "sites" / "sefrou.yaml")
@@ -33,7 +33,7 @@ def test_whatif_prints_every_building_for_each_strategy_with_a_plot(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])["figures"]
-    assert set(figures) == {"candidate", "current", CLASS_C, ALWAYS_ON}
+    assert set(figures) == {"candidate", "current", CLASS_C, CLASS_C_BLINDS, ALWAYS_ON}
     buildings = {device.building for device in SITE.devices if device.building}
     assert set(figures["candidate"]) == buildings | {"total"}
     # Same strategy as candidate and current: side by side, they see the same city.
@@ -100,9 +100,27 @@ def test_over_a_winter_control_uses_a_fifth_less_than_class_c_at_no_worse_comfor
     peak (with the summer and the 24/7 reference: ``smartcity bench whatif``)."""
     strategy = load_strategy(PACKAGED_STRATEGY)
     start, end = datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC)
-    class_c, _ = Contender.references(strategy)
+    class_c, _, _ = Contender.references(strategy)
     report = run_whatif(SITE, [Contender("control", strategy), class_c], start, end)
     control, reference = report.figures["control"]["total"], report.figures[CLASS_C]["total"]
     assert report.saving("control", CLASS_C) >= 0.20
     assert control.discomfort_kh <= reference.discomfort_kh
     assert control.peak_kw < reference.peak_kw
+
+
+def test_over_a_summer_control_beats_class_c_with_or_without_its_blinds_on_a_timer() -> None:
+    """The cooling season (June to August). Against class C, whose motorised windows stay
+    shut and blinds up, issue 18's targets: at least 20 % less, no more discomfort, a lower
+    peak. Against class C with its blinds lowered all summer by a timer (the stronger
+    reference where zones have blinds) the strategy is measured at 14 % less (docs/energy.md):
+    a lower peak, no more discomfort, and more than 10 % less is what this guards."""
+    strategy = load_strategy(PACKAGED_STRATEGY)
+    start, end = datetime(2027, 6, 1, tzinfo=UTC), datetime(2027, 9, 1, tzinfo=UTC)
+    class_c, blinds_timer, _ = Contender.references(strategy)
+    report = run_whatif(SITE, [Contender("control", strategy), class_c, blinds_timer], start, end)
+    control = report.figures["control"]["total"]
+    for label, saving in ((CLASS_C, 0.20), (CLASS_C_BLINDS, 0.10)):
+        reference = report.figures[label]["total"]
+        assert report.saving("control", label) >= saving, label
+        assert control.discomfort_kh <= reference.discomfort_kh, label
+        assert control.peak_kw < reference.peak_kw, label

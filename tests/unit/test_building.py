@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose
 
 from simulators.building import (
     AIR_HEAT_CAPACITY,
+    BLINDS_SOLAR_CUT,
     BRICK_MASONRY,
     INSULATED_MASONRY,
     OUTDOOR_CO2,
@@ -53,6 +54,7 @@ def zones(capacitance: list[float], ua: list[float], *, window_ua: float = 300.0
         ventilation=np.full(count, 0.05),
         window_ua=np.full(count, window_ua),
         solar_aperture=np.full(count, 5.0),
+        glazing_aperture=np.full(count, 2.0),
         rated_heating=np.full(count, 10_000.0),
         max_cooling=np.full(count, 8_000.0),
         eer=np.full(count, 3.0),
@@ -86,6 +88,40 @@ def run(
             seconds=seconds,
         )
     return temperature
+
+
+def test_lowered_blinds_keep_their_share_of_the_glazing_s_sun_out() -> None:
+    """In the steady state a zone sits at outdoor + sun gains / UA: lowered blinds take
+    BLINDS_SOLAR_CUT of the glazing's aperture (2 of the 5 m^2) off the gains."""
+    ghi = 600.0
+
+    def settled(blinds_down: bool) -> float:
+        temperature = np.array([OUTDOOR])
+        for _ in range(400):
+            temperature = step(
+                temperature,
+                outdoor_temperature=OUTDOOR,
+                ghi=ghi,
+                heating_power=0.0,
+                cooling_power=0.0,
+                internal_gains=0.0,
+                window_open=False,
+                params=ONE_ZONE,
+                coupling=uncoupled(1),
+                seconds=3_600,
+                blinds_down=blinds_down,
+            )
+        return float(temperature[0])
+
+    assert settled(False) == pytest.approx(OUTDOOR + 5.0 * ghi / 1_000.0, rel=1e-9)
+    shaded = OUTDOOR + (5.0 - BLINDS_SOLAR_CUT * 2.0) * ghi / 1_000.0
+    assert settled(True) == pytest.approx(shaded, rel=1e-9)
+
+
+def test_the_glazing_is_part_of_the_solar_aperture() -> None:
+    params = zone_parameters(np.array([100.0, 300.0]), BRICK_MASONRY)
+    assert np.all(params.glazing_aperture > 0)
+    assert np.all(params.glazing_aperture < params.solar_aperture)
 
 
 def test_constant_heating_settles_at_outdoor_plus_heat_over_conductance() -> None:

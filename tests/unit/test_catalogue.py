@@ -49,6 +49,8 @@ REQUIRED = {
         "energy",
         "power",
         "outdoor_temperature",
+        "vents_open",
+        "blinds_down",
     },
 }
 

@@ -31,6 +31,8 @@ ZONES = Zones(
     buildings=("town-hall",),
     can_heat=np.ones(3, dtype=np.bool_),
     can_cool=np.ones(3, dtype=np.bool_),
+    can_ventilate=np.zeros(3, dtype=np.bool_),
+    can_shade=np.zeros(3, dtype=np.bool_),
 )
 STARTS = FixedStarts(preheat_h=np.full(3, 4.75), precool_h=np.full(3, 1.5))
 
@@ -128,6 +130,8 @@ def test_the_fixed_pre_heat_is_the_shortest_quarter_hour_that_is_comfortable_at_
         buildings=("town-hall",),
         can_heat=np.ones(1, dtype=np.bool_),
         can_cool=np.ones(1, dtype=np.bool_),
+        can_ventilate=np.zeros(1, dtype=np.bool_),
+        can_shade=np.zeros(1, dtype=np.bool_),
     )
     starts = size_fixed_starts(
         STRATEGY,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from protocol.commands import Refusal, SetDimming, ValidCommand, check_command
+import msgspec
+
+from protocol.commands import HvacMode, Refusal, SetDimming, SetHvac, ValidCommand, check_command
 from protocol.payloads import PROTOCOL_VERSION, CommandPayload
 from protocol.topics import DeviceClass
 
@@ -60,3 +62,30 @@ def test_contradictory_hvac_setpoints_are_refused() -> None:
     )
     assert isinstance(checked, Refusal)
     assert "never heated and cooled at once" in checked.reason
+
+
+def test_night_ventilation_and_blinds_are_sent_only_when_used() -> None:
+    """An agent that predates them refuses unknown fields: a setting that leaves them alone
+    does not carry them."""
+    plain = msgspec.json.decode(msgspec.json.encode(SetHvac(mode=HvacMode.COOL)))
+    assert "ventilate_to" not in plain
+    assert "shade" not in plain
+    used = msgspec.json.decode(
+        msgspec.json.encode(SetHvac(mode=HvacMode.COOL, ventilate_to=22.0, shade=True))
+    )
+    assert used["ventilate_to"] == 22.0
+    assert used["shade"] is True
+
+
+def test_bad_night_ventilation_and_blinds_are_refused_naming_the_field() -> None:
+    for params, field in (
+        ({"ventilate_to": 40}, "ventilate_to"),
+        ({"ventilate_to": "cool"}, "ventilate_to"),
+        ({"shade": "down"}, "shade"),
+    ):
+        checked = check_command(
+            DeviceClass.BUILDING, command("set_hvac", mode="cool", **params), NOW
+        )
+        assert isinstance(checked, Refusal), params
+        assert checked.outcome == "rejected"
+        assert field in checked.reason

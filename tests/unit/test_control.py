@@ -107,3 +107,59 @@ def test_a_zone_is_never_heated_and_cooled_at_once(
 def test_contradictory_setpoints_are_refused() -> None:
     with pytest.raises(ValueError, match="never heated and cooled at once"):
         SetHvac(mode=HvacMode.AUTO, heating_setpoint=24, cooling_setpoint=22)
+
+
+VENTILATE = SetHvac(mode=HvacMode.COOL, cooling_setpoint=35.0, ventilate_to=22.0, shade=True)
+
+
+def test_night_ventilation_opens_the_windows_only_to_cooler_air_and_shuts_them_at_its_target() -> (
+    None
+):
+    state = apply_command(LocalState(), VENTILATE, NOW)
+    state, warm_night = zone_outputs(state, NOW, 28.0, autonomous=False, outdoor=25.5)
+    assert warm_night.vents_open, "2.5 K cooler outside"
+    state, still = zone_outputs(state, NOW, 27.0, autonomous=False, outdoor=25.8)
+    assert still.vents_open, "open until the air outside is less than 1 K cooler"
+    state, shut = zone_outputs(state, NOW, 27.0, autonomous=False, outdoor=26.2)
+    assert not shut.vents_open
+    state, reopened = zone_outputs(state, NOW, 27.0, autonomous=False, outdoor=25.5)
+    assert not reopened.vents_open, "it takes 2 K cooler to open them again"
+    state, cool_night = zone_outputs(state, NOW, 23.0, autonomous=False, outdoor=15.0)
+    assert cool_night.vents_open
+    state, down = zone_outputs(state, NOW, 22.0, autonomous=False, outdoor=15.0)
+    assert not down.vents_open, "shut at ventilate_to"
+    _, near = zone_outputs(state, NOW, 22.3, autonomous=False, outdoor=15.0)
+    assert not near.vents_open, "reopened only a deadband above ventilate_to"
+
+
+def test_the_windows_stay_shut_without_ventilate_to_an_outdoor_reading_or_the_platform() -> None:
+    hot_room, cool_night = 30.0, 15.0
+    plain = apply_command(LocalState(), SetHvac(mode=HvacMode.COOL), NOW)
+    _, told_nothing = zone_outputs(plain, NOW, hot_room, autonomous=False, outdoor=cool_night)
+    assert not told_nothing.vents_open
+    assert not told_nothing.blinds_down
+    state = apply_command(LocalState(), VENTILATE, NOW)
+    _, no_sensor = zone_outputs(state, NOW, hot_room, autonomous=False)
+    assert not no_sensor.vents_open, "no outdoor reading, no way to tell the air is cooler"
+    state, told = zone_outputs(state, NOW, hot_room, autonomous=False, outdoor=cool_night)
+    assert told.vents_open
+    assert told.blinds_down
+    lapsed = NOW + timedelta(seconds=VENTILATE.hold_s)
+    _, after = zone_outputs(state, lapsed, hot_room, autonomous=False, outdoor=cool_night)
+    assert not after.vents_open, "the hold lapsed: the zone's own program keeps them shut"
+    assert not after.blinds_down
+    _, alone = zone_outputs(state, NOW, hot_room, autonomous=True, outdoor=cool_night)
+    assert not alone.vents_open, "a device on its own drops the platform's overrides"
+
+
+def test_the_windows_never_stay_open_while_the_zone_heats() -> None:
+    state = apply_command(
+        LocalState(),
+        SetHvac(mode=HvacMode.HEAT, heating_setpoint=20.0, ventilate_to=10.0, hold_s=86_400),
+        NOW,
+    )
+    state, vented = zone_outputs(state, NOW, 21.0, autonomous=False, outdoor=5.0)
+    assert vented.vents_open
+    _, frost = zone_outputs(state, NOW, 12.0, autonomous=False, outdoor=5.0)
+    assert frost.heating
+    assert not frost.vents_open

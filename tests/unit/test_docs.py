@@ -161,6 +161,8 @@ def _param_default(field: msgspec.inspect.Field) -> str:
         return "none"
     if isinstance(field.default, str):
         return f'`"{field.default}"`'
+    if isinstance(field.default, bool):
+        return f"`{str(field.default).lower()}`"  # as JSON writes it
     return f"`{field.default!r}`"
 
 

@@ -14,6 +14,9 @@ import pytest
 
 from control.hvac import (
     INITIAL_HEAT_RATE,
+    INITIAL_LOSS_RATE,
+    STOP_MARGIN_K,
+    VENT_FLOOR_AFTER_OPENING_H,
     Level,
     Memory,
     Observation,
@@ -49,6 +52,8 @@ def zones(count: int = 2, building: str = "town-hall") -> Zones:
         buildings=(building,),
         can_heat=np.ones(count, dtype=np.bool_),
         can_cool=np.ones(count, dtype=np.bool_),
+        can_ventilate=np.zeros(count, dtype=np.bool_),
+        can_shade=np.zeros(count, dtype=np.bool_),
     )
 
 
@@ -57,6 +62,7 @@ def seen(now: datetime, count: int = 2, **values: object) -> Observation:
         "temperature": np.full(count, 20.0),
         "occupancy": np.zeros(count),
         "window_open": np.zeros(count, dtype=np.bool_),
+        "vents_open": np.zeros(count, dtype=np.bool_),
         "heating_active": np.zeros(count, dtype=np.bool_),
         "cooling_active": np.zeros(count, dtype=np.bool_),
         "power": np.zeros(count),
@@ -346,6 +352,9 @@ def test_minimum_on_and_off_times_hold_but_never_against_frost() -> None:
         ("mon-fri:", "mon-fry:", "unknown day"),
         ('"08:30-16:30"', '"16:30-08:30"', "must end after it starts"),
         ("hold: 30m", "hold: 30s", "hold must lie between"),
+        ("down_to: 21}", "down_to: 17}", r"night_ventilation.down_to \(17 C\) must not be below"),
+        ("down_to: 21}", "down_to: 40}", "less than or equal to 35"),
+        ("shading: {enabled: true}", "shading: {enabled: sometimes}", "valid boolean"),
     ],
 )
 def test_a_bad_strategy_file_is_refused_naming_the_line(old: str, new: str, message: str) -> None:
@@ -476,3 +485,110 @@ def test_on_a_hot_afternoon_over_the_site_cap_the_coolest_zone_is_set_back() -> 
     heating_only = HVAC.model_copy(update={"site_power_cap": SitePowerCap(heating=210.0)})
     _, decision = decide(heating_only, zones(3), afternoon, memory)
     assert Level.SHED not in decision.level
+
+
+def equipped(count: int) -> Zones:
+    """Zones with motorised windows and external blinds."""
+    return replace(
+        zones(count),
+        can_ventilate=np.ones(count, dtype=np.bool_),
+        can_shade=np.ones(count, dtype=np.bool_),
+    )
+
+
+SUMMER_NIGHT = NOW.replace(month=7, hour=23)
+
+
+def test_on_summer_nights_closed_empty_zones_with_motorised_windows_are_ventilated() -> None:
+    """Zones: open and occupied, closed and empty, closed but someone in; then the same
+    closed, empty zone without motorised windows."""
+    memory = replace(Memory.initial(3), outdoor_mean=26.0)
+    night = seen(
+        SUMMER_NIGHT,
+        3,
+        temperature=np.full(3, 29.0),
+        occupancy=np.array([4.0, 0.0, 2.0]),
+        scheduled=np.array([True, False, False]),
+        hours_to_end=np.array([2.0, 0.0, 0.0]),
+        hours_to_start=np.array([0.0, 9.0, 9.0]),
+        outdoor_temperature=19.0,
+    )
+    _, decision = decide(HVAC, equipped(3), night, memory)
+    down_to = HVAC.night_ventilation.down_to
+    assert np.array_equal(decision.ventilate_to, [np.nan, down_to, np.nan], equal_nan=True)
+    assert decision.shade.tolist() == [True, True, True]
+    commands = [decision.setting(index, HVAC) for index in range(3)]
+    assert [command.ventilate_to for command in commands] == [None, down_to, None]
+    assert all(command.shade for command in commands)
+
+    _, bare = decide(HVAC, zones(3), night, memory)
+    assert np.isnan(bare.ventilate_to).all(), "no motorised windows, no ventilation"
+    assert not bare.shade.any(), "no blinds to lower"
+    off = HVAC.model_copy(
+        update={
+            "night_ventilation": HVAC.night_ventilation.model_copy(update={"enabled": False}),
+            "shading": HVAC.shading.model_copy(update={"enabled": False}),
+        }
+    )
+    _, disabled = decide(off, equipped(3), night, memory)
+    assert np.isnan(disabled.ventilate_to).all()
+    assert not disabled.shade.any()
+
+
+def test_in_winter_nothing_is_ventilated_or_shaded() -> None:
+    memory = replace(Memory.initial(2), outdoor_mean=6.0)
+    night = seen(NOW.replace(hour=23), temperature=np.full(2, 18.0), outdoor_temperature=2.0)
+    _, decision = decide(HVAC, equipped(2), night, memory)
+    assert np.isnan(decision.ventilate_to).all()
+    assert not decision.shade.any(), "the winter sun is welcome"
+
+
+def test_the_zone_s_own_ventilation_is_not_learnt_as_its_heat_loss() -> None:
+    """A closed, empty zone at night: drifting, its loss rate is learnt; with its windows
+    open (and the step after they shut) it is not."""
+    start = replace(Memory.initial(1), outdoor_mean=26.0)
+
+    def night(minute: int, temperature: float, vents: bool) -> Observation:
+        return seen(
+            SUMMER_NIGHT + timedelta(minutes=minute),
+            1,
+            temperature=np.array([temperature]),
+            vents_open=np.array([vents]),
+            outdoor_temperature=18.0,
+        )
+
+    def learnt(vents: list[bool]) -> float:
+        memory = start
+        for step, (open_now, temperature) in enumerate(zip(vents, (30.0, 29.5, 29.0), strict=True)):
+            memory, _ = decide(HVAC, equipped(1), night(5 * step, temperature, open_now), memory)
+        return float(memory.loss_rate[0])
+
+    assert learnt([False, False, False]) != INITIAL_LOSS_RATE, "drifting: learnt"
+    assert learnt([True, True, True]) == INITIAL_LOSS_RATE, "ventilated: not learnt"
+    assert learnt([True, True, False]) == INITIAL_LOSS_RATE, "not from the step they shut"
+
+
+def test_a_quick_zone_is_not_ventilated_so_far_down_that_it_would_open_cold() -> None:
+    """A small room that loses heat fast, an hour before opening on a cool summer morning:
+    ventilated no lower than it can be and, drifting by its learnt loss rate, still be inside
+    the comfort band an hour after opening (the floor in half degrees: the command changes
+    a few times a night, not at every decision)."""
+    loss_rate, outdoor = 0.3, 14.0
+    memory = replace(Memory.initial(2), outdoor_mean=24.0, loss_rate=np.array([loss_rate, 0.02]))
+    morning = seen(
+        SUMMER_NIGHT.replace(hour=4),
+        2,
+        temperature=np.full(2, 26.0),
+        hours_to_start=np.array([1.0, 1.0]),
+        outdoor_temperature=outdoor,
+    )
+    _, decision = decide(HVAC, equipped(2), morning, memory)
+    quick, slow = decision.ventilate_to
+    assert quick > HVAC.night_ventilation.down_to
+    drifted = outdoor + (quick - outdoor) * math.exp(
+        -loss_rate * (1.0 + VENT_FLOOR_AFTER_OPENING_H)
+    )
+    floor = HVAC.comfort_band.low + STOP_MARGIN_K
+    assert floor <= drifted < floor + 0.5, "the floor, rounded up to half a degree"
+    assert quick * 2 == round(quick * 2)
+    assert slow == HVAC.night_ventilation.down_to, "a heavy zone keeps the strategy's target"

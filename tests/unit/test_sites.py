@@ -205,6 +205,8 @@ buildings:
             "area_m2": 100.0,
             "heating": True,
             "cooling": True,
+            "motorised_windows": False,
+            "external_blinds": False,
         },
         {
             "building_kind": "town_hall",
@@ -212,8 +214,27 @@ buildings:
             "area_m2": 60.0,
             "heating": False,
             "cooling": True,
+            "motorised_windows": False,
+            "external_blinds": False,
         },
     ]
+
+
+def test_a_building_s_motorised_windows_and_blinds_reach_every_zone() -> None:
+    inventory = parse_site(
+        HEADER
+        + """
+buildings:
+  - {id: hall, name: Hall, kind: town_hall, latitude: 33.8, longitude: -4.8,
+     motorised_windows: true, external_blinds: true, zones: [a, b]}
+  - {id: annex, name: Annex, kind: district_annex, latitude: 33.8, longitude: -4.8,
+     external_blinds: true, zones: [c]}
+"""
+    )
+    assert [
+        (d.id, d.metadata["motorised_windows"], d.metadata["external_blinds"])
+        for d in inventory.devices
+    ] == [("hall-a", True, True), ("hall-b", True, True), ("annex-c", False, True)]
 
 
 @pytest.mark.parametrize(

@@ -601,7 +601,8 @@ def _ventilate_to(
 ) -> FloatArray:
     """How far down each zone is ventilated [C]; NaN: not at all.
 
-    ``night_ventilation.down_to``, but no lower than the zone can be and, drifting by its
+    ``night_ventilation.down_to`` (at least the band's low edge), but no lower than the
+    zone can be and, drifting by its
     learnt loss rate towards the outdoor temperature of now, still be
     :data:`STOP_MARGIN_K` inside the comfort band :data:`VENT_FLOOR_AFTER_OPENING_H` after
     opening: a small room ventilated on a cool morning would open cold, and nothing heats it
@@ -611,7 +612,8 @@ def _ventilate_to(
     floor_at = hvac.comfort_band.low + STOP_MARGIN_K
     hours = np.minimum(seen.hours_to_start + VENT_FLOOR_AFTER_OPENING_H, 48.0)
     floor = outdoor + (floor_at - outdoor) * np.exp(memory.loss_rate * hours)
-    target = np.maximum(hvac.night_ventilation.down_to, np.ceil(floor * 2.0) / 2.0)
+    down_to = max(hvac.night_ventilation.down_to, hvac.comfort_band.low)
+    target = np.maximum(down_to, np.ceil(floor * 2.0) / 2.0)
     ventilate_to: FloatArray = np.where(ventilates & (target <= 35.0), target, math.nan)
     return ventilate_to
 

@@ -92,6 +92,9 @@ class _Latest:
     occupancy: FloatArray = field(init=False)
     window_open: BoolArray = field(init=False)
     vents_open: BoolArray = field(init=False)
+    vents_were_open: BoolArray = field(init=False)
+    """A reading since the last decision said the motorised windows were open: a rate over
+    that time is no part of the zone's model, even if they shut again before it."""
     heating_active: BoolArray = field(init=False)
     cooling_active: BoolArray = field(init=False)
     power: FloatArray = field(init=False)
@@ -106,6 +109,7 @@ class _Latest:
         self.occupancy = np.zeros(self.count)
         self.window_open = np.zeros(self.count, dtype=np.bool_)
         self.vents_open = np.zeros(self.count, dtype=np.bool_)
+        self.vents_were_open = np.zeros(self.count, dtype=np.bool_)
         self.heating_active = np.zeros(self.count, dtype=np.bool_)
         self.cooling_active = np.zeros(self.count, dtype=np.bool_)
         self.power = np.zeros(self.count)
@@ -133,6 +137,7 @@ class _Latest:
         ):
             if name in values:
                 flags[index] = values[name] >= 0.5
+        self.vents_were_open[index] |= self.vents_open[index]
 
     def reindexed(self, ids: Sequence[str], new_ids: Sequence[str]) -> _Latest:
         """The latest readings of the zones ``new_ids``: those of a zone of ``ids`` kept, a
@@ -254,7 +259,7 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
             temperature=latest.temperature.copy(),
             occupancy=latest.occupancy.copy(),
             window_open=latest.window_open.copy(),
-            vents_open=latest.vents_open.copy(),
+            vents_open=latest.vents_open | latest.vents_were_open,
             heating_active=latest.heating_active.copy(),
             cooling_active=latest.cooling_active.copy(),
             power=latest.power.copy(),
@@ -265,6 +270,7 @@ class HvacControlService(CommandingService[ControlConfig, ControlCounters]):
             sun_elevation=solar_elevation(now, self.site.latitude, self.site.longitude),
         )
         self.memory, decision = decide(hvac, self.zones, seen, self.memory)
+        latest.vents_were_open[:] = latest.vents_open  # counted afresh until the next one
         self.counters.decisions += 1
         for index, device_id in enumerate(self.zones.ids):
             level = decision.level[index]

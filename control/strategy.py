@@ -142,12 +142,14 @@ class NightVentilation(_Strict):
     """Cooling season: closed, empty zones with motorised windows cool with the night's air.
 
     The agents open the windows while the outdoor air is at least 2 K cooler than the room
-    and shut them at ``down_to``, when the air outside is no longer cooler, or when the
-    zone opens (see :class:`protocol.commands.SetHvac`)."""
+    and shut them at the zone's ``ventilate_to`` (``down_to``, or higher where the zone
+    would otherwise open cold), when the air outside is no longer cooler, or when the zone
+    opens (see :class:`protocol.commands.SetHvac`)."""
 
     enabled: bool = True
     down_to: Celsius = 21.0
-    """The coolest a zone is ventilated to [C]; not below the comfort band's low edge."""
+    """The coolest a zone is ventilated to [C]; never below the comfort band's low edge (a
+    strategy that sets it lower is refused; left out, it is raised to that edge)."""
 
 
 class Shading(_Strict):
@@ -201,7 +203,12 @@ class Hvac(_Strict):
             raise ValueError("hold must lie between 1min and 7d (what agents accept)")
         if self.min_on > 3_600 or self.min_off > 3_600:
             raise ValueError("min_on and min_off must be at most 1h (what agents accept)")
-        if self.night_ventilation.down_to < self.comfort_band.low:
+        ventilation = self.night_ventilation
+        if (
+            "night_ventilation" in self.model_fields_set
+            and ventilation.enabled
+            and ventilation.down_to < self.comfort_band.low
+        ):
             raise ValueError(
                 f"night_ventilation.down_to ({self.night_ventilation.down_to:g} C) must not be"
                 f" below comfort_band.low ({self.comfort_band.low:g} C): the zones would open"

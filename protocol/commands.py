@@ -158,7 +158,8 @@ class SetHvac(_Params, frozen=True):
     air (night ventilation): the agent opens them while the room is more than ``deadband_k``
     warmer than this and the outdoor air at least :data:`VENT_OPEN_DIFFERENCE_K` cooler, and
     shuts them once the room is down to it, the outdoor air no longer
-    :data:`VENT_CLOSE_DIFFERENCE_K` cooler, the heating runs or the hold lapses. ``shade``
+    :data:`VENT_CLOSE_DIFFERENCE_K` cooler, frost protection heats or the hold lapses; only in
+    modes ``cool`` and ``off`` (a heating mode with it is refused). ``shade``
     lowers a zone's external blinds for as long as the setting holds. A zone without the
     equipment ignores both.
     """
@@ -175,6 +176,11 @@ class SetHvac(_Params, frozen=True):
     shade: bool = False
 
     def __post_init__(self) -> None:
+        if self.ventilate_to is not None and self.mode.heats:
+            raise ValueError(
+                f"ventilate_to needs mode cool or off, not {self.mode}: a zone is not heated"
+                " and aired with the night's cold at once"
+            )
         gap = 2 * self.deadband_k
         if self.mode is HvacMode.AUTO and self.cooling_setpoint - self.heating_setpoint < gap:
             raise ValueError(

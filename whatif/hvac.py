@@ -525,14 +525,14 @@ def format_report(report: WhatIfReport) -> str:
         f"what-if {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC, "
         f"step {report.step_s} s; comfort band "
         f"{report.comfort_band[0]:g}-{report.comfort_band[1]:g} C while occupied",
-        f"{'building':<20} {'strategy':<12} {'heat kWh':>10} {'cool kWh':>9} {'total kWh':>10} "
+        f"{'building':<20} {'strategy':<14} {'heat kWh':>10} {'cool kWh':>9} {'total kWh':>10} "
         f"{'peak kW':>8} {'discomfort Kh':>14}",
     ]
     for building in [*report.buildings, "total"]:
         for label in report.labels:
             item = report.figures[label][building]
             lines.append(
-                f"{building:<20} {label:<12} {item.heating_kwh:>10.0f} {item.cooling_kwh:>9.0f} "
+                f"{building:<20} {label:<14} {item.heating_kwh:>10.0f} {item.cooling_kwh:>9.0f} "
                 f"{item.energy_kwh:>10.0f} {item.peak_kw:>8.1f} {item.discomfort_kh:>14.1f}"
             )
     for label in report.strategies():

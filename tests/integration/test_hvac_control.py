@@ -208,6 +208,18 @@ def between(points: list[tuple[datetime, float]], first: datetime, last: datetim
     return [value for ts, value in points if first <= ts <= last]
 
 
+def stretches(
+    points: list[tuple[datetime, float]], gap: timedelta
+) -> list[list[tuple[datetime, float]]]:
+    """``points`` (in time order) cut wherever two follow each other more than ``gap`` apart."""
+    runs: list[list[tuple[datetime, float]]] = [[]]
+    for point in points:
+        if runs[-1] and point[0] - runs[-1][-1][0] > gap:
+            runs.append([])
+        runs[-1].append(point)
+    return runs
+
+
 def recording_decisions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Observation, Decision]]:
     """Every decision the control service takes from now on, with what it saw."""
     decided: list[tuple[Observation, Decision]] = []
@@ -368,7 +380,9 @@ def test_on_a_summer_night_the_zones_are_ventilated_and_shaded_and_shut_at_openi
     night = [row for row in sent if row["issued_at"] < opening - timedelta(minutes=10)]
     day = [row for row in sent if row["issued_at"] >= opening + timedelta(minutes=10)]
     assert all(row["params"]["shade"] is True for row in sent), "blinds down all summer"
-    assert {row["params"].get("ventilate_to") for row in night} == {hvac.night_ventilation.down_to}
+    ventilate_to = [row["params"].get("ventilate_to") for row in night]
+    assert None not in ventilate_to, "closed and empty all night: always ventilated"
+    assert min(ventilate_to) == hvac.night_ventilation.down_to
     assert day, "commands after opening"
     assert all("ventilate_to" not in row["params"] for row in day), "no ventilation while open"
 
@@ -382,15 +396,19 @@ def test_on_a_summer_night_the_zones_are_ventilated_and_shaded_and_shut_at_openi
     applied = min(r["outcome_at"] for r in answered if r["device_id"] == OFFICES)
     applied += timedelta(minutes=2)
     assert all(value >= 0.5 for value in between(blinds, applied, until)), "from the command on"
-    # The small hours: the windows cool the zone and its air conditioner stays off; it is
-    # cool enough at opening (the first hours, the day's heat held in the walls, are not).
-    small_hours = opening - timedelta(hours=4)
-    assert not any(between(cooling, small_hours, opening)), "no air conditioning"
-    ventilated = between(vents, small_hours, opening - timedelta(hours=1))
-    assert sum(ventilated) >= 0.9 * len(ventilated)
+    # The windows alone cool the zone for an hour or more at a stretch (the air conditioner
+    # may pull it down too, before opening, when the optimum start says so); it opens
+    # comfortable.
+    air_conditioned = {ts for ts, value in cooling if value >= 0.5}
+    aired = [
+        (ts, inside[ts])
+        for ts in opened
+        if ts < opening and ts not in air_conditioned and ts in inside
+    ]
+    longest = max(stretches(aired, timedelta(minutes=2)), key=len)
+    assert longest[-1][0] - longest[0][0] >= timedelta(hours=1), "an hour aired, no cooling"
+    assert longest[0][1] - longest[-1][1] >= 0.5, "the night air cooled it"
     at_opening = median(between(temperature, opening - timedelta(minutes=5), opening))
-    before = median(between(temperature, small_hours, small_hours + timedelta(minutes=5)))
-    assert at_opening <= before - 1.0, "the night air cooled it"
     assert at_opening <= hvac.comfort_band.high - 1.0, "comfortable at opening"
     assert_replay_decides_the_same(decided, start=evening, until=until, site_text=SUMMER_SITE)
 

@@ -152,14 +152,17 @@ def test_the_windows_stay_shut_without_ventilate_to_an_outdoor_reading_or_the_pl
     assert not alone.vents_open, "a device on its own drops the platform's overrides"
 
 
-def test_the_windows_never_stay_open_while_the_zone_heats() -> None:
+def test_the_windows_shut_when_frost_protection_heats_and_a_heating_mode_refuses_them() -> None:
     state = apply_command(
         LocalState(),
-        SetHvac(mode=HvacMode.HEAT, heating_setpoint=20.0, ventilate_to=10.0, hold_s=86_400),
+        SetHvac(mode=HvacMode.OFF, ventilate_to=10.0, hold_s=86_400),
         NOW,
     )
-    state, vented = zone_outputs(state, NOW, 21.0, autonomous=False, outdoor=5.0)
+    state, vented = zone_outputs(state, NOW, 21.0, autonomous=False, outdoor=0.0)
     assert vented.vents_open
-    _, frost = zone_outputs(state, NOW, 12.0, autonomous=False, outdoor=5.0)
+    _, frost = zone_outputs(state, NOW, FROST_PROTECTION_C - 1.0, autonomous=False, outdoor=0.0)
     assert frost.heating
     assert not frost.vents_open
+    for mode in (HvacMode.HEAT, HvacMode.AUTO):
+        with pytest.raises(ValueError, match="ventilate_to needs mode cool or off"):
+            SetHvac(mode=mode, heating_setpoint=20.0, ventilate_to=15.0)

@@ -592,3 +592,21 @@ def test_a_quick_zone_is_not_ventilated_so_far_down_that_it_would_open_cold() ->
     assert floor <= drifted < floor + 0.5, "the floor, rounded up to half a degree"
     assert quick * 2 == round(quick * 2)
     assert slow == HVAC.night_ventilation.down_to, "a heavy zone keeps the strategy's target"
+
+
+def test_a_strategy_with_a_warm_comfort_band_and_no_ventilation_section_still_parses() -> None:
+    """``night_ventilation.down_to`` left at its default is raised to the band's low edge;
+    only one written below it is refused."""
+    warm = STRATEGY.text.replace(
+        "comfort_band: {low: 19.0, high: 26.0}", "comfort_band: {low: 21.5, high: 26.0}"
+    ).replace("comfort: {heating: 20.5, cooling: 24.5}", "comfort: {heating: 22.0, cooling: 24.5}")
+    without = "\n".join(
+        line for line in warm.splitlines() if not line.lstrip().startswith("night_ventilation")
+    )
+    parsed = parse_strategy(without, "warm.yaml")
+    memory = replace(Memory.initial(1), outdoor_mean=26.0)
+    night = seen(SUMMER_NIGHT, 1, temperature=np.array([29.0]), hours_to_start=np.array([9.0]))
+    _, decision = decide(parsed.hvac, equipped(1), night, memory)
+    assert decision.ventilate_to[0] >= 21.5
+    with pytest.raises(StrategyFileError, match=r"night_ventilation\.down_to"):
+        parse_strategy(warm, "warm.yaml")

@@ -280,3 +280,15 @@ def test_the_engine_saves_a_zones_balance_and_carries_on_after_a_restart() -> No
         assert fresh is not None
         assert kept.learnt == fresh.learnt > LEARNING_HOURS
         assert kept.offset == fresh.offset
+
+
+def test_hours_of_the_zones_own_night_ventilation_are_not_learnt_from(
+    healthy: tuple[Floats, list[dict[str, Floats]]],
+) -> None:
+    """Motorised windows open (``vents_open``) spoil an hour as a window left open does: with
+    them open all along, nothing is learnt and the balance says nothing."""
+    unix_s, envs = healthy
+    shut = [dict(env, vents_open=np.zeros(unix_s.size)) for env in envs]
+    aired = [dict(env, vents_open=np.ones(unix_s.size)) for env in envs]
+    assert all(np.isfinite(offsets[-1]) for offsets in _offsets(unix_s, shut))
+    assert all(np.isnan(offsets[-1]) for offsets in _offsets(unix_s, aired))

@@ -15,7 +15,9 @@
   if the rule fires again, or nothing confirms the repair within ``verify_for``, it is
   reopened.
 - While firing and unacknowledged, a reminder goes out every ``repeat_every`` and, once,
-  an escalation after ``escalate_after`` (both by severity).
+  an escalation after ``escalate_after`` (both by severity); or, with escalation steps
+  (``Policy.escalation``, from the routing file), one escalation per step, each its delay
+  after the previous one.
 - A silence or a maintenance window that matches, or an open root-cause alert on the
   device's cabinet, street or site, *mutes* it: it is recorded like any other, but no
   notification goes out while muted.
@@ -72,6 +74,13 @@ class Policy:
     )
     verify_for: timedelta = timedelta(hours=24)
     close_after: timedelta = timedelta(hours=24)
+    escalation: tuple[Mapping[Severity, timedelta], ...] = ()
+    """Escalation steps: by severity, each step's delay after the previous notice of the
+    chain (the first step's after the alert's first notice); a severity missing from a step
+    stops there. Empty: one step, ``escalate_after``."""
+
+    def escalation_steps(self) -> tuple[Mapping[Severity, timedelta | None], ...]:
+        return self.escalation or (self.escalate_after,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +156,9 @@ class Alert:
     """``silence:ID``, ``maintenance:ID`` or ``suppressed:ALERT_ID``; None when it notifies."""
     last_notified_at: datetime | None = None
     reminders: int = 0
-    escalated: bool = False
+    escalation_step: int = 0
+    """How many escalation steps the alert has gone through in this episode."""
+    escalated_at: datetime | None = None
     repaired_at: datetime | None = None
     repaired_by: str | None = None
 
@@ -281,7 +292,8 @@ def _reopen(alert: Alert, at: datetime, note: str) -> Outcome:
         repaired_by=None,
         acknowledged_at=None,
         acknowledged_by=None,
-        escalated=False,
+        escalation_step=0,
+        escalated_at=None,
         reminders=0,
         last_notified_at=at,
     )
@@ -311,12 +323,16 @@ def tick(alert: Alert, now: datetime, policy: Policy, *, still_failing: bool) ->
         return alert, [], []
     if alert.status is not Status.FIRING or alert.muted_by is not None:
         return alert, [], []
-    escalate = policy.escalate_after.get(alert.severity)
-    # Escalation counts from the first notice of this episode (firing, reopened or unmuted).
+    steps = policy.escalation_steps()
+    step = alert.escalation_step
+    escalate = steps[step].get(alert.severity) if step < len(steps) else None
+    # The first step counts from the first notice of this episode (firing, reopened or
+    # unmuted), the others from the step before.
     told = alert.last_notified_at if alert.reminders == 0 and alert.last_notified_at else None
-    since = told or alert.fired_at
-    if escalate is not None and not alert.escalated and now - since >= escalate:
-        return replace(alert, escalated=True, last_notified_at=now), [], [NoticeKind.ESCALATION]
+    since = alert.escalated_at or told or alert.fired_at
+    if escalate is not None and now - since >= escalate:
+        escalated = replace(alert, escalation_step=step + 1, escalated_at=now, last_notified_at=now)
+        return escalated, [], [NoticeKind.ESCALATION]
     repeat = policy.repeat_every.get(alert.severity)
     last = alert.last_notified_at or alert.fired_at
     if repeat is not None and now - last >= repeat:

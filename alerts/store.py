@@ -38,6 +38,8 @@ class QueuedNotice:
     alert_id: int
     kind: NoticeKind
     queued_at: datetime
+    escalation_step: int = 0
+    """For an escalation: the step it is (from 1); 0 for other kinds."""
 
 
 def insert_alert(
@@ -56,7 +58,9 @@ def insert_alert(
     if row is None:
         raise psycopg.DataError("INSERT ... RETURNING gave no row")
     stored = Alert(**{**_as_dict(alert), "alert_id": row[0]})
-    return stored, _record(connection, row[0], transitions, notices, alert.fired_at)
+    return stored, _record(
+        connection, row[0], transitions, notices, alert.fired_at, escalation_step=0
+    )
 
 
 def change_alert(
@@ -77,7 +81,13 @@ def change_alert(
             [*_values(changed), alert_id],
         )
     at = transitions[-1].at if transitions else datetime.now(tz=changed.fired_at.tzinfo)
-    return changed, transitions, _record(connection, alert_id, transitions, notices, at)
+    return (
+        changed,
+        transitions,
+        _record(
+            connection, alert_id, transitions, notices, at, escalation_step=changed.escalation_step
+        ),
+    )
 
 
 def load_alert(connection: psycopg.Connection, alert_id: int, *, lock: bool = False) -> Alert:
@@ -139,6 +149,8 @@ def _record(
     transitions: Iterable[Transition],
     notices: Iterable[NoticeKind],
     at: datetime,
+    *,
+    escalation_step: int,
 ) -> list[QueuedNotice]:
     with connection.cursor() as cursor:
         cursor.executemany(
@@ -148,23 +160,24 @@ def _record(
         )
     queued = []
     for kind in notices:
+        step = escalation_step if kind is NoticeKind.ESCALATION else 0
         row = connection.execute(
-            "INSERT INTO notifications (alert_id, kind, queued_at) VALUES (%s, %s, %s)"
-            " RETURNING notification_id",
-            (alert_id, kind.value, at),
+            "INSERT INTO notifications (alert_id, kind, queued_at, escalation_step)"
+            " VALUES (%s, %s, %s, %s) RETURNING notification_id",
+            (alert_id, kind.value, at, step),
         ).fetchone()
         if row is not None:
-            queued.append(QueuedNotice(row[0], alert_id, kind, at))
+            queued.append(QueuedNotice(row[0], alert_id, kind, at, step))
     return queued
 
 
 def unsent_notifications(connection: psycopg.Connection) -> list[QueuedNotice]:
     """Notifications queued but neither sent nor given up: to send after a restart."""
     rows = connection.execute(
-        "SELECT notification_id, alert_id, kind, queued_at FROM notifications"
+        "SELECT notification_id, alert_id, kind, queued_at, escalation_step FROM notifications"
         " WHERE sent_at IS NULL AND gave_up_at IS NULL ORDER BY notification_id"
     ).fetchall()
-    return [QueuedNotice(n, a, NoticeKind(k), q) for n, a, k, q in rows]
+    return [QueuedNotice(n, a, NoticeKind(k), q, step) for n, a, k, q, step in rows]
 
 
 def finish_notification(

@@ -47,6 +47,10 @@ class AlertNotice:
     cause: str = ""
     notification_id: int | None = None
     """The stored notification this notice sends, when there is one."""
+    escalation_step: int = 0
+    """For an escalation: which step of the routing file's ``escalation`` it is (from 1)."""
+    queued_at: datetime | None = None
+    """When the notice was queued: the on-call rota is read at that time."""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:

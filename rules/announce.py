@@ -79,6 +79,8 @@ def notice_for(
         link=link,
         cause=alert.cause or "",
         notification_id=queued.notification_id,
+        escalation_step=queued.escalation_step,
+        queued_at=queued.queued_at,
     )
 
 

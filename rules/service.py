@@ -86,6 +86,8 @@ class RulesConfig:
     notifications: NotificationConfig | None = None
     tick_s: float = 5.0
     policy: Policy = field(default_factory=Policy)
+    """Reminders, escalation and closing; the routing file's escalation steps, when it has
+    them, replace its single escalation (:attr:`lifecycle_policy`)."""
     event_time: bool = False
     """Take the time from the devices' readings (simulations faster than real time)."""
     window: AcceptanceWindow = DEFAULT_WINDOW
@@ -100,6 +102,12 @@ class RulesConfig:
     or decommissioned since are taken up, without a restart."""
     partition: Partition = field(default_factory=Partition)
     """The devices this worker looks after (:mod:`rules.partition`); the default, all."""
+
+    @property
+    def lifecycle_policy(self) -> Policy:
+        """:attr:`policy`, with the routing file's escalation steps when it gives some."""
+        steps = self.notifications.escalation_delays() if self.notifications else ()
+        return replace(self.policy, escalation=steps) if steps else self.policy
 
 
 class RulesService:
@@ -646,7 +654,7 @@ class RulesService:
         _, transitions, notices = store.change_alert(
             self._db,
             alert.alert_id,
-            lambda a: lifecycle.tick(a, now, self.config.policy, still_failing=failing),
+            lambda a: lifecycle.tick(a, now, self.config.lifecycle_policy, still_failing=failing),
         )
         if transitions:
             self._publish_later(alert.alert_id)

@@ -502,3 +502,64 @@ def test_a_will_followed_by_a_birth_within_the_grace_raises_no_alert(
         [alert] = open_alerts(config.database_url, "light-offline")
     assert alert.subject == "sl-006"
     assert alert.fired_at - alert.started_at >= timedelta(seconds=1), "after the grace"
+
+
+def escalating_routing(webhook_port: int) -> str:
+    hook = f"json://127.0.0.1:{webhook_port}"
+    return f"""
+link_base: https://smartcity.sefrou.test/console
+retry: {{attempts: 2, first_delay_s: 0.05}}
+routes:
+  - {{name: crew-hook, urls: ["{hook}/crew"]}}
+  - {{name: supervisors, language: ar, urls: ["{hook}/supervisors"]}}
+escalation:
+  - {{after: {{critical: 30m}}, routes: [supervisors]}}
+  - {{after: {{critical: 30m}}, on_call: true}}
+on_call:
+  timezone: Africa/Casablanca
+  handover: mon 08:00
+  first_week: 2026-12-07
+  rota: [{{name: youssef, language: en, urls: ["{hook}/youssef"]}}]
+"""
+
+
+def test_an_alert_left_unacknowledged_goes_to_the_supervisors_then_to_whoever_is_on_call(
+    config: RulesConfig, broker: LocalMosquitto, webhook: Webhook
+) -> None:
+    """In the readings' time: the lamp is dark from 22:00, the alert fires at 22:20 to the
+    crew, goes at 22:50 to the supervisors (and to nobody else), at 23:20 to the technician
+    on call; each notice is recorded with its route, and the alert keeps its step."""
+    escalating = replace(
+        config, notifications=parse_notification_config(escalating_routing(webhook.port))
+    )
+
+    def paths() -> list[str]:
+        return [path for path, _ in webhook.posts]
+
+    with running_engine(escalating), publisher(broker.port) as client:
+        for index in range(19):  # dark for 90 minutes at night
+            dark(client, "sl-001", index)
+            if index == 5:
+                wait_until(lambda: "/crew" in paths(), 20, "the crew's notice")
+            if index == 11:
+                wait_until(lambda: "/supervisors" in paths(), 20, "the supervisors' notice")
+        wait_until(lambda: "/youssef" in paths(), 20, "the on-call technician's notice")
+    assert paths().count("/crew") == 1, "the crew: the firing notice only"
+    assert paths().count("/supervisors") == 1
+    assert paths().count("/youssef") == 1
+    alert = open_alerts(config.database_url, "lamp-out")[0]
+    assert alert.escalation_step == 2
+    assert alert.escalated_at is not None
+    assert alert.escalated_at >= NIGHT + 16 * FIVE_MINUTES, "30 min after the first step"
+    with psycopg.connect(config.database_url) as connection:
+        told = connection.execute(
+            "SELECT n.kind, n.escalation_step, a.route FROM notifications n"
+            " JOIN notification_attempts a USING (notification_id)"
+            " WHERE n.alert_id = %s AND a.ok ORDER BY n.notification_id",
+            (alert.alert_id,),
+        ).fetchall()
+    assert told == [
+        ("firing", 0, "crew-hook"),
+        ("escalation", 1, "supervisors"),
+        ("escalation", 2, "on-call-youssef"),
+    ]

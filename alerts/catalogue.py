@@ -1,8 +1,9 @@
 """The alert kinds the platform raises itself, beside the rules of a rule file.
 
 A rule file names its own rules (``rules/default_rules.yaml``); the kinds here are raised by
-code: the rules engine's root cause for a group gone silent, and the control services' command
-findings. Severities are the device contract's (:class:`protocol.payloads.Severity`).
+code: the rules engine's root cause for a group gone silent, the control services' command
+findings, and citizens' reports that no alert knew of. Severities are the device contract's
+(:class:`protocol.payloads.Severity`).
 """
 
 from __future__ import annotations
@@ -66,7 +67,19 @@ CONTROL_KINDS: Final = MappingProxyType(
     }
 )
 """The alerts the control services raise, by kind (they are not in the rule file)."""
-BUILT_IN_KINDS: Final = MappingProxyType({**ROOT_CAUSE_KINDS, **CONTROL_KINDS})
+CITIZEN_REPORT: Final = "citizen-report"
+"""A citizen reported a fault no alert knew of (``field_ops``)."""
+CITIZEN_KINDS: Final = MappingProxyType(
+    {
+        CITIZEN_REPORT: _kind(
+            Severity.WARNING,
+            "Fault reported by a citizen",
+            "Panne signalée par un citoyen",
+            "عطل أبلغ عنه مواطن",
+        ),
+    }
+)
+BUILT_IN_KINDS: Final = MappingProxyType({**ROOT_CAUSE_KINDS, **CONTROL_KINDS, **CITIZEN_KINDS})
 """Every kind raised by code rather than by a rule file."""
 
 

@@ -25,6 +25,7 @@ from api.routes import (
     console,
     devices,
     jobs,
+    open311,
     rules,
     silences,
     strategies,
@@ -118,6 +119,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
+    app.include_router(open311.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg_pool import ConnectionPool
 
 from api.config import ApiConfig
-from api.throttle import LoginThrottle
+from api.throttle import LoginThrottle, RateLimit
 
 if TYPE_CHECKING:
     from api.jobs import JobRunner
@@ -28,3 +28,5 @@ class ApiState:
     """Runs backtests and what-ifs in the background (started in the lifespan)."""
     logins: LoginThrottle = field(default_factory=LoginThrottle)
     """Failed log-ins by user name and address (:mod:`api.throttle`)."""
+    reports: RateLimit = field(default_factory=RateLimit)
+    """Citizens' reports by client address (Open311 ``POST requests``)."""

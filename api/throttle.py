@@ -88,3 +88,35 @@ class LoginThrottle:
         for key, _ in self._keys(username, address):
             self._recent(key, now)
             self._failures.setdefault(key, deque()).append(now)
+
+
+REPORTS_PER_ADDRESS: Final = 10
+REPORT_WINDOW: Final = timedelta(hours=1)
+
+
+@dataclass(slots=True)
+class RateLimit:
+    """At most ``limit`` requests per key (a client address) in any ``window``; counts live in
+    the API process, as the log-in throttle's do."""
+
+    limit: int = REPORTS_PER_ADDRESS
+    window: timedelta = REPORT_WINDOW
+    _seen: dict[str, deque[datetime]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, key: str, now: datetime) -> timedelta | None:
+        """Count a request of ``key`` at ``now``; or, over the limit, how long to wait (the
+        refused request is not counted)."""
+        with self._lock:
+            seen = self._seen.setdefault(key, deque())
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= self.limit:
+                return seen[0] + self.window - now
+            seen.append(now)
+            if len(self._seen) > 10_000:  # bounded memory: forget the quiet addresses
+                for quiet in [
+                    k for k, v in self._seen.items() if not v or v[-1] <= now - self.window
+                ]:
+                    del self._seen[quiet]
+            return None

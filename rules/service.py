@@ -35,7 +35,7 @@ import psycopg
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from alerts import lifecycle, store
-from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE
+from alerts.catalogue import BUILT_IN_KINDS, GROUP_OFFLINE
 from alerts.dispatch import Dispatcher
 from alerts.errors import AlertError
 from alerts.lifecycle import DEFAULT_GROUP_WAIT, Alert, Outcome, Policy, Status
@@ -310,7 +310,7 @@ class RulesService:
         )
 
     def _close_alerts_of_removed_rules(self) -> None:
-        kept = [rule.id for rule in self.rules.rules] + [GROUP_OFFLINE, *CONTROL_KINDS]
+        kept = [rule.id for rule in self.rules.rules] + [*BUILT_IN_KINDS]
         now = self.now()
         with self._db.transaction():
             for alert_id, subject in store.unclosed_alerts_except(self._db, kept):

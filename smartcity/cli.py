@@ -41,6 +41,7 @@ from smartcity.dashboards_cli import dashboards_app
 from smartcity.db_cli import db_app
 from smartcity.energy_cli import energy_app
 from smartcity.fleet_cli import agent, history, provision, simulate
+from smartcity.open311_cli import open311_app
 from smartcity.rules_cli import rules_app
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(energy_app, name="energy")
 app.add_typer(users_app, name="users")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(open311_app, name="open311")
 app.command("api")(api_command)
 for command in (provision, simulate, history, agent):
     app.command()(command)

@@ -24,7 +24,7 @@ from fastapi import Depends, Path, Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from alerts import lifecycle, store
-from alerts.catalogue import CONTROL_KINDS, GROUP_OFFLINE, ROOT_CAUSE_KINDS
+from alerts.catalogue import BUILT_IN_KINDS
 from alerts.lifecycle import LifecycleError, Outcome, Status
 from alerts.store import add_comment, assign
 from alerts.wording import map_link
@@ -198,16 +198,15 @@ class Assignment(BaseModel):
 
 
 def _titles(rule_id: str, title: str) -> dict[Language, str]:
-    """The title in each language: the catalogue's, the control services' or the root
-    cause's; the stored (English) title where none is known."""
+    """The title in each language: the catalogue's, or that of a kind raised by code (root
+    cause, control services, citizens' reports); the stored (English) title where none is
+    known."""
     guide = fault_guides().get(rule_id)
     known: dict[str, str] = {}
     if guide is not None and guide.titles:
         known = dict(guide.titles)
-    elif rule_id in CONTROL_KINDS:
-        known = dict(CONTROL_KINDS[rule_id].titles)
-    elif rule_id == GROUP_OFFLINE:
-        known = dict(ROOT_CAUSE_KINDS[GROUP_OFFLINE].titles)
+    elif rule_id in BUILT_IN_KINDS:
+        known = dict(BUILT_IN_KINDS[rule_id].titles)
     english = title or known.get("en") or rule_id
     return {
         "en": english,

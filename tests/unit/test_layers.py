@@ -27,18 +27,22 @@ MAY_IMPORT: Final[Mapping[str, frozenset[str]]] = {
     "alerts": frozenset({"protocol", "storage"}),
     "rules": frozenset({"protocol", "runtime", "storage", "alerts"}),
     "control": frozenset({"protocol", "runtime", "storage", "alerts"}),
+    "field_ops": frozenset({"protocol", "storage", "alerts"}),
     "whatif": frozenset({"protocol", "edge_agents", "simulators", "control"}),
     "api": frozenset(
         {"protocol", "runtime", "storage", "alerts", "rules", "control", "whatif", "broker_config"}
+        | {"field_ops"}
     ),
     "dashboards": frozenset({"protocol", "storage"}),
     "smartcity": frozenset(
         {"protocol", "runtime", "edge_agents", "simulators", "broker_config", "storage"}
         | {"ingest", "alerts", "rules", "control", "whatif", "api", "dashboards", "bench"}
+        | {"field_ops"}
     ),
     "bench": frozenset(
         {"protocol", "runtime", "edge_agents", "simulators", "broker_config", "storage"}
         | {"ingest", "alerts", "rules", "control", "whatif", "api", "dashboards"}
+        | {"field_ops"}
     ),
     "sites": frozenset(),
 }

@@ -159,6 +159,8 @@ class Alert:
     escalation_step: int = 0
     """How many escalation steps the alert has gone through in this episode."""
     escalated_at: datetime | None = None
+    merged_into: int | None = None
+    """The alert this one was closed into (a citizen's report confirmed by telemetry)."""
     repaired_at: datetime | None = None
     repaired_by: str | None = None
 
@@ -274,6 +276,16 @@ def close(alert: Alert, at: datetime, actor: str, note: str = "") -> Outcome:
         raise LifecycleError(f"alert {alert.alert_id} is already closed")
     changed = replace(alert, status=Status.CLOSED, closed_at=at)
     return changed, [Transition(at, alert.status, Status.CLOSED, actor, note)], []
+
+
+def merge(alert: Alert, into: Alert, at: datetime) -> Outcome:
+    """Close ``alert`` into ``into``, which says the same about the same device: a citizen's
+    report that telemetry now confirms. Its reports follow ``into`` from then on."""
+    if alert.status is Status.CLOSED:
+        raise LifecycleError(f"alert {alert.alert_id} is already closed")
+    note = f"merged into alert {into.alert_id} ({into.rule_id}): telemetry confirms it"
+    closed = replace(alert, status=Status.CLOSED, closed_at=at, merged_into=into.alert_id)
+    return closed, [Transition(at, alert.status, Status.CLOSED, ENGINE, note)], []
 
 
 def refire(alert: Alert, at: datetime) -> Outcome:

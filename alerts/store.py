@@ -17,9 +17,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from alerts.catalogue import NoticeKind
+from alerts.catalogue import CITIZEN_REPORT, NoticeKind
 from alerts.delivery import Delivery
-from alerts.lifecycle import Alert, Outcome, Silence, Status, Transition
+from alerts.lifecycle import Alert, Outcome, Silence, Status, Transition, merge
 from protocol.payloads import Severity
 
 _COLUMNS: Final = tuple(f.name for f in fields(Alert) if f.name != "alert_id")
@@ -281,6 +281,16 @@ def devices_found_missing(connection: psycopg.Connection, rule_ids: Sequence[str
 
 
 # ----------------------------------------------------------------------------- engine reads
+
+
+def merge_citizen_reports(connection: psycopg.Connection, into: Alert, at: datetime) -> list[int]:
+    """Close the ``citizen-report`` alert still in play on ``into``'s device into it
+    (telemetry now confirms what citizens reported); the ids merged."""
+    alert_id = current_alert_id(connection, CITIZEN_REPORT, into.subject)
+    if alert_id is None or alert_id == into.alert_id:
+        return []
+    change_alert(connection, alert_id, lambda a: merge(a, into, at))
+    return [alert_id]
 
 
 def current_alert_id(connection: psycopg.Connection, rule_id: str, subject: str) -> int | None:

@@ -8,7 +8,10 @@ the rules engine to notify (as the control services' alerts are). A report match
 device is kept for the technical service, with no alert.
 
 A report's status follows its alert: closed once the alert is closed (the crew's repair
-verified by telemetry, or closed by a person), with that closing note; open until then.
+verified by telemetry, or closed by a person), with that closing note; open until then. When
+telemetry confirms a citizen's alert (the rules engine raises its own on the device), the
+citizen's alert is merged into the engine's (``alerts.merged_into``) and the report follows
+that one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,28 @@ from alerts.catalogue import BUILT_IN_KINDS, CITIZEN_REPORT
 from field_ops.services import BY_CODE, Earlier, Locale, duplicate_of, match_devices
 from storage.registry import registered_devices
 
+ANSWER: Final = (
+    "LEFT JOIN alerts linked ON linked.alert_id = r.alert_id"
+    " LEFT JOIN alerts a ON a.alert_id = coalesce(linked.merged_into, linked.alert_id)"
+)
+"""The alert that answers a report ``r``, as ``a``: its own, or the one it was merged into."""
+
+
+_REPORTS: Final = f"""
+        SELECT r.request_id, r.service_code, r.latitude, r.longitude, r.address_string,
+               r.description, r.media_url, r.locale, r.requested_at, r.devices, a.alert_id,
+               r.duplicate_of, a.rule_id, a.status, a.updated_at,
+               (SELECT t.note FROM alert_transitions t
+                 WHERE t.alert_id = a.alert_id AND t.to_status = 'closed'
+                 ORDER BY t.at DESC LIMIT 1)
+        FROM citizen_reports r {ANSWER}
+        WHERE (%(ids)s::bigint[] IS NULL OR r.request_id = ANY(%(ids)s))
+          AND (%(codes)s::text[] IS NULL OR r.service_code = ANY(%(codes)s))
+          AND (%(start)s::timestamptz IS NULL OR r.requested_at >= %(start)s)
+          AND (%(end)s::timestamptz IS NULL OR r.requested_at <= %(end)s)
+        ORDER BY r.requested_at DESC, r.request_id DESC
+        LIMIT %(limit)s
+"""  # noqa: S608 - a constant join; the values are parameters
 DUPLICATE_WINDOW: Final = timedelta(days=30)
 """An open report older than this is not repeated by a new one."""
 CAUSE_CHARACTERS: Final = 500
@@ -176,21 +201,7 @@ def reports(
 ) -> list[Report]:
     """Stored reports with their alert's state, newest first."""
     rows = connection.execute(
-        """
-        SELECT r.request_id, r.service_code, r.latitude, r.longitude, r.address_string,
-               r.description, r.media_url, r.locale, r.requested_at, r.devices, r.alert_id,
-               r.duplicate_of, a.rule_id, a.status, a.updated_at,
-               (SELECT t.note FROM alert_transitions t
-                 WHERE t.alert_id = a.alert_id AND t.to_status = 'closed'
-                 ORDER BY t.at DESC LIMIT 1)
-        FROM citizen_reports r LEFT JOIN alerts a ON a.alert_id = r.alert_id
-        WHERE (%(ids)s::bigint[] IS NULL OR r.request_id = ANY(%(ids)s))
-          AND (%(codes)s::text[] IS NULL OR r.service_code = ANY(%(codes)s))
-          AND (%(start)s::timestamptz IS NULL OR r.requested_at >= %(start)s)
-          AND (%(end)s::timestamptz IS NULL OR r.requested_at <= %(end)s)
-        ORDER BY r.requested_at DESC, r.request_id DESC
-        LIMIT %(limit)s
-        """,
+        _REPORTS,
         {
             "ids": list(request_ids) if request_ids is not None else None,
             "codes": list(service_codes) if service_codes is not None else None,
@@ -266,8 +277,8 @@ def _open_reports(
 ) -> list[tuple[Earlier, int | None]]:
     """Reports of ``service_code`` since ``since`` whose alert is not closed, with it."""
     rows = connection.execute(
-        "SELECT r.request_id, r.devices, r.latitude, r.longitude, r.alert_id"
-        " FROM citizen_reports r LEFT JOIN alerts a ON a.alert_id = r.alert_id"
+        "SELECT r.request_id, r.devices, r.latitude, r.longitude, a.alert_id"  # noqa: S608
+        f" FROM citizen_reports r {ANSWER}"
         " WHERE r.service_code = %s AND r.requested_at >= %s"
         " AND r.duplicate_of IS NULL AND (a.status IS NULL OR a.status <> 'closed')",
         (service_code, since),

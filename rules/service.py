@@ -572,6 +572,8 @@ class RulesService:
         self._count_raised(alert)
         if alert.alert_id is not None:
             self._publish_later(alert.alert_id)
+            for merged in store.merge_citizen_reports(self._db, alert, event.at):
+                self._publish_later(merged)
             if lifecycle.held(alert):
                 self._held[alert.alert_id] = self._held_clock()
         return queued

@@ -274,3 +274,33 @@ def test_the_rules_engine_tells_the_crews_of_a_citizens_report(
     assert "Panne signalée par un citoyen" in text
     [raised] = alerts_on(api, light().id)
     assert raised.last_notified_at is not None, "released and told"
+
+
+def test_when_telemetry_confirms_a_report_it_follows_the_engines_alert(api: ApiSession) -> None:
+    """The citizen's alert merged into the rules engine's (as the engine does when it raises
+    one on the device): the report is answered by that alert, and closes with it."""
+    answer = report(api, key_for(api))
+    request_id = answer.json()[0]["service_request_id"]
+    [citizens] = alerts_on(api, light().id)
+    now = datetime.now(UTC)
+    with psycopg.connect(api.database_url) as connection:
+        outcome = lifecycle.fire("lamp-out", light().id, Severity.CRITICAL, now, now)
+        confirmed, _ = store.insert_alert(connection, outcome, "Lamp out at night")
+        assert store.merge_citizen_reports(connection, confirmed, now) == [citizens.alert_id]
+    shown = api.client.get(f"{BASE}/requests/{request_id}.json", params={"locale": "en"})
+    assert shown.json()[0]["status"] == "open"
+    assert shown.json()[0]["status_notes"] == "Known fault: a crew is on it."
+    again = report(api, key_for(api, "second-app"))
+    with psycopg.connect(api.database_url) as connection:
+        linked = connection.execute(
+            "SELECT alert_id FROM citizen_reports WHERE request_id = %s",
+            (int(again.json()[0]["service_request_id"]),),
+        ).fetchone()
+        store.change_alert(
+            connection,
+            confirmed.alert_id or 0,
+            lambda a: lifecycle.close(a, datetime.now(UTC), "crew-north", "lamp replaced"),
+        )
+    assert linked == (confirmed.alert_id,), "the next report is grouped, answered by lamp-out"
+    closed = api.client.get(f"{BASE}/requests/{request_id}.json").json()[0]
+    assert (closed["status"], closed["status_notes"]) == ("closed", "lamp replaced")

@@ -18,9 +18,10 @@ import psycopg
 import pytest
 
 from alerts import lifecycle, store
+from alerts.catalogue import CITIZEN_REPORT
 from alerts.lifecycle import OPEN_STATUSES, Alert, Policy, Status
 from alerts.routing import parse_notification_config
-from protocol.payloads import DeviceStatus, StatePayload, encode
+from protocol.payloads import DeviceStatus, Severity, StatePayload, encode
 from rules.service import RulesConfig, RulesService
 from runtime.local_services import LocalMosquitto
 from tests.integration.helpers import (
@@ -563,3 +564,26 @@ def test_an_alert_left_unacknowledged_goes_to_the_supervisors_then_to_whoever_is
         ("escalation", 1, "supervisors"),
         ("escalation", 2, "on-call-youssef"),
     ]
+
+
+def test_a_citizens_alert_is_merged_into_the_alert_telemetry_raises_on_its_device(
+    config: RulesConfig, broker: LocalMosquitto
+) -> None:
+    """A citizen reported sl-001 dark (the API raised a citizen-report alert); when the lamp's
+    readings fire lamp-out, the citizen's alert closes into it: one alert for the crews."""
+    with psycopg.connect(config.database_url) as connection:
+        outcome = lifecycle.fire(
+            CITIZEN_REPORT, "sl-001", Severity.WARNING, NIGHT, NIGHT, cause="citizen report 1"
+        )
+        citizens, _ = store.insert_alert(connection, outcome, "Fault reported by a citizen")
+    with running_engine(config), publisher(broker.port) as client:
+        for index in range(6):
+            dark(client, "sl-001", index)
+        wait_until(lambda: bool(open_alerts(config.database_url, "lamp-out")), 20, "lamp-out")
+    [lamp_out] = open_alerts(config.database_url, "lamp-out")
+    with psycopg.connect(config.database_url) as connection:
+        merged = store.load_alert(connection, citizens.alert_id or 0)
+        history = store.transitions_of(connection, citizens.alert_id or 0)
+    assert merged.status is Status.CLOSED
+    assert merged.merged_into == lamp_out.alert_id
+    assert history[-1].note.startswith(f"merged into alert {lamp_out.alert_id} (lamp-out)")

@@ -23,6 +23,7 @@ from alerts.lifecycle import (
     group_sizes,
     held,
     mark_repaired,
+    merge,
     mute_reason,
     refire,
     release,
@@ -229,3 +230,20 @@ def test_a_held_alert_notifies_only_when_released_unless_muted_meanwhile() -> No
     assert release(muted, minutes(1))[2] == [], "a root cause came first"
     _, _, notices = resolve(alert, minutes(1))
     assert notices == [], "back before anyone was told: nothing to say"
+
+
+def test_a_citizens_alert_merges_into_the_one_telemetry_raised_and_only_once() -> None:
+    citizens, _, _ = fire("citizen-report", "sl-1", Severity.WARNING, T0, T0)
+    citizens = replace(citizens, alert_id=7)
+    engine, _, _ = fire("lamp-out", "sl-1", Severity.CRITICAL, T0, minutes(20))
+    engine = replace(engine, alert_id=9)
+    merged, transitions, notices = merge(citizens, engine, minutes(21))
+    assert (merged.status, merged.merged_into, merged.closed_at) == (
+        Status.CLOSED,
+        9,
+        minutes(21),
+    )
+    assert transitions[0].note == "merged into alert 9 (lamp-out): telemetry confirms it"
+    assert notices == [], "nobody is told twice: the engine's alert tells the crews"
+    with pytest.raises(LifecycleError, match="already closed"):
+        merge(merged, engine, minutes(30))

@@ -357,7 +357,14 @@ def unmute(alert: Alert, now: datetime) -> Outcome:
     """A mute ended (silence expired, root cause resolved) while the alert still fires."""
     if alert.muted_by is None or alert.status is not Status.FIRING:
         return alert, [], []
-    changed = replace(alert, muted_by=None, last_notified_at=now, reminders=0)
+    changed = replace(
+        alert,
+        muted_by=None,
+        last_notified_at=now,
+        reminders=0,
+        escalation_step=0,
+        escalated_at=None,
+    )
     note = f"no longer muted by {alert.muted_by}"
     return changed, [Transition(now, alert.status, alert.status, ENGINE, note)], [NoticeKind.FIRING]
 

@@ -33,6 +33,8 @@ CITY_RADIUS_M: Final = 30_000.0
 MAX_TEXT: Final = 4_000
 MAX_FIELD: Final = 200
 EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Characters no report needs and XML 1.0 cannot carry."""
 STATUS_NOTES: Final[Mapping[str, Mapping[str, str]]] = {
     "known": {
         "fr": "Panne déjà connue : une équipe s'en occupe.",
@@ -255,6 +257,9 @@ def _new_report(fields: Mapping[str, str], client: str, address: str) -> NewRepo
     for name in ("phone", "first_name", "last_name", "address_string"):
         if len(fields.get(name, "")) > MAX_FIELD:
             raise Open311Error(400, f"{name}: at most {MAX_FIELD} characters")
+    for name, value in fields.items():
+        if CONTROL.search(value):
+            raise Open311Error(400, f"{name}: control characters are not allowed")
     description = fields.get("description", "")
     if len(description) > MAX_TEXT:
         raise Open311Error(400, f"description: at most {MAX_TEXT} characters")

@@ -190,6 +190,7 @@ def test_a_report_far_from_any_light_is_kept_for_the_technical_service(api: ApiS
         ({"email": "not-an-address"}, 400, "is not an e-mail address"),
         ({"description": "x" * 4_001}, 400, "at most 4000 characters"),
         ({"locale": "de"}, 400, "give fr, ar or en"),
+        ({"description": "dark\x01lamp"}, 400, "description: control characters"),
     ],
 )
 def test_bad_reports_are_refused_with_geo_reports_errors(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.catalogue import NoticeKind
-from alerts.lifecycle import Policy, acknowledge, fire, mark_repaired, refire, tick
+from alerts.lifecycle import Policy, acknowledge, fire, mark_repaired, refire, tick, unmute
 from alerts.routing import NotificationConfig, NotificationConfigError, parse_notification_config
 from alerts.wording import AlertNotice
 from protocol.payloads import Severity
@@ -179,3 +179,17 @@ def test_on_call_asked_for_without_a_rota_is_refused() -> None:
     text = ROUTING[: ROUTING.index("on_call:\n  timezone")]
     with pytest.raises(NotificationConfigError, match="give an on_call rota"):
         parse_notification_config(text, "notifications.yaml")
+
+
+def test_a_silence_that_ends_starts_the_chain_again_from_its_first_step() -> None:
+    alert, _, _ = fire("lamp-out", "sl-1", Severity.CRITICAL, T0, T0)
+    alert, _, _ = tick(alert, minutes(30), STEPS, still_failing=True)
+    assert alert.escalation_step == 1
+    silenced = dataclasses.replace(alert, muted_by="silence:3")
+    back, _, _ = unmute(silenced, minutes(330))
+    assert (back.escalation_step, back.escalated_at) == (0, None)
+    _, _, soon = tick(back, minutes(335), STEPS, still_failing=True)
+    assert soon == [], "not the second step seconds after the silence"
+    again, _, later = tick(back, minutes(360), STEPS, still_failing=True)
+    assert later == [NoticeKind.ESCALATION]
+    assert again.escalation_step == 1
